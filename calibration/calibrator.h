@@ -1,0 +1,115 @@
+#ifndef LOGN_CALIBRATION_CALIBRATOR_H_
+#define LOGN_CALIBRATION_CALIBRATOR_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "calibration/layout.h"
+#include "calibration/statistics.h"
+
+namespace logn {
+
+enum class CalibrationMethod { kNone, kLogN, kLogA };
+absl::string_view CalibrationMethodName(CalibrationMethod method);
+absl::Status ParseCalibrationMethod(absl::string_view text, CalibrationMethod* out);
+
+// How β (the background calibration scalar) is chosen; the rows of the paper's Table 3.
+enum class BetaPolicy {
+  kMinForegroundMean,  // min over foreground μ: the paper's and official code's default
+  kAvgForegroundMean,
+  kMaxForegroundMean,
+  kBackgroundMean,     // μ of the background column (needs a background)
+  kConstant,           // LogNOptions::beta_constant
+};
+absl::string_view BetaPolicyName(BetaPolicy policy);
+// Parses "min_fg_mean", "avg_fg_mean", "max_fg_mean", "background_mean", "constant".
+absl::Status ParseBetaPolicy(absl::string_view text, BetaPolicy* out);
+
+// Logit Normalization: for foreground c, x̂_c = (x_c − [μ_c] + [β]) / [sqrt(σ_c² + ε)], each
+// bracketed term switchable (the paper's Table 2). The background logit is left untouched unless
+// normalize_background is set.
+struct LogNOptions {
+  bool use_mean = true;
+  bool use_std = true;
+  bool use_beta = true;
+  BetaPolicy beta_policy = BetaPolicy::kMinForegroundMean;
+  double beta_constant = 0.0;  // with BetaPolicy::kConstant
+  double epsilon = 1e-5;       // the paper's ε
+  // The official code's inference formula: no ε, variance clamped below at 1e-11.
+  bool official_formula = false;
+  // Also normalise the background with its own μ and σ (never β): with use_beta = false this is
+  // plain BatchNorm inference over all C+1 logits, the baseline for normalised-logit heads.
+  bool normalize_background = false;
+
+  static constexpr double kOfficialVarianceFloor = 1e-11;
+};
+
+// Logit Adjustment (LogA): x̂_c = x_c − τ·log π_c for foreground c, π_c = n_c / Σ n; background
+// untouched.
+struct LogAOptions {
+  double tau = 1.0;
+};
+
+// One calibration setting: a method and its options.
+struct CalibrationSpec {
+  CalibrationMethod method = CalibrationMethod::kLogN;
+  LogNOptions logn;
+  LogAOptions loga;
+
+  // E.g. "logn", "logn(mu,beta=min_fg_mean)", "loga(tau=1)", "none".
+  std::string DebugString() const;
+};
+
+// A per-column affine map x̂ = x·scale + shift, precomputed once per statistics version, applied
+// with one fused multiply-add per element. Immutable and thread-safe once built.
+class Calibrator {
+ public:
+  // The identity: method none.
+  static Calibrator Identity(const LogitLayout& layout);
+  // LogN from statistics. INVALID_ARGUMENT if the statistics do not validate, or
+  // beta_policy = background_mean without a background column.
+  static absl::StatusOr<Calibrator> ForLogN(const Statistics& stats, const LogNOptions& options);
+  // LogA from per-foreground-class training counts (C entries, all > 0; instance counts in
+  // detection). INVALID_ARGUMENT on a wrong length or a non-positive / non-finite count.
+  static absl::StatusOr<Calibrator> ForLogA(const LogitLayout& layout,
+                                            absl::Span<const double> class_counts,
+                                            const LogAOptions& options);
+
+  const LogitLayout& layout() const { return layout_; }
+  CalibrationMethod method() const { return method_; }
+  // β actually used (0 when none / LogA / use_beta off).
+  double beta() const { return beta_; }
+  absl::Span<const float> scale() const { return scale_; }
+  absl::Span<const float> shift() const { return shift_; }
+
+  // Calibrates `rows` rows of layout().width() floats in place. `data.size()` must be
+  // rows * width; INVALID_ARGUMENT otherwise (values are not checked: NaN in, NaN out).
+  absl::Status Apply(absl::Span<float> data) const;
+  // The same, without the size check: the caller guarantees `rows * width` floats at `data`.
+  void ApplyUnchecked(float* data, int64_t rows) const;
+
+ private:
+  Calibrator(const LogitLayout& layout, CalibrationMethod method);
+
+  LogitLayout layout_;
+  CalibrationMethod method_;
+  double beta_ = 0.0;
+  std::vector<float> scale_;
+  std::vector<float> shift_;
+};
+
+// Builds the calibrator a spec describes. `stats` is needed for LogN, `class_counts` for LogA.
+absl::StatusOr<Calibrator> MakeCalibrator(const CalibrationSpec& spec, const LogitLayout& layout,
+                                          const Statistics* stats,
+                                          absl::Span<const double> class_counts);
+
+// Numerically stable softmax of each row (subtract the row max). `in` and `out` may alias.
+void SoftmaxRows(const float* in, float* out, int64_t rows, int64_t width);
+
+}  // namespace logn
+
+#endif  // LOGN_CALIBRATION_CALIBRATOR_H_

@@ -1,0 +1,290 @@
+#include "calibration/calibrator.h"
+
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace logn {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Statistics for 5 foreground classes with the background at `position`. Foreground means are
+// -6, -3.5, -1, 1.5, 4 (min -6, max 4, avg -1); the background mean is 8.
+Statistics MakeStats(BackgroundPosition position) {
+  Statistics stats;
+  stats.layout = {5, position};
+  stats.count = 1000;
+  const std::vector<double> fg_mean = {-6, -3.5, -1, 1.5, 4};
+  const std::vector<double> fg_var = {0.25, 1, 2.25, 4, 9};
+  stats.mean.assign(stats.layout.width(), 0);
+  stats.variance.assign(stats.layout.width(), 0);
+  for (int c = 0; c < 5; ++c) {
+    stats.mean[stats.layout.foreground_column(c)] = fg_mean[c];
+    stats.variance[stats.layout.foreground_column(c)] = fg_var[c];
+  }
+  if (stats.layout.has_background()) {
+    stats.mean[stats.layout.background_column()] = 8;
+    stats.variance[stats.layout.background_column()] = 16;
+  }
+  return stats;
+}
+
+std::vector<float> RandomLogits(int64_t rows, int32_t width) {
+  absl::BitGen gen;
+  std::vector<float> values(rows * width);
+  for (float& v : values) v = static_cast<float>(absl::Gaussian<double>(gen, 0.0, 5.0));
+  return values;
+}
+
+// The paper's Eq. 2 with switches, in double, written independently of the calibrator.
+double ExpectedLogN(double x, double mu, double var, double beta, const LogNOptions& o) {
+  const double numerator = x - (o.use_mean ? mu : 0) + (o.use_beta ? beta : 0);
+  if (!o.use_std) return numerator;
+  return numerator / (o.official_formula ? std::sqrt(std::max(var, 1e-11))
+                                         : std::sqrt(var + o.epsilon));
+}
+
+void ExpectLogN(const Statistics& stats, const LogNOptions& options, double expected_beta) {
+  const Calibrator calibrator = Calibrator::ForLogN(stats, options).value();
+  EXPECT_DOUBLE_EQ(calibrator.beta(), options.use_beta ? expected_beta : 0.0);
+  const int32_t width = stats.layout.width();
+  const std::vector<float> input = RandomLogits(64, width);
+  std::vector<float> output = input;
+  ASSERT_TRUE(calibrator.Apply(absl::MakeSpan(output)).ok());
+  const int bg = stats.layout.background_column();
+  for (int64_t i = 0; i < static_cast<int64_t>(input.size()); ++i) {
+    const int j = static_cast<int>(i % width);
+    double expected, magnitude;
+    if (j == bg) {
+      const LogNOptions no_beta{options.use_mean, options.use_std, false};
+      expected = options.normalize_background
+                     ? ExpectedLogN(input[i], stats.mean[j], stats.variance[j], 0.0, no_beta)
+                     : input[i];
+      magnitude = ExpectedLogN(std::abs(input[i]), -std::abs(stats.mean[j]), stats.variance[j],
+                               0.0, no_beta);
+    } else {
+      const double beta = options.use_beta ? expected_beta : 0.0;
+      expected = ExpectedLogN(input[i], stats.mean[j], stats.variance[j], beta, options);
+      magnitude = ExpectedLogN(std::abs(input[i]), -std::abs(stats.mean[j]), stats.variance[j],
+                               std::abs(beta), options);
+    }
+    // float32 arithmetic: the error is relative to the operands' size, not to the result's
+    // (x·scale and shift may cancel).
+    EXPECT_NEAR(output[i], expected, 2e-6 * std::max(1.0, magnitude))
+        << "column " << j << " of " << CalibrationSpec{CalibrationMethod::kLogN, options}.DebugString();
+  }
+}
+
+TEST(LogNTest, EveryTableTwoSwitchCombinationFollowsTheFormula) {
+  for (BackgroundPosition position :
+       {BackgroundPosition::kFirst, BackgroundPosition::kLast}) {
+    for (int mask = 0; mask < 8; ++mask) {
+      LogNOptions options;
+      options.use_mean = mask & 1;
+      options.use_std = mask & 2;
+      options.use_beta = mask & 4;
+      ExpectLogN(MakeStats(position), options, -6.0);
+    }
+  }
+}
+
+TEST(LogNTest, EveryTableThreeBetaPolicy) {
+  const Statistics stats = MakeStats(BackgroundPosition::kLast);
+  LogNOptions options;
+  options.beta_policy = BetaPolicy::kMinForegroundMean;
+  ExpectLogN(stats, options, -6.0);
+  options.beta_policy = BetaPolicy::kAvgForegroundMean;
+  ExpectLogN(stats, options, -1.0);
+  options.beta_policy = BetaPolicy::kMaxForegroundMean;
+  ExpectLogN(stats, options, 4.0);
+  options.beta_policy = BetaPolicy::kBackgroundMean;
+  ExpectLogN(stats, options, 8.0);
+  options.beta_policy = BetaPolicy::kConstant;
+  options.beta_constant = -12;
+  ExpectLogN(stats, options, -12.0);
+  options.beta_constant = -4;
+  ExpectLogN(stats, options, -4.0);
+}
+
+TEST(LogNTest, OfficialFormulaClampsVarianceWithoutEpsilon) {
+  Statistics stats = MakeStats(BackgroundPosition::kLast);
+  stats.variance[2] = 0.0;  // a class whose logit never moved
+  LogNOptions options;
+  options.official_formula = true;
+  const Calibrator calibrator = Calibrator::ForLogN(stats, options).value();
+  EXPECT_FLOAT_EQ(calibrator.scale()[2], static_cast<float>(1 / std::sqrt(1e-11)));
+  EXPECT_FLOAT_EQ(calibrator.scale()[4], 1.0f / 3.0f);  // no ε: exactly 1/σ
+  ExpectLogN(stats, options, -6.0);
+}
+
+TEST(LogNTest, ZeroVarianceWithZeroEpsilonIsRefused) {
+  Statistics stats = MakeStats(BackgroundPosition::kLast);
+  stats.variance[0] = 0.0;
+  LogNOptions options;
+  options.epsilon = 0;
+  EXPECT_EQ(Calibrator::ForLogN(stats, options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(LogNTest, NormalizeBackgroundIsPlainBatchNormInference) {
+  const Statistics stats = MakeStats(BackgroundPosition::kFirst);
+  LogNOptions options;
+  options.use_beta = false;
+  options.normalize_background = true;
+  const Calibrator calibrator = Calibrator::ForLogN(stats, options).value();
+  for (int j = 0; j < stats.layout.width(); ++j) {
+    EXPECT_FLOAT_EQ(calibrator.scale()[j], static_cast<float>(1 / std::sqrt(stats.variance[j] + 1e-5)));
+    EXPECT_FLOAT_EQ(calibrator.shift()[j],
+                    static_cast<float>(-stats.mean[j] / std::sqrt(stats.variance[j] + 1e-5)));
+  }
+  ExpectLogN(stats, options, 0.0);
+}
+
+TEST(LogNTest, BackgroundFirstAndLastAgreeAfterPermutation) {
+  const Statistics first = MakeStats(BackgroundPosition::kFirst);
+  const Statistics last = MakeStats(BackgroundPosition::kLast);
+  const Calibrator a = Calibrator::ForLogN(first, LogNOptions()).value();
+  const Calibrator b = Calibrator::ForLogN(last, LogNOptions()).value();
+  std::vector<float> rows_first = RandomLogits(32, 6);
+  std::vector<float> rows_last(rows_first.size());
+  for (int r = 0; r < 32; ++r) {  // move the background from column 0 to column 5
+    for (int c = 0; c < 5; ++c) rows_last[r * 6 + c] = rows_first[r * 6 + c + 1];
+    rows_last[r * 6 + 5] = rows_first[r * 6];
+  }
+  ASSERT_TRUE(a.Apply(absl::MakeSpan(rows_first)).ok());
+  ASSERT_TRUE(b.Apply(absl::MakeSpan(rows_last)).ok());
+  for (int r = 0; r < 32; ++r) {
+    for (int c = 0; c < 5; ++c) EXPECT_EQ(rows_last[r * 6 + c], rows_first[r * 6 + c + 1]);
+    EXPECT_EQ(rows_last[r * 6 + 5], rows_first[r * 6]);
+  }
+}
+
+TEST(LogNTest, NoBackgroundLayoutNormalisesEveryColumn) {
+  const Statistics stats = MakeStats(BackgroundPosition::kNone);
+  ASSERT_EQ(stats.layout.width(), 5);
+  ExpectLogN(stats, LogNOptions(), -6.0);
+  LogNOptions background_beta;
+  background_beta.beta_policy = BetaPolicy::kBackgroundMean;
+  const auto status = Calibrator::ForLogN(stats, background_beta).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("background"));
+}
+
+TEST(LogNTest, InvalidStatisticsAreRefused) {
+  Statistics stats = MakeStats(BackgroundPosition::kLast);
+  stats.mean.pop_back();
+  EXPECT_EQ(Calibrator::ForLogN(stats, LogNOptions()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  stats = MakeStats(BackgroundPosition::kLast);
+  stats.variance[1] = -1;
+  EXPECT_EQ(Calibrator::ForLogN(stats, LogNOptions()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  stats = MakeStats(BackgroundPosition::kLast);
+  stats.mean[1] = std::nan("");
+  EXPECT_EQ(Calibrator::ForLogN(stats, LogNOptions()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(LogATest, SubtractsTauLogPriorFromForegroundOnly) {
+  const LogitLayout layout{3, BackgroundPosition::kFirst};
+  const std::vector<double> counts = {1, 10, 89};  // priors .01, .1, .89
+  LogAOptions options;
+  options.tau = 0.5;
+  const Calibrator calibrator = Calibrator::ForLogA(layout, counts, options).value();
+  std::vector<float> row = {2.0f, 1.0f, 1.0f, 1.0f};
+  ASSERT_TRUE(calibrator.Apply(absl::MakeSpan(row)).ok());
+  EXPECT_FLOAT_EQ(row[0], 2.0f);  // background untouched
+  EXPECT_FLOAT_EQ(row[1], static_cast<float>(1 - 0.5 * std::log(0.01)));
+  EXPECT_FLOAT_EQ(row[2], static_cast<float>(1 - 0.5 * std::log(0.1)));
+  EXPECT_FLOAT_EQ(row[3], static_cast<float>(1 - 0.5 * std::log(0.89)));
+}
+
+TEST(LogATest, RefusesBadCounts) {
+  const LogitLayout layout{3, BackgroundPosition::kLast};
+  EXPECT_EQ(Calibrator::ForLogA(layout, std::vector<double>{1, 2}, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  const auto zero = Calibrator::ForLogA(layout, std::vector<double>{1, 0, 2}, {}).status();
+  EXPECT_EQ(zero.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(zero.message()), HasSubstr("class 1"));
+}
+
+TEST(CalibratorTest, ApplyRefusesPartialRows) {
+  const Calibrator identity = Calibrator::Identity({5, BackgroundPosition::kLast});
+  std::vector<float> values(13);
+  EXPECT_EQ(identity.Apply(absl::MakeSpan(values)).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CalibratorTest, IdentityChangesNothing) {
+  const Calibrator identity = Calibrator::Identity({5, BackgroundPosition::kLast});
+  std::vector<float> values = RandomLogits(4, 6);
+  const std::vector<float> before = values;
+  ASSERT_TRUE(identity.Apply(absl::MakeSpan(values)).ok());
+  EXPECT_EQ(values, before);
+}
+
+TEST(CalibratorTest, MakeCalibratorChecksItsInputs) {
+  const LogitLayout layout{5, BackgroundPosition::kLast};
+  CalibrationSpec spec;
+  EXPECT_EQ(MakeCalibrator(spec, layout, nullptr, {}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  const Statistics other = MakeStats(BackgroundPosition::kFirst);
+  EXPECT_EQ(MakeCalibrator(spec, layout, &other, {}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  const Statistics same = MakeStats(BackgroundPosition::kLast);
+  EXPECT_TRUE(MakeCalibrator(spec, layout, &same, {}).ok());
+  spec.method = CalibrationMethod::kNone;
+  EXPECT_EQ(MakeCalibrator(spec, layout, nullptr, {}).value().method(), CalibrationMethod::kNone);
+}
+
+TEST(CalibratorTest, ParsersRoundTripNames) {
+  for (BetaPolicy p : {BetaPolicy::kMinForegroundMean, BetaPolicy::kAvgForegroundMean,
+                       BetaPolicy::kMaxForegroundMean, BetaPolicy::kBackgroundMean,
+                       BetaPolicy::kConstant}) {
+    BetaPolicy parsed;
+    ASSERT_TRUE(ParseBetaPolicy(BetaPolicyName(p), &parsed).ok());
+    EXPECT_EQ(parsed, p);
+  }
+  for (CalibrationMethod m :
+       {CalibrationMethod::kNone, CalibrationMethod::kLogN, CalibrationMethod::kLogA}) {
+    CalibrationMethod parsed;
+    ASSERT_TRUE(ParseCalibrationMethod(CalibrationMethodName(m), &parsed).ok());
+    EXPECT_EQ(parsed, m);
+  }
+  BetaPolicy policy;
+  EXPECT_EQ(ParseBetaPolicy("smallest", &policy).code(), absl::StatusCode::kInvalidArgument);
+  CalibrationMethod method;
+  EXPECT_EQ(ParseCalibrationMethod("LOGN", &method).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(SoftmaxTest, RowsSumToOneAndMatchTheDefinition) {
+  const std::vector<float> logits = RandomLogits(16, 9);
+  std::vector<float> probs(logits.size());
+  SoftmaxRows(logits.data(), probs.data(), 16, 9);
+  for (int r = 0; r < 16; ++r) {
+    double denom = 0;
+    for (int j = 0; j < 9; ++j) denom += std::exp(static_cast<double>(logits[r * 9 + j]));
+    double sum = 0;
+    for (int j = 0; j < 9; ++j) {
+      const double expected = std::exp(static_cast<double>(logits[r * 9 + j])) / denom;
+      EXPECT_NEAR(probs[r * 9 + j], expected, 1e-6 * std::max(expected, 1e-3));
+      sum += probs[r * 9 + j];
+    }
+    EXPECT_NEAR(sum, 1.0, 1e-5);
+  }
+}
+
+TEST(SoftmaxTest, StableForLargeLogitsAndInPlace) {
+  std::vector<float> row = {1000.0f, 1001.0f, -1000.0f};
+  SoftmaxRows(row.data(), row.data(), 1, 3);
+  EXPECT_NEAR(row[0], 1 / (1 + std::exp(1.0)), 1e-6);
+  EXPECT_NEAR(row[1], 1 / (1 + std::exp(-1.0)), 1e-6);
+  EXPECT_EQ(row[2], 0.0f);
+}
+
+}  // namespace
+}  // namespace logn
