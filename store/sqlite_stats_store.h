@@ -1,0 +1,27 @@
+#ifndef LOGN_STORE_SQLITE_STATS_STORE_H_
+#define LOGN_STORE_SQLITE_STATS_STORE_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "store/stats_store.h"
+
+namespace logn {
+
+// The embedded backend: one SQLite file in WAL mode with synchronous=FULL (a write that returned
+// OK survives a crash or power loss), a busy timeout for concurrent writers (other processes may
+// share the file), and readers that a writer never blocks. The schema version lives in
+// PRAGMA user_version and is migrated forward on open. `path` must be absolute; the file is
+// created if missing (its directory must exist: NOT_FOUND otherwise).
+absl::StatusOr<std::unique_ptr<StatsStore>> OpenSqliteStatsStore(const std::string& path,
+                                                                 const StatsStoreOptions& options);
+
+// Schema migrations, exposed for the migration test: kSqliteMigrations[i] takes the schema from
+// version i to i + 1.
+inline constexpr int kSqliteSchemaVersion = 2;
+extern const char* const kSqliteMigrations[kSqliteSchemaVersion];
+
+}  // namespace logn
+
+#endif  // LOGN_STORE_SQLITE_STATS_STORE_H_

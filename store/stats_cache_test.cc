@@ -1,0 +1,201 @@
+#include "store/stats_cache.h"
+
+#include <atomic>
+#include <thread>
+
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "store/testing/test_stats.h"
+
+namespace logn {
+namespace {
+
+using store_testing::RandomStatistics;
+using store_testing::UniqueModel;
+
+// Forwards to a real store and counts every call that could reach the database.
+class CountingStore final : public StatsStore {
+ public:
+  explicit CountingStore(StatsStore* inner) : inner_(inner) {}
+
+  absl::StatusOr<VersionRecord> Put(const NewVersion& v) override {
+    ++calls;
+    return inner_->Put(v);
+  }
+  absl::StatusOr<VersionRecord> Get(const ModelKey& m, const VersionSelector& s) override {
+    ++calls;
+    ++gets;
+    return inner_->Get(m, s);
+  }
+  absl::StatusOr<int64_t> Resolve(const ModelKey& m, const VersionSelector& s) override {
+    ++calls;
+    ++resolves;
+    return inner_->Resolve(m, s);
+  }
+  absl::StatusOr<VersionPage> List(const ModelKey& m, absl::string_view t, int32_t n) override {
+    ++calls;
+    return inner_->List(m, t, n);
+  }
+  absl::StatusOr<std::vector<ModelKey>> Models() override {
+    ++calls;
+    return inner_->Models();
+  }
+  absl::StatusOr<int64_t> SetAlias(const ModelKey& m, absl::string_view a, int64_t v) override {
+    ++calls;
+    return inner_->SetAlias(m, a, v);
+  }
+  absl::Status RemoveAlias(const ModelKey& m, absl::string_view a) override {
+    ++calls;
+    return inner_->RemoveAlias(m, a);
+  }
+  absl::StatusOr<int64_t> Rollback(const ModelKey& m) override {
+    ++calls;
+    return inner_->Rollback(m);
+  }
+  absl::StatusOr<std::vector<AliasInfo>> Aliases(const ModelKey& m) override {
+    ++calls;
+    return inner_->Aliases(m);
+  }
+  absl::Status Delete(const ModelKey& m, int64_t v) override {
+    ++calls;
+    return inner_->Delete(m, v);
+  }
+  // Not a database call: an atomic read in every backend.
+  uint64_t AliasGeneration() const override { return inner_->AliasGeneration(); }
+  absl::string_view backend() const override { return inner_->backend(); }
+
+  std::atomic<int> calls{0}, gets{0}, resolves{0};
+
+ private:
+  StatsStore* inner_;
+};
+
+class StatsCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = store_testing::FreshSqliteUrl("cache-test");
+    absl::StatusOr<std::unique_ptr<StatsStore>> s = OpenStatsStore(url_);
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = *std::move(s);
+    counting_ = std::make_unique<CountingStore>(store_.get());
+    model_ = UniqueModel("cache");
+    for (int i = 1; i <= 3; ++i) {
+      ASSERT_TRUE(store_->Put(NewVersion{model_, RandomStatistics(5, i)}).ok());
+    }
+    ASSERT_TRUE(store_->Activate(model_, 1).ok());
+  }
+
+  std::string url_;
+  std::unique_ptr<StatsStore> store_;
+  std::unique_ptr<CountingStore> counting_;
+  ModelKey model_;
+};
+
+TEST_F(StatsCacheTest, HotPathNeverTouchesTheStore) {
+  StatsCache cache(counting_.get(), {});
+  absl::StatusOr<std::shared_ptr<const CachedVersion>> first = cache.GetActive(model_);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ((*first)->info.version, 1);
+  EXPECT_EQ(counting_->resolves.load(), 1);
+  EXPECT_EQ(counting_->gets.load(), 1);
+  const int calls = counting_->calls.load();
+
+  for (int i = 0; i < 1000; ++i) {
+    absl::StatusOr<std::shared_ptr<const CachedVersion>> again = cache.GetActive(model_);
+    ASSERT_TRUE(again.ok());
+    ASSERT_EQ(again->get(), first->get());
+    ASSERT_TRUE(cache.Get(model_, VersionSelector::Number(1)).ok());
+  }
+  EXPECT_EQ(counting_->calls.load(), calls);
+  EXPECT_EQ(cache.counters().hits, 2000);
+
+  // The cached calibrator is LogN with the default options over that version's statistics.
+  absl::StatusOr<Calibrator> expected = Calibrator::ForLogN(RandomStatistics(5, 1), LogNOptions{});
+  ASSERT_TRUE(expected.ok());
+  EXPECT_EQ(std::vector<float>((*first)->calibrator.scale().begin(),
+                               (*first)->calibrator.scale().end()),
+            std::vector<float>(expected->scale().begin(), expected->scale().end()));
+  EXPECT_EQ(std::vector<float>((*first)->calibrator.shift().begin(),
+                               (*first)->calibrator.shift().end()),
+            std::vector<float>(expected->shift().begin(), expected->shift().end()));
+}
+
+TEST_F(StatsCacheTest, AliasChangeThroughTheSameStoreIsSeenAtOnce) {
+  StatsCache cache(counting_.get(), {});
+  ASSERT_EQ((*cache.GetActive(model_))->info.version, 1);
+  ASSERT_TRUE(store_->Activate(model_, 2).ok());
+  EXPECT_EQ((*cache.GetActive(model_))->info.version, 2);
+  ASSERT_EQ(store_->Rollback(model_).value(), 1);
+  // Version 1 is still cached: only the alias is re-resolved.
+  const int gets = counting_->gets.load();
+  EXPECT_EQ((*cache.GetActive(model_))->info.version, 1);
+  EXPECT_EQ(counting_->gets.load(), gets);
+}
+
+TEST_F(StatsCacheTest, AliasChangeByAnotherProcessIsSeenWithinOneSecond) {
+  StatsCache cache(counting_.get(), {});
+  ASSERT_EQ((*cache.GetActive(model_))->info.version, 1);
+  absl::SleepFor(absl::Milliseconds(300));  // the watcher's first reading
+  absl::StatusOr<std::unique_ptr<StatsStore>> other = OpenStatsStore(url_);
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE((*other)->Activate(model_, 3).ok());
+  const absl::Time deadline = absl::Now() + absl::Seconds(1);
+  int64_t seen = 0;
+  while (absl::Now() < deadline) {
+    seen = (*cache.GetActive(model_))->info.version;
+    if (seen == 3) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(seen, 3);
+}
+
+TEST_F(StatsCacheTest, UnknownAliasIsNotFoundAndNotCached) {
+  StatsCache cache(counting_.get(), {});
+  EXPECT_EQ(cache.Get(model_, VersionSelector::Alias("canary")).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(cache.Get(model_, VersionSelector::Number(9)).status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(store_->SetAlias(model_, "canary", 3).ok());
+  absl::StatusOr<std::shared_ptr<const CachedVersion>> got =
+      cache.Get(model_, VersionSelector::Alias("canary"));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ((*got)->info.version, 3);
+  EXPECT_EQ(cache.Get(model_, VersionSelector::Alias("Bad!")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(StatsCacheTest, EvictsTheLeastRecentlyUsedVersion) {
+  StatsCache::Options options;
+  options.max_versions = 2;
+  StatsCache cache(counting_.get(), options);
+  ASSERT_TRUE(cache.Get(model_, VersionSelector::Number(1)).ok());
+  ASSERT_TRUE(cache.Get(model_, VersionSelector::Number(2)).ok());
+  ASSERT_TRUE(cache.Get(model_, VersionSelector::Number(1)).ok());  // 2 is now the oldest
+  ASSERT_TRUE(cache.Get(model_, VersionSelector::Number(3)).ok());
+  EXPECT_EQ(cache.counters().evictions, 1);
+  const int gets = counting_->gets.load();
+  ASSERT_TRUE(cache.Get(model_, VersionSelector::Number(1)).ok());
+  EXPECT_EQ(counting_->gets.load(), gets);
+  ASSERT_TRUE(cache.Get(model_, VersionSelector::Number(2)).ok());
+  EXPECT_EQ(counting_->gets.load(), gets + 1);
+}
+
+TEST_F(StatsCacheTest, ConcurrentReadersShareOneEntry) {
+  StatsCache cache(counting_.get(), {});
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 500; ++i) {
+        absl::StatusOr<std::shared_ptr<const CachedVersion>> got = cache.GetActive(model_);
+        if (!got.ok() || (*got)->info.version != 1) ++failures;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_LE(counting_->gets.load(), 4);
+}
+
+}  // namespace
+}  // namespace logn

@@ -1,0 +1,181 @@
+#include "store/stats_export.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
+
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "calibration/statistics_codec.h"
+#include "common/status_macros.h"
+#include "logn/v1/store.pb.h"
+#include "store/store_internal.h"
+
+namespace logn {
+namespace {
+
+v1::VersionSource SourceToProto(VersionSource s) {
+  switch (s) {
+    case VersionSource::kLogits: return v1::VERSION_SOURCE_LOGITS;
+    case VersionSource::kImages: return v1::VERSION_SOURCE_IMAGES;
+    case VersionSource::kMerge: return v1::VERSION_SOURCE_MERGE;
+    case VersionSource::kImport: return v1::VERSION_SOURCE_IMPORT;
+  }
+  return v1::VERSION_SOURCE_UNSPECIFIED;
+}
+
+void ToProto(const VersionRecord& record, v1::StatisticsVersion* p) {
+  const VersionInfo& info = record.info;
+  p->set_format(std::string(kVersionExportFormat));
+  p->mutable_model()->set_name(info.model.name);
+  p->mutable_model()->set_sha256(info.model.sha256);
+  p->set_version(info.version);
+  *p->mutable_created_at() =
+      google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(info.created_at));
+  p->set_job_id(info.job_id);
+  p->set_description(info.description);
+  p->set_source(SourceToProto(info.source));
+  p->set_rows_seen(info.rows_seen);
+  p->set_images_seen(info.images_seen);
+  p->set_method(info.method == AccumulationMethod::kEma ? v1::ACCUMULATION_METHOD_EMA
+                                                        : v1::ACCUMULATION_METHOD_EXACT);
+  p->set_momentum(info.momentum);
+  for (int64_t parent : info.parent_versions) p->add_parent_versions(parent);
+  p->set_payload_sha256(info.payload_sha256);
+  p->set_partial(info.partial);
+  StatisticsToProto(record.statistics, p->mutable_statistics());
+}
+
+absl::StatusOr<VersionRecord> FromProto(const v1::StatisticsVersion& p) {
+  if (p.format() != kVersionExportFormat) {
+    return absl::InvalidArgumentError(absl::StrCat("not a statistics version export: format is '",
+                                                   p.format(), "', expected '",
+                                                   kVersionExportFormat, "'"));
+  }
+  VersionRecord record;
+  VersionInfo& info = record.info;
+  info.model = ModelKey{p.model().name(), p.model().sha256()};
+  LOGN_RETURN_IF_ERROR(info.model.Validate());
+  info.version = p.version();
+  if (info.version <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("exported version number ", info.version,
+                                                   " is not positive"));
+  }
+  info.created_at = absl::FromUnixMicros(
+      google::protobuf::util::TimeUtil::TimestampToMicroseconds(p.created_at()));
+  info.job_id = p.job_id();
+  info.description = p.description();
+  switch (p.source()) {
+    case v1::VERSION_SOURCE_LOGITS: info.source = VersionSource::kLogits; break;
+    case v1::VERSION_SOURCE_IMAGES: info.source = VersionSource::kImages; break;
+    case v1::VERSION_SOURCE_MERGE: info.source = VersionSource::kMerge; break;
+    case v1::VERSION_SOURCE_IMPORT: info.source = VersionSource::kImport; break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("export has no valid source (got ", static_cast<int>(p.source()), ")"));
+  }
+  info.rows_seen = p.rows_seen();
+  info.images_seen = p.images_seen();
+  info.parent_versions.assign(p.parent_versions().begin(), p.parent_versions().end());
+  info.payload_sha256 = p.payload_sha256();
+  info.partial = p.partial();
+  if (!p.has_statistics()) return absl::InvalidArgumentError("export has no statistics");
+  LOGN_ASSIGN_OR_RETURN(record.statistics, StatisticsFromProto(p.statistics()));
+  // The derived fields always follow the snapshot; the checksum proves it is the one exported.
+  info.method = record.statistics.method;
+  info.momentum = record.statistics.momentum;
+  const std::string actual = store_internal::Sha256Hex(StatisticsToBinary(record.statistics));
+  if (actual != info.payload_sha256) {
+    return absl::DataLossError(absl::StrCat(
+        "exported version ", info.version, " of ", info.model.DebugString(),
+        " does not match its checksum (payload sha256 ", actual, " != recorded ",
+        info.payload_sha256, "): the file is damaged or was edited"));
+  }
+  return record;
+}
+
+}  // namespace
+
+std::string VersionToJson(const VersionRecord& record) {
+  v1::StatisticsVersion proto;
+  ToProto(record, &proto);
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(proto, &json, options);
+  return json;
+}
+
+std::string VersionToBinary(const VersionRecord& record) {
+  v1::StatisticsVersion proto;
+  ToProto(record, &proto);
+  return proto.SerializeAsString();
+}
+
+absl::StatusOr<VersionRecord> VersionFromJson(absl::string_view json) {
+  v1::StatisticsVersion proto;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  const auto status = google::protobuf::util::JsonStringToMessage(
+      google::protobuf::StringPiece(json.data(), json.size()), &proto, options);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("version export JSON does not parse: ", status.ToString()));
+  }
+  return FromProto(proto);
+}
+
+absl::StatusOr<VersionRecord> VersionFromBinary(absl::string_view bytes) {
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    return absl::InvalidArgumentError("version export is larger than 2 GiB");
+  }
+  v1::StatisticsVersion proto;
+  if (!proto.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::InvalidArgumentError(
+        "version export is not a valid logn.v1.StatisticsVersion message");
+  }
+  return FromProto(proto);
+}
+
+NewVersion ImportedVersion(const VersionRecord& record, const ModelKey& model) {
+  NewVersion v;
+  v.model = model;
+  v.statistics = record.statistics;
+  v.job_id = record.info.job_id;
+  v.description = record.info.description;
+  v.source = VersionSource::kImport;
+  v.partial = record.info.partial;
+  v.created_at = record.info.created_at;
+  return v;
+}
+
+absl::StatusOr<NewVersion> ParseImportJson(absl::string_view json, const ModelKey& model) {
+  absl::StatusOr<VersionRecord> envelope = VersionFromJson(json);
+  if (envelope.ok()) return ImportedVersion(*envelope, model);
+  if (absl::IsDataLoss(envelope.status())) return envelope.status();
+  absl::StatusOr<Statistics> bare = StatisticsFromJson(json);
+  if (!bare.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "neither a version export (", envelope.status().message(),
+        ") nor a logn.v1.Statistics JSON (", bare.status().message(), ")"));
+  }
+  NewVersion v;
+  v.model = model;
+  v.statistics = *std::move(bare);
+  v.description = v.statistics.provenance.description;
+  v.source = VersionSource::kImport;
+  return v;
+}
+
+absl::StatusOr<NewVersion> ParseImport(absl::string_view content, const ModelKey& model) {
+  const size_t first = content.find_first_not_of(" \t\r\n");
+  if (first != absl::string_view::npos && content[first] == '{') {
+    return ParseImportJson(content, model);
+  }
+  LOGN_ASSIGN_OR_RETURN(VersionRecord record, VersionFromBinary(content));
+  return ImportedVersion(record, model);
+}
+
+}  // namespace logn

@@ -1,0 +1,141 @@
+#include "store/stats_export.h"
+
+#include "absl/strings/str_replace.h"
+#include "calibration/statistics_codec.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "store/testing/test_stats.h"
+
+namespace logn {
+namespace {
+
+using ::testing::HasSubstr;
+using store_testing::RandomStatistics;
+using store_testing::UniqueModel;
+
+class StatsExportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<StatsStore>> s =
+        OpenStatsStore(store_testing::FreshSqliteUrl("export-test"));
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = *std::move(s);
+    model_ = UniqueModel("export");
+    ASSERT_TRUE(store_->Put(NewVersion{model_, RandomStatistics(4, 1)}).ok());
+    NewVersion v{model_, RandomStatistics(4, 2)};
+    v.statistics.method = AccumulationMethod::kEma;
+    v.statistics.momentum = 0.1;
+    v.job_id = "job-42";
+    v.description = "merged \"quoted\" description";
+    v.source = VersionSource::kMerge;
+    v.parent_versions = {1};
+    absl::StatusOr<VersionRecord> r = store_->Put(v);
+    ASSERT_TRUE(r.ok()) << r.status();
+    record_ = *r;
+  }
+
+  static void ExpectSame(const VersionRecord& a, const VersionRecord& b) {
+    EXPECT_EQ(a.info.model, b.info.model);
+    EXPECT_EQ(a.info.version, b.info.version);
+    EXPECT_EQ(a.info.created_at, b.info.created_at);
+    EXPECT_EQ(a.info.job_id, b.info.job_id);
+    EXPECT_EQ(a.info.description, b.info.description);
+    EXPECT_EQ(a.info.source, b.info.source);
+    EXPECT_EQ(a.info.rows_seen, b.info.rows_seen);
+    EXPECT_EQ(a.info.images_seen, b.info.images_seen);
+    EXPECT_EQ(a.info.method, b.info.method);
+    EXPECT_EQ(a.info.momentum, b.info.momentum);
+    EXPECT_EQ(a.info.parent_versions, b.info.parent_versions);
+    EXPECT_EQ(a.info.payload_sha256, b.info.payload_sha256);
+    EXPECT_EQ(a.info.partial, b.info.partial);
+    EXPECT_EQ(a.statistics.mean, b.statistics.mean);
+    EXPECT_EQ(a.statistics.variance, b.statistics.variance);
+    EXPECT_EQ(StatisticsToBinary(a.statistics), StatisticsToBinary(b.statistics));
+  }
+
+  std::unique_ptr<StatsStore> store_;
+  ModelKey model_;
+  VersionRecord record_;
+};
+
+TEST_F(StatsExportTest, JsonRoundTripsExactly) {
+  const std::string json = VersionToJson(record_);
+  EXPECT_THAT(json, HasSubstr("\"format\": \"logn.statistics_version.v1\""));
+  EXPECT_THAT(json, HasSubstr("\"source\": \"VERSION_SOURCE_MERGE\""));
+  EXPECT_THAT(json, HasSubstr("\"payload_sha256\": \"" + record_.info.payload_sha256 + "\""));
+  absl::StatusOr<VersionRecord> back = VersionFromJson(json);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ExpectSame(*back, record_);
+}
+
+TEST_F(StatsExportTest, BinaryRoundTripsExactly) {
+  absl::StatusOr<VersionRecord> back = VersionFromBinary(VersionToBinary(record_));
+  ASSERT_TRUE(back.ok()) << back.status();
+  ExpectSame(*back, record_);
+  EXPECT_EQ(VersionFromBinary("\xff\xff garbage").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(StatsExportTest, EditedFileIsDataLoss) {
+  VersionRecord edited = record_;
+  edited.statistics.mean[0] += 1.0;
+  absl::Status s = VersionFromJson(VersionToJson(edited)).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_THAT(s.message(), HasSubstr("checksum"));
+}
+
+TEST_F(StatsExportTest, WrongFormatOrMalformedJsonIsInvalidArgument) {
+  std::string json = absl::StrReplaceAll(VersionToJson(record_),
+                                         {{"logn.statistics_version.v1", "something.else"}});
+  absl::Status s = VersionFromJson(json).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(s.message(), HasSubstr("something.else"));
+  EXPECT_EQ(VersionFromJson("{not json").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseImportJson("[]", model_).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(StatsExportTest, ImportIntoAnotherStoreKeepsTheSnapshot) {
+  absl::StatusOr<std::unique_ptr<StatsStore>> other =
+      OpenStatsStore(store_testing::FreshSqliteUrl("import-test"));
+  ASSERT_TRUE(other.ok());
+  absl::StatusOr<NewVersion> v = ParseImportJson(VersionToJson(record_), model_);
+  ASSERT_TRUE(v.ok()) << v.status();
+  absl::StatusOr<VersionRecord> imported = (*other)->Put(*v);
+  ASSERT_TRUE(imported.ok()) << imported.status();
+  EXPECT_EQ(imported->info.version, 1);
+  EXPECT_EQ(imported->info.source, VersionSource::kImport);
+  EXPECT_TRUE(imported->info.parent_versions.empty());
+  EXPECT_EQ(imported->info.payload_sha256, record_.info.payload_sha256);
+  EXPECT_EQ(imported->info.job_id, "job-42");
+
+  // Statistics exported for one model cannot be imported for another.
+  absl::StatusOr<NewVersion> wrong = ParseImportJson(VersionToJson(record_), UniqueModel("x"));
+  ASSERT_TRUE(wrong.ok());
+  EXPECT_EQ((*other)->Put(*wrong).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(StatsExportTest, ParseImportDetectsTheForm) {
+  absl::StatusOr<NewVersion> from_json = ParseImport("\n  " + VersionToJson(record_), model_);
+  ASSERT_TRUE(from_json.ok()) << from_json.status();
+  absl::StatusOr<NewVersion> from_binary = ParseImport(VersionToBinary(record_), model_);
+  ASSERT_TRUE(from_binary.ok()) << from_binary.status();
+  EXPECT_EQ(from_json->statistics.mean, record_.statistics.mean);
+  EXPECT_EQ(from_binary->statistics.mean, record_.statistics.mean);
+  EXPECT_EQ(from_binary->source, VersionSource::kImport);
+  EXPECT_EQ(ParseImport("", model_).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(StatsExportTest, ImportsABareStatisticsJson) {
+  Statistics stats = RandomStatistics(4, 9);
+  stats.provenance.description = "from a checkpoint";
+  absl::StatusOr<NewVersion> v = ParseImportJson(StatisticsToJson(stats), model_);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->source, VersionSource::kImport);
+  EXPECT_EQ(v->description, "from a checkpoint");
+  absl::StatusOr<VersionRecord> r = store_->Put(*v);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->statistics.mean, stats.mean);
+}
+
+}  // namespace
+}  // namespace logn

@@ -1,0 +1,209 @@
+#ifndef LOGN_STORE_STATS_STORE_H_
+#define LOGN_STORE_STATS_STORE_H_
+
+// The versioned LogN statistics store: every statistics snapshot the service ever computed, kept
+// as an immutable numbered version per model, plus named aliases ("active", "canary", ...) that
+// point at versions. See docs/statistics-store.md.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "calibration/statistics.h"
+
+namespace logn {
+
+// A model is its name plus the sha256 of its TorchScript file, so statistics computed for one
+// model can never be applied to another.
+struct ModelKey {
+  std::string name;    // non-empty, at most 256 bytes
+  std::string sha256;  // 64 lowercase hex digits
+
+  // INVALID_ARGUMENT unless both fields are well formed.
+  absl::Status Validate() const;
+  std::string DebugString() const;  // "name@0123abcd…"
+
+  friend bool operator==(const ModelKey& a, const ModelKey& b) {
+    return a.name == b.name && a.sha256 == b.sha256;
+  }
+  friend bool operator!=(const ModelKey& a, const ModelKey& b) { return !(a == b); }
+  template <typename H>
+  friend H AbslHashValue(H h, const ModelKey& key) {
+    return H::combine(std::move(h), key.name, key.sha256);
+  }
+};
+
+// What produced a version.
+enum class VersionSource { kLogits, kImages, kMerge, kImport };
+absl::string_view VersionSourceName(VersionSource source);  // "logits", "images", "merge", "import"
+absl::Status ParseVersionSource(absl::string_view text, VersionSource* out);
+
+// The alias Detect uses by default.
+inline constexpr absl::string_view kActiveAlias = "active";
+
+// INVALID_ARGUMENT unless `alias` matches [a-z][a-z0-9_-]{0,62} (never all digits, so a selector
+// string is unambiguous).
+absl::Status ValidateAliasName(absl::string_view alias);
+
+// Everything about a version except the snapshot itself (what List returns).
+struct VersionInfo {
+  ModelKey model;
+  int64_t version = 0;  // from 1, per model, only grows (never reused, even after Delete)
+  absl::Time created_at = absl::UnixEpoch();  // UTC, microsecond precision
+  std::string job_id;
+  std::string description;
+  VersionSource source = VersionSource::kLogits;
+  int64_t rows_seen = 0;    // = statistics.count
+  int64_t images_seen = 0;  // = statistics.provenance.images_seen
+  AccumulationMethod method = AccumulationMethod::kExact;  // = statistics.method
+  double momentum = 0.0;                                   // = statistics.momentum
+  std::vector<int64_t> parent_versions;  // merges: the versions merged, ascending
+  // sha256 (lowercase hex) of the binary proto payload (StatisticsToBinary) as stored.
+  std::string payload_sha256;
+  // A partial result (e.g. one shard of a sharded job): never aliasable.
+  bool partial = false;
+};
+
+// One stored version.
+struct VersionRecord {
+  VersionInfo info;
+  Statistics statistics;  // provenance.model_name / model_sha256 always equal info.model
+};
+
+// What a caller hands to Put; the store assigns the number, the checksum and the derived fields.
+struct NewVersion {
+  ModelKey model;
+  Statistics statistics;
+  std::string job_id;       // at most 256 bytes
+  std::string description;  // at most 64 KiB
+  VersionSource source = VersionSource::kLogits;
+  std::vector<int64_t> parent_versions;  // each must be an existing version of the same model
+  bool partial = false;
+  // When unset (InfinitePast), Put uses the current time.
+  absl::Time created_at = absl::InfinitePast();
+};
+
+// Names a version either by number or by alias.
+struct VersionSelector {
+  int64_t version = 0;  // > 0 selects by number
+  std::string alias;    // used when version == 0
+
+  static VersionSelector Number(int64_t v) { return VersionSelector{v, ""}; }
+  static VersionSelector Alias(absl::string_view a) { return VersionSelector{0, std::string(a)}; }
+  static VersionSelector Active() { return Alias(kActiveAlias); }
+  // "7" selects version 7, anything else an alias. INVALID_ARGUMENT for an empty string, "0",
+  // a negative number or a malformed alias.
+  static absl::StatusOr<VersionSelector> Parse(absl::string_view text);
+  std::string DebugString() const;
+};
+
+struct VersionPage {
+  std::vector<VersionInfo> versions;  // ascending version numbers
+  std::string next_page_token;        // empty on the last page
+};
+
+struct AliasInfo {
+  std::string alias;
+  int64_t version = 0;
+  absl::Time updated_at = absl::UnixEpoch();
+};
+
+// The store. Implementations are thread-safe; every write is one transaction, so a crash leaves
+// either the whole write or none of it. Error codes, for every method:
+//   INVALID_ARGUMENT    malformed key, alias, selector, page token or snapshot
+//   NOT_FOUND           unknown model, version or alias (the message names which)
+//   FAILED_PRECONDITION statistics for another model or layout, aliasing a partial version,
+//                       deleting an aliased version, nothing to roll back to
+//   DATA_LOSS           a stored payload whose checksum does not verify
+//   UNAVAILABLE         the database cannot be reached (retryable)
+//   RESOURCE_EXHAUSTED  disk full / out of database resources
+//   ABORTED             a concurrent write won a race that retrying did not resolve
+class StatsStore {
+ public:
+  virtual ~StatsStore() = default;
+
+  // Stores a new immutable version and returns it with its number (max existing + 1, never a
+  // number used before). The snapshot must validate; its provenance model name / sha256, when
+  // set, must equal `v.model`, and its layout must equal the layout of the model's earlier
+  // versions (FAILED_PRECONDITION otherwise). Empty provenance model fields are filled in.
+  virtual absl::StatusOr<VersionRecord> Put(const NewVersion& v) = 0;
+
+  // The version `selector` names; its payload checksum is verified (DATA_LOSS otherwise).
+  virtual absl::StatusOr<VersionRecord> Get(const ModelKey& model,
+                                            const VersionSelector& selector) = 0;
+
+  // The version number `selector` names, without reading the payload (cheap).
+  virtual absl::StatusOr<int64_t> Resolve(const ModelKey& model,
+                                          const VersionSelector& selector) = 0;
+
+  // Versions in ascending order, `page_size` (1..1000; 0 means 100) at a time, starting after
+  // `page_token` (empty for the first page; otherwise a next_page_token from this store).
+  virtual absl::StatusOr<VersionPage> List(const ModelKey& model, absl::string_view page_token,
+                                           int32_t page_size) = 0;
+
+  // Every model ever written to (even if all its versions were deleted), by name then sha256.
+  virtual absl::StatusOr<std::vector<ModelKey>> Models() = 0;
+
+  // Points `alias` at `version` (creating the alias if needed) and returns the version it
+  // pointed at before (0 if it is new). FAILED_PRECONDITION for a partial version. Each change
+  // is recorded in the alias history; pointing an alias where it already points is a no-op.
+  virtual absl::StatusOr<int64_t> SetAlias(const ModelKey& model, absl::string_view alias,
+                                           int64_t version) = 0;
+  // SetAlias(model, "active", version).
+  absl::StatusOr<int64_t> Activate(const ModelKey& model, int64_t version) {
+    return SetAlias(model, kActiveAlias, version);
+  }
+  // Removes an alias (NOT_FOUND if it does not exist).
+  virtual absl::Status RemoveAlias(const ModelKey& model, absl::string_view alias) = 0;
+  // Points "active" back at the version it pointed to before the last change that has not
+  // been rolled back yet; repeated calls walk further back. Returns the version now active.
+  // FAILED_PRECONDITION when there is nothing to go back to (or that version was deleted).
+  virtual absl::StatusOr<int64_t> Rollback(const ModelKey& model) = 0;
+  // The model's aliases, by name.
+  virtual absl::StatusOr<std::vector<AliasInfo>> Aliases(const ModelKey& model) = 0;
+
+  // Deletes a version. FAILED_PRECONDITION while an alias points at it.
+  virtual absl::Status Delete(const ModelKey& model, int64_t version) = 0;
+
+  // A process-local counter that grows whenever an alias of any model may have changed,
+  // including changes made through other store instances and other processes (seen within
+  // ~1 s). Reading it never touches the database: caches compare it to decide when to
+  // re-resolve aliases.
+  virtual uint64_t AliasGeneration() const = 0;
+
+  // "sqlite" or "postgres".
+  virtual absl::string_view backend() const = 0;
+};
+
+// Tuning shared by the backends.
+struct StatsStoreOptions {
+  // How long a write waits for another writer's lock before UNAVAILABLE (SQLite busy_timeout).
+  absl::Duration busy_timeout = absl::Seconds(10);
+  // How often a background thread checks for alias changes made by other processes (SQLite;
+  // PostgreSQL is notified with LISTEN/NOTIFY and only polls as a fallback).
+  absl::Duration watch_interval = absl::Milliseconds(200);
+  // Idle connections kept per store.
+  int max_idle_connections = 4;
+  // SQLite only: refuse writes (RESOURCE_EXHAUSTED) once the database file would exceed this
+  // many bytes; 0 = no limit (the disk is the limit, reported the same way).
+  int64_t sqlite_max_bytes = 0;
+};
+
+// Opens (creating / migrating the schema if needed) the store a URL names:
+//   sqlite:///absolute/path/to/stats.db
+//   postgres://user:password@host:port/database   (also postgresql://; libpq query parameters
+//                                                   are passed through)
+// INVALID_ARGUMENT for a malformed URL or unknown scheme; UNAVAILABLE / PERMISSION_DENIED /
+// NOT_FOUND when the database cannot be opened; FAILED_PRECONDITION when its schema is newer
+// than this binary understands.
+absl::StatusOr<std::unique_ptr<StatsStore>> OpenStatsStore(absl::string_view url,
+                                                           const StatsStoreOptions& options = {});
+
+}  // namespace logn
+
+#endif  // LOGN_STORE_STATS_STORE_H_
