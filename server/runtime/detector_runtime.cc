@@ -1,0 +1,501 @@
+// The only translation unit that includes torch headers.
+#include "server/runtime/detector_runtime.h"
+
+#include <dlfcn.h>
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "server/runtime/manifest.h"
+#include "server/runtime/sha256.h"
+
+namespace logn {
+namespace {
+
+std::string ShapeString(const at::Tensor& t) {
+  return absl::StrCat("[", absl::StrJoin(t.sizes(), ", "), "]");
+}
+
+// One image after preprocessing: the model input (on the device) and the sizes to map boxes back.
+struct Prepared {
+  at::Tensor input;  // [3, h, w] float32
+  int32_t image_height, image_width, input_height, input_width;
+};
+
+// Outputs in input pixels, on the CPU, float32 contiguous.
+struct ModelOutputs {
+  at::Tensor boxes;   // [N, 4] or [N, C, 4]
+  at::Tensor logits;  // [N, C+1]
+};
+
+void ScaleBoxes(float* boxes, int64_t count, float sx, float sy) {
+  for (int64_t i = 0; i < count; ++i) {
+    boxes[4 * i] *= sx;
+    boxes[4 * i + 1] *= sy;
+    boxes[4 * i + 2] *= sx;
+    boxes[4 * i + 3] *= sy;
+  }
+}
+
+std::vector<float> ToVector(const at::Tensor& t) {
+  const float* p = t.data_ptr<float>();
+  return std::vector<float>(p, p + t.numel());
+}
+
+}  // namespace
+
+struct DetectorRuntime::Impl {
+  v1::ModelManifest manifest;
+  LogitLayout layout;
+  std::string sha256;
+  std::string device_string;
+  torch::Device device{torch::kCPU};
+  RuntimeLimits limits;
+  bool class_specific = false;
+  bool has_classify_rois = false;
+  // Immutable after Load. jit::Module is a handle whose methods are safe to run concurrently;
+  // its C++ API is just not const-qualified, hence mutable.
+  mutable torch::jit::Module module;
+  at::Tensor pixel_mean;  // [3, 1, 1] on the device
+  at::Tensor pixel_std;
+
+  // Output size for an image under the manifest's resize rule. Float32 arithmetic, as torchvision.
+  std::pair<int32_t, int32_t> InputSize(int32_t height, int32_t width) const {
+    const v1::InputPolicy& input = manifest.input();
+    if (input.has_fixed()) return {input.fixed().height(), input.fixed().width()};
+    const float shorter = static_cast<float>(std::min(height, width));
+    const float longer = static_cast<float>(std::max(height, width));
+    const float scale =
+        std::min(static_cast<float>(input.shorter_side().shorter_side()) / shorter,
+                 static_cast<float>(input.shorter_side().max_longer_side()) / longer);
+    return {static_cast<int32_t>(std::floor(static_cast<double>(height) * scale)),
+            static_cast<int32_t>(std::floor(static_cast<double>(width) * scale))};
+  }
+
+  // uint8 RGB -> channel order -> value range -> (x - mean) / std -> bilinear resize, on the
+  // device. Normalise-then-resize is torchvision's order (GeneralizedRCNNTransform), so a
+  // torchvision model sees bit-identical inputs here and through its own transform.
+  Prepared Prepare(const Image& image) const {
+    Prepared p;
+    p.image_height = image.height;
+    p.image_width = image.width;
+    std::tie(p.input_height, p.input_width) = InputSize(image.height, image.width);
+    at::Tensor x = torch::from_blob(const_cast<uint8_t*>(image.pixels.data()),
+                                    {image.height, image.width, 3}, torch::kUInt8)
+                       .to(device)
+                       .permute({2, 0, 1})
+                       .contiguous()          // CHW, like decoders give torchvision; HWC-strided
+                       .to(torch::kFloat32);  // elementwise ops are several times slower
+    if (manifest.input().channel_order() == v1::CHANNEL_ORDER_BGR) x = x.flip({0});
+    // In place: x is already a fresh float copy; same values as the out-of-place ops.
+    if (manifest.input().value_range() == v1::VALUE_RANGE_UNIT) x.div_(255.0);
+    x.sub_(pixel_mean).div_(pixel_std);
+    if (p.input_height != image.height || p.input_width != image.width) {
+      x = torch::nn::functional::interpolate(
+              x.unsqueeze(0), torch::nn::functional::InterpolateFuncOptions()
+                                  .size(std::vector<int64_t>{p.input_height, p.input_width})
+                                  .mode(torch::kBilinear)
+                                  .align_corners(false))
+              .squeeze(0);
+    }
+    p.input = x.contiguous();
+    return p;
+  }
+
+  // Checks one image's (boxes, logits) against the manifest; "" when they conform.
+  std::string CheckOutputs(const at::Tensor& boxes, const at::Tensor& logits) const {
+    const int64_t width = layout.width();
+    const int64_t c = layout.num_classes;
+    if (!logits.is_floating_point() || !boxes.is_floating_point()) {
+      return absl::StrCat("outputs must be floating point, got boxes ",
+                          c10::toString(boxes.scalar_type()), " and logits ",
+                          c10::toString(logits.scalar_type()));
+    }
+    if (logits.dim() != 2 || logits.size(1) != width) {
+      return absl::StrCat("logits are ", ShapeString(logits), "; the manifest (",
+                          layout.DebugString(), ") needs [N, ", width, "]");
+    }
+    const int64_t n = logits.size(0);
+    if (class_specific) {
+      if (boxes.dim() != 3 || boxes.size(0) != n || boxes.size(1) != c || boxes.size(2) != 4) {
+        return absl::StrCat(
+            "boxes are ", ShapeString(boxes), "; the manifest (BOX_LAYOUT_CLASS_SPECIFIC, ", c,
+            " classes) with logits ", ShapeString(logits), " needs [", n, ", ", c, ", 4]");
+      }
+    } else if (boxes.dim() != 2 || boxes.size(0) != n || boxes.size(1) != 4) {
+      return absl::StrCat("boxes are ", ShapeString(boxes),
+                          "; the manifest (BOX_LAYOUT_CLASS_AGNOSTIC) with logits ",
+                          ShapeString(logits), " needs [", n, ", 4]");
+    }
+    return "";
+  }
+
+  // Runs forward on the batch. On a contract violation returns `violation_code` with the details
+  // (FAILED_PRECONDITION at load, INTERNAL when serving).
+  absl::StatusOr<std::vector<ModelOutputs>> RunForward(const std::vector<Prepared>& batch,
+                                                       absl::StatusCode violation_code) const {
+    std::vector<at::Tensor> inputs;
+    inputs.reserve(batch.size());
+    for (const Prepared& p : batch) inputs.push_back(p.input);
+    c10::IValue result;
+    try {
+      result = module.forward({c10::List<at::Tensor>(inputs)});
+    } catch (const std::exception& e) {
+      return absl::Status(violation_code, absl::StrCat("model forward failed: ", e.what()));
+    }
+    if (!result.isList()) {
+      return absl::Status(
+          violation_code,
+          absl::StrCat("forward must return List[Tuple[Tensor, Tensor]], got ", result.tagKind()));
+    }
+    c10::List<c10::IValue> list = result.toList();
+    if (list.size() != batch.size()) {
+      return absl::Status(violation_code, absl::StrCat("forward returned ", list.size(),
+                                                       " outputs for ", batch.size(), " images"));
+    }
+    std::vector<ModelOutputs> outputs;
+    for (size_t i = 0; i < list.size(); ++i) {
+      const c10::IValue item = list.get(i);
+      if (!item.isTuple() || item.toTupleRef().elements().size() != 2 ||
+          !item.toTupleRef().elements()[0].isTensor() ||
+          !item.toTupleRef().elements()[1].isTensor()) {
+        return absl::Status(
+            violation_code,
+            absl::StrCat("forward output ", i, " must be a (boxes, logits) tuple of tensors, got ",
+                         item.tagKind()));
+      }
+      const at::Tensor boxes = item.toTupleRef().elements()[0].toTensor();
+      const at::Tensor logits = item.toTupleRef().elements()[1].toTensor();
+      const std::string problem = CheckOutputs(boxes, logits);
+      if (!problem.empty()) {
+        return absl::Status(violation_code, absl::StrCat("forward output ", i, ": ", problem));
+      }
+      outputs.push_back(ModelOutputs{boxes.to(torch::kCPU, torch::kFloat32).contiguous(),
+                                     logits.to(torch::kCPU, torch::kFloat32).contiguous()});
+    }
+    return outputs;
+  }
+
+  absl::StatusOr<std::vector<at::Tensor>> RunClassifyRois(const std::vector<Prepared>& batch,
+                                                          const std::vector<at::Tensor>& rois,
+                                                          absl::StatusCode violation_code) const {
+    std::vector<at::Tensor> inputs;
+    for (const Prepared& p : batch) inputs.push_back(p.input);
+    c10::IValue result;
+    try {
+      result = module.get_method("classify_rois")(
+          {c10::List<at::Tensor>(inputs), c10::List<at::Tensor>(rois)});
+    } catch (const std::exception& e) {
+      return absl::Status(violation_code, absl::StrCat("classify_rois failed: ", e.what()));
+    }
+    if (!result.isTensorList() && !result.isList()) {
+      return absl::Status(
+          violation_code,
+          absl::StrCat("classify_rois must return List[Tensor], got ", result.tagKind()));
+    }
+    const std::vector<c10::IValue> items = result.toListRef().vec();
+    if (items.size() != batch.size()) {
+      return absl::Status(violation_code, absl::StrCat("classify_rois returned ", items.size(),
+                                                       " outputs for ", batch.size(), " images"));
+    }
+    std::vector<at::Tensor> out;
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (!items[i].isTensor()) {
+        return absl::Status(violation_code,
+                            absl::StrCat("classify_rois output ", i, " is not a tensor"));
+      }
+      const at::Tensor t = items[i].toTensor();
+      if (!t.is_floating_point() || t.dim() != 2 || t.size(0) != rois[i].size(0) ||
+          t.size(1) != layout.width()) {
+        return absl::Status(
+            violation_code,
+            absl::StrCat("classify_rois output ", i, " is ", ShapeString(t), " (",
+                         c10::toString(t.scalar_type()), "); ", rois[i].size(0),
+                         " RoIs and the manifest (", layout.DebugString(), ") need float [",
+                         rois[i].size(0), ", ", layout.width(), "]"));
+      }
+      out.push_back(t.to(torch::kCPU, torch::kFloat32).contiguous());
+    }
+    return out;
+  }
+
+  // Decodes and prepares every image; fills timings.decode / preprocess.
+  absl::StatusOr<std::vector<Prepared>> DecodeAndPrepare(absl::Span<const ImageSource> images,
+                                                         StageTimings& timings) const {
+    if (images.empty()) return absl::InvalidArgumentError("no images");
+    if (static_cast<int64_t>(images.size()) > limits.max_images_per_call) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          images.size(), " images in one call, over the limit of ", limits.max_images_per_call));
+    }
+    absl::Time start = absl::Now();
+    std::vector<Image> decoded;
+    decoded.reserve(images.size());
+    for (size_t i = 0; i < images.size(); ++i) {
+      absl::StatusOr<Image> image = DecodeImageSource(images[i], limits.image);
+      if (!image.ok()) {
+        return absl::Status(image.status().code(),
+                            absl::StrCat("image ", i, ": ", image.status().message()));
+      }
+      decoded.push_back(*std::move(image));
+    }
+    const absl::Time decoded_at = absl::Now();
+    timings.decode += decoded_at - start;
+    std::vector<Prepared> prepared;
+    prepared.reserve(decoded.size());
+    try {
+      for (const Image& image : decoded) prepared.push_back(Prepare(image));
+    } catch (const std::exception& e) {
+      return absl::InternalError(absl::StrCat("preprocessing failed: ", e.what()));
+    }
+    timings.preprocess += absl::Now() - decoded_at;
+    return prepared;
+  }
+
+  absl::StatusOr<std::vector<ModelOutputs>> TimedForward(const std::vector<Prepared>& batch,
+                                                         StageTimings& timings,
+                                                         absl::StatusCode violation_code) const {
+    const absl::Time start = absl::Now();
+    auto outputs = RunForward(batch, violation_code);
+    timings.forward += absl::Now() - start;
+    return outputs;
+  }
+};
+
+DetectorRuntime::DetectorRuntime(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+DetectorRuntime::~DetectorRuntime() = default;
+
+const v1::ModelManifest& DetectorRuntime::manifest() const { return impl_->manifest; }
+const LogitLayout& DetectorRuntime::layout() const { return impl_->layout; }
+const std::string& DetectorRuntime::model_sha256() const { return impl_->sha256; }
+const std::string& DetectorRuntime::device() const { return impl_->device_string; }
+bool DetectorRuntime::class_specific_boxes() const { return impl_->class_specific; }
+bool DetectorRuntime::has_classify_rois() const { return impl_->has_classify_rois; }
+
+absl::StatusOr<std::unique_ptr<DetectorRuntime>> DetectorRuntime::Load(const Options& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->limits = options.limits;
+  const std::string manifest_path = options.manifest_path.empty()
+                                        ? DefaultManifestPath(options.model_path)
+                                        : options.manifest_path;
+  LOGN_ASSIGN_OR_RETURN(impl->manifest, ReadManifestFile(manifest_path));
+  impl->layout = ManifestLayout(impl->manifest);
+  impl->class_specific = impl->manifest.box_layout() == v1::BOX_LAYOUT_CLASS_SPECIFIC;
+  impl->has_classify_rois = impl->manifest.has_classify_rois();
+
+  try {
+    impl->device = torch::Device(options.device);
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad device \"", options.device, "\" (want cpu, cuda or cuda:N): ", e.what()));
+  }
+  impl->device_string = impl->device.str();
+  if (impl->device.is_cuda() && !torch::cuda::is_available()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "device ", options.device, " requested but CUDA is not available to this LibTorch"));
+  }
+  const int32_t threads = options.intra_op_threads > 0
+                              ? options.intra_op_threads
+                              : std::max(1u, std::thread::hardware_concurrency());
+  at::set_num_threads(threads);
+
+  if (!options.ops_library_path.empty()) {
+    // Registering ops happens in the library's static initialisers; it is never unloaded.
+    if (dlopen(options.ops_library_path.c_str(), RTLD_NOW | RTLD_LOCAL) == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot load ops library ", options.ops_library_path, ": ", dlerror()));
+    }
+  }
+
+  LOGN_ASSIGN_OR_RETURN(impl->sha256, Sha256File(options.model_path));
+  try {
+    impl->module = torch::jit::load(options.model_path, impl->device);
+  } catch (const std::exception& e) {
+    std::string hint;
+    if (std::string(e.what()).find("torchvision::") != std::string::npos) {
+      hint =
+          " (the model uses torchvision ops: pass the torchvision _C library as the ops library)";
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot load TorchScript model ", options.model_path, hint, ": ", e.what()));
+  }
+  impl->module.eval();
+  if (impl->has_classify_rois && !impl->module.find_method("classify_rois").has_value()) {
+    return absl::FailedPreconditionError(absl::StrCat("the manifest declares hasClassifyRois but ",
+                                                      options.model_path,
+                                                      " has no classify_rois method"));
+  }
+  const v1::InputPolicy& input = impl->manifest.input();
+  impl->pixel_mean =
+      torch::tensor(std::vector<float>(input.pixel_mean().begin(), input.pixel_mean().end()))
+          .view({3, 1, 1})
+          .to(impl->device);
+  impl->pixel_std =
+      torch::tensor(std::vector<float>(input.pixel_std().begin(), input.pixel_std().end()))
+          .view({3, 1, 1})
+          .to(impl->device);
+
+  // Validate with a blank (mid-grey) image that needs no resize.
+  c10::InferenceMode inference_mode;
+  int32_t height, width;
+  if (input.has_fixed()) {
+    height = input.fixed().height();
+    width = input.fixed().width();
+  } else {
+    height = input.shorter_side().shorter_side();
+    width = std::min(input.shorter_side().max_longer_side(), height * 4 / 3);
+  }
+  Image blank;
+  blank.height = height;
+  blank.width = width;
+  blank.pixels.assign(static_cast<size_t>(height) * width * 3, 128);
+  std::vector<Prepared> batch;
+  try {
+    batch.push_back(impl->Prepare(blank));
+  } catch (const std::exception& e) {
+    return absl::FailedPreconditionError(absl::StrCat("preprocessing failed: ", e.what()));
+  }
+  const auto checked = [&](absl::Status status) {
+    return absl::Status(
+        status.code(),
+        absl::StrCat(options.model_path, " does not match its manifest ", manifest_path,
+                     " on a blank ", height, "x", width, " image: ", status.message()));
+  };
+  absl::StatusOr<std::vector<ModelOutputs>> outputs =
+      impl->RunForward(batch, absl::StatusCode::kFailedPrecondition);
+  if (!outputs.ok()) return checked(outputs.status());
+  if (impl->has_classify_rois) {
+    std::vector<at::Tensor> rois = {
+        torch::tensor({0.0f, 0.0f, width / 2.0f, height / 2.0f}).view({1, 4}).to(impl->device)};
+    absl::StatusOr<std::vector<at::Tensor>> logits =
+        impl->RunClassifyRois(batch, rois, absl::StatusCode::kFailedPrecondition);
+    if (!logits.ok()) return checked(logits.status());
+  }
+  return std::unique_ptr<DetectorRuntime>(new DetectorRuntime(std::move(impl)));
+}
+
+absl::StatusOr<DetectorRuntime::ForwardResult> DetectorRuntime::Forward(
+    absl::Span<const ImageSource> images) const {
+  c10::InferenceMode inference_mode;
+  ForwardResult result;
+  LOGN_ASSIGN_OR_RETURN(std::vector<Prepared> batch,
+                        impl_->DecodeAndPrepare(images, result.timings));
+  LOGN_ASSIGN_OR_RETURN(std::vector<ModelOutputs> outputs,
+                        impl_->TimedForward(batch, result.timings, absl::StatusCode::kInternal));
+  for (size_t i = 0; i < batch.size(); ++i) {
+    RawOutputs raw;
+    raw.image_height = batch[i].image_height;
+    raw.image_width = batch[i].image_width;
+    raw.input_height = batch[i].input_height;
+    raw.input_width = batch[i].input_width;
+    raw.num_candidates = outputs[i].logits.size(0);
+    raw.class_specific = impl_->class_specific;
+    raw.boxes = ToVector(outputs[i].boxes);
+    raw.logits = ToVector(outputs[i].logits);
+    ScaleBoxes(raw.boxes.data(), static_cast<int64_t>(raw.boxes.size() / 4),
+               static_cast<float>(raw.image_width) / static_cast<float>(raw.input_width),
+               static_cast<float>(raw.image_height) / static_cast<float>(raw.input_height));
+    result.images.push_back(std::move(raw));
+  }
+  return result;
+}
+
+absl::StatusOr<DetectorRuntime::RoiResult> DetectorRuntime::ClassifyRois(
+    absl::Span<const ImageSource> images, absl::Span<const std::vector<float>> rois) const {
+  if (!impl_->has_classify_rois) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model ", impl_->manifest.name(), " has no classify_rois (manifest hasClassifyRois)"));
+  }
+  if (rois.size() != images.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(images.size(), " images but ", rois.size(), " RoI lists"));
+  }
+  for (size_t i = 0; i < rois.size(); ++i) {
+    if (rois[i].size() % 4 != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("RoIs of image ", i, " have ", rois[i].size(), " floats, not 4 per box"));
+    }
+    if (static_cast<int64_t>(rois[i].size() / 4) > impl_->limits.max_rois_per_image) {
+      return absl::InvalidArgumentError(absl::StrCat("image ", i, " has ", rois[i].size() / 4,
+                                                     " RoIs, over the limit of ",
+                                                     impl_->limits.max_rois_per_image));
+    }
+  }
+  c10::InferenceMode inference_mode;
+  RoiResult result;
+  LOGN_ASSIGN_OR_RETURN(std::vector<Prepared> batch,
+                        impl_->DecodeAndPrepare(images, result.timings));
+  std::vector<at::Tensor> roi_tensors;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    std::vector<float> scaled = rois[i];
+    ScaleBoxes(
+        scaled.data(), static_cast<int64_t>(scaled.size() / 4),
+        static_cast<float>(batch[i].input_width) / static_cast<float>(batch[i].image_width),
+        static_cast<float>(batch[i].input_height) / static_cast<float>(batch[i].image_height));
+    roi_tensors.push_back(
+        torch::tensor(scaled).view({static_cast<int64_t>(scaled.size() / 4), 4}).to(impl_->device));
+  }
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::vector<at::Tensor>> logits =
+      impl_->RunClassifyRois(batch, roi_tensors, absl::StatusCode::kInternal);
+  result.timings.forward = absl::Now() - start;
+  if (!logits.ok()) return logits.status();
+  for (const at::Tensor& t : *logits) result.logits.push_back(ToVector(t));
+  return result;
+}
+
+absl::StatusOr<DetectorRuntime::DetectResult> DetectorRuntime::Detect(
+    absl::Span<const ImageSource> images, absl::Span<const Calibrator* const> calibrators,
+    const PostprocessOptions& options) const {
+  if (calibrators.empty()) return absl::InvalidArgumentError("no calibration setting");
+  for (size_t s = 0; s < calibrators.size(); ++s) {
+    if (calibrators[s] == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("calibrator ", s, " is null"));
+    }
+    if (calibrators[s]->layout() != impl_->layout) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("calibrator ", s, " is for ", calibrators[s]->layout().DebugString(),
+                       "; model ", impl_->manifest.name(), " has ", impl_->layout.DebugString()));
+    }
+  }
+  LOGN_RETURN_IF_ERROR(options.Validate());
+  c10::InferenceMode inference_mode;
+  DetectResult result;
+  LOGN_ASSIGN_OR_RETURN(std::vector<Prepared> batch,
+                        impl_->DecodeAndPrepare(images, result.timings));
+  LOGN_ASSIGN_OR_RETURN(std::vector<ModelOutputs> outputs,
+                        impl_->TimedForward(batch, result.timings, absl::StatusCode::kInternal));
+  const absl::Time start = absl::Now();
+  result.detections.resize(calibrators.size());
+  for (size_t s = 0; s < calibrators.size(); ++s) {
+    result.detections[s].reserve(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const ModelOutputs& out = outputs[i];
+      // Post-process in input pixels (min_box_size is in the model's pixels), then map back.
+      CandidatesView view;
+      view.num_candidates = out.logits.size(0);
+      view.class_specific = impl_->class_specific;
+      view.boxes = absl::MakeConstSpan(out.boxes.data_ptr<float>(), out.boxes.numel());
+      view.logits = absl::MakeConstSpan(out.logits.data_ptr<float>(), out.logits.numel());
+      LOGN_ASSIGN_OR_RETURN(std::vector<Detection> detections,
+                            Postprocess(*calibrators[s], view, options));
+      const float sx =
+          static_cast<float>(batch[i].image_width) / static_cast<float>(batch[i].input_width);
+      const float sy =
+          static_cast<float>(batch[i].image_height) / static_cast<float>(batch[i].input_height);
+      for (Detection& d : detections) ScaleBoxes(d.box, 1, sx, sy);
+      result.detections[s].push_back(std::move(detections));
+    }
+  }
+  result.timings.postprocess = absl::Now() - start;
+  return result;
+}
+
+}  // namespace logn

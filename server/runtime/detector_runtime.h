@@ -1,0 +1,132 @@
+#ifndef LOGN_SERVER_RUNTIME_DETECTOR_RUNTIME_H_
+#define LOGN_SERVER_RUNTIME_DETECTOR_RUNTIME_H_
+
+// The detector runtime: hosts one TorchScript detector that follows the model contract
+// (docs/model-contract.md) and turns images into raw outputs or calibrated detections.
+// No torch type appears here (pimpl): only this component's .cc files include torch headers.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "calibration/calibrator.h"
+#include "calibration/layout.h"
+#include "logn/v1/model.pb.h"
+#include "server/runtime/image.h"
+#include "server/runtime/postprocess.h"
+
+namespace logn {
+
+struct RuntimeLimits {
+  ImageLimits image;
+  int32_t max_images_per_call = 32;
+  int64_t max_rois_per_image = 100000;  // ClassifyRois
+};
+
+// Wall time spent in each stage of one call. On a GPU, forward includes the device sync of copying
+// the outputs back.
+struct StageTimings {
+  absl::Duration decode;       // JPEG/PNG/raw -> RGB
+  absl::Duration preprocess;   // upload, normalise, resize (per the manifest)
+  absl::Duration forward;      // the TorchScript method
+  absl::Duration postprocess;  // calibration, softmax, threshold, NMS, top-k (all settings)
+};
+
+// One image's raw model outputs, boxes mapped back to the original image's pixels.
+struct RawOutputs {
+  int32_t image_height = 0;  // original
+  int32_t image_width = 0;
+  int32_t input_height = 0;  // after the manifest's resize
+  int32_t input_width = 0;
+  int64_t num_candidates = 0;   // N
+  bool class_specific = false;  // boxes [N, C, 4] rather than [N, 4]
+  std::vector<float> boxes;     // xyxy, original image pixels
+  std::vector<float> logits;    // [N, C+1], pre-softmax, uncalibrated
+
+  CandidatesView view() const {
+    return CandidatesView{num_candidates, class_specific, boxes, logits};
+  }
+};
+
+class DetectorRuntime {
+ public:
+  struct Options {
+    std::string model_path;     // TorchScript file
+    std::string manifest_path;  // empty: DefaultManifestPath(model_path)
+    // torch device string: "cpu", "cuda", "cuda:N". Everything (inputs, resize, model) runs there.
+    std::string device = "cpu";
+    // Intra-op threads (at::set_num_threads; process-wide). 0: hardware concurrency. LibTorch's
+    // OpenMP pool here defaults to 1 thread, so this is always set explicitly. Keep it <= the
+    // cores the server has to itself: oversubscribed OpenMP threads wait on descheduled siblings
+    // (10x slower small ops measured on a busy 2-core box; docs/model-contract.md).
+    int32_t intra_op_threads = 0;
+    // Shared library registering custom ops the model needs (torchvision's _C.so for nms and
+    // roi_align), loaded with dlopen before the model. Empty: none.
+    std::string ops_library_path;
+    RuntimeLimits limits;
+  };
+
+  // Loads and validates the model: parses the manifest, loads the ops library and the TorchScript
+  // file on the device, hashes the file (sha256), then runs a blank image through forward (and
+  // classify_rois when the manifest declares it) and checks every output shape against the
+  // manifest. NOT_FOUND for a missing file; INVALID_ARGUMENT for a bad manifest or device string;
+  // FAILED_PRECONDITION when the ops library or model cannot be loaded, CUDA is unavailable, or the
+  // outputs do not match the manifest (the message spells out expected vs got).
+  static absl::StatusOr<std::unique_ptr<DetectorRuntime>> Load(const Options& options);
+  ~DetectorRuntime();
+  DetectorRuntime(const DetectorRuntime&) = delete;
+  DetectorRuntime& operator=(const DetectorRuntime&) = delete;
+
+  const v1::ModelManifest& manifest() const;
+  const LogitLayout& layout() const;
+  const std::string& model_sha256() const;  // lowercase hex of the TorchScript file
+  const std::string& device() const;
+  bool class_specific_boxes() const;
+  bool has_classify_rois() const;
+
+  // All calls below are thread-safe and may run concurrently (inference mode, no shared mutable
+  // state). Images are decoded, resized per the manifest and run as ONE batch. INVALID_ARGUMENT
+  // for no images, too many, or a bad image (its index and the decoder's reason); INTERNAL when
+  // the model fails or breaks the contract on this input.
+
+  struct ForwardResult {
+    std::vector<RawOutputs> images;
+    StageTimings timings;  // postprocess is zero
+  };
+  absl::StatusOr<ForwardResult> Forward(absl::Span<const ImageSource> images) const;
+
+  // Logits the RoI head gives to caller-chosen boxes: rois[i] has R_i * 4 floats (xyxy, original
+  // image pixels) for images[i]. Returns per image R_i * (C+1) logits. FAILED_PRECONDITION if the
+  // model has no classify_rois; INVALID_ARGUMENT on mismatched counts or a non-multiple of 4.
+  struct RoiResult {
+    std::vector<std::vector<float>> logits;
+    StageTimings timings;
+  };
+  absl::StatusOr<RoiResult> ClassifyRois(absl::Span<const ImageSource> images,
+                                         absl::Span<const std::vector<float>> rois) const;
+
+  // decode -> resize -> forward (once) -> post-process for each calibrator (each must have
+  // layout() == this->layout(), INVALID_ARGUMENT otherwise; at least one). detections[s][i] are
+  // image i's detections under calibrators[s], best first, boxes in original image pixels.
+  struct DetectResult {
+    std::vector<std::vector<std::vector<Detection>>> detections;
+    StageTimings timings;
+  };
+  absl::StatusOr<DetectResult> Detect(absl::Span<const ImageSource> images,
+                                      absl::Span<const Calibrator* const> calibrators,
+                                      const PostprocessOptions& options) const;
+
+ private:
+  struct Impl;
+  explicit DetectorRuntime(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace logn
+
+#endif  // LOGN_SERVER_RUNTIME_DETECTOR_RUNTIME_H_

@@ -1,0 +1,180 @@
+#!/usr/bin/python3
+"""Builds tiny deterministic detectors that follow the LogN Serve model contract, for tests.
+
+Each model is a small convnet plus a fixed grid of proposals: the RoI head samples the feature map
+at each box centre and maps (features, box geometry) to C+1 logits and box refinements. The weights
+are random but seeded, so every run writes the same models. Per model it writes <name>.pt
+(TorchScript), <name>.json (the manifest) and, with --reference, <name>_ref/ (test images and the
+eager model's outputs, see export_torchvision.write_reference).
+
+Models:
+  contract_agnostic  5 classes, background first, boxes [N, 4], RGB 0-1, shorter side 64 / longer
+                     <= 96, with classify_rois.
+  contract_specific  7 classes, background last, boxes [N, C, 4], BGR 0-255, fixed 80x96, no
+                     classify_rois.
+  contract_bad_rows  like contract_agnostic but returns one logit row fewer than boxes: a contract
+                     violation the runtime must refuse at load.
+
+Usage: /usr/bin/python3 tools/make_contract_models.py --out-dir DIR [--reference]
+"""
+
+import argparse
+import json
+import os
+import sys
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import export_torchvision  # noqa: E402  (shared reference preprocessing and manifest helpers)
+
+
+class TinyDetector(torch.nn.Module):
+    def __init__(self, num_classes: int, class_specific: bool, grid: int, drop_row: bool):
+        super().__init__()
+        self.num_classes = num_classes
+        self.class_specific = class_specific
+        self.grid = grid
+        self.drop_row = drop_row
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, stride=2, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(8, 16, 3, stride=2, padding=1),
+            torch.nn.ReLU(),
+        )
+        self.cls = torch.nn.Linear(16 + 4, num_classes + 1)
+        self.reg = torch.nn.Linear(16 + 4, 4 * (num_classes if class_specific else 1))
+
+    def _proposals(self, h: int, w: int) -> torch.Tensor:
+        """A grid x grid lattice of boxes at two sizes, in input pixels."""
+        boxes: List[List[float]] = []
+        for size in [0.25, 0.5]:
+            for gy in range(self.grid):
+                for gx in range(self.grid):
+                    cx = (gx + 0.5) * w / self.grid
+                    cy = (gy + 0.5) * h / self.grid
+                    bw = size * w
+                    bh = size * h
+                    boxes.append([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2])
+        return torch.tensor(boxes)
+
+    def _head(self, feat: torch.Tensor, rois: torch.Tensor, h: int, w: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        cx = (rois[:, 0] + rois[:, 2]) / 2
+        cy = (rois[:, 1] + rois[:, 3]) / 2
+        grid = torch.stack([cx / w * 2 - 1, cy / h * 2 - 1], dim=-1).view(1, -1, 1, 2)
+        sampled = F.grid_sample(feat[None], grid, mode="bilinear", align_corners=False)[0, :, :, 0].t()
+        geometry = rois / torch.tensor([w, h, w, h], dtype=rois.dtype)
+        x = torch.cat([sampled, geometry], dim=1)
+        return self.cls(x), self.reg(x)
+
+    def forward(self, images: List[torch.Tensor]) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        out: List[Tuple[torch.Tensor, torch.Tensor]] = []
+        for img in images:
+            h = int(img.shape[1])
+            w = int(img.shape[2])
+            feat = self.features(img[None])[0]
+            proposals = self._proposals(h, w).to(img.device)
+            logits, deltas = self._head(feat, proposals, h, w)
+            sizes = torch.stack(
+                [proposals[:, 2] - proposals[:, 0], proposals[:, 3] - proposals[:, 1]] * 2, dim=1
+            )
+            k = self.num_classes if self.class_specific else 1
+            boxes = proposals[:, None, :] + 0.1 * deltas.view(-1, k, 4) * sizes[:, None, :]
+            boxes = torch.stack(
+                [
+                    boxes[..., 0].clamp(0, w),
+                    boxes[..., 1].clamp(0, h),
+                    boxes[..., 2].clamp(0, w),
+                    boxes[..., 3].clamp(0, h),
+                ],
+                dim=-1,
+            )
+            if not self.class_specific:
+                boxes = boxes[:, 0]
+            if self.drop_row:
+                logits = logits[1:]
+            out.append((boxes.contiguous(), logits))
+        return out
+
+    def _classify_rois(self, images: List[torch.Tensor], rois: List[torch.Tensor]) -> List[torch.Tensor]:
+        out: List[torch.Tensor] = []
+        for img, r in zip(images, rois):
+            h = int(img.shape[1])
+            w = int(img.shape[2])
+            feat = self.features(img[None])[0]
+            logits, _ = self._head(feat, r.to(img.dtype), h, w)
+            out.append(logits)
+        return out
+
+
+class TinyDetectorWithRois(TinyDetector):
+    """The same detector, also exporting the optional classify_rois method."""
+
+    @torch.jit.export
+    def classify_rois(self, images: List[torch.Tensor], rois: List[torch.Tensor]) -> List[torch.Tensor]:
+        return self._classify_rois(images, rois)
+
+
+def manifest_for(name: str, num_classes: int, background: str, class_specific: bool, input_policy: dict,
+                 has_classify_rois: bool) -> dict:
+    return {
+        "name": name,
+        "description": "tiny contract model from tools/make_contract_models.py (seeded random weights)",
+        "classes": export_torchvision.synthetic_classes(num_classes, seed=1),
+        "background": background,
+        "boxLayout": "BOX_LAYOUT_CLASS_SPECIFIC" if class_specific else "BOX_LAYOUT_CLASS_AGNOSTIC",
+        "input": input_policy,
+        "hasClassifyRois": has_classify_rois,
+    }
+
+
+SHORTER_SIDE = {
+    "shorterSide": {"shorterSide": 64, "maxLongerSide": 96},
+    "pixelMean": [0.485, 0.456, 0.406],
+    "pixelStd": [0.229, 0.224, 0.225],
+    "channelOrder": "CHANNEL_ORDER_RGB",
+    "valueRange": "VALUE_RANGE_UNIT",
+}
+FIXED_BGR = {
+    "fixed": {"height": 80, "width": 96},
+    "pixelMean": [103.53, 116.28, 123.675],
+    "pixelStd": [57.375, 57.12, 58.395],
+    "channelOrder": "CHANNEL_ORDER_BGR",
+    "valueRange": "VALUE_RANGE_BYTE",
+}
+
+MODELS = {
+    # name: (classes, class_specific, background, input policy, classify_rois, drop_row, seed)
+    "contract_agnostic": (5, False, "BACKGROUND_POSITION_FIRST", SHORTER_SIDE, True, False, 11),
+    "contract_specific": (7, True, "BACKGROUND_POSITION_LAST", FIXED_BGR, False, False, 12),
+    "contract_bad_rows": (5, False, "BACKGROUND_POSITION_FIRST", SHORTER_SIDE, True, True, 13),
+}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--reference", action="store_true", help="also write parity references")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    os.makedirs(args.out_dir, exist_ok=True)
+    for name, (c, specific, background, policy, rois, drop_row, seed) in MODELS.items():
+        torch.manual_seed(seed)
+        cls = TinyDetectorWithRois if rois else TinyDetector
+        model = cls(c, specific, grid=4, drop_row=drop_row).eval()
+        manifest = manifest_for(name, c, background, specific, policy, rois)
+        torch.jit.script(model).save(os.path.join(args.out_dir, name + ".pt"))
+        with open(os.path.join(args.out_dir, name + ".json"), "w") as f:
+            json.dump(manifest, f, indent=1)
+        if args.reference and not drop_row:
+            export_torchvision.write_reference(
+                model, manifest, os.path.join(args.out_dir, name + "_ref"), [(120, 90), (50, 75)], seed
+            )
+    print(f"wrote {len(MODELS)} contract models to {args.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
