@@ -1,0 +1,88 @@
+#include "client/cli/logits_file.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace logn {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string TempPath(const std::string& name) {
+  return (std::filesystem::path(::testing::TempDir()) / name).string();
+}
+
+void WriteBytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+TEST(LogitsFileTest, NpyRoundTripsInBlocks) {
+  const std::vector<float> values = {1, 2, 3, 4, 5, 6, 7, 8.5f, -9, 10, 11, 12};
+  const std::string path = TempPath("round_trip.npy");
+  ASSERT_TRUE(WriteLogitsFile(path, values.data(), 4, 3).ok());
+  auto reader = LogitsReader::Open(path, /*width=*/0);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  EXPECT_EQ((*reader)->rows(), 4);
+  EXPECT_EQ((*reader)->width(), 3);
+  std::vector<float> block, all;
+  while (true) {
+    auto n = (*reader)->Read(3, &block);
+    ASSERT_TRUE(n.ok());
+    if (*n == 0) break;
+    all.insert(all.end(), block.begin(), block.end());
+  }
+  EXPECT_EQ(all, values);
+  // Header padded to a multiple of 64 as NumPy requires.
+  EXPECT_EQ((std::filesystem::file_size(path) - values.size() * 4) % 64, 0u);
+}
+
+TEST(LogitsFileTest, RawNeedsAWidthThatDividesTheFile) {
+  const std::vector<float> values(10, 0.5f);
+  const std::string path = TempPath("raw.f32");
+  ASSERT_TRUE(WriteLogitsFile(path, values.data(), 2, 5).ok());
+  EXPECT_EQ(std::filesystem::file_size(path), 40u);
+  auto no_width = LogitsReader::Open(path, 0);
+  EXPECT_EQ(no_width.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(no_width.status().message(), HasSubstr("--width"));
+  auto bad_width = LogitsReader::Open(path, 3);
+  EXPECT_EQ(bad_width.status().code(), absl::StatusCode::kInvalidArgument);
+  auto ok = LogitsReader::Open(path, 5);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ((*ok)->rows(), 2);
+}
+
+TEST(LogitsFileTest, RejectsNonFloat32AndNon2dNpy) {
+  auto npy = [](const std::string& header) {
+    std::string h = header;
+    while ((10 + h.size() + 1) % 64 != 0) h.push_back(' ');
+    h.push_back('\n');
+    return std::string("\x93NUMPY\x01\x00", 8) + static_cast<char>(h.size()) + '\0' + h;
+  };
+  const std::string f64 = TempPath("f64.npy");
+  WriteBytes(f64, npy("{'descr': '<f8', 'fortran_order': False, 'shape': (1, 2), }") +
+                      std::string(16, '\0'));
+  EXPECT_THAT(LogitsReader::Open(f64, 0).status().message(), HasSubstr("float32"));
+  const std::string one_d = TempPath("1d.npy");
+  WriteBytes(one_d, npy("{'descr': '<f4', 'fortran_order': False, 'shape': (6,), }") +
+                        std::string(24, '\0'));
+  EXPECT_THAT(LogitsReader::Open(one_d, 0).status().message(), HasSubstr("2-D"));
+  const std::string fortran = TempPath("f.npy");
+  WriteBytes(fortran, npy("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }") +
+                          std::string(24, '\0'));
+  EXPECT_THAT(LogitsReader::Open(fortran, 0).status().message(), HasSubstr("Fortran"));
+  const std::string short_data = TempPath("short.npy");
+  WriteBytes(short_data, npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }") +
+                             std::string(20, '\0'));
+  EXPECT_EQ(LogitsReader::Open(short_data, 0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(LogitsReader::Open(TempPath("missing.npy"), 0).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace logn

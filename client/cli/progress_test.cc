@@ -1,0 +1,48 @@
+#include "client/cli/progress.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace logn {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(ProgressTest, PlainLinesCarryRatesAndEta) {
+  std::ostringstream out;
+  ProgressOptions options;
+  options.terminal = false;
+  options.interval = absl::ZeroDuration();  // a line per update
+  options.total_rows = 1000;
+  ProgressReporter progress(&out, options);
+  progress.Update(250, 0);
+  progress.Finish();
+  const std::string text = out.str();
+  EXPECT_THAT(text, HasSubstr("25.0% rows 250/1000"));
+  EXPECT_THAT(text, HasSubstr("rows/s"));
+  EXPECT_THAT(text, HasSubstr("images/s"));
+  EXPECT_THAT(text, HasSubstr("ETA"));
+  EXPECT_EQ(text.find('\r'), std::string::npos);  // no terminal control in logs
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2);
+}
+
+TEST(ProgressTest, TerminalRedrawsOneLineWithABar) {
+  std::ostringstream out;
+  ProgressOptions options;
+  options.terminal = true;
+  options.total_images = 4;
+  ProgressReporter progress(&out, options);
+  progress.Update(0, 2);
+  progress.Finish();
+  const std::string text = out.str();
+  EXPECT_THAT(text, HasSubstr("\r"));
+  EXPECT_THAT(text, HasSubstr("[############............]"));
+  EXPECT_THAT(text, HasSubstr("images 2/4"));
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1);
+}
+
+}  // namespace
+}  // namespace logn

@@ -1,0 +1,16 @@
+#ifndef LOGN_CLIENT_LIB_GRPC_STATUS_H_
+#define LOGN_CLIENT_LIB_GRPC_STATUS_H_
+
+#include "absl/status/status.h"
+#include "grpcpp/support/status.h"
+
+namespace logn {
+
+// The client's one conversion from grpc::Status to absl::Status: same code (the two enums share
+// their numbering), same message. Named apart from the server's FromGrpcStatus so a binary may
+// link both libraries.
+absl::Status GrpcToAbslStatus(const grpc::Status& status);
+
+}  // namespace logn
+
+#endif  // LOGN_CLIENT_LIB_GRPC_STATUS_H_

@@ -1,0 +1,174 @@
+#!/usr/bin/python3
+"""LogN Serve from Python: compiles the logn.v1 protos and calls every kind of RPC once.
+
+    example.py --server HOST:PORT [--proto-dir DIR]
+
+Needs Debian's python3-grpcio and python3-protobuf, and protoc with grpc_python_plugin
+(protobuf-compiler, protobuf-compiler-grpc). The stubs are generated into a temporary directory
+on every run, so nothing generated is checked in. (Debian's `python3 -m grpc_tools.protoc` cannot
+be used: it bundles protoc 3.5, which rejects the proto3 `optional` fields our protos use.)
+
+Steps: GetModelInfo, Calibrate (random logits, activated on commit), ListVersions, Detect (a
+generated PNG, raw and LogN-calibrated), Apply. Exits non-zero if any call fails or returns
+something inconsistent.
+"""
+import argparse
+import array
+import glob
+import importlib
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_PROTO_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "proto"))
+
+
+def compile_protos(proto_dir: str, out_dir: str) -> None:
+    protos = sorted(glob.glob(os.path.join(proto_dir, "logn", "v1", "*.proto")))
+    if not protos:
+        raise SystemExit(f"no .proto files under {proto_dir}/logn/v1")
+    plugin = shutil.which("grpc_python_plugin")
+    protoc = shutil.which("protoc")
+    if not (protoc and plugin):
+        raise SystemExit("needs protoc and grpc_python_plugin on PATH "
+                         "(apt install protobuf-compiler protobuf-compiler-grpc)")
+    # -I/usr/include: google/protobuf/timestamp.proto from libprotobuf-dev / protobuf-compiler.
+    subprocess.run([protoc, f"--plugin=protoc-gen-grpc_python={plugin}", f"-I{proto_dir}",
+                    "-I/usr/include", f"--python_out={out_dir}", f"--grpc_python_out={out_dir}",
+                    *protos], check=True)
+
+
+def float32_bytes(values) -> bytes:
+    """Little-endian float32, as LogitBatch.data requires."""
+    a = array.array("f", values)
+    if sys.byteorder != "little":
+        a.byteswap()
+    return a.tobytes()
+
+
+def floats_from(data: bytes):
+    a = array.array("f")
+    a.frombytes(data)
+    if sys.byteorder != "little":
+        a.byteswap()
+    return a
+
+
+def png(width: int, height: int, seed: int) -> bytes:
+    """A small RGB PNG made with zlib only."""
+    rng = random.Random(seed)
+    raw = bytearray()
+    for y in range(height):
+        raw.append(0)  # filter: none
+        for x in range(width):
+            raw += bytes(((x * 5 + rng.randrange(40)) % 256, (y * 7) % 256, (x + y) % 256))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data +
+                struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(raw))) +
+            chunk(b"IEND", b""))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--server", required=True, help="logn_server address, host:port")
+    parser.add_argument("--proto-dir", default=DEFAULT_PROTO_DIR,
+                        help="directory holding logn/v1/*.proto (default: the repository's)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="per-call deadline, seconds")
+    args = parser.parse_args()
+
+    import grpc  # python3-grpcio
+
+    with tempfile.TemporaryDirectory(prefix="logn_py_") as gen:
+        compile_protos(args.proto_dir, gen)
+        sys.path.insert(0, gen)
+        common = importlib.import_module("logn.v1.common_pb2")
+        detection = importlib.import_module("logn.v1.detection_service_pb2")
+        detection_grpc = importlib.import_module("logn.v1.detection_service_pb2_grpc")
+        calibration = importlib.import_module("logn.v1.calibration_service_pb2")
+        calibration_grpc = importlib.import_module("logn.v1.calibration_service_pb2_grpc")
+        stats = importlib.import_module("logn.v1.stats_service_pb2")
+        stats_grpc = importlib.import_module("logn.v1.stats_service_pb2_grpc")
+
+        channel = grpc.insecure_channel(args.server)
+        detect_stub = detection_grpc.DetectionServiceStub(channel)
+        calibration_stub = calibration_grpc.CalibrationServiceStub(channel)
+        stats_stub = stats_grpc.StatsStoreServiceStub(channel)
+        t = args.timeout
+
+        # 1. The served model.
+        info = detect_stub.GetModelInfo(detection.GetModelInfoRequest(), timeout=t)
+        classes = len(info.manifest.classes)
+        width = classes + 1
+        print(f"model {info.manifest.name}: {classes} classes, sha256 {info.model_sha256[:12]}..., "
+              f"active version {info.active_version}")
+
+        # 2. Calibrate from random logits: a header, then batches; the server commits on close.
+        rng = random.Random(0)
+        rows_per_batch, batches = 200, 3
+
+        def requests():
+            yield calibration.CalibrateRequest(header=calibration.CalibrateHeader(
+                source=calibration.CALIBRATION_SOURCE_LOGITS, activate_on_commit=True,
+                description="client/python/example.py"))
+            for _ in range(batches):
+                values = [rng.gauss(3.0 if j == 0 else -2.0 - 0.5 * j, 1.0)
+                          for _ in range(rows_per_batch) for j in range(width)]
+                yield calibration.CalibrateRequest(logits=common.LogitBatch(
+                    rows=rows_per_batch, width=width, data=float32_bytes(values)))
+
+        committed = calibration_stub.Calibrate(requests(), timeout=t)
+        version = committed.version.version
+        print(f"calibrated version {version}: {committed.rows} rows in {committed.batches} batches")
+        assert committed.rows == rows_per_batch * batches, committed
+        assert "active" in committed.version.aliases, committed.version
+
+        # 3. The store's versions.
+        listed = stats_stub.ListVersions(stats.ListVersionsRequest(), timeout=t)
+        print("versions:", ", ".join(f"{v.version}{'(' + ','.join(v.aliases) + ')' if v.aliases else ''}"
+                                     for v in listed.versions))
+        assert version in [v.version for v in listed.versions]
+
+        # 4. Detect on a generated image, raw and LogN-calibrated, from one forward pass.
+        request = detection.DetectRequest(
+            images=[common.Image(encoded=png(64, 48, 1), id="generated.png")],
+            calibrations=[common.CalibrationSetting(name="raw", method=common.CALIBRATION_METHOD_NONE),
+                          common.CalibrationSetting(name="logn", method=common.CALIBRATION_METHOD_LOGN)],
+            postprocess=detection.PostprocessOptions(score_threshold=0.0, max_detections=5))
+        detected = detect_stub.Detect(request, timeout=t)
+        assert detected.statistics_version == version, detected.statistics_version
+        for result in detected.results:
+            dets = result.images[0].detections
+            top = ", ".join(f"class {d.category_id} {d.score:.3f}" for d in dets[:3])
+            print(f"detect [{result.setting.name}]: {len(dets)} detections; top: {top}")
+
+        # 5. Apply the new statistics to logits computed elsewhere.
+        logits = [rng.gauss(0.0, 2.0) for _ in range(4 * width)]
+        applied = calibration_stub.Apply(calibration.ApplyRequest(
+            calibration=common.CalibrationSetting(method=common.CALIBRATION_METHOD_LOGN),
+            logits=common.LogitBatch(rows=4, width=width, data=float32_bytes(logits)),
+            include_scores=True), timeout=t)
+        scores = floats_from(applied.scores.data)
+        assert applied.statistics_version == version
+        assert len(scores) == 4 * width
+        for r in range(4):
+            row_sum = sum(scores[r * width:(r + 1) * width])
+            assert abs(row_sum - 1.0) < 1e-4, row_sum
+        print(f"apply: {applied.logits.rows} rows calibrated with version {applied.statistics_version}; "
+              f"scores of row 0: {[round(s, 4) for s in scores[:width]]}")
+        channel.close()
+    print("ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

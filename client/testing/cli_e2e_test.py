@@ -1,0 +1,385 @@
+#!/usr/bin/python3
+"""End-to-end tests of the `logn` CLI against a real logn_server process on 127.0.0.1:0.
+
+    cli_e2e_test.py --logn BIN --server-binary BIN --model M.pt --data DIR --work-dir DIR
+
+DIR (--data) is a tiny tools/longtail_data dataset (train.json, val.json, train/, val/). The tests
+share one server and run in name order: the store's versions accumulate as they go.
+"""
+import argparse
+import json
+import os
+import pty
+import subprocess
+import sys
+import unittest
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from logn_test_server import LognServer  # noqa: E402
+
+ARGS = None
+
+
+def logn(*argv, expect=0):
+    """Runs `logn ARGV`, asserts the exit code, returns (stdout, stderr)."""
+    proc = subprocess.run([ARGS.logn, *map(str, argv)], capture_output=True, text=True, timeout=300)
+    if proc.returncode != expect:
+        raise AssertionError(f"logn {' '.join(map(str, argv))}: exit {proc.returncode} != {expect}\n"
+                             f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+    return proc.stdout, proc.stderr
+
+
+class CliEndToEnd(unittest.TestCase):
+    server = None
+
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(ARGS.work_dir, exist_ok=True)
+        cls.server = LognServer(ARGS.server_binary, ARGS.model, os.path.join(ARGS.work_dir, "server"))
+        cls.server.__enter__()
+        cls.addr = cls.server.address
+        cls.width = None
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__(None, None, None)
+
+    def path(self, name):
+        return os.path.join(ARGS.work_dir, name)
+
+    def version_info(self, selector):
+        out, _ = logn("stats", "show", selector, "--server", self.addr, "--json")
+        return json.loads(out)["version"]
+
+    def stats_of(self, version):
+        out, _ = logn("stats", "show", version, "--server", self.addr, "--json", "--statistics")
+        s = json.loads(out)["statistics"]
+        return np.array(s["mean"], dtype=np.float64), np.array(s["variance"], dtype=np.float64)
+
+    def random_logits(self, rows, seed):
+        rng = np.random.default_rng(seed)
+        width = self.model_width()
+        shift = np.array([3.0] + [-2.0 - 0.3 * j for j in range(1, width)])
+        return (rng.normal(size=(rows, width)) * 1.5 + shift).astype(np.float32)
+
+    def model_width(self):
+        # The contract model: 5 foreground classes + background.
+        return 6
+
+    # ----- arguments -----
+
+    def test_00_help_on_every_command(self):
+        out, _ = logn("--help")
+        self.assertIn("usage: logn COMMAND", out)
+        for command in ["detect", "calibrate", "apply", "stats", "eval", "compare", "health"]:
+            out, _ = logn(command, "--help")
+            self.assertTrue(out.startswith(f"usage: logn {command}"), out)
+
+    def test_01_bad_arguments_exit_2_with_one_line(self):
+        cases = [
+            (["frobnicate"], "unknown command"),
+            (["detect", "x.png"], "--server is required"),
+            (["detect", "--server", self.addr], "no IMAGE"),
+            (["detect", "--server", self.addr, "--method", "bogus", "a.png"], "--method"),
+            (["detect", "--server", self.addr, "--score-threshold", "abc", "a.png"], "--score-threshold"),
+            (["calibrate", "--server", self.addr], "exactly one of --dataset or --logits"),
+            (["calibrate", "--server", self.addr, "--dataset", "t.json"], "--images"),
+            (["calibrate", "--server", self.addr, "--logits", "x.f32"], "--width"),
+            (["calibrate", "--server", self.addr, "--logits", "x.npy", "--ema", "0"], "--ema"),
+            (["apply", "--server", self.addr, "--logits", "x.npy"], "--out is required"),
+            (["stats", "--server", self.addr], "missing ACTION"),
+            (["stats", "show", "--server", self.addr], "VERSION|ALIAS"),
+            (["stats", "activate", "abc", "--server", self.addr], "positive integer"),
+            (["stats", "export", "1", "--format", "xml", "--server", self.addr], "--format"),
+            (["eval", "--gt", "g.json"], "--dt is required"),
+            (["health", "--server", self.addr, "--bogus"], "unknown flag --bogus"),
+            (["health", "--server", self.addr, "--deadline"], "needs a value"),
+            (["compare", "--server", self.addr, "--gt", "v.json"], "--images is required"),
+        ]
+        for argv, reason in cases:
+            with self.subTest(argv=argv):
+                _, err = logn(*argv, expect=2)
+                self.assertIn(reason, err)
+                self.assertEqual(err.count("\n"), 1, err)
+
+    def test_02_health_is_serving(self):
+        out, _ = logn("health", "--server", self.addr)
+        self.assertEqual(out.strip(), "SERVING")
+
+    def test_02_info_describes_the_model(self):
+        out, _ = logn("info", "--server", self.addr)
+        info = json.loads(out)
+        self.assertEqual(info["manifest"]["name"], "contract_agnostic")
+        self.assertEqual(len(info["manifest"]["classes"]), 5)
+        self.assertRegex(info["model_sha256"], "^[0-9a-f]{64}$")
+        self.assertEqual(info["device"], "cpu")
+        _, err = logn("info", "extra", "--server", self.addr, expect=2)
+        self.assertIn("unexpected argument", err)
+
+    def test_03_server_errors_exit_1_with_code_name(self):
+        # No statistics yet: LogN (the default) has nothing to use.
+        image = os.path.join(ARGS.data, "val", sorted(os.listdir(os.path.join(ARGS.data, "val")))[0])
+        _, err = logn("detect", "--server", self.addr, image, expect=1)
+        self.assertTrue(err.startswith("logn detect: FAILED_PRECONDITION: "), err)
+        self.assertIn("no active LogN statistics", err)
+        _, err = logn("stats", "show", "999", "--server", self.addr, expect=1)
+        self.assertTrue(err.startswith("logn stats show: NOT_FOUND: "), err)
+        _, err = logn("stats", "rollback", "--server", self.addr, expect=1)
+        self.assertTrue(err.startswith("logn stats rollback: FAILED_PRECONDITION: "), err)
+        # Nothing listening: UNAVAILABLE after the retries.
+        _, err = logn("health", "--server", "127.0.0.1:1", "--retries", "1", expect=1)
+        self.assertIn("UNAVAILABLE", err)
+
+    # ----- calibrate -----
+
+    def test_10_calibrate_from_dataset_sends_images_with_ground_truth(self):
+        train = os.path.join(ARGS.data, "train.json")
+        with open(train) as f:
+            dataset = json.load(f)
+        out, err = logn("calibrate", "--server", self.addr, "--dataset", train, "--images",
+                        os.path.join(ARGS.data, "train"), "--batch-images", "10", "--activate",
+                        "--description", "tiny train")
+        self.assertRegex(out, r"committed version 1: \d+ rows, %d images, 4 batches" %
+                         len(dataset["images"]))
+        self.assertIn("images/s", err)  # the final progress line (stderr is not a terminal)
+        self.assertIn("ETA", err)
+        info = self.version_info("active")
+        self.assertEqual(info["version"], "1")
+        self.assertEqual(int(info["images_seen"]), len(dataset["images"]))
+        self.assertEqual(info["source"], "VERSION_SOURCE_IMAGES")
+        self.assertEqual(info["description"], "tiny train")
+        rows_with_gt = int(info["rows_seen"])
+        self.assertGreater(rows_with_gt, 0)
+        # The ground truth really travels: without it the server uses the model's own candidates
+        # instead of sampling RoIs around the boxes, and sees a different number of rows.
+        dataset["annotations"] = []
+        for image in dataset["images"]:
+            image["not_exhaustive_category_ids"] = []
+        no_gt = self.path("train_no_gt.json")
+        with open(no_gt, "w") as f:
+            json.dump(dataset, f)
+        out, _ = logn("calibrate", "--server", self.addr, "--dataset", no_gt, "--images",
+                      os.path.join(ARGS.data, "train"), "--json")
+        rows_without_gt = int(json.loads(out)["rows"])
+        self.assertGreater(rows_without_gt, 0)
+        self.assertNotEqual(rows_without_gt, rows_with_gt)
+
+    def test_11_calibrate_from_npy_and_raw_match_numpy(self):
+        logits = self.random_logits(1500, seed=5)
+        npy = self.path("train_logits.npy")
+        np.save(npy, logits)
+        out, err = logn("calibrate", "--server", self.addr, "--logits", npy, "--batch-rows", "400",
+                        "--json", "--progress-interval", "0")
+        response = json.loads(out)
+        self.assertEqual(int(response["rows"]), 1500)
+        self.assertEqual(int(response["batches"]), 4)
+        self.assertGreaterEqual(err.count("rows/s"), 4)  # a plain line per batch + the final one
+        version = response["version"]["version"]
+        mean, var = self.stats_of(version)
+        x = logits.astype(np.float64)
+        np.testing.assert_allclose(mean, x.mean(axis=0), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(var, x.var(axis=0, ddof=1), rtol=1e-9)
+
+        raw = self.path("train_logits.f32")
+        logits.tofile(raw)
+        out, _ = logn("calibrate", "--server", self.addr, "--logits", raw, "--width", "6", "--json",
+                      "--batch-rows", "400")
+        raw_version = json.loads(out)["version"]["version"]
+        raw_mean, raw_var = self.stats_of(raw_version)
+        np.testing.assert_array_equal(raw_mean, mean)
+        np.testing.assert_array_equal(raw_var, var)
+
+        out, _ = logn("calibrate", "--server", self.addr, "--logits", raw, "--width", "6", "--ema",
+                      "0.5", "--ema-init", version, "--json")
+        ema = json.loads(out)["version"]
+        self.assertEqual(ema["method"], "ACCUMULATION_METHOD_EMA")
+        self.assertAlmostEqual(ema["momentum"], 0.5)
+
+        # A width that does not match the model: the server's INVALID_ARGUMENT, exit 1.
+        logits[:, :5].copy().tofile(raw)
+        _, err = logn("calibrate", "--server", self.addr, "--logits", raw, "--width", "5", expect=1)
+        self.assertIn("INVALID_ARGUMENT", err)
+        self.__class__.logits_version = version
+
+    def test_12_progress_is_a_bar_on_a_terminal(self):
+        npy = self.path("pty_logits.npy")
+        np.save(npy, self.random_logits(300, seed=12))
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execv(ARGS.logn, [ARGS.logn, "calibrate", "--server", self.addr, "--logits", npy,
+                                 "--batch-rows", "100"])
+        output = b""
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0, output)
+        text = output.decode()
+        self.assertIn("\r", text)
+        self.assertIn("[########################]", text)  # the full bar at the end
+        self.assertIn("rows 300/300", text)
+        self.assertIn("rows/s", text)
+        self.assertIn("committed version", text)
+
+    # ----- apply -----
+
+    def test_20_apply_none_is_identity_and_logn_follows_the_formula(self):
+        logits = self.random_logits(50, seed=9)
+        npy = self.path("apply_in.npy")
+        np.save(npy, logits)
+        out_none = self.path("apply_none.npy")
+        logn("apply", "--server", self.addr, "--logits", npy, "--out", out_none, "--method", "none")
+        np.testing.assert_array_equal(np.load(out_none), logits)
+
+        version = self.logits_version
+        out_logn = self.path("apply_logn.f32")
+        scores = self.path("apply_scores.npy")
+        raw = self.path("apply_in.f32")
+        logits.tofile(raw)
+        out, _ = logn("apply", "--server", self.addr, "--logits", raw, "--width", "6", "--out",
+                      out_logn, "--scores-out", scores, "--version", version, "--batch-rows", "16")
+        self.assertIn(f"statistics version {version}", out)
+        calibrated = np.fromfile(out_logn, dtype=np.float32).reshape(50, 6)
+        mean, var = self.stats_of(version)
+        # Background (first) untouched; foreground (x - mu + beta) / sqrt(var + eps) with one beta.
+        np.testing.assert_array_equal(calibrated[:, 0], logits[:, 0])
+        beta = calibrated[:, 1:] * np.sqrt(var[1:] + 1e-5) - logits[:, 1:] + mean[1:]
+        self.assertLess(np.ptp(beta), 1e-3, beta)
+        p = np.load(scores)
+        np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+
+    # ----- stats -----
+
+    def test_30_stats_lifecycle(self):
+        out, _ = logn("stats", "list", "--server", self.addr, "--json")
+        versions = json.loads(out)
+        numbers = [int(v["version"]) for v in versions]
+        self.assertEqual(numbers, sorted(numbers))
+        self.assertGreaterEqual(len(numbers), 4)
+        text, _ = logn("stats", "list", "--server", self.addr)
+        self.assertTrue(text.startswith("version"))
+        self.assertEqual(len(text.strip().splitlines()), len(numbers) + 1)
+
+        out, _ = logn("stats", "alias", "canary", "2", "--server", self.addr)
+        self.assertIn("canary -> 2", out)
+        self.assertEqual(self.version_info("canary")["version"], "2")
+        out, _ = logn("stats", "activate", "2", "--server", self.addr)
+        self.assertIn("active -> 2 (was 1)", out)
+        out, _ = logn("stats", "rollback", "--server", self.addr)
+        self.assertIn("active -> 1", out)
+        _, err = logn("stats", "delete", "2", "--server", self.addr, expect=1)
+        self.assertIn("FAILED_PRECONDITION", err)
+
+        exported = self.path("v2.json")
+        logn("stats", "export", "canary", "--out", exported, "--format", "json", "--server", self.addr)
+        with open(exported) as f:
+            self.assertIn("logn.statistics_version.v1", f.read())
+        binary, _ = subprocess.run([ARGS.logn, "stats", "export", "2", "--format", "binary",
+                                    "--server", self.addr], capture_output=True).stdout, None
+        self.assertGreater(len(binary), 0)
+        out, _ = logn("stats", "import", exported, "--description", "re-imported", "--json",
+                      "--server", self.addr)
+        imported = json.loads(out)
+        self.assertEqual(imported["source"], "VERSION_SOURCE_IMPORT")
+        self.assertEqual(imported["payload_sha256"], self.version_info("2")["payload_sha256"])
+        new = imported["version"]
+        out, _ = logn("stats", "delete", new, "--server", self.addr)
+        self.assertIn(f"deleted version {new}", out)
+        _, err = logn("stats", "show", new, "--server", self.addr, expect=1)
+        self.assertIn("NOT_FOUND", err)
+
+    # ----- detect, eval, compare -----
+
+    def test_40_detect_json_lines_and_lvis_results_feed_eval(self):
+        val_dir = os.path.join(ARGS.data, "val")
+        images = [os.path.join(val_dir, n) for n in sorted(os.listdir(val_dir))[:5]]
+        out, _ = logn("detect", "--server", self.addr, "--method", "none", "--max-detections", "7",
+                      "--batch", "2", *images)
+        lines = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual([line["image"] for line in lines], images)
+        for line in lines:
+            self.assertEqual(line["setting"], "none")
+            self.assertLessEqual(len(line["detections"]), 7)
+            scores = [d["score"] for d in line["detections"]]
+            self.assertEqual(scores, sorted(scores, reverse=True))
+        out, _ = logn("detect", "--server", self.addr, "--alias", "canary", images[0])
+        self.assertEqual(json.loads(out)["statistics_version"], 2)
+
+        val = os.path.join(ARGS.data, "val.json")
+        with open(val) as f:
+            ids = {im["file_name"]: im["id"] for im in json.load(f)["images"]}
+        results = self.path("detect_results.json")
+        logn("detect", "--server", self.addr, "--method", "none", "--lvis-results", results,
+             "--gt", val, *images)
+        with open(results) as f:
+            dets = json.load(f)
+        self.assertTrue({d["image_id"] for d in dets} <= {ids[os.path.basename(i)] for i in images})
+        out, _ = logn("eval", "--gt", val, "--dt", results, "--json", "--per-class")
+        self.assertIn("AP", json.loads(out))
+        # `logn eval` is logn_eval_main's logic: byte-identical output, text and JSON.
+        for extra in (["--json", "--per-class"], ["--per-class"]):
+            ours, _ = logn("eval", "--gt", val, "--dt", results, *extra)
+            theirs = subprocess.run([ARGS.eval_main, "--gt", val, "--dt", results, *extra],
+                                    capture_output=True, text=True, check=True).stdout
+            self.assertEqual(ours, theirs)
+        _, err = logn("eval", "--gt", val, "--dt", self.path("missing.json"), expect=1)
+        self.assertIn("NOT_FOUND", err)
+
+    def test_41_compare_runs_every_setting_and_matches_detect_plus_eval(self):
+        val = os.path.join(ARGS.data, "val.json")
+        val_dir = os.path.join(ARGS.data, "val")
+        table_path = self.path("compare.json")
+        out, _ = logn("compare", "--server", self.addr, "--gt", val, "--images", val_dir, "--json",
+                      "--out", table_path)
+        table = json.loads(out)
+        with open(table_path) as f:
+            self.assertEqual(json.load(f), table)
+        names = [row["setting"] for row in table["settings"]]
+        self.assertEqual(names, ["none", "loga", "bn", "logn", "t2:-", "t2:mu", "t2:sigma", "t2:beta",
+                                 "t2:mu+sigma+beta", "t3:const-4", "t3:const-12",
+                                 "t3:background_mean", "t3:max_fg_mean", "t3:avg_fg_mean",
+                                 "t3:min_fg_mean"])
+        rows = {row["setting"]: row for row in table["settings"]}
+        self.assertEqual(table["statistics_version"], 1)
+        # Same settings, same numbers: full LogN twice, and min_fg_mean is the default policy.
+        for key in ["AP", "AP50", "AP75", "APr", "APc", "APf"]:
+            self.assertEqual(rows["logn"][key], rows["t2:mu+sigma+beta"][key])
+            self.assertEqual(rows["logn"][key], rows["t3:min_fg_mean"][key])
+        # The "none" row equals detect --method none over the same images, evaluated by `logn eval`.
+        with open(val) as f:
+            images = [os.path.join(val_dir, im["file_name"]) for im in json.load(f)["images"]]
+        results = self.path("none_results.json")
+        logn("detect", "--server", self.addr, "--method", "none", "--lvis-results", results, "--gt",
+             val, *images)
+        out, _ = logn("eval", "--gt", val, "--dt", results, "--json")
+        evaluated = json.loads(out)
+        for key in ["AP", "AP50", "AP75", "APr", "APc", "APf"]:
+            self.assertEqual(rows["none"][key], evaluated[key], key)
+        text, _ = logn("compare", "--server", self.addr, "--gt", val, "--images", val_dir)
+        header = text.splitlines()[1].split()
+        self.assertEqual(header, ["setting", "AP", "AP50", "AP75", "APr", "APc", "APf"])
+        self.assertEqual(len(text.strip().splitlines()), 2 + len(names))
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--logn", required=True)
+    parser.add_argument("--eval-main", required=True)
+    parser.add_argument("--server-binary", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--work-dir", required=True)
+    ARGS, rest = parser.parse_known_args()
+    unittest.main(argv=[sys.argv[0], "-v", *rest])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Starts a logn_server process on 127.0.0.1:0 for the client tests and stops it afterwards.
+
+    with LognServer(binary, model, work_dir) as server:
+        run(["logn", "health", "--server", server.address])
+"""
+import os
+import signal
+import subprocess
+import time
+
+
+class LognServer:
+    def __init__(self, binary: str, model: str, work_dir: str, startup_timeout: float = 60.0):
+        self.binary = binary
+        self.model = model
+        self.work_dir = work_dir
+        self.startup_timeout = startup_timeout
+        self.process = None
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "LognServer":
+        os.makedirs(self.work_dir, exist_ok=True)
+        port_file = os.path.join(self.work_dir, "port")
+        store = os.path.join(self.work_dir, "stats.db")
+        for path in (port_file, store):
+            if os.path.exists(path):
+                os.remove(path)
+        if not os.path.exists(self.model):
+            raise RuntimeError(f"test model {self.model} missing (run the runtime fixtures first)")
+        self.log = open(os.path.join(self.work_dir, "server.log"), "w")
+        self.process = subprocess.Popen(
+            [self.binary, "--listen=127.0.0.1:0", "--metrics_listen=", f"--port_file={port_file}",
+             f"--model={self.model}", f"--store=sqlite://{os.path.abspath(store)}",
+             "--intra_op_threads=1"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"logn_server exited with {self.process.returncode}; "
+                                   f"see {self.log.name}")
+            if os.path.exists(port_file):
+                with open(port_file) as f:
+                    for line in f:
+                        if line.startswith("grpc="):
+                            self.port = int(line.strip()[5:])
+                if self.port:
+                    return self
+            time.sleep(0.05)
+        self.process.kill()
+        raise RuntimeError("logn_server did not write its port file in time")
+
+    def __exit__(self, *exc) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()

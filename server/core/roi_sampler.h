@@ -1,0 +1,35 @@
+#ifndef LOGN_SERVER_CORE_ROI_SAMPLER_H_
+#define LOGN_SERVER_CORE_ROI_SAMPLER_H_
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "absl/types/span.h"
+
+namespace logn {
+
+// How the RoI head of a two-stage detector samples its training RoIs (mmdetection's
+// RandomSampler / detectron2's ROI_HEADS defaults): proposals plus the ground-truth boxes as
+// proposals, up to num_rois per image of which at most positive_fraction have IoU >= iou with
+// some ground truth; the rest are drawn from those below it. The paper's statistics are taken
+// over all sampled RoIs (Appendix B.3), so calibrating from images does the same.
+struct RoiSamplingOptions {
+  int32_t num_rois = 512;
+  double positive_fraction = 0.25;
+  float positive_iou = 0.5f;
+};
+
+// Intersection over union of two xyxy boxes (0 for empty boxes).
+float BoxIou(const float* a, const float* b);
+
+// Samples RoIs from `proposals` (N·4 floats, xyxy) and `ground_truth` (G·4 floats, also used as
+// proposals). Returns R·4 floats, R <= num_rois: positives first, then negatives. Deterministic
+// for a given generator state.
+std::vector<float> SampleRois(absl::Span<const float> proposals,
+                              absl::Span<const float> ground_truth,
+                              const RoiSamplingOptions& options, std::mt19937_64& rng);
+
+}  // namespace logn
+
+#endif  // LOGN_SERVER_CORE_ROI_SAMPLER_H_

@@ -1,0 +1,380 @@
+#include "server/core/server_core.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "calibration/accumulator.h"
+#include "calibration/statistics_codec.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/core/proto_convert.h"
+#include "server/runtime/image.h"
+
+namespace logn {
+namespace {
+
+using ::testing::HasSubstr;
+
+// The contract test model (tools/make_contract_models.py): 5 classes, background first,
+// class-agnostic boxes, with classify_rois.
+std::string ModelPath() {
+  const char* dir = std::getenv("LOGN_TEST_MODEL_DIR");
+  return std::string(dir ? dir : "server/runtime/testdata") + "/contract/contract_agnostic.pt";
+}
+
+std::string TestImagePng(int height, int width, uint8_t seed) {
+  Image image;
+  image.height = height;
+  image.width = width;
+  image.pixels.resize(static_cast<size_t>(height) * width * 3);
+  for (size_t i = 0; i < image.pixels.size(); ++i) {
+    image.pixels[i] = static_cast<uint8_t>((i * 7 + seed * 31) % 251);
+  }
+  return EncodePng(image).value();
+}
+
+v1::LogitBatch MakeBatch(const std::vector<float>& values, int64_t rows, int32_t width) {
+  v1::LogitBatch batch;
+  LogitsToProto(values, rows, width, &batch);
+  return batch;
+}
+
+class ServerCoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::path(::testing::TempDir()) /
+           absl::StrCat("server_core_test_", ::testing::UnitTest::GetInstance()->random_seed(),
+                        "_", ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    ServerCoreOptions options;
+    options.runtime.model_path = ModelPath();
+    options.runtime.intra_op_threads = 1;
+    options.store_url = "sqlite://" + (dir_ / "stats.db").string();
+    options.max_images_per_request = 4;
+    options.max_rows_per_batch = 5000;
+    auto core = ServerCore::Create(options);
+    ASSERT_TRUE(core.ok()) << core.status();
+    core_ = *std::move(core);
+    width_ = core_->runtime().layout().width();
+  }
+
+  std::vector<float> RandomLogits(int64_t rows) {
+    std::vector<float> values(rows * width_);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int j = 0; j < width_; ++j) {
+        values[r * width_ + j] =
+            static_cast<float>(absl::Gaussian<double>(gen_, j == 0 ? 4.0 : -2.0 - j, 1.0 + j));
+      }
+    }
+    return values;
+  }
+
+  // Calibrates from logits (two batches) and returns the committed response.
+  v1::CalibrateResponse CalibrateFromLogits(const std::vector<float>& rows, bool activate) {
+    v1::CalibrateHeader header;
+    header.set_source(v1::CALIBRATION_SOURCE_LOGITS);
+    header.set_activate_on_commit(activate);
+    header.set_description("test");
+    auto job = core_->StartCalibration(header);
+    EXPECT_TRUE(job.ok()) << job.status();
+    const int64_t n = static_cast<int64_t>(rows.size()) / width_;
+    const int64_t half = n / 2;
+    std::vector<float> first(rows.begin(), rows.begin() + half * width_);
+    std::vector<float> second(rows.begin() + half * width_, rows.end());
+    EXPECT_TRUE((*job)->AddLogits(MakeBatch(first, half, width_)).ok());
+    EXPECT_TRUE((*job)->AddLogits(MakeBatch(second, n - half, width_)).ok());
+    auto response = (*job)->Commit();
+    EXPECT_TRUE(response.ok()) << response.status();
+    return *response;
+  }
+
+  v1::DetectRequest DetectRequestFor(int images) {
+    v1::DetectRequest request;
+    for (int i = 0; i < images; ++i) {
+      v1::Image* image = request.add_images();
+      image->set_encoded(TestImagePng(48 + 8 * i, 64, static_cast<uint8_t>(i)));
+      image->set_id(absl::StrCat("img", i));
+    }
+    return request;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<ServerCore> core_;
+  int32_t width_ = 0;
+  absl::BitGen gen_;
+};
+
+TEST_F(ServerCoreTest, CalibrateFromLogitsEqualsTheCoreOnePass) {
+  const std::vector<float> rows = RandomLogits(1000);
+  const v1::CalibrateResponse response = CalibrateFromLogits(rows, /*activate=*/true);
+  EXPECT_EQ(response.version().version(), 1);
+  EXPECT_EQ(response.rows(), 1000);
+  EXPECT_EQ(response.batches(), 2);
+  EXPECT_THAT(response.version().aliases(), ::testing::ElementsAre("active"));
+
+  ExactAccumulator reference(core_->runtime().layout());
+  ASSERT_TRUE(reference.Add({rows.data(), 1000, width_}).ok());
+  const Statistics expected = reference.Snapshot().value();
+
+  v1::GetVersionRequest get;
+  get.mutable_version()->set_alias("active");
+  get.set_include_statistics(true);
+  v1::GetVersionResponse got;
+  ASSERT_TRUE(core_->GetVersion(get, &got).ok());
+  ASSERT_EQ(got.statistics().mean_size(), width_);
+  for (int j = 0; j < width_; ++j) {
+    EXPECT_NEAR(got.statistics().mean(j), expected.mean[j], 1e-12 * std::abs(expected.mean[j]));
+    EXPECT_NEAR(got.statistics().variance(j), expected.variance[j],
+                1e-12 * std::abs(expected.variance[j]));
+  }
+  EXPECT_EQ(got.version().model().sha256(), core_->runtime().model_sha256());
+}
+
+TEST_F(ServerCoreTest, DetectNeedsStatisticsForLogNButNotForNone) {
+  v1::DetectRequest request = DetectRequestFor(1);
+  v1::DetectResponse response;
+  const absl::Status status = core_->Detect(request, &response);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("Calibrate"));
+  request.mutable_statistics()->set_alias("active");  // explicitly: the same
+  EXPECT_EQ(core_->Detect(request, &response).code(), absl::StatusCode::kFailedPrecondition);
+  request.clear_statistics();
+
+  request.add_calibrations()->set_method(v1::CALIBRATION_METHOD_NONE);
+  response.Clear();
+  ASSERT_TRUE(core_->Detect(request, &response).ok());
+  EXPECT_EQ(response.statistics_version(), 0);
+  ASSERT_EQ(response.results_size(), 1);
+  EXPECT_EQ(response.results(0).images(0).image_id(), "img0");
+}
+
+TEST_F(ServerCoreTest, SeveralSettingsFromOneForwardPassAndPinnedVersionEqualsAlias) {
+  CalibrateFromLogits(RandomLogits(600), /*activate=*/true);
+  CalibrateFromLogits(RandomLogits(600), /*activate=*/false);  // version 2, not active
+
+  v1::DetectRequest request = DetectRequestFor(2);
+  request.mutable_postprocess()->set_include_uncalibrated_score(true);
+  request.add_calibrations()->set_method(v1::CALIBRATION_METHOD_NONE);
+  request.add_calibrations()->set_method(v1::CALIBRATION_METHOD_LOGN);
+  v1::CalibrationSetting* loga = request.add_calibrations();
+  loga->set_method(v1::CALIBRATION_METHOD_LOGA);
+  loga->set_name("loga");
+  v1::DetectResponse by_alias;
+  ASSERT_TRUE(core_->Detect(request, &by_alias).ok());
+  EXPECT_EQ(by_alias.statistics_version(), 1);
+  ASSERT_EQ(by_alias.results_size(), 3);
+  EXPECT_EQ(by_alias.results(2).setting().name(), "loga");
+  for (const v1::CalibrationResult& result : by_alias.results()) {
+    ASSERT_EQ(result.images_size(), 2);
+  }
+  // Method none: the calibrated score is the uncalibrated one.
+  for (const v1::Detection& d : by_alias.results(0).images(0).detections()) {
+    EXPECT_FLOAT_EQ(d.score(), d.uncalibrated_score());
+  }
+
+  request.mutable_statistics()->set_version(1);
+  v1::DetectResponse pinned;
+  ASSERT_TRUE(core_->Detect(request, &pinned).ok());
+  EXPECT_EQ(pinned.statistics_version(), 1);
+  pinned.clear_timing();
+  by_alias.clear_timing();
+  EXPECT_EQ(pinned.SerializeAsString(), by_alias.SerializeAsString());
+
+  request.mutable_statistics()->set_version(2);
+  v1::DetectResponse second;
+  ASSERT_TRUE(core_->Detect(request, &second).ok());
+  EXPECT_EQ(second.statistics_version(), 2);
+}
+
+TEST_F(ServerCoreTest, ApplyEqualsTheCalibrationCore) {
+  CalibrateFromLogits(RandomLogits(500), /*activate=*/true);
+  const std::vector<float> logits = RandomLogits(7);
+  v1::ApplyRequest request;
+  *request.mutable_logits() = MakeBatch(logits, 7, width_);
+  request.set_include_scores(true);
+  v1::ApplyResponse response;
+  ASSERT_TRUE(core_->Apply(request, &response).ok());
+  EXPECT_EQ(response.statistics_version(), 1);
+
+  v1::GetVersionRequest get;
+  get.set_include_statistics(true);
+  v1::GetVersionResponse version;
+  ASSERT_TRUE(core_->GetVersion(get, &version).ok());
+  const Statistics stats = StatisticsFromProto(version.statistics()).value();
+  std::vector<float> expected = logits;
+  ASSERT_TRUE(Calibrator::ForLogN(stats, LogNOptions()).value().Apply(absl::MakeSpan(expected)).ok());
+  const std::vector<float> got = LogitsFromProto(response.logits()).value();
+  EXPECT_EQ(got, expected);
+  std::vector<float> scores(expected.size());
+  SoftmaxRows(expected.data(), scores.data(), 7, width_);
+  EXPECT_EQ(LogitsFromProto(response.scores()).value(), scores);
+}
+
+TEST_F(ServerCoreTest, CalibrateFromImagesWithGroundTruthSamplesRois) {
+  v1::CalibrateHeader header;
+  header.set_source(v1::CALIBRATION_SOURCE_IMAGES);
+  header.set_activate_on_commit(true);
+  auto job = core_->StartCalibration(header).value();
+  v1::ImageBatch batch;
+  for (int i = 0; i < 2; ++i) {
+    v1::AnnotatedImage* image = batch.add_images();
+    image->mutable_image()->set_encoded(TestImagePng(64, 80, static_cast<uint8_t>(i)));
+    v1::BoundingBox* box = image->mutable_ground_truth()->add_boxes();
+    box->set_x1(10);
+    box->set_y1(12);
+    box->set_x2(40);
+    box->set_y2(50);
+    image->mutable_ground_truth()->add_category_ids(core_->runtime().manifest().classes(0).id());
+  }
+  ASSERT_TRUE(job->AddImages(batch).ok());
+  EXPECT_EQ(job->images(), 2);
+  EXPECT_GT(job->rows(), 2);
+  EXPECT_LE(job->rows(), 2 * 512);
+  const v1::CalibrateResponse response = job->Commit().value();
+  EXPECT_EQ(response.version().source(), v1::VERSION_SOURCE_IMAGES);
+  EXPECT_EQ(response.version().images_seen(), 2);
+
+  v1::DetectResponse detections;
+  ASSERT_TRUE(core_->Detect(DetectRequestFor(1), &detections).ok());
+  EXPECT_EQ(detections.statistics_version(), 1);
+}
+
+TEST_F(ServerCoreTest, BadCalibrationInputs) {
+  v1::CalibrateHeader header;
+  header.set_source(v1::CALIBRATION_SOURCE_LOGITS);
+  auto job = core_->StartCalibration(header).value();
+
+  std::vector<float> rows = RandomLogits(4);
+  absl::Status status = job->AddLogits(MakeBatch(std::vector<float>(4 * (width_ + 1)), 4, width_ + 1));
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("width"));
+
+  rows[2 * width_ + 3] = std::numeric_limits<float>::quiet_NaN();
+  status = job->AddLogits(MakeBatch(rows, 4, width_));
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("row 2, column 3"));
+
+  v1::LogitBatch short_data = MakeBatch(RandomLogits(4), 4, width_);
+  short_data.mutable_data()->resize(10);
+  EXPECT_EQ(job->AddLogits(short_data).code(), absl::StatusCode::kInvalidArgument);
+
+  EXPECT_EQ(job->AddLogits(MakeBatch(RandomLogits(5001), 5001, width_)).code(),
+            absl::StatusCode::kResourceExhausted);
+
+  v1::ImageBatch images;
+  images.add_images()->mutable_image()->set_encoded("x");
+  EXPECT_EQ(job->AddImages(images).code(), absl::StatusCode::kInvalidArgument);
+
+  // Nothing was accepted: committing an empty job is refused and stores nothing.
+  EXPECT_EQ(job->Commit().status().code(), absl::StatusCode::kFailedPrecondition);
+  v1::ListVersionsResponse list;
+  ASSERT_TRUE(core_->ListVersions({}, &list).ok());
+  EXPECT_EQ(list.versions_size(), 0);
+  v1::RollbackResponse rolled;
+  EXPECT_EQ(core_->Rollback({}, &rolled).code(), absl::StatusCode::kFailedPrecondition);
+
+  v1::CalibrateHeader no_source;
+  EXPECT_EQ(core_->StartCalibration(no_source).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  v1::CalibrateHeader bad_ema = header;
+  bad_ema.mutable_ema()->set_momentum(2.0);
+  EXPECT_EQ(core_->StartCalibration(bad_ema).status().code(), absl::StatusCode::kInvalidArgument);
+  v1::CalibrateHeader other_model = header;
+  other_model.set_model("someone-else");
+  EXPECT_EQ(core_->StartCalibration(other_model).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ServerCoreTest, BadDetectInputs) {
+  CalibrateFromLogits(RandomLogits(300), /*activate=*/true);
+  v1::DetectResponse response;
+  v1::DetectRequest empty;
+  EXPECT_EQ(core_->Detect(empty, &response).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(core_->Detect(DetectRequestFor(5), &response).code(),
+            absl::StatusCode::kResourceExhausted);
+
+  v1::DetectRequest corrupt = DetectRequestFor(1);
+  corrupt.mutable_images(0)->mutable_encoded()->resize(40);  // truncated PNG
+  EXPECT_EQ(core_->Detect(corrupt, &response).code(), absl::StatusCode::kInvalidArgument);
+
+  v1::DetectRequest unknown = DetectRequestFor(1);
+  unknown.mutable_statistics()->set_version(99);
+  EXPECT_EQ(core_->Detect(unknown, &response).code(), absl::StatusCode::kNotFound);
+  unknown.mutable_statistics()->set_alias("canary");
+  EXPECT_EQ(core_->Detect(unknown, &response).code(), absl::StatusCode::kNotFound);
+
+  v1::DetectRequest bad_threshold = DetectRequestFor(1);
+  bad_threshold.mutable_postprocess()->set_nms_iou(1.5f);
+  EXPECT_EQ(core_->Detect(bad_threshold, &response).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ServerCoreTest, StoreManagement) {
+  CalibrateFromLogits(RandomLogits(300), /*activate=*/true);
+  CalibrateFromLogits(RandomLogits(300), /*activate=*/false);
+
+  v1::DeleteVersionRequest delete_active;
+  delete_active.set_version(1);
+  v1::DeleteVersionResponse deleted;
+  EXPECT_EQ(core_->DeleteVersion(delete_active, &deleted).code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  v1::ActivateRequest activate;
+  activate.set_version(2);
+  v1::ActivateResponse activated;
+  ASSERT_TRUE(core_->Activate(activate, &activated).ok());
+  EXPECT_EQ(activated.previous_version(), 1);
+  EXPECT_EQ(core_->ActiveVersion(), 2);
+
+  v1::RollbackResponse rolled;
+  ASSERT_TRUE(core_->Rollback({}, &rolled).ok());
+  EXPECT_EQ(rolled.active_version(), 1);
+
+  v1::SetAliasRequest canary;
+  canary.set_alias("canary");
+  canary.set_version(2);
+  v1::SetAliasResponse set;
+  ASSERT_TRUE(core_->SetAlias(canary, &set).ok());
+  v1::ListVersionsResponse list;
+  ASSERT_TRUE(core_->ListVersions({}, &list).ok());
+  ASSERT_EQ(list.versions_size(), 2);
+  EXPECT_THAT(list.versions(0).aliases(), ::testing::ElementsAre("active"));
+  EXPECT_THAT(list.versions(1).aliases(), ::testing::ElementsAre("canary"));
+
+  for (v1::ExportFormat format : {v1::EXPORT_FORMAT_JSON, v1::EXPORT_FORMAT_BINARY}) {
+    v1::ExportVersionRequest export_request;
+    export_request.mutable_version()->set_version(2);
+    export_request.set_format(format);
+    v1::ExportVersionResponse exported;
+    ASSERT_TRUE(core_->ExportVersion(export_request, &exported).ok());
+    v1::ImportVersionRequest import_request;
+    import_request.set_content(exported.content());
+    v1::ImportVersionResponse imported;
+    ASSERT_TRUE(core_->ImportVersion(import_request, &imported).ok());
+    EXPECT_EQ(imported.version().source(), v1::VERSION_SOURCE_IMPORT);
+    EXPECT_EQ(imported.version().payload_sha256(), list.versions(1).payload_sha256());
+  }
+
+  v1::ImportVersionRequest garbage;
+  garbage.set_content("{not json");
+  v1::ImportVersionResponse imported;
+  EXPECT_EQ(core_->ImportVersion(garbage, &imported).code(), absl::StatusCode::kInvalidArgument);
+
+  v1::GetVersionRequest missing;
+  missing.mutable_version()->set_version(42);
+  v1::GetVersionResponse got;
+  EXPECT_EQ(core_->GetVersion(missing, &got).code(), absl::StatusCode::kNotFound);
+
+  v1::GetModelInfoResponse info;
+  ASSERT_TRUE(core_->GetModelInfo({}, &info).ok());
+  EXPECT_EQ(info.active_version(), 1);
+  EXPECT_EQ(info.manifest().classes_size(), core_->runtime().layout().num_classes);
+}
+
+}  // namespace
+}  // namespace logn

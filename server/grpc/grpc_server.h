@@ -1,0 +1,74 @@
+#ifndef LOGN_SERVER_GRPC_GRPC_SERVER_H_
+#define LOGN_SERVER_GRPC_GRPC_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "server/core/executor.h"
+#include "server/core/server_core.h"
+#include "server/grpc/metrics.h"
+#include "server/grpc/services.h"
+
+namespace logn {
+
+struct GrpcServerOptions {
+  // host:port; port 0 picks a free one (see GrpcServer::port()).
+  std::string listen_address = "0.0.0.0:8500";
+  // Largest request or response message, in bytes (RESOURCE_EXHAUSTED beyond it).
+  int max_message_bytes = 64 << 20;
+  // The executor that runs every request's work (threads, queue bound).
+  BoundedExecutor::Options executor;
+  bool enable_reflection = true;
+  // Null: insecure (plaintext) credentials.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+};
+
+// The gRPC server: the three logn.v1 services, grpc.health.v1 and reflection, on a port and
+// in-process. It starts NOT_SERVING (every RPC: UNAVAILABLE) so that health checks can watch a
+// model load; SetCore makes it serve.
+class GrpcServer {
+ public:
+  // The fully qualified names health reports per service.
+  static constexpr const char* kServiceNames[] = {
+      "logn.v1.DetectionService", "logn.v1.CalibrationService", "logn.v1.StatsStoreService"};
+
+  // Binds and starts. UNAVAILABLE when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(const GrpcServerOptions& options,
+                                                           ServerMetrics* metrics);
+  ~GrpcServer();
+
+  // Starts serving with `core` (which must outlive the server): health becomes SERVING.
+  void SetCore(ServerCore* core);
+
+  int port() const { return port_; }
+  std::shared_ptr<grpc::Channel> InProcessChannel();
+  // The health service, for status changes (SIGTERM) and tests.
+  grpc::HealthCheckServiceInterface* health();
+  // The executor every request's work runs on (queue depth for metrics; tests fill it).
+  BoundedExecutor* executor() { return executor_.get(); }
+
+  // Graceful stop: health NOT_SERVING, no new calls, in-flight calls get up to `drain_timeout`
+  // to finish before they are cancelled; then the executor is drained. Idempotent.
+  void Shutdown(absl::Duration drain_timeout);
+
+ private:
+  GrpcServer() = default;
+  void SetServing(bool serving);
+
+  GrpcServerOptions options_;
+  std::unique_ptr<BoundedExecutor> executor_;
+  std::unique_ptr<ServiceContext> context_;
+  std::unique_ptr<DetectionServiceImpl> detection_;
+  std::unique_ptr<CalibrationServiceImpl> calibration_;
+  std::unique_ptr<StatsStoreServiceImpl> stats_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace logn
+
+#endif  // LOGN_SERVER_GRPC_GRPC_SERVER_H_

@@ -1,0 +1,646 @@
+// End-to-end tests of the gRPC services, each run in-process and over a real 127.0.0.1:0 port,
+// plus tests of the logn_server process (health transitions, /metrics, SIGTERM drain).
+#include "server/grpc/grpc_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "calibration/accumulator.h"
+#include "calibration/statistics_codec.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "prometheus/text_serializer.h"
+#include "server/core/proto_convert.h"
+#include "server/runtime/image.h"
+#include "client/lib/health_client.h"
+
+namespace logn {
+namespace {
+
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+std::string ModelDir() {
+  const char* dir = std::getenv("LOGN_TEST_MODEL_DIR");
+  return std::string(dir ? dir : "server/runtime/testdata") + "/contract";
+}
+
+std::string TestPng(int height, int width, uint8_t seed) {
+  Image image;
+  image.height = height;
+  image.width = width;
+  image.pixels.resize(static_cast<size_t>(height) * width * 3);
+  for (size_t i = 0; i < image.pixels.size(); ++i) {
+    image.pixels[i] = static_cast<uint8_t>((i * 13 + seed * 29) % 253);
+  }
+  return EncodePng(image).value();
+}
+
+fs::path FreshDir(const std::string& name) {
+  const fs::path dir = fs::path(::testing::TempDir()) /
+                       absl::StrCat("grpc_server_test_", getpid(), "_", name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+enum class Transport { kInProcess, kLoopbackPort };
+
+class GrpcServerTest : public ::testing::TestWithParam<Transport> {
+ protected:
+  void SetUp() override { StartServer(/*executor_threads=*/2, /*max_queued=*/16); }
+
+  // Stubs and channels go before the server they talk to (an in-process channel must not
+  // outlive its server), the server before the core it serves.
+  void StopServer() {
+    detection_.reset();
+    calibration_.reset();
+    stats_.reset();
+    channel_.reset();
+    if (server_) server_->Shutdown(absl::Seconds(5));
+    server_.reset();
+    core_.reset();
+  }
+
+  void StartServer(int executor_threads, int64_t max_queued) {
+    StopServer();
+    const std::string name = absl::StrCat(
+        ::testing::UnitTest::GetInstance()->current_test_info()->name(), "_",
+        GetParam() == Transport::kInProcess ? "inproc" : "port");
+    std::replace(const_cast<std::string&>(name).begin(), const_cast<std::string&>(name).end(),
+                 '/', '_');
+    dir_ = FreshDir(name);
+    ServerCoreOptions core_options;
+    core_options.runtime.model_path = ModelDir() + "/contract_agnostic.pt";
+    core_options.runtime.intra_op_threads = 1;
+    core_options.store_url = "sqlite://" + (dir_ / "stats.db").string();
+    auto core = ServerCore::Create(core_options);
+    ASSERT_TRUE(core.ok()) << core.status();
+    core_ = *std::move(core);
+    width_ = core_->runtime().layout().width();
+
+    GrpcServerOptions options;
+    options.listen_address = "127.0.0.1:0";
+    options.max_message_bytes = 1 << 20;
+    options.executor.num_threads = executor_threads;
+    options.executor.max_queued = max_queued;
+    auto server = GrpcServer::Start(options, &metrics_);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    server_->SetCore(core_.get());
+    channel_ = GetParam() == Transport::kInProcess
+                   ? server_->InProcessChannel()
+                   : grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                         grpc::InsecureChannelCredentials());
+    detection_ = v1::DetectionService::NewStub(channel_);
+    calibration_ = v1::CalibrationService::NewStub(channel_);
+    stats_ = v1::StatsStoreService::NewStub(channel_);
+  }
+
+  void TearDown() override { StopServer(); }
+
+  std::vector<float> RandomLogits(int64_t rows, double shift = 0) {
+    std::vector<float> values(rows * width_);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int j = 0; j < width_; ++j) {
+        values[r * width_ + j] = static_cast<float>(
+            absl::Gaussian<double>(gen_, (j == 0 ? 4.0 : -2.0 - j) + shift, 1.0 + 0.5 * j));
+      }
+    }
+    return values;
+  }
+
+  v1::CalibrateRequest Batch(const std::vector<float>& values) {
+    v1::CalibrateRequest request;
+    LogitsToProto(values, static_cast<int64_t>(values.size()) / width_, width_,
+                  request.mutable_logits());
+    return request;
+  }
+
+  // Streams a header and `batches` through Calibrate.
+  grpc::Status Calibrate(const std::vector<v1::CalibrateRequest>& messages,
+                         v1::CalibrateResponse* response) {
+    grpc::ClientContext ctx;
+    auto writer = calibration_->Calibrate(&ctx, response);
+    for (const v1::CalibrateRequest& message : messages) {
+      if (!writer->Write(message)) break;
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+  v1::CalibrateRequest Header(bool activate) {
+    v1::CalibrateRequest header;
+    header.mutable_header()->set_source(v1::CALIBRATION_SOURCE_LOGITS);
+    header.mutable_header()->set_activate_on_commit(activate);
+    return header;
+  }
+
+  int64_t CalibrateVersion(const std::vector<float>& rows, bool activate) {
+    v1::CalibrateResponse response;
+    const grpc::Status status = Calibrate({Header(activate), Batch(rows)}, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response.version().version();
+  }
+
+  v1::DetectRequest DetectRequestFor(int images) {
+    v1::DetectRequest request;
+    for (int i = 0; i < images; ++i) {
+      request.add_images()->set_encoded(TestPng(40 + 8 * i, 56, static_cast<uint8_t>(i)));
+    }
+    return request;
+  }
+
+  fs::path dir_;
+  ServerMetrics metrics_;
+  std::unique_ptr<ServerCore> core_;
+  std::unique_ptr<GrpcServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::DetectionService::Stub> detection_;
+  std::unique_ptr<v1::CalibrationService::Stub> calibration_;
+  std::unique_ptr<v1::StatsStoreService::Stub> stats_;
+  int32_t width_ = 0;
+  absl::BitGen gen_;
+};
+
+TEST_P(GrpcServerTest, CalibrateStatisticsEqualTheCoreOnePassAndApplyEqualsTheCore) {
+  const std::vector<float> a = RandomLogits(700), b = RandomLogits(300);
+  v1::CalibrateResponse response;
+  const grpc::Status status = Calibrate({Header(true), Batch(a), Batch(b)}, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.rows(), 1000);
+  EXPECT_EQ(response.version().version(), 1);
+
+  std::vector<float> all = a;
+  all.insert(all.end(), b.begin(), b.end());
+  ExactAccumulator reference(core_->runtime().layout());
+  ASSERT_TRUE(reference.Add({all.data(), 1000, width_}).ok());
+  const Statistics expected = reference.Snapshot().value();
+  grpc::ClientContext get_ctx;
+  v1::GetVersionRequest get;
+  get.set_include_statistics(true);
+  v1::GetVersionResponse got;
+  ASSERT_TRUE(stats_->GetVersion(&get_ctx, get, &got).ok());
+  for (int j = 0; j < width_; ++j) {
+    EXPECT_NEAR(got.statistics().mean(j), expected.mean[j], 1e-12 * std::abs(expected.mean[j]));
+    EXPECT_NEAR(got.statistics().variance(j), expected.variance[j],
+                1e-12 * expected.variance[j]);
+  }
+
+  const std::vector<float> logits = RandomLogits(9);
+  v1::ApplyRequest apply;
+  LogitsToProto(logits, 9, width_, apply.mutable_logits());
+  grpc::ClientContext apply_ctx;
+  v1::ApplyResponse applied;
+  ASSERT_TRUE(calibration_->Apply(&apply_ctx, apply, &applied).ok());
+  std::vector<float> calibrated = logits;
+  ASSERT_TRUE(Calibrator::ForLogN(StatisticsFromProto(got.statistics()).value(), LogNOptions())
+                  .value()
+                  .Apply(absl::MakeSpan(calibrated))
+                  .ok());
+  EXPECT_EQ(LogitsFromProto(applied.logits()).value(), calibrated);
+}
+
+TEST_P(GrpcServerTest, DetectUnaryAndStreamAgreeAndPinnedEqualsAlias) {
+  CalibrateVersion(RandomLogits(400), true);
+  v1::DetectRequest request = DetectRequestFor(2);
+  request.add_calibrations()->set_method(v1::CALIBRATION_METHOD_LOGN);
+  request.add_calibrations()->set_method(v1::CALIBRATION_METHOD_NONE);
+  grpc::ClientContext ctx;
+  v1::DetectResponse unary;
+  ASSERT_TRUE(detection_->Detect(&ctx, request, &unary).ok());
+  EXPECT_EQ(unary.statistics_version(), 1);
+  ASSERT_EQ(unary.results_size(), 2);
+  unary.clear_timing();
+
+  request.mutable_statistics()->set_version(1);
+  grpc::ClientContext pinned_ctx;
+  v1::DetectResponse pinned;
+  ASSERT_TRUE(detection_->Detect(&pinned_ctx, request, &pinned).ok());
+  pinned.clear_timing();
+  EXPECT_EQ(pinned.SerializeAsString(), unary.SerializeAsString());
+
+  // The stream answers every request, in order.
+  grpc::ClientContext stream_ctx;
+  auto stream = detection_->DetectStream(&stream_ctx);
+  std::thread writer([&] {
+    for (int i = 0; i < 5; ++i) {
+      v1::DetectRequest r = request;
+      r.set_request_id(absl::StrCat("r", i));
+      ASSERT_TRUE(stream->Write(r));
+    }
+    stream->WritesDone();
+  });
+  v1::DetectResponse streamed;
+  int received = 0;
+  while (stream->Read(&streamed)) {
+    EXPECT_EQ(streamed.request_id(), absl::StrCat("r", received));
+    streamed.clear_timing();
+    streamed.clear_request_id();
+    EXPECT_EQ(streamed.SerializeAsString(), unary.SerializeAsString());
+    ++received;
+  }
+  writer.join();
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(received, 5);
+
+  grpc::ClientContext info_ctx;
+  v1::GetModelInfoResponse info;
+  ASSERT_TRUE(detection_->GetModelInfo(&info_ctx, {}, &info).ok());
+  EXPECT_EQ(info.active_version(), 1);
+  EXPECT_EQ(info.model_sha256(), core_->runtime().model_sha256());
+}
+
+TEST_P(GrpcServerTest, StoreRpcs) {
+  CalibrateVersion(RandomLogits(200), true);
+  CalibrateVersion(RandomLogits(200), false);
+  auto call = [&](auto method, const auto& request, auto* response) {
+    grpc::ClientContext ctx;
+    return (stats_.get()->*method)(&ctx, request, response);
+  };
+  v1::DeleteVersionRequest delete_active;
+  delete_active.set_version(1);
+  v1::DeleteVersionResponse deleted;
+  EXPECT_EQ(call(&v1::StatsStoreService::Stub::DeleteVersion, delete_active, &deleted)
+                .error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  v1::ActivateRequest activate;
+  activate.set_version(2);
+  v1::ActivateResponse activated;
+  ASSERT_TRUE(call(&v1::StatsStoreService::Stub::Activate, activate, &activated).ok());
+  EXPECT_EQ(activated.previous_version(), 1);
+  v1::RollbackResponse rolled;
+  ASSERT_TRUE(call(&v1::StatsStoreService::Stub::Rollback, v1::RollbackRequest(), &rolled).ok());
+  EXPECT_EQ(rolled.active_version(), 1);
+  v1::SetAliasRequest alias;
+  alias.set_alias("canary");
+  alias.set_version(2);
+  v1::SetAliasResponse set;
+  ASSERT_TRUE(call(&v1::StatsStoreService::Stub::SetAlias, alias, &set).ok());
+  v1::ListVersionsResponse list;
+  ASSERT_TRUE(
+      call(&v1::StatsStoreService::Stub::ListVersions, v1::ListVersionsRequest(), &list).ok());
+  ASSERT_EQ(list.versions_size(), 2);
+  EXPECT_THAT(list.versions(1).aliases(), ::testing::ElementsAre("canary"));
+  v1::ExportVersionRequest export_request;
+  export_request.mutable_version()->set_alias("canary");
+  v1::ExportVersionResponse exported;
+  ASSERT_TRUE(call(&v1::StatsStoreService::Stub::ExportVersion, export_request, &exported).ok());
+  v1::ImportVersionRequest import_request;
+  import_request.set_content(exported.content());
+  import_request.set_activate(true);
+  v1::ImportVersionResponse imported;
+  ASSERT_TRUE(call(&v1::StatsStoreService::Stub::ImportVersion, import_request, &imported).ok());
+  EXPECT_EQ(imported.version().version(), 3);
+  v1::DeleteVersionRequest delete_old;
+  delete_old.set_version(1);
+  EXPECT_EQ(call(&v1::StatsStoreService::Stub::DeleteVersion, delete_old, &deleted).error_code(),
+            grpc::StatusCode::OK);
+  v1::GetVersionRequest missing;
+  missing.mutable_version()->set_version(1);
+  v1::GetVersionResponse got;
+  EXPECT_EQ(call(&v1::StatsStoreService::Stub::GetVersion, missing, &got).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_P(GrpcServerTest, BadInputsGetPreciseStatusesAndTheServerKeepsServing) {
+  CalibrateVersion(RandomLogits(200), true);
+  v1::CalibrateResponse response;
+  // Wrong width.
+  v1::CalibrateRequest wide;
+  LogitsToProto(std::vector<float>(4 * (width_ + 2)), 4, width_ + 2, wide.mutable_logits());
+  grpc::Status status = Calibrate({Header(false), wide}, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("width"));
+  // NaN and Inf.
+  std::vector<float> bad = RandomLogits(3);
+  bad[width_ + 1] = std::numeric_limits<float>::quiet_NaN();
+  status = Calibrate({Header(false), Batch(bad)}, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("row 1, column 1"));
+  bad[width_ + 1] = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(Calibrate({Header(false), Batch(bad)}, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // Empty stream; header only; batch before header.
+  EXPECT_EQ(Calibrate({}, &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Calibrate({Header(false)}, &response).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(Calibrate({Batch(RandomLogits(3))}, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // None of these committed anything.
+  grpc::ClientContext list_ctx;
+  v1::ListVersionsResponse list;
+  ASSERT_TRUE(stats_->ListVersions(&list_ctx, {}, &list).ok());
+  EXPECT_EQ(list.versions_size(), 1);
+
+  // Unknown version and alias; corrupt image; statistics of another model.
+  auto detect = [&](const v1::DetectRequest& request) {
+    grpc::ClientContext ctx;
+    v1::DetectResponse out;
+    return detection_->Detect(&ctx, request, &out).error_code();
+  };
+  v1::DetectRequest unknown = DetectRequestFor(1);
+  unknown.mutable_statistics()->set_version(77);
+  EXPECT_EQ(detect(unknown), grpc::StatusCode::NOT_FOUND);
+  unknown.mutable_statistics()->set_alias("nope");
+  EXPECT_EQ(detect(unknown), grpc::StatusCode::NOT_FOUND);
+  v1::DetectRequest corrupt = DetectRequestFor(1);
+  corrupt.mutable_images(0)->set_encoded("\x89PNG\r\n\x1a\n garbage");
+  EXPECT_EQ(detect(corrupt), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::ImportVersionRequest foreign;
+  Statistics other;
+  other.layout = {3, BackgroundPosition::kLast};
+  other.count = 10;
+  other.mean = {1, 2, 3, 4};
+  other.variance = {1, 1, 1, 1};
+  other.provenance.model_name = "other";
+  other.provenance.model_sha256 = std::string(64, 'b');
+  foreign.set_content(StatisticsToJson(other));
+  grpc::ClientContext import_ctx;
+  v1::ImportVersionResponse imported;
+  EXPECT_EQ(stats_->ImportVersion(&import_ctx, foreign, &imported).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+
+  // A message over the 1 MiB limit.
+  v1::DetectRequest huge = DetectRequestFor(1);
+  huge.mutable_images(0)->set_encoded(std::string(2 << 20, 'x'));
+  EXPECT_EQ(detect(huge), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  // An expired deadline.
+  grpc::ClientContext late;
+  late.set_deadline(std::chrono::system_clock::now() - std::chrono::seconds(1));
+  v1::DetectResponse out;
+  EXPECT_EQ(detection_->Detect(&late, DetectRequestFor(1), &out).error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+
+  // Still serving.
+  EXPECT_EQ(detect(DetectRequestFor(1)), grpc::StatusCode::OK);
+}
+
+TEST_P(GrpcServerTest, FullQueueIsResourceExhausted) {
+  StartServer(/*executor_threads=*/1, /*max_queued=*/1);
+  // Shared, so the worker may still be inside WaitForNotification when the test body ends.
+  auto release = std::make_shared<absl::Notification>();
+  absl::Cleanup release_on_exit = [release] { release->Notify(); };
+  // One task holds the only worker, one fills the queue.
+  ASSERT_TRUE(server_->executor()->TrySchedule([release] { release->WaitForNotification(); }));
+  while (server_->executor()->running() == 0) std::this_thread::yield();
+  ASSERT_TRUE(server_->executor()->TrySchedule([] {}));
+  grpc::ClientContext ctx;
+  v1::DetectResponse out;
+  const grpc::Status status = detection_->Detect(&ctx, DetectRequestFor(1), &out);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("queue is full"));
+}
+
+TEST_P(GrpcServerTest, AliasSwitchesNeverMixVersionsUnderConcurrentDetect) {
+  CalibrateVersion(RandomLogits(300), true);
+  CalibrateVersion(RandomLogits(300, /*shift=*/3.0), false);
+  // What each version gives, pinned.
+  v1::DetectRequest request = DetectRequestFor(1);
+  request.mutable_postprocess()->set_max_detections(20);
+  std::string expected[3];
+  for (int v : {1, 2}) {
+    v1::DetectRequest pinned = request;
+    pinned.mutable_statistics()->set_version(v);
+    grpc::ClientContext ctx;
+    v1::DetectResponse out;
+    ASSERT_TRUE(detection_->Detect(&ctx, pinned, &out).ok());
+    out.clear_timing();
+    expected[v] = out.results(0).SerializeAsString();
+  }
+  ASSERT_NE(expected[1], expected[2]);
+
+  std::atomic<bool> stop{false};
+  std::thread switcher([&] {
+    for (int i = 0; !stop.load(); ++i) {
+      grpc::ClientContext ctx;
+      v1::ActivateRequest activate;
+      activate.set_version(1 + i % 2);
+      v1::ActivateResponse out;
+      ASSERT_TRUE(stats_->Activate(&ctx, activate, &out).ok());
+    }
+  });
+  int seen[3] = {0, 0, 0};
+  for (int i = 0; i < 40; ++i) {
+    grpc::ClientContext ctx;
+    v1::DetectResponse out;
+    ASSERT_TRUE(detection_->Detect(&ctx, request, &out).ok());
+    const int64_t v = out.statistics_version();
+    ASSERT_TRUE(v == 1 || v == 2);
+    EXPECT_EQ(out.results(0).SerializeAsString(), expected[v]) << "response mixes versions";
+    ++seen[v];
+  }
+  stop = true;
+  switcher.join();
+  EXPECT_GT(seen[1] + seen[2], 0);
+}
+
+TEST_P(GrpcServerTest, HealthIsNotServingUntilTheCoreIsSet) {
+  GrpcServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  auto loading = GrpcServer::Start(options, &metrics_);
+  ASSERT_TRUE(loading.ok());
+  auto channel = GetParam() == Transport::kInProcess
+                     ? (*loading)->InProcessChannel()
+                     : grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*loading)->port()),
+                                           grpc::InsecureChannelCredentials());
+  EXPECT_EQ(CheckHealth(channel, "logn.v1.DetectionService", absl::Seconds(5)).value(),
+            ServingStatus::kNotServing);
+  grpc::ClientContext ctx;
+  v1::DetectResponse out;
+  EXPECT_EQ(v1::DetectionService::NewStub(channel)->Detect(&ctx, DetectRequestFor(1), &out)
+                .error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  (*loading)->SetCore(core_.get());
+  EXPECT_EQ(CheckHealth(channel, "logn.v1.DetectionService", absl::Seconds(5)).value(),
+            ServingStatus::kServing);
+  channel.reset();
+  (*loading)->Shutdown(absl::Seconds(1));
+}
+
+TEST_P(GrpcServerTest, HealthReportsEachServiceAndMetricsHaveTheFamilies) {
+  for (const std::string service : {"", "logn.v1.DetectionService", "logn.v1.CalibrationService",
+                                    "logn.v1.StatsStoreService"}) {
+    const auto health = CheckHealth(channel_, service, absl::Seconds(5));
+    ASSERT_TRUE(health.ok()) << service << ": " << health.status();
+    EXPECT_EQ(*health, ServingStatus::kServing) << service;
+  }
+  EXPECT_EQ(CheckHealth(channel_, "no.such.Service", absl::Seconds(5)).status().code(),
+            absl::StatusCode::kNotFound);
+  CalibrateVersion(RandomLogits(100), true);
+  grpc::ClientContext ctx;
+  v1::DetectResponse out;
+  ASSERT_TRUE(detection_->Detect(&ctx, DetectRequestFor(1), &out).ok());
+  const std::string text = prometheus::TextSerializer().Serialize(metrics_.registry()->Collect());
+  for (const char* family :
+       {"logn_requests_total{code=\"OK\",method=\"Detect\"} 1",
+        "logn_request_duration_seconds_count{method=\"Calibrate\"} 1",
+        "logn_inference_duration_seconds_count 1", "logn_queue_duration_seconds_count",
+        "logn_calibration_rows_total 100", "logn_calibration_jobs{state=\"committed\"} 1",
+        "logn_stats_active_version{model=\"contract_agnostic\"} 1", "logn_model_info{",
+        "logn_build_info{version="}) {
+    EXPECT_THAT(text, HasSubstr(family));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, GrpcServerTest,
+                         ::testing::Values(Transport::kInProcess, Transport::kLoopbackPort),
+                         [](const auto& info) {
+                           return info.param == Transport::kInProcess ? "InProcess" : "Port";
+                         });
+
+// ---------------------------------------------------------------------------------------------
+// The logn_server process.
+
+class ServerProcess {
+ public:
+  explicit ServerProcess(const fs::path& dir) : port_file_(dir / "ports") {
+    const std::string model = ModelDir() + "/contract_agnostic.pt";
+    const std::string store = "sqlite://" + (dir / "stats.db").string();
+    pid_ = fork();
+    if (pid_ == 0) {
+      execl(LOGN_SERVER_BINARY, LOGN_SERVER_BINARY, "--listen=127.0.0.1:0",
+            "--metrics_listen=127.0.0.1:0", ("--port_file=" + port_file_.string()).c_str(),
+            ("--model=" + model).c_str(), ("--store=" + store).c_str(), "--intra_op_threads=1",
+            "--drain_timeout=20s", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+  }
+  ~ServerProcess() {
+    if (pid_ > 0 && !exited_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  // Waits for the port file (the server writes it once serving).
+  bool WaitServing() {
+    for (int i = 0; i < 600 && !fs::exists(port_file_); ++i) usleep(100000);
+    std::ifstream in(port_file_);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("grpc=", 0) == 0) grpc_port_ = std::stoi(line.substr(5));
+      if (line.rfind("metrics=", 0) == 0) metrics_port_ = std::stoi(line.substr(8));
+    }
+    return grpc_port_ > 0;
+  }
+  int Terminate() {
+    kill(pid_, SIGTERM);
+    return Wait();
+  }
+  int Wait() {
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    exited_ = true;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  pid_t pid() const { return pid_; }
+  int grpc_port() const { return grpc_port_; }
+  int metrics_port() const { return metrics_port_; }
+
+ private:
+  fs::path port_file_;
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int grpc_port_ = 0;
+  int metrics_port_ = 0;
+};
+
+std::string HttpGet(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return "";
+  }
+  const std::string request = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  (void)!write(fd, request.data(), request.size());
+  std::string body;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = read(fd, buffer, sizeof(buffer))) > 0) body.append(buffer, n);
+  close(fd);
+  return body;
+}
+
+TEST(ServerProcessTest, ServesScrapesAndDrainsAnInFlightCalibrationOnSigterm) {
+  const fs::path dir = FreshDir("process");
+  ServerProcess process(dir);
+  ASSERT_TRUE(process.WaitServing());
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", process.grpc_port()),
+                                     grpc::InsecureChannelCredentials());
+  EXPECT_EQ(CheckHealth(channel, "", absl::Seconds(5)).value(), ServingStatus::kServing);
+
+  const std::string metrics = HttpGet(process.metrics_port(), "/metrics");
+  EXPECT_THAT(metrics, HasSubstr("200 OK"));
+  EXPECT_THAT(metrics, HasSubstr("logn_build_info"));
+  EXPECT_THAT(metrics, HasSubstr("logn_model_info{model=\"contract_agnostic\""));
+
+  // A calibration stream is in flight when SIGTERM arrives; it may finish and commit.
+  auto calibration = v1::CalibrationService::NewStub(channel);
+  grpc::ClientContext ctx;
+  v1::CalibrateResponse response;
+  auto writer = calibration->Calibrate(&ctx, &response);
+  v1::CalibrateRequest header;
+  header.mutable_header()->set_source(v1::CALIBRATION_SOURCE_LOGITS);
+  ASSERT_TRUE(writer->Write(header));
+  v1::CalibrateRequest batch;
+  const int width = 6;  // contract_agnostic: 5 classes + background
+  std::vector<float> rows(50 * width);
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<float>((i * 37) % 11) - 5.0f;
+  LogitsToProto(rows, 50, width, batch.mutable_logits());
+  ASSERT_TRUE(writer->Write(batch));
+  kill(process.pid(), SIGTERM);
+  usleep(300000);
+  // Health stops reporting SERVING while draining (new calls are refused or NOT_SERVING)...
+  const auto draining = CheckHealth(channel, "", absl::Seconds(2));
+  EXPECT_FALSE(draining.ok() && *draining == ServingStatus::kServing);
+  // ...but the open stream completes.
+  ASSERT_TRUE(writer->Write(batch));
+  writer->WritesDone();
+  const grpc::Status status = writer->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.rows(), 100);
+  EXPECT_EQ(process.Wait(), 0);
+}
+
+TEST(ServerProcessTest, BadFlagsAndMissingModelExitNonZero) {
+  const fs::path dir = FreshDir("bad_model");
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execl(LOGN_SERVER_BINARY, LOGN_SERVER_BINARY, "--listen=127.0.0.1:0",
+          "--metrics_listen=", ("--model=" + (dir / "missing.pt").string()).c_str(),
+          ("--store=sqlite://" + (dir / "s.db").string()).c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+}
+
+}  // namespace
+}  // namespace logn

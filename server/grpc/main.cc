@@ -1,0 +1,140 @@
+// logn_server: serves one TorchScript detector with LogN calibration over gRPC.
+//
+//   logn_server --model models/demo.pt --store sqlite:///var/lib/logn/stats.db
+//
+// Health (grpc.health.v1) reports NOT_SERVING while the model loads and after SIGTERM; SIGTERM
+// or SIGINT drains in-flight requests for up to --drain_timeout, then the process exits 0.
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "prometheus/exposer.h"
+#include "server/core/server_core.h"
+#include "server/grpc/grpc_server.h"
+#include "server/grpc/metrics.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:8500", "gRPC address host:port (port 0: any free port)");
+ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:8501",
+          "Prometheus /metrics address host:port; empty disables it");
+ABSL_FLAG(std::string, port_file, "",
+          "If set, write the bound ports here as 'grpc=PORT\\nmetrics=PORT\\n' once serving");
+ABSL_FLAG(std::string, model, "", "TorchScript model file (required)");
+ABSL_FLAG(std::string, manifest, "", "Model manifest JSON (default: beside the model, .json)");
+ABSL_FLAG(std::string, device, "cpu", "torch device: cpu, cuda, cuda:N");
+ABSL_FLAG(std::string, torchvision_ops, "",
+          "Shared library registering custom ops (torchvision's _C.so), loaded before the model");
+ABSL_FLAG(std::string, store, "sqlite:///var/lib/logn/stats.db",
+          "Statistics store URL: sqlite:///path or postgres://user:pass@host:port/db");
+ABSL_FLAG(int32_t, intra_op_threads, 0, "Threads per forward pass (0: all cores)");
+ABSL_FLAG(int32_t, executor_threads, 2, "Requests processed concurrently");
+ABSL_FLAG(int64_t, max_queue, 64, "Requests waiting beyond the running ones (more: RESOURCE_EXHAUSTED)");
+ABSL_FLAG(int32_t, max_message_bytes, 64 << 20, "Largest gRPC message in bytes");
+ABSL_FLAG(int32_t, max_images_per_request, 32, "Images per Detect request");
+ABSL_FLAG(int64_t, max_rows_per_batch, int64_t{1} << 20, "Logit rows per batch / Apply request");
+ABSL_FLAG(int64_t, max_rows_per_job, int64_t{1} << 34, "Logit rows per Calibrate job");
+ABSL_FLAG(int64_t, max_image_pixels, 50'000'000, "Pixels per image, checked from the header");
+ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
+          "How long SIGTERM waits for in-flight requests");
+
+namespace {
+
+int Run() {
+  // Block the stop signals before any thread starts, so only sigwait below receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  if (absl::GetFlag(FLAGS_model).empty()) {
+    std::cerr << "logn_server: --model is required (a TorchScript file)\n";
+    return 2;
+  }
+  logn::ServerCoreOptions core_options;
+  core_options.runtime.model_path = absl::GetFlag(FLAGS_model);
+  core_options.runtime.manifest_path = absl::GetFlag(FLAGS_manifest);
+  core_options.runtime.device = absl::GetFlag(FLAGS_device);
+  core_options.runtime.ops_library_path = absl::GetFlag(FLAGS_torchvision_ops);
+  core_options.runtime.intra_op_threads = absl::GetFlag(FLAGS_intra_op_threads);
+  core_options.runtime.limits.max_images_per_call = absl::GetFlag(FLAGS_max_images_per_request);
+  core_options.runtime.limits.image.max_pixels = absl::GetFlag(FLAGS_max_image_pixels);
+  core_options.store_url = absl::GetFlag(FLAGS_store);
+  core_options.max_images_per_request = absl::GetFlag(FLAGS_max_images_per_request);
+  core_options.max_rows_per_batch = absl::GetFlag(FLAGS_max_rows_per_batch);
+  core_options.max_rows_per_job = absl::GetFlag(FLAGS_max_rows_per_job);
+
+  logn::GrpcServerOptions server_options;
+  server_options.listen_address = absl::GetFlag(FLAGS_listen);
+  server_options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  server_options.executor.num_threads = absl::GetFlag(FLAGS_executor_threads);
+  server_options.executor.max_queued = absl::GetFlag(FLAGS_max_queue);
+
+  logn::ServerMetrics metrics;
+  std::unique_ptr<prometheus::Exposer> exposer;
+  int metrics_port = 0;
+  if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(absl::GetFlag(FLAGS_metrics_listen));
+    } catch (const std::exception& e) {
+      std::cerr << "logn_server: cannot serve metrics on " << absl::GetFlag(FLAGS_metrics_listen)
+                << ": " << e.what() << "\n";
+      return 1;
+    }
+    exposer->RegisterCollectable(metrics.registry());
+    metrics_port = exposer->GetListeningPorts().empty() ? 0 : exposer->GetListeningPorts()[0];
+  }
+
+  // Listen first (health: NOT_SERVING), then load: probes can watch the load.
+  auto server = logn::GrpcServer::Start(server_options, &metrics);
+  if (!server.ok()) {
+    std::cerr << "logn_server: " << server.status() << "\n";
+    return 1;
+  }
+  std::cerr << "logn_server: listening on port " << (*server)->port() << ", loading "
+            << core_options.runtime.model_path << "\n";
+  auto core = logn::ServerCore::Create(core_options);
+  if (!core.ok()) {
+    std::cerr << "logn_server: cannot start: " << core.status() << "\n";
+    (*server)->Shutdown(absl::ZeroDuration());
+    return 1;
+  }
+  (*server)->SetCore(core->get());
+  std::cerr << "logn_server: serving model '" << (*core)->model_key().name << "' (sha256 "
+            << (*core)->model_key().sha256 << ") on port " << (*server)->port()
+            << ", metrics on port " << metrics_port << ", store "
+            << (*core)->store().backend() << "\n";
+  if (!absl::GetFlag(FLAGS_port_file).empty()) {
+    const std::string path = absl::GetFlag(FLAGS_port_file);
+    {
+      std::ofstream out(path + ".tmp");
+      out << "grpc=" << (*server)->port() << "\nmetrics=" << metrics_port << "\n";
+    }
+    std::rename((path + ".tmp").c_str(), path.c_str());  // readers never see half a file
+  }
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  std::cerr << "logn_server: signal " << signal_number << ", draining for up to "
+            << absl::FormatDuration(absl::GetFlag(FLAGS_drain_timeout)) << "\n";
+  (*server)->Shutdown(absl::GetFlag(FLAGS_drain_timeout));
+  std::cerr << "logn_server: stopped\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("Serves a detector with LogN-calibrated scores over gRPC.");
+  absl::ParseCommandLine(argc, argv);
+  return Run();
+}

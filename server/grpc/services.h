@@ -1,0 +1,93 @@
+#ifndef LOGN_SERVER_GRPC_SERVICES_H_
+#define LOGN_SERVER_GRPC_SERVICES_H_
+
+// Thin gRPC adapters (callback API) over ServerCore. A reactor never blocks: every request's
+// work (forward passes, database reads and writes) runs on the shared BoundedExecutor, and a
+// full executor queue answers RESOURCE_EXHAUSTED.
+
+#include <atomic>
+
+#include "logn/v1/calibration_service.grpc.pb.h"
+#include "logn/v1/detection_service.grpc.pb.h"
+#include "logn/v1/stats_service.grpc.pb.h"
+#include "server/core/executor.h"
+#include "server/core/server_core.h"
+#include "server/grpc/metrics.h"
+
+namespace logn {
+
+// What every service needs. `core` is null until the model is loaded and the store open; until
+// then every RPC answers UNAVAILABLE (health reports NOT_SERVING meanwhile).
+struct ServiceContext {
+  std::atomic<ServerCore*> core{nullptr};
+  BoundedExecutor* executor = nullptr;
+  ServerMetrics* metrics = nullptr;
+};
+
+class DetectionServiceImpl final : public v1::DetectionService::CallbackService {
+ public:
+  explicit DetectionServiceImpl(ServiceContext* context) : context_(context) {}
+
+  grpc::ServerUnaryReactor* Detect(grpc::CallbackServerContext* ctx,
+                                   const v1::DetectRequest* request,
+                                   v1::DetectResponse* response) override;
+  grpc::ServerBidiReactor<v1::DetectRequest, v1::DetectResponse>* DetectStream(
+      grpc::CallbackServerContext* ctx) override;
+  grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* ctx,
+                                         const v1::GetModelInfoRequest* request,
+                                         v1::GetModelInfoResponse* response) override;
+
+ private:
+  ServiceContext* const context_;
+};
+
+class CalibrationServiceImpl final : public v1::CalibrationService::CallbackService {
+ public:
+  explicit CalibrationServiceImpl(ServiceContext* context) : context_(context) {}
+
+  grpc::ServerReadReactor<v1::CalibrateRequest>* Calibrate(
+      grpc::CallbackServerContext* ctx, v1::CalibrateResponse* response) override;
+  grpc::ServerUnaryReactor* Apply(grpc::CallbackServerContext* ctx,
+                                  const v1::ApplyRequest* request,
+                                  v1::ApplyResponse* response) override;
+
+ private:
+  ServiceContext* const context_;
+};
+
+class StatsStoreServiceImpl final : public v1::StatsStoreService::CallbackService {
+ public:
+  explicit StatsStoreServiceImpl(ServiceContext* context) : context_(context) {}
+
+  grpc::ServerUnaryReactor* ListVersions(grpc::CallbackServerContext* ctx,
+                                         const v1::ListVersionsRequest* request,
+                                         v1::ListVersionsResponse* response) override;
+  grpc::ServerUnaryReactor* GetVersion(grpc::CallbackServerContext* ctx,
+                                       const v1::GetVersionRequest* request,
+                                       v1::GetVersionResponse* response) override;
+  grpc::ServerUnaryReactor* SetAlias(grpc::CallbackServerContext* ctx,
+                                     const v1::SetAliasRequest* request,
+                                     v1::SetAliasResponse* response) override;
+  grpc::ServerUnaryReactor* Activate(grpc::CallbackServerContext* ctx,
+                                     const v1::ActivateRequest* request,
+                                     v1::ActivateResponse* response) override;
+  grpc::ServerUnaryReactor* Rollback(grpc::CallbackServerContext* ctx,
+                                     const v1::RollbackRequest* request,
+                                     v1::RollbackResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteVersion(grpc::CallbackServerContext* ctx,
+                                          const v1::DeleteVersionRequest* request,
+                                          v1::DeleteVersionResponse* response) override;
+  grpc::ServerUnaryReactor* ExportVersion(grpc::CallbackServerContext* ctx,
+                                          const v1::ExportVersionRequest* request,
+                                          v1::ExportVersionResponse* response) override;
+  grpc::ServerUnaryReactor* ImportVersion(grpc::CallbackServerContext* ctx,
+                                          const v1::ImportVersionRequest* request,
+                                          v1::ImportVersionResponse* response) override;
+
+ private:
+  ServiceContext* const context_;
+};
+
+}  // namespace logn
+
+#endif  // LOGN_SERVER_GRPC_SERVICES_H_
