@@ -46,6 +46,14 @@ struct LogNOptions {
   bool normalize_background = false;
 
   static constexpr double kOfficialVarianceFloor = 1e-11;
+
+  friend bool operator==(const LogNOptions& a, const LogNOptions& b) {
+    return a.use_mean == b.use_mean && a.use_std == b.use_std && a.use_beta == b.use_beta &&
+           a.beta_policy == b.beta_policy && a.beta_constant == b.beta_constant &&
+           a.epsilon == b.epsilon && a.official_formula == b.official_formula &&
+           a.normalize_background == b.normalize_background;
+  }
+  friend bool operator!=(const LogNOptions& a, const LogNOptions& b) { return !(a == b); }
 };
 
 // Logit Adjustment (LogA): x̂_c = x_c − τ·log π_c for foreground c, π_c = n_c / Σ n; background

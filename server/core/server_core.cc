@@ -111,12 +111,9 @@ absl::StatusOr<ServerCore::Settings> ServerCore::ResolveSettings(
       return absl::FailedPreconditionError(
           "LogA needs every class's training instance_count in the model manifest");
     }
+    // The cache holds each version's calibrator for the default options: no rebuild per request.
     const bool cached_options =
-        spec.method == CalibrationMethod::kLogN &&
-        CalibrationSpec{CalibrationMethod::kLogN, spec.logn}.DebugString() ==
-            CalibrationSpec{CalibrationMethod::kLogN, options_.cache.logn}.DebugString() &&
-        spec.logn.epsilon == options_.cache.logn.epsilon &&
-        spec.logn.beta_constant == options_.cache.logn.beta_constant;
+        spec.method == CalibrationMethod::kLogN && spec.logn == options_.cache.logn;
     if (cached_options) {
       out.calibrators.push_back(version->calibrator);  // precomputed once per version
       continue;
@@ -408,7 +405,15 @@ absl::StatusOr<v1::CalibrateResponse> CalibrationJob::Commit() {
   committed_ = true;
   std::vector<std::string> aliases;
   if (header_.activate_on_commit()) {
-    LOGN_RETURN_IF_ERROR(core_->store_->Activate(core_->model_key_, record.info.version).status());
+    const absl::Status activated =
+        core_->store_->Activate(core_->model_key_, record.info.version).status();
+    if (!activated.ok()) {
+      return absl::Status(activated.code(),
+                          absl::StrCat("version ", record.info.version,
+                                       " was committed but could not be activated (activate it "
+                                       "with Activate): ",
+                                       activated.message()));
+    }
     aliases.push_back(std::string(kActiveAlias));
   }
   v1::CalibrateResponse response;

@@ -613,6 +613,14 @@ TEST(ServerProcessTest, ServesScrapesAndDrainsAnInFlightCalibrationOnSigterm) {
   for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<float>((i * 37) % 11) - 5.0f;
   LogitsToProto(rows, 50, width, batch.mutable_logits());
   ASSERT_TRUE(writer->Write(batch));
+  // Only a call the server has accepted is in flight: wait until its job is running.
+  bool running = false;
+  for (int i = 0; i < 200 && !running; ++i) {
+    running = HttpGet(process.metrics_port(), "/metrics")
+                  .find("logn_calibration_jobs{state=\"running\"} 1") != std::string::npos;
+    if (!running) usleep(50000);
+  }
+  ASSERT_TRUE(running) << "the server never started the calibration job";
   kill(process.pid(), SIGTERM);
   usleep(300000);
   // Health stops reporting SERVING while draining (new calls are refused or NOT_SERVING)...
