@@ -6,6 +6,9 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
+#include <optional>
+#include <thread>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -192,24 +195,27 @@ int RunDetect(Client& client, const DetectOptions& options, const Io& io) {
     }
   }
 
-  std::vector<Detection> results;
-  for (size_t begin = 0; begin < options.images.size();
-       begin += static_cast<size_t>(options.images_per_request)) {
-    const size_t end = std::min(options.images.size(), begin + options.images_per_request);
+  const size_t per_request = static_cast<size_t>(options.images_per_request);
+  // The request for the images [begin, begin + per_request).
+  auto build_request = [&](size_t begin) -> absl::StatusOr<v1::DetectRequest> {
+    const size_t end = std::min(options.images.size(), begin + per_request);
     v1::DetectRequest request;
     *request.mutable_statistics() = options.statistics;
     *request.add_calibrations() = options.setting;
     *request.mutable_postprocess() = options.postprocess;
+    request.set_request_id(std::to_string(begin));
     for (size_t i = begin; i < end; ++i) {
       absl::StatusOr<std::string> bytes = ReadFileToString(options.images[i]);
-      if (!bytes.ok()) return ReportError(io, "detect", bytes.status());
+      if (!bytes.ok()) return bytes.status();
       v1::Image* image = request.add_images();
       image->set_encoded(*std::move(bytes));
       image->set_id(options.images[i]);
     }
-    absl::StatusOr<v1::DetectResponse> response = client.Detect(request);
-    if (!response.ok()) return ReportError(io, "detect", response.status());
-    const v1::CalibrationResult& result = response->results(0);
+    return request;
+  };
+  std::vector<Detection> results;
+  auto handle = [&](size_t begin, const v1::DetectResponse& response) {
+    const v1::CalibrationResult& result = response.results(0);
     for (int k = 0; k < result.images_size(); ++k) {
       const v1::ImageDetections& image = result.images(k);
       if (lvis) {
@@ -220,7 +226,7 @@ int RunDetect(Client& client, const DetectOptions& options, const Io& io) {
       }
       std::string line = absl::StrCat("{\"image\":", JsonString(image.image_id()),
                                       ",\"setting\":", JsonString(SettingName(result.setting())),
-                                      ",\"statistics_version\":", response->statistics_version(),
+                                      ",\"statistics_version\":", response.statistics_version(),
                                       ",\"detections\":[");
       for (int j = 0; j < image.detections_size(); ++j) {
         const v1::Detection& d = image.detections(j);
@@ -232,6 +238,41 @@ int RunDetect(Client& client, const DetectOptions& options, const Io& io) {
       }
       *io.out << line << "]}\n";
     }
+  };
+
+  if (!options.stream) {
+    for (size_t begin = 0; begin < options.images.size(); begin += per_request) {
+      absl::StatusOr<v1::DetectRequest> request = build_request(begin);
+      if (!request.ok()) return ReportError(io, "detect", request.status());
+      absl::StatusOr<v1::DetectResponse> response = client.Detect(*request);
+      if (!response.ok()) return ReportError(io, "detect", response.status());
+      handle(begin, *response);
+    }
+  } else {
+    // DetectStream: one writer thread sends the requests (reading files as it goes; Write blocks
+    // under flow control), this thread reads the responses, which come back in request order.
+    std::unique_ptr<DetectStream> stream = client.OpenDetectStream();
+    absl::Status read_error;
+    std::thread writer([&] {
+      for (size_t begin = 0; begin < options.images.size(); begin += per_request) {
+        absl::StatusOr<v1::DetectRequest> request = build_request(begin);
+        if (!request.ok()) {
+          read_error = request.status();
+          break;
+        }
+        if (!stream->Write(*request)) break;
+      }
+      stream->WritesDone();
+    });
+    size_t begin = 0;
+    while (std::optional<v1::DetectResponse> response = stream->Read()) {
+      handle(begin, *response);
+      begin += per_request;
+    }
+    writer.join();
+    absl::Status status = stream->Finish();
+    if (!read_error.ok()) return ReportError(io, "detect", read_error);
+    if (!status.ok()) return ReportError(io, "detect", status);
   }
   if (lvis) {
     if (absl::Status s = WriteFile(options.lvis_results_path, LvisResultsToJson(results));

@@ -46,6 +46,8 @@ struct DetectOptions {
   std::string lvis_results_path;
   // Ground truth used to map image file names to LVIS image ids (else the numeric file stem).
   std::string gt_path;
+  // Send the requests over one DetectStream instead of unary Detect calls.
+  bool stream = false;
 };
 int RunDetect(Client& client, const DetectOptions& options, const Io& io);
 

@@ -276,10 +276,12 @@ std::map<std::string, CommandSpec> Specs() {
           "  --lvis-results FILE    write [{image_id,category_id,bbox:[x,y,w,h],score}] to FILE\n"
           "  --gt FILE              LVIS ground truth mapping file names to image ids (default:\n"
           "                         the numeric file stem, e.g. 42.png -> 42)\n"
-          "  --batch N              images per request (default 4)\n\n",
+          "  --batch N              images per request (default 4)\n"
+          "  --stream               send the requests over one DetectStream (bidirectional,\n"
+          "                         ordered, flow-controlled) instead of unary Detect calls\n\n",
           kConnectionHelp),
       Union({kSelectorFlags, kPostprocessFlags, {"--method", "--lvis-results", "--gt", "--batch"}}),
-      {}};
+      {"--stream"}};
   specs["calibrate"] = {
       absl::StrCat(
           "usage: logn calibrate --server ADDR (--dataset TRAIN.json --images DIR | --logits "
@@ -411,6 +413,7 @@ int Run(const std::string& command, const Args& args) {
     o.images_per_request = static_cast<int>(args.Int("--batch", 4, 1, 1024));
     o.lvis_results_path = args.Get("--lvis-results");
     o.gt_path = args.Get("--gt");
+    o.stream = args.Has("--stream");
     if (!o.gt_path.empty() && o.lvis_results_path.empty()) {
       args.Fail("--gt only applies with --lvis-results");
     }

@@ -309,6 +309,13 @@ class CliEndToEnd(unittest.TestCase):
             self.assertLessEqual(len(line["detections"]), 7)
             scores = [d["score"] for d in line["detections"]]
             self.assertEqual(scores, sorted(scores, reverse=True))
+        # Over one DetectStream: the same lines, in the same order.
+        streamed, _ = logn("detect", "--server", self.addr, "--method", "none",
+                           "--max-detections", "7", "--batch", "2", "--stream", *images)
+        self.assertEqual(streamed, out)
+        _, err = logn("detect", "--server", self.addr, "--stream", images[0],
+                      self.path("no_such.png"), expect=1)
+        self.assertIn("no_such.png", err)
         out, _ = logn("detect", "--server", self.addr, "--alias", "canary", images[0])
         self.assertEqual(json.loads(out)["statistics_version"], 2)
 
