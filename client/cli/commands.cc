@@ -308,6 +308,7 @@ int RunCalibrate(Client& client, const CalibrateOptions& options, const Io& io) 
   ProgressOptions progress_options;
   progress_options.terminal = io.terminal;
   progress_options.interval = options.progress_interval;
+  progress_options.rows_known = !from_images;
   if (from_images) {
     absl::StatusOr<LvisDataset> read = ReadLvisDataset(options.dataset_path);
     if (!read.ok()) return ReportError(io, "calibrate", read.status());
@@ -657,6 +658,7 @@ int RunCompare(Client& client, const CompareOptions& options, const Io& io) {
   ProgressOptions progress_options;
   progress_options.terminal = io.terminal;
   progress_options.total_images = static_cast<int64_t>(gt->images.size());
+  progress_options.rows_known = false;  // detection has no rows
   progress_options.label = "detect";
   ProgressReporter progress(io.terminal ? io.out : io.err, progress_options);
   int64_t done = 0;

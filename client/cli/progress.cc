@@ -35,12 +35,16 @@ std::string ProgressReporter::Line(bool bar) const {
     absl::StrAppend(&line, " [", std::string(filled, '#'), std::string(kWidth - filled, '.'), "]");
   }
   if (fraction >= 0) absl::StrAppend(&line, absl::StrFormat(" %5.1f%%", 100 * fraction));
-  absl::StrAppend(&line, " rows ", rows_);
-  if (options_.total_rows > 0) absl::StrAppend(&line, "/", options_.total_rows);
+  const bool show_rows = options_.rows_known || rows_ > 0;
+  if (show_rows) {
+    absl::StrAppend(&line, " rows ", rows_);
+    if (options_.total_rows > 0) absl::StrAppend(&line, "/", options_.total_rows);
+  }
   absl::StrAppend(&line, " images ", images_);
   if (options_.total_images > 0) absl::StrAppend(&line, "/", options_.total_images);
-  absl::StrAppend(
-      &line, absl::StrFormat(" | %.0f rows/s %.1f images/s", rows_ / elapsed, images_ / elapsed));
+  absl::StrAppend(&line, " |");
+  if (show_rows) absl::StrAppend(&line, absl::StrFormat(" %.0f rows/s", rows_ / elapsed));
+  absl::StrAppend(&line, absl::StrFormat(" %.1f images/s", images_ / elapsed));
   const double eta = fraction > 0 ? elapsed * (1 - fraction) / fraction : -1;
   absl::StrAppend(&line, " | ETA ", FormatEta(eta), " elapsed ", FormatEta(elapsed));
   return line;

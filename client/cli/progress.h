@@ -18,6 +18,9 @@ struct ProgressOptions {
   // Totals for the ETA and the bar; 0 when unknown.
   int64_t total_rows = 0;
   int64_t total_images = 0;
+  // False when rows are not known while the job runs (an image job learns how many RoIs the
+  // server sampled only at the commit): rows are then shown only once they are known.
+  bool rows_known = true;
   std::string label = "calibrate";
 };
 

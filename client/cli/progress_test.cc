@@ -44,5 +44,21 @@ TEST(ProgressTest, TerminalRedrawsOneLineWithABar) {
   EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1);
 }
 
+TEST(ProgressTest, RowsUnknownUntilTheCommitAreNotShownAsZero) {
+  std::ostringstream out;
+  ProgressOptions options;
+  options.interval = absl::ZeroDuration();
+  options.total_images = 10;
+  options.rows_known = false;  // an image job: the server reports its RoI count at the commit
+  ProgressReporter progress(&out, options);
+  progress.Update(0, 5);
+  const std::string running = out.str();
+  EXPECT_THAT(running, HasSubstr("images 5/10"));
+  EXPECT_EQ(running.find("rows"), std::string::npos) << running;
+  progress.Update(5120, 10);  // the committed response
+  progress.Finish();
+  EXPECT_THAT(out.str().substr(running.size()), HasSubstr("rows 5120 images 10/10"));
+}
+
 }  // namespace
 }  // namespace logn
