@@ -72,6 +72,19 @@ CREATE TABLE stats_alias_history(
   changed_at_us BIGINT NOT NULL);
 CREATE INDEX stats_alias_history_by_alias ON stats_alias_history(model_id, alias, id);
 )sql",
+    // 1 -> 2: resumable calibration jobs.
+    R"sql(
+CREATE TABLE stats_job_checkpoints(
+  model_id BIGINT NOT NULL REFERENCES stats_models(model_id),
+  job_id TEXT NOT NULL,
+  batches BIGINT NOT NULL,
+  images_seen BIGINT NOT NULL,
+  source TEXT NOT NULL,
+  updated_at_us BIGINT NOT NULL,
+  payload_sha256 TEXT NOT NULL,
+  payload BYTEA NOT NULL,
+  PRIMARY KEY(model_id, job_id));
+)sql",
 };
 
 constexpr char kInfoColumns[] =
@@ -122,6 +135,18 @@ const std::vector<std::pair<std::string, std::string>>& Statements() {
       {"aliases_of_version",
        "SELECT alias FROM stats_aliases WHERE model_id = $1 AND version = $2 ORDER BY alias"},
       {"delete_version", "DELETE FROM stats_versions WHERE model_id = $1 AND version = $2"},
+      {"put_checkpoint",
+       "INSERT INTO stats_job_checkpoints(model_id, job_id, batches, images_seen, source, "
+       "updated_at_us, payload_sha256, payload) VALUES($1,$2,$3,$4,$5,$6,$7,$8) "
+       "ON CONFLICT (model_id, job_id) DO UPDATE SET batches = EXCLUDED.batches, "
+       "images_seen = EXCLUDED.images_seen, source = EXCLUDED.source, "
+       "updated_at_us = EXCLUDED.updated_at_us, payload_sha256 = EXCLUDED.payload_sha256, "
+       "payload = EXCLUDED.payload"},
+      {"get_checkpoint",
+       "SELECT batches, images_seen, source, updated_at_us, payload_sha256, payload "
+       "FROM stats_job_checkpoints WHERE model_id = $1 AND job_id = $2"},
+      {"delete_checkpoint",
+       "DELETE FROM stats_job_checkpoints WHERE model_id = $1 AND job_id = $2"},
       {"notify", absl::StrCat("SELECT pg_notify('", kChannel, "', $1)")},
   };
   return *kStatements;
@@ -229,15 +254,7 @@ class PostgresStatsStore final : public StatsStore {
     VersionInfo& info = prepared.info;
     const pqxx::binarystring payload(prepared.payload.data(), prepared.payload.size());
     LOGN_RETURN_IF_ERROR(Write("put", [&](pqxx::work& w) -> absl::Status {
-      w.exec_prepared("insert_model", info.model.name, info.model.sha256,
-                      prepared.layout.num_classes,
-                      std::string(BackgroundPositionName(prepared.layout.background)));
-      // The row lock serialises version allocation across replicas.
-      pqxx::result r = w.exec_prepared("lock_model", info.model.name, info.model.sha256);
-      LOGN_ASSIGN_OR_RETURN(ModelRow m, ReadModel(r[0]));
-      if (m.layout != prepared.layout) {
-        return store_internal::LayoutMismatch(info.model, m.layout, prepared.layout);
-      }
+      LOGN_ASSIGN_OR_RETURN(ModelRow m, LockOrCreateModel(w, info.model, prepared.layout));
       for (int64_t parent : info.parent_versions) {
         if (w.exec_prepared("version_exists", m.id, parent).empty()) {
           return absl::NotFoundError(absl::StrCat("parent version ", parent, " of ",
@@ -252,6 +269,9 @@ class PostgresStatsStore final : public StatsStore {
                       info.images_seen, std::string(AccumulationMethodName(info.method)),
                       info.momentum, store_internal::EncodeParents(info.parent_versions), payload,
                       info.payload_sha256, info.partial);
+      if (v.clear_job_checkpoint && !info.job_id.empty()) {
+        w.exec_prepared("delete_checkpoint", m.id, info.job_id);
+      }
       return absl::OkStatus();
     }));
     VersionRecord record;
@@ -441,6 +461,63 @@ class PostgresStatsStore final : public StatsStore {
     });
   }
 
+  absl::Status PutCheckpoint(const JobCheckpoint& checkpoint) override {
+    LOGN_ASSIGN_OR_RETURN(store_internal::PreparedCheckpoint prepared,
+                          store_internal::PrepareCheckpoint(checkpoint, absl::Now()));
+    const JobCheckpoint& cp = prepared.checkpoint;
+    const pqxx::binarystring payload(prepared.payload.data(), prepared.payload.size());
+    return Write("put checkpoint", [&](pqxx::work& w) -> absl::Status {
+      LOGN_ASSIGN_OR_RETURN(ModelRow m, LockOrCreateModel(w, cp.model, prepared.layout));
+      w.exec_prepared("put_checkpoint", m.id, cp.job_id, cp.batches, cp.images_seen,
+                      std::string(VersionSourceName(cp.source)), ToMicros(cp.updated_at),
+                      prepared.payload_sha256, payload);
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<JobCheckpoint> GetCheckpoint(const ModelKey& model,
+                                              absl::string_view job_id) override {
+    LOGN_RETURN_IF_ERROR(model.Validate());
+    JobCheckpoint cp;
+    LOGN_RETURN_IF_ERROR(Read("get checkpoint", [&](ReadTxn& t) -> absl::Status {
+      pqxx::result found = t.exec_prepared("find_model", model.name, model.sha256);
+      if (found.empty()) return store_internal::CheckpointNotFound(model, job_id);
+      LOGN_ASSIGN_OR_RETURN(ModelRow m, ReadModel(found[0]));
+      pqxx::result r = t.exec_prepared("get_checkpoint", m.id, std::string(job_id));
+      if (r.empty()) return store_internal::CheckpointNotFound(model, job_id);
+      cp.model = model;
+      cp.job_id = std::string(job_id);
+      cp.batches = r[0][0].as<int64_t>();
+      cp.images_seen = r[0][1].as<int64_t>();
+      if (!ParseVersionSource(r[0][2].as<std::string>(), &cp.source).ok()) {
+        return absl::DataLossError(absl::StrCat("stored source of the checkpoint of job '",
+                                                job_id, "' is corrupt"));
+      }
+      cp.updated_at = FromMicros(r[0][3].as<int64_t>());
+      const pqxx::binarystring bytes(r[0][5]);
+      LOGN_ASSIGN_OR_RETURN(
+          cp.statistics,
+          store_internal::DecodeCheckpointPayload(model, job_id,
+                                                  absl::string_view(bytes.get(), bytes.size()),
+                                                  r[0][4].as<std::string>()));
+      return absl::OkStatus();
+    }));
+    return cp;
+  }
+
+  absl::Status DeleteCheckpoint(const ModelKey& model, absl::string_view job_id) override {
+    LOGN_RETURN_IF_ERROR(model.Validate());
+    return Write("delete checkpoint", [&](pqxx::work& w) -> absl::Status {
+      pqxx::result found = w.exec_prepared("find_model", model.name, model.sha256);
+      if (found.empty()) return store_internal::CheckpointNotFound(model, job_id);
+      LOGN_ASSIGN_OR_RETURN(ModelRow m, ReadModel(found[0]));
+      if (w.exec_prepared("delete_checkpoint", m.id, std::string(job_id)).affected_rows() == 0) {
+        return store_internal::CheckpointNotFound(model, job_id);
+      }
+      return absl::OkStatus();
+    });
+  }
+
   uint64_t AliasGeneration() const override { return generation_.load(std::memory_order_acquire); }
 
   absl::string_view backend() const override { return "postgres"; }
@@ -582,6 +659,18 @@ class PostgresStatsStore final : public StatsStore {
     pqxx::result r = t.exec_prepared("find_model", model.name, model.sha256);
     if (r.empty()) return store_internal::ModelNotFound(model);
     return ReadModel(r[0]);
+  }
+
+  // The model's row, locked (so writers serialise across replicas) and inserted on the model's
+  // first write; FAILED_PRECONDITION when `layout` differs from the stored one.
+  static absl::StatusOr<ModelRow> LockOrCreateModel(pqxx::work& w, const ModelKey& key,
+                                                    const LogitLayout& layout) {
+    w.exec_prepared("insert_model", key.name, key.sha256, layout.num_classes,
+                    std::string(BackgroundPositionName(layout.background)));
+    pqxx::result r = w.exec_prepared("lock_model", key.name, key.sha256);
+    LOGN_ASSIGN_OR_RETURN(ModelRow m, ReadModel(r[0]));
+    if (m.layout != layout) return store_internal::LayoutMismatch(key, m.layout, layout);
+    return m;
   }
 
   // Alias writes lock the model row so they serialise with each other across replicas.

@@ -18,7 +18,7 @@ namespace logn {
 absl::StatusOr<std::unique_ptr<StatsStore>> OpenPostgresStatsStore(
     const std::string& url, const StatsStoreOptions& options);
 
-inline constexpr int kPostgresSchemaVersion = 1;
+inline constexpr int kPostgresSchemaVersion = 2;
 
 }  // namespace logn
 

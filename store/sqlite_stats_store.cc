@@ -70,6 +70,19 @@ CREATE TABLE stats_meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT INTO stats_meta(key, value) VALUES('alias_epoch', 0);
 CREATE INDEX stats_alias_history_by_alias ON stats_alias_history(model_id, alias, id);
 )sql",
+    // 2 -> 3: resumable calibration jobs.
+    R"sql(
+CREATE TABLE stats_job_checkpoints(
+  model_id INTEGER NOT NULL REFERENCES stats_models(model_id),
+  job_id TEXT NOT NULL,
+  batches INTEGER NOT NULL,
+  images_seen INTEGER NOT NULL,
+  source TEXT NOT NULL,
+  updated_at_us INTEGER NOT NULL,
+  payload_sha256 TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  PRIMARY KEY(model_id, job_id));
+)sql",
 };
 
 namespace {
@@ -303,20 +316,8 @@ class SqliteStatsStore final : public StatsStore {
                           store_internal::PrepareVersion(v, absl::Now()));
     VersionInfo& info = prepared.info;
     LOGN_RETURN_IF_ERROR(WriteTxn([&](Conn& c) -> absl::Status {
-      LOGN_ASSIGN_OR_RETURN(std::optional<ModelRow> model, FindModel(c, info.model));
-      if (!model.has_value()) {
-        LOGN_STMT(ins, c,
-                  "INSERT INTO stats_models(name, sha256, num_classes, background, next_version) "
-                  "VALUES(?, ?, ?, ?, 1)");
-        ins.Bind(info.model.name)
-            .Bind(info.model.sha256)
-            .Bind(int64_t{prepared.layout.num_classes})
-            .Bind(BackgroundPositionName(prepared.layout.background));
-        LOGN_RETURN_IF_ERROR(ins.Run());
-        model = ModelRow{sqlite3_last_insert_rowid(c.db()), prepared.layout, 1};
-      } else if (model->layout != prepared.layout) {
-        return store_internal::LayoutMismatch(info.model, model->layout, prepared.layout);
-      }
+      LOGN_ASSIGN_OR_RETURN(std::optional<ModelRow> model,
+                            FindOrCreateModel(c, info.model, prepared.layout));
       for (int64_t parent : info.parent_versions) {
         LOGN_ASSIGN_OR_RETURN(bool exists, VersionExists(c, model->id, parent));
         if (!exists) {
@@ -346,7 +347,9 @@ class SqliteStatsStore final : public StatsStore {
           .BindBlob(prepared.payload)
           .Bind(info.payload_sha256)
           .Bind(int64_t{info.partial ? 1 : 0});
-      return ins.Run();
+      LOGN_RETURN_IF_ERROR(ins.Run());
+      if (!v.clear_job_checkpoint || info.job_id.empty()) return absl::OkStatus();
+      return DeleteCheckpointIn(c, model->id, info.job_id).status();
     }));
     VersionRecord record;
     record.info = std::move(info);
@@ -562,6 +565,72 @@ class SqliteStatsStore final : public StatsStore {
     });
   }
 
+  absl::Status PutCheckpoint(const JobCheckpoint& checkpoint) override {
+    LOGN_ASSIGN_OR_RETURN(store_internal::PreparedCheckpoint prepared,
+                          store_internal::PrepareCheckpoint(checkpoint, absl::Now()));
+    const JobCheckpoint& cp = prepared.checkpoint;
+    return WriteTxn([&](Conn& c) -> absl::Status {
+      LOGN_ASSIGN_OR_RETURN(std::optional<ModelRow> model,
+                            FindOrCreateModel(c, cp.model, prepared.layout));
+      LOGN_STMT(s, c,
+                "INSERT INTO stats_job_checkpoints(model_id, job_id, batches, images_seen, "
+                "source, updated_at_us, payload_sha256, payload) VALUES(?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(model_id, job_id) DO UPDATE SET batches = excluded.batches, "
+                "images_seen = excluded.images_seen, source = excluded.source, "
+                "updated_at_us = excluded.updated_at_us, "
+                "payload_sha256 = excluded.payload_sha256, payload = excluded.payload");
+      s.Bind(model->id)
+          .Bind(cp.job_id)
+          .Bind(cp.batches)
+          .Bind(cp.images_seen)
+          .Bind(VersionSourceName(cp.source))
+          .Bind(ToMicros(cp.updated_at))
+          .Bind(prepared.payload_sha256)
+          .BindBlob(prepared.payload);
+      return s.Run();
+    });
+  }
+
+  absl::StatusOr<JobCheckpoint> GetCheckpoint(const ModelKey& model,
+                                              absl::string_view job_id) override {
+    LOGN_RETURN_IF_ERROR(model.Validate());
+    JobCheckpoint cp;
+    LOGN_RETURN_IF_ERROR(ReadTxn([&](Conn& c) -> absl::Status {
+      LOGN_ASSIGN_OR_RETURN(std::optional<ModelRow> m, FindModel(c, model));
+      if (!m.has_value()) return store_internal::CheckpointNotFound(model, job_id);
+      LOGN_STMT(s, c,
+                "SELECT batches, images_seen, source, updated_at_us, payload_sha256, payload "
+                "FROM stats_job_checkpoints WHERE model_id = ? AND job_id = ?");
+      s.Bind(m->id).Bind(job_id);
+      LOGN_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) return store_internal::CheckpointNotFound(model, job_id);
+      cp.model = model;
+      cp.job_id = std::string(job_id);
+      cp.batches = s.Int(0);
+      cp.images_seen = s.Int(1);
+      if (!ParseVersionSource(s.Text(2), &cp.source).ok()) {
+        return absl::DataLossError(absl::StrCat("stored source of the checkpoint of job '",
+                                                job_id, "' is corrupt"));
+      }
+      cp.updated_at = FromMicros(s.Int(3));
+      LOGN_ASSIGN_OR_RETURN(cp.statistics, store_internal::DecodeCheckpointPayload(
+                                               model, job_id, s.Blob(5), s.Text(4)));
+      return absl::OkStatus();
+    }));
+    return cp;
+  }
+
+  absl::Status DeleteCheckpoint(const ModelKey& model, absl::string_view job_id) override {
+    LOGN_RETURN_IF_ERROR(model.Validate());
+    return WriteTxn([&](Conn& c) -> absl::Status {
+      LOGN_ASSIGN_OR_RETURN(std::optional<ModelRow> m, FindModel(c, model));
+      if (!m.has_value()) return store_internal::CheckpointNotFound(model, job_id);
+      LOGN_ASSIGN_OR_RETURN(bool deleted, DeleteCheckpointIn(c, m->id, job_id));
+      if (!deleted) return store_internal::CheckpointNotFound(model, job_id);
+      return absl::OkStatus();
+    });
+  }
+
   uint64_t AliasGeneration() const override { return generation_.load(std::memory_order_acquire); }
 
   absl::string_view backend() const override { return "sqlite"; }
@@ -625,6 +694,36 @@ class SqliteStatsStore final : public StatsStore {
     LOGN_ASSIGN_OR_RETURN(m.layout.background, store_internal::ParseStoredBackground(s.Text(2)));
     m.next_version = s.Int(3);
     return std::optional<ModelRow>(m);
+  }
+
+  // The model's row, inserted on its first write; FAILED_PRECONDITION when `layout` differs
+  // from the layout the model was first stored with.
+  static absl::StatusOr<std::optional<ModelRow>> FindOrCreateModel(Conn& c, const ModelKey& key,
+                                                                   const LogitLayout& layout) {
+    LOGN_ASSIGN_OR_RETURN(std::optional<ModelRow> model, FindModel(c, key));
+    if (!model.has_value()) {
+      LOGN_STMT(ins, c,
+                "INSERT INTO stats_models(name, sha256, num_classes, background, next_version) "
+                "VALUES(?, ?, ?, ?, 1)");
+      ins.Bind(key.name)
+          .Bind(key.sha256)
+          .Bind(int64_t{layout.num_classes})
+          .Bind(BackgroundPositionName(layout.background));
+      LOGN_RETURN_IF_ERROR(ins.Run());
+      model = ModelRow{sqlite3_last_insert_rowid(c.db()), layout, 1};
+    } else if (model->layout != layout) {
+      return store_internal::LayoutMismatch(key, model->layout, layout);
+    }
+    return model;
+  }
+
+  // Whether a checkpoint was deleted.
+  static absl::StatusOr<bool> DeleteCheckpointIn(Conn& c, int64_t model_id,
+                                                 absl::string_view job_id) {
+    LOGN_STMT(d, c, "DELETE FROM stats_job_checkpoints WHERE model_id = ? AND job_id = ?");
+    d.Bind(model_id).Bind(job_id);
+    LOGN_RETURN_IF_ERROR(d.Run());
+    return sqlite3_changes(c.db()) > 0;
   }
 
   static absl::StatusOr<ModelRow> RequireModel(Conn& c, const ModelKey& model) {

@@ -19,7 +19,7 @@ absl::StatusOr<std::unique_ptr<StatsStore>> OpenSqliteStatsStore(const std::stri
 
 // Schema migrations, exposed for the migration test: kSqliteMigrations[i] takes the schema from
 // version i to i + 1.
-inline constexpr int kSqliteSchemaVersion = 2;
+inline constexpr int kSqliteSchemaVersion = 3;
 extern const char* const kSqliteMigrations[kSqliteSchemaVersion];
 
 }  // namespace logn

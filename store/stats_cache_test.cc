@@ -60,6 +60,18 @@ class CountingStore final : public StatsStore {
     ++calls;
     return inner_->Delete(m, v);
   }
+  absl::Status PutCheckpoint(const JobCheckpoint& c) override {
+    ++calls;
+    return inner_->PutCheckpoint(c);
+  }
+  absl::StatusOr<JobCheckpoint> GetCheckpoint(const ModelKey& m, absl::string_view j) override {
+    ++calls;
+    return inner_->GetCheckpoint(m, j);
+  }
+  absl::Status DeleteCheckpoint(const ModelKey& m, absl::string_view j) override {
+    ++calls;
+    return inner_->DeleteCheckpoint(m, j);
+  }
   // Not a database call: an atomic read in every backend.
   uint64_t AliasGeneration() const override { return inner_->AliasGeneration(); }
   absl::string_view backend() const override { return inner_->backend(); }

@@ -86,6 +86,23 @@ struct NewVersion {
   bool partial = false;
   // When unset (InfinitePast), Put uses the current time.
   absl::Time created_at = absl::InfinitePast();
+  // Also delete the checkpoint of `job_id` (if any) in the same transaction, so a committed
+  // job can never be resumed and committed a second time.
+  bool clear_job_checkpoint = false;
+};
+
+// A calibration job's accumulation so far, saved every N batches so that the job can resume
+// after a dropped connection or a replica restart (on any replica sharing the store).
+struct JobCheckpoint {
+  ModelKey model;
+  std::string job_id;       // non-empty, at most 256 bytes
+  int64_t batches = 0;      // batches accumulated: where the client resumes; > 0
+  int64_t images_seen = 0;
+  VersionSource source = VersionSource::kLogits;
+  // The partial statistics (count = rows so far). For exact jobs mean and unbiased variance
+  // determine the moments (M2 = variance·(count−1)) to float64 rounding.
+  Statistics statistics;
+  absl::Time updated_at = absl::UnixEpoch();  // set by PutCheckpoint
 };
 
 // Names a version either by number or by alias.
@@ -169,6 +186,16 @@ class StatsStore {
 
   // Deletes a version. FAILED_PRECONDITION while an alias points at it.
   virtual absl::Status Delete(const ModelKey& model, int64_t version) = 0;
+
+  // Saves (replacing any earlier one) the checkpoint of (model, job_id). The statistics must
+  // validate and match the model's layout (FAILED_PRECONDITION otherwise).
+  virtual absl::Status PutCheckpoint(const JobCheckpoint& checkpoint) = 0;
+  // The checkpoint of (model, job_id); NOT_FOUND when there is none (never written, or the job
+  // committed); DATA_LOSS when its checksum does not verify.
+  virtual absl::StatusOr<JobCheckpoint> GetCheckpoint(const ModelKey& model,
+                                                      absl::string_view job_id) = 0;
+  // Deletes a checkpoint (a job abandoned for good). NOT_FOUND when there is none.
+  virtual absl::Status DeleteCheckpoint(const ModelKey& model, absl::string_view job_id) = 0;
 
   // A process-local counter that grows whenever an alias of any model may have changed,
   // including changes made through other store instances and other processes (seen within

@@ -347,6 +347,68 @@ TYPED_TEST(StatsStoreTest, MergeRecordsExistingParents) {
   EXPECT_THAT(s.message(), HasSubstr("99"));
 }
 
+TYPED_TEST(StatsStoreTest, CheckpointsAreReplacedReadByAnotherReplicaAndClearedByCommit) {
+  JobCheckpoint cp;
+  cp.model = this->model_;
+  cp.job_id = "shard-0";
+  cp.batches = 16;
+  cp.images_seen = 128;
+  cp.source = VersionSource::kImages;
+  cp.statistics = RandomStatistics(7, 11);
+  // The model's first write may be a checkpoint: no version exists yet.
+  ASSERT_TRUE(this->store_->PutCheckpoint(cp).ok());
+  cp.batches = 32;
+  cp.statistics = RandomStatistics(7, 12);
+  ASSERT_TRUE(this->store_->PutCheckpoint(cp).ok());
+
+  std::unique_ptr<StatsStore> replica = this->OpenAnother();
+  ASSERT_NE(replica, nullptr);
+  absl::StatusOr<JobCheckpoint> got = replica->GetCheckpoint(this->model_, "shard-0");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->batches, 32);
+  EXPECT_EQ(got->images_seen, 128);
+  EXPECT_EQ(got->source, VersionSource::kImages);
+  EXPECT_EQ(got->statistics.mean, cp.statistics.mean);
+  EXPECT_EQ(got->statistics.variance, cp.statistics.variance);
+  EXPECT_EQ(got->statistics.count, cp.statistics.count);
+  EXPECT_GT(got->updated_at, absl::Now() - absl::Minutes(5));
+
+  // Another job's checkpoint is untouched by this job's commit.
+  JobCheckpoint other = cp;
+  other.job_id = "shard-1";
+  ASSERT_TRUE(this->store_->PutCheckpoint(other).ok());
+  NewVersion v = this->Version(13);
+  v.job_id = "shard-0";
+  v.clear_job_checkpoint = true;
+  ASSERT_TRUE(this->store_->Put(v).ok());
+  absl::Status gone = this->store_->GetCheckpoint(this->model_, "shard-0").status();
+  EXPECT_EQ(gone.code(), absl::StatusCode::kNotFound) << gone;
+  EXPECT_THAT(gone.message(), HasSubstr("shard-0"));
+  EXPECT_TRUE(this->store_->GetCheckpoint(this->model_, "shard-1").ok());
+
+  EXPECT_TRUE(this->store_->DeleteCheckpoint(this->model_, "shard-1").ok());
+  EXPECT_EQ(this->store_->DeleteCheckpoint(this->model_, "shard-1").code(),
+            absl::StatusCode::kNotFound);
+}
+
+TYPED_TEST(StatsStoreTest, BadCheckpointsAreRefused) {
+  ASSERT_EQ(this->PutOk(1), 1);  // fixes the model's layout at 7 classes
+  JobCheckpoint cp;
+  cp.model = this->model_;
+  cp.job_id = "j";
+  cp.batches = 1;
+  cp.statistics = RandomStatistics(9, 1);
+  EXPECT_EQ(this->store_->PutCheckpoint(cp).code(), absl::StatusCode::kFailedPrecondition);
+  cp.statistics = RandomStatistics(7, 1);
+  cp.job_id = "";
+  EXPECT_EQ(this->store_->PutCheckpoint(cp).code(), absl::StatusCode::kInvalidArgument);
+  cp.job_id = "j";
+  cp.batches = 0;
+  EXPECT_EQ(this->store_->PutCheckpoint(cp).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(this->store_->GetCheckpoint(UniqueModel("never"), "j").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TYPED_TEST(StatsStoreTest, ListPaginatesInOrder) {
   for (int i = 1; i <= 25; ++i) ASSERT_EQ(this->PutOk(i), i);
   ASSERT_TRUE(this->store_->Delete(this->model_, 7).ok());
@@ -482,6 +544,8 @@ TEST_F(SqliteStoreTest, MigratesAnOlderSchemaForward) {
   NewVersion v{model, RandomStatistics(3, 1)};
   ASSERT_TRUE((*store)->Put(v).ok());
   ASSERT_TRUE((*store)->Activate(model, 1).ok());  // needs the v2 alias epoch table
+  JobCheckpoint cp{model, "job", 1, 0, VersionSource::kLogits, RandomStatistics(3, 2)};
+  ASSERT_TRUE((*store)->PutCheckpoint(cp).ok());  // needs the v3 checkpoint table
 }
 
 TEST_F(SqliteStoreTest, RefusesASchemaFromTheFuture) {

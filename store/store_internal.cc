@@ -108,21 +108,74 @@ absl::StatusOr<PreparedVersion> PrepareVersion(const NewVersion& v, absl::Time n
   return out;
 }
 
-absl::StatusOr<Statistics> DecodePayload(const ModelKey& model, int64_t version,
-                                         absl::string_view payload,
-                                         absl::string_view expected_sha256) {
+namespace {
+
+// `what` names the payload in messages ("version 3 of m@…", "checkpoint of job j of m@…").
+absl::StatusOr<Statistics> DecodeStatistics(absl::string_view what, absl::string_view payload,
+                                            absl::string_view expected_sha256) {
   const std::string actual = Sha256Hex(payload);
   if (actual != expected_sha256) {
-    return absl::DataLossError(absl::StrCat("version ", version, " of ", model.DebugString(),
-                                            " is corrupt: payload sha256 ", actual,
+    return absl::DataLossError(absl::StrCat(what, " is corrupt: payload sha256 ", actual,
                                             " != recorded ", expected_sha256));
   }
   absl::StatusOr<Statistics> stats = StatisticsFromBinary(payload);
   if (!stats.ok()) {
-    return absl::DataLossError(absl::StrCat("version ", version, " of ", model.DebugString(),
-                                            " does not decode: ", stats.status().message()));
+    return absl::DataLossError(
+        absl::StrCat(what, " does not decode: ", stats.status().message()));
   }
   return stats;
+}
+
+std::string CheckpointName(const ModelKey& model, absl::string_view job_id) {
+  return absl::StrCat("checkpoint of job '", job_id, "' of ", model.DebugString());
+}
+
+}  // namespace
+
+absl::StatusOr<Statistics> DecodePayload(const ModelKey& model, int64_t version,
+                                         absl::string_view payload,
+                                         absl::string_view expected_sha256) {
+  return DecodeStatistics(absl::StrCat("version ", version, " of ", model.DebugString()),
+                          payload, expected_sha256);
+}
+
+absl::StatusOr<PreparedCheckpoint> PrepareCheckpoint(const JobCheckpoint& checkpoint,
+                                                     absl::Time now) {
+  if (checkpoint.job_id.empty()) {
+    return absl::InvalidArgumentError("a job checkpoint needs a job id");
+  }
+  if (checkpoint.batches <= 0 || checkpoint.images_seen < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        CheckpointName(checkpoint.model, checkpoint.job_id), " has ", checkpoint.batches,
+        " batches and ", checkpoint.images_seen, " images; batches must be positive"));
+  }
+  // The same checks and encoding as a version's.
+  NewVersion as_version;
+  as_version.model = checkpoint.model;
+  as_version.statistics = checkpoint.statistics;
+  as_version.job_id = checkpoint.job_id;
+  as_version.source = checkpoint.source;
+  LOGN_ASSIGN_OR_RETURN(PreparedVersion prepared, PrepareVersion(as_version, now));
+  PreparedCheckpoint out;
+  out.checkpoint = checkpoint;
+  out.checkpoint.updated_at = prepared.info.created_at;
+  out.payload = std::move(prepared.payload);
+  out.payload_sha256 = std::move(prepared.info.payload_sha256);
+  out.layout = prepared.layout;
+  return out;
+}
+
+absl::StatusOr<Statistics> DecodeCheckpointPayload(const ModelKey& model,
+                                                   absl::string_view job_id,
+                                                   absl::string_view payload,
+                                                   absl::string_view expected_sha256) {
+  return DecodeStatistics(CheckpointName(model, job_id), payload, expected_sha256);
+}
+
+absl::Status CheckpointNotFound(const ModelKey& model, absl::string_view job_id) {
+  return absl::NotFoundError(absl::StrCat(
+      "no checkpoint for job '", job_id, "' of ", model.DebugString(),
+      ": it never reached its first checkpoint, or it was committed (see ListVersions)"));
 }
 
 std::string EncodeParents(const std::vector<int64_t>& parents) {

@@ -35,6 +35,20 @@ absl::StatusOr<Statistics> DecodePayload(const ModelKey& model, int64_t version,
                                          absl::string_view payload,
                                          absl::string_view expected_sha256);
 
+// A JobCheckpoint checked and ready to store.
+struct PreparedCheckpoint {
+  JobCheckpoint checkpoint;  // updated_at set
+  std::string payload;
+  std::string payload_sha256;
+  LogitLayout layout;
+};
+absl::StatusOr<PreparedCheckpoint> PrepareCheckpoint(const JobCheckpoint& checkpoint,
+                                                     absl::Time now);
+absl::StatusOr<Statistics> DecodeCheckpointPayload(const ModelKey& model,
+                                                   absl::string_view job_id,
+                                                   absl::string_view payload,
+                                                   absl::string_view expected_sha256);
+
 // Parents are stored as "1,2,3".
 std::string EncodeParents(const std::vector<int64_t>& parents);
 absl::StatusOr<std::vector<int64_t>> DecodeParents(absl::string_view text);
@@ -58,6 +72,7 @@ absl::Status VersionNotFound(const ModelKey& model, int64_t version);
 absl::Status AliasNotFound(const ModelKey& model, absl::string_view alias);
 absl::Status LayoutMismatch(const ModelKey& model, const LogitLayout& stored,
                             const LogitLayout& given);
+absl::Status CheckpointNotFound(const ModelKey& model, absl::string_view job_id);
 absl::Status PartialNotAliasable(const ModelKey& model, int64_t version);
 
 }  // namespace store_internal

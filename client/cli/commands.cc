@@ -287,6 +287,32 @@ int RunDetect(Client& client, const DetectOptions& options, const Io& io) {
 
 // ----- calibrate -----
 
+namespace {
+
+// The version a job committed as (0: none), so that resuming a finished job never commits it a
+// second time.
+absl::StatusOr<int64_t> VersionOfJob(Client& client, const std::string& job_id) {
+  v1::ListVersionsRequest request;
+  request.set_page_size(1000);
+  while (true) {
+    absl::StatusOr<v1::ListVersionsResponse> page = client.ListVersions(request);
+    if (absl::IsNotFound(page.status())) return 0;  // the model has no version yet
+    if (!page.ok()) return page.status();
+    for (const v1::VersionInfo& v : page->versions()) {
+      if (v.job_id() == job_id) return v.version();
+    }
+    if (page->next_page_token().empty()) return 0;
+    request.set_page_token(page->next_page_token());
+  }
+}
+
+// [begin, end) of shard `index` of `count` contiguous slices of `total` items.
+std::pair<int64_t, int64_t> ShardRange(int64_t total, int index, int count) {
+  return {total * index / count, total * (index + 1) / count};
+}
+
+}  // namespace
+
 int RunCalibrate(Client& client, const CalibrateOptions& options, const Io& io) {
   const bool from_images = !options.dataset_path.empty();
   v1::CalibrateHeader header;
@@ -294,6 +320,8 @@ int RunCalibrate(Client& client, const CalibrateOptions& options, const Io& io) 
   header.set_description(options.description);
   header.set_activate_on_commit(options.activate);
   header.set_job_id(options.job_id);
+  header.set_partial(options.partial);
+  header.set_checkpoint_every_batches(options.checkpoint_every);
   if (options.ema_momentum.has_value()) {
     header.mutable_ema()->set_momentum(*options.ema_momentum);
     if (options.ema_init.has_value()) *header.mutable_ema()->mutable_init() = *options.ema_init;
@@ -309,18 +337,75 @@ int RunCalibrate(Client& client, const CalibrateOptions& options, const Io& io) 
   progress_options.terminal = io.terminal;
   progress_options.interval = options.progress_interval;
   progress_options.rows_known = !from_images;
+  int64_t total = 0;  // images or rows in the file
   if (from_images) {
     absl::StatusOr<LvisDataset> read = ReadLvisDataset(options.dataset_path);
     if (!read.ok()) return ReportError(io, "calibrate", read.status());
     dataset = *std::move(read);
     for (const LvisAnnotation& a : dataset.annotations) annotations[a.image_id].push_back(&a);
-    progress_options.total_images = static_cast<int64_t>(dataset.images.size());
+    total = static_cast<int64_t>(dataset.images.size());
   } else {
     absl::StatusOr<std::unique_ptr<LogitsReader>> opened =
         LogitsReader::Open(options.logits_path, options.width);
     if (!opened.ok()) return ReportError(io, "calibrate", opened.status());
     reader = *std::move(opened);
-    progress_options.total_rows = reader->rows();
+    total = reader->rows();
+  }
+  const auto [shard_begin, shard_end] =
+      ShardRange(total, options.shard_index, options.shard_count);
+  if (shard_begin == shard_end) {
+    return ReportError(io, "calibrate",
+                       absl::InvalidArgumentError(absl::StrCat(
+                           "shard ", options.shard_index, "/", options.shard_count, " of ", total,
+                           from_images ? " images" : " rows", " is empty: use fewer shards")));
+  }
+  const int64_t per_batch =
+      from_images ? options.images_per_batch
+                  : (options.rows_per_batch > 0 ? options.rows_per_batch
+                                                : DefaultRowsPerBatch(reader->width()));
+
+  // Resuming: the server holds the job's accumulation up to its last checkpoint; send only the
+  // batches after it.
+  int64_t first_batch = 0;
+  if (options.resume) {
+    v1::GetCalibrationJobRequest request;
+    request.set_job_id(options.job_id);
+    absl::StatusOr<v1::CalibrationJob> job = client.GetCalibrationJob(request);
+    if (job.ok()) {
+      first_batch = job->batches();
+      header.set_resume(true);
+      header.set_resume_from_batch(first_batch);
+      *io.err << "calibrate: resuming job '" << options.job_id << "' after batch " << first_batch
+              << " (" << job->rows() << " rows, " << job->images() << " images)\n";
+    } else if (absl::IsNotFound(job.status())) {
+      absl::StatusOr<int64_t> committed = VersionOfJob(client, options.job_id);
+      if (!committed.ok()) return ReportError(io, "calibrate", committed.status());
+      if (*committed > 0) {
+        return ReportError(io, "calibrate",
+                           absl::FailedPreconditionError(absl::StrCat(
+                               "job '", options.job_id, "' already committed as version ",
+                               *committed, "; nothing to resume")));
+      }
+      *io.err << "calibrate: job '" << options.job_id
+              << "' has no checkpoint: starting from the beginning\n";
+    } else {
+      return ReportError(io, "calibrate", job.status());
+    }
+  }
+  const int64_t first_item = shard_begin + first_batch * per_batch;
+  if (first_item >= shard_end) {
+    return ReportError(io, "calibrate",
+                       absl::FailedPreconditionError(absl::StrCat(
+                           "job '", options.job_id, "' checkpointed after batch ", first_batch,
+                           ", past the end of this input: is it the same input and batch size?")));
+  }
+  if (from_images) {
+    progress_options.total_images = shard_end - first_item;
+  } else {
+    progress_options.total_rows = shard_end - first_item;
+    if (absl::Status s = reader->Skip(first_item); !s.ok()) {
+      return ReportError(io, "calibrate", s);
+    }
   }
 
   const absl::Time start = absl::Now();
@@ -331,12 +416,11 @@ int RunCalibrate(Client& client, const CalibrateOptions& options, const Io& io) 
 
   if (from_images) {
     int64_t sent = 0;
-    for (size_t begin = 0; begin < dataset.images.size();
-         begin += static_cast<size_t>(options.images_per_batch)) {
-      const size_t end = std::min(dataset.images.size(), begin + options.images_per_batch);
+    for (int64_t begin = first_item; begin < shard_end; begin += per_batch) {
+      const int64_t end = std::min(shard_end, begin + per_batch);
       v1::ImageBatch batch;
-      for (size_t i = begin; i < end; ++i) {
-        const LvisImage& image = dataset.images[i];
+      for (int64_t i = begin; i < end; ++i) {
+        const LvisImage& image = dataset.images[static_cast<size_t>(i)];
         if (image.file_name.empty()) {
           (*writer)->Cancel();
           return ReportError(io, "calibrate",
@@ -362,15 +446,14 @@ int RunCalibrate(Client& client, const CalibrateOptions& options, const Io& io) 
       if (absl::Status s = (*writer)->WriteImages(batch); !s.ok()) {
         return ReportError(io, "calibrate", s);
       }
-      sent += static_cast<int64_t>(end - begin);
+      sent += end - begin;
       progress.Update(0, sent);
     }
   } else {
-    const int64_t rows_per_batch =
-        options.rows_per_batch > 0 ? options.rows_per_batch : DefaultRowsPerBatch(reader->width());
     std::vector<float> values;
-    while (true) {
-      absl::StatusOr<int64_t> n = reader->Read(rows_per_batch, &values);
+    while (reader->rows_read() < shard_end) {
+      absl::StatusOr<int64_t> n =
+          reader->Read(std::min(per_batch, shard_end - reader->rows_read()), &values);
       if (!n.ok()) {
         (*writer)->Cancel();
         return ReportError(io, "calibrate", n.status());
@@ -379,7 +462,7 @@ int RunCalibrate(Client& client, const CalibrateOptions& options, const Io& io) 
       if (absl::Status s = (*writer)->WriteLogits(values.data(), *n, reader->width()); !s.ok()) {
         return ReportError(io, "calibrate", s);
       }
-      progress.Update(reader->rows_read(), 0);
+      progress.Update(reader->rows_read() - first_item, 0);
     }
   }
   absl::StatusOr<v1::CalibrateResponse> response = (*writer)->Commit();
@@ -389,9 +472,10 @@ int RunCalibrate(Client& client, const CalibrateOptions& options, const Io& io) 
   if (options.json) {
     *io.out << ProtoJson(*response) << "\n";
   } else {
-    *io.out << absl::StrFormat("committed version %d: %d rows, %d images, %d batches in %s%s\n",
+    *io.out << absl::StrFormat("committed version %d: %d rows, %d images, %d batches in %s%s%s\n",
                                response->version().version(), response->rows(), response->images(),
                                response->batches(), FormatSeconds(absl::Now() - start),
+                               options.partial ? " (partial)" : "",
                                options.activate ? " (active)" : "");
   }
   return kExitOk;
@@ -563,6 +647,39 @@ int RunStats(Client& client, const StatsOptions& options, const Io& io) {
       } else {
         *io.out << "imported as version " << r->version().version()
                 << (options.activate ? " (active)" : "") << "\n";
+      }
+      return kExitOk;
+    }
+    case StatsAction::kMerge: {
+      v1::MergeRequest request;
+      for (int64_t v : options.merge_versions) request.add_versions(v);
+      request.set_description(options.description);
+      request.set_job_id(options.job_id);
+      request.set_activate(options.activate);
+      request.set_partial(options.partial);
+      absl::StatusOr<v1::MergeResponse> r = client.Merge(request);
+      if (!r.ok()) return ReportError(io, "stats merge", r.status());
+      if (options.json) {
+        *io.out << ProtoJson(r->version()) << "\n";
+      } else {
+        *io.out << "merged versions " << absl::StrJoin(r->version().parent_versions(), ", ")
+                << " into version " << r->version().version() << ": "
+                << r->version().rows_seen() << " rows, " << r->version().images_seen()
+                << " images" << (options.partial ? " (partial)" : "")
+                << (options.activate ? " (active)" : "") << "\n";
+      }
+      return kExitOk;
+    }
+    case StatsAction::kJob: {
+      v1::GetCalibrationJobRequest request;
+      request.set_job_id(options.job_id);
+      absl::StatusOr<v1::CalibrationJob> r = client.GetCalibrationJob(request);
+      if (!r.ok()) return ReportError(io, "stats job", r.status());
+      if (options.json) {
+        *io.out << ProtoJson(*r) << "\n";
+      } else {
+        *io.out << "job '" << r->job_id() << "' checkpointed after batch " << r->batches() << ": "
+                << r->rows() << " rows, " << r->images() << " images\n";
       }
       return kExitOk;
     }

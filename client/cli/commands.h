@@ -65,6 +65,17 @@ struct CalibrateOptions {
   std::optional<v1::StatisticsSelector> ema_init;
   std::string description;
   std::string job_id;
+  // Send only shard `shard_index` (0-based) of `shard_count`: the i-th of n contiguous slices
+  // of the dataset's images (in file order) or of the logits file's rows.
+  int shard_index = 0;
+  int shard_count = 1;
+  // Commit a partial version, for Merge.
+  bool partial = false;
+  // Checkpoint interval in batches (needs job_id); 0: the server's default, -1: never.
+  int32_t checkpoint_every = 0;
+  // Continue job_id from its last checkpoint (sending only the batches after it); without a
+  // checkpoint the job starts from the beginning.
+  bool resume = false;
   bool json = false;
   absl::Duration progress_interval = absl::Seconds(2);
 };
@@ -81,7 +92,9 @@ struct ApplyOptions {
 };
 int RunApply(Client& client, const ApplyOptions& options, const Io& io);
 
-enum class StatsAction { kList, kShow, kActivate, kRollback, kAlias, kDelete, kExport, kImport };
+enum class StatsAction {
+  kList, kShow, kActivate, kRollback, kAlias, kDelete, kExport, kImport, kMerge, kJob
+};
 struct StatsOptions {
   StatsAction action = StatsAction::kList;
   v1::StatisticsSelector version;   // show / export
@@ -91,8 +104,11 @@ struct StatsOptions {
   bool json = false;
   std::string path;  // export --out (empty: stdout) / import FILE
   v1::ExportFormat format = v1::EXPORT_FORMAT_UNSPECIFIED;
-  std::string description;  // import
-  bool activate = false;    // import
+  std::string description;  // import / merge
+  bool activate = false;    // import / merge
+  std::vector<int64_t> merge_versions;  // merge
+  bool partial = false;                 // merge
+  std::string job_id;                   // merge (recorded) / job (looked up)
 };
 int RunStats(Client& client, const StatsOptions& options, const Io& io);
 

@@ -165,6 +165,17 @@ absl::StatusOr<int64_t> LogitsReader::Read(int64_t max_rows, std::vector<float>*
   return n;
 }
 
+absl::Status LogitsReader::Skip(int64_t rows) {
+  if (rows < 0 || rows > rows_ - rows_read_) {
+    return absl::InvalidArgumentError(absl::StrCat(path_, ": cannot skip ", rows, " rows at row ",
+                                                   rows_read_, " of ", rows_));
+  }
+  in_.seekg(rows * width_ * 4, std::ios::cur);
+  if (!in_) return absl::DataLossError(absl::StrCat(path_, ": cannot seek past row ", rows_read_));
+  rows_read_ += rows;
+  return absl::OkStatus();
+}
+
 absl::Status WriteLogitsFile(const std::string& path, const float* values, int64_t rows,
                              int32_t width) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

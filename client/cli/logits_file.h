@@ -36,6 +36,9 @@ class LogitsReader {
   // Reads up to `max_rows` rows into `out` (resized to rows * width); returns the number read,
   // 0 at the end. DATA_LOSS if the file is shorter than its header says.
   absl::StatusOr<int64_t> Read(int64_t max_rows, std::vector<float>* out);
+  // Moves past `rows` rows without reading them (shards, resumed jobs). INVALID_ARGUMENT past
+  // the end.
+  absl::Status Skip(int64_t rows);
 
  private:
   LogitsReader() = default;

@@ -42,6 +42,24 @@ TEST(LogitsFileTest, NpyRoundTripsInBlocks) {
   EXPECT_EQ((std::filesystem::file_size(path) - values.size() * 4) % 64, 0u);
 }
 
+TEST(LogitsFileTest, SkipMovesPastRowsWithoutReadingThem) {
+  const std::vector<float> values = {1, 2, 3, 4, 5, 6, 7, 8};
+  const std::string path = TempPath("skip.npy");
+  ASSERT_TRUE(WriteLogitsFile(path, values.data(), 4, 2).ok());
+  auto reader = LogitsReader::Open(path, 0);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  ASSERT_TRUE((*reader)->Skip(1).ok());
+  std::vector<float> block;
+  ASSERT_EQ(*(*reader)->Read(1, &block), 1);
+  EXPECT_EQ(block, (std::vector<float>{3, 4}));
+  ASSERT_TRUE((*reader)->Skip(1).ok());
+  EXPECT_EQ((*reader)->rows_read(), 3);
+  absl::Status past = (*reader)->Skip(2);
+  EXPECT_EQ(past.code(), absl::StatusCode::kInvalidArgument) << past;
+  ASSERT_EQ(*(*reader)->Read(5, &block), 1);
+  EXPECT_EQ(block, (std::vector<float>{7, 8}));
+}
+
 TEST(LogitsFileTest, RawNeedsAWidthThatDividesTheFile) {
   const std::vector<float> values(10, 0.5f);
   const std::string path = TempPath("raw.f32");

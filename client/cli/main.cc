@@ -17,6 +17,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "client/cli/commands.h"
@@ -299,15 +300,23 @@ std::map<std::string, CommandSpec> Specs() {
           "  --ema-init VERSION     start the EMA from this version or alias\n"
           "  --activate             point \"active\" at the new version on commit\n"
           "  --description TEXT     stored with the version\n"
-          "  --job-id ID            recorded in the version's provenance\n"
+          "  --job-id ID            recorded in the version's provenance; with it the server\n"
+          "                         checkpoints the job so that --resume can continue it\n"
+          "  --shard I/N            send only the I-th (0-based) of N contiguous slices of the\n"
+          "                         images (file order) or rows, e.g. one per replica\n"
+          "  --partial              commit a partial version, to merge with `logn stats merge`\n"
+          "  --checkpoint-every N   checkpoint every N batches (default: the server's; 0 never)\n"
+          "  --resume               continue --job-id from its last checkpoint, on any replica\n"
+          "                         sharing the store (same input, shard and batch size)\n"
           "  --json                 print the CalibrateResponse as JSON\n"
           "  --progress-interval S  seconds between plain progress lines (default 2)\n\n"
           "Progress (rows/s, images/s, ETA) is a bar when stdout is a terminal, periodic lines\n"
           "on stderr otherwise.\n\n",
           kConnectionHelp),
       {"--dataset", "--images", "--batch-images", "--logits", "--width", "--batch-rows", "--ema",
-       "--ema-init", "--description", "--job-id", "--progress-interval"},
-      {"--activate", "--json"}};
+       "--ema-init", "--description", "--job-id", "--progress-interval", "--shard",
+       "--checkpoint-every"},
+      {"--activate", "--json", "--partial", "--resume"}};
   specs["apply"] = {
       absl::StrCat(
           "usage: logn apply --server ADDR --logits FILE --out FILE [flags]\n\n"
@@ -333,10 +342,13 @@ std::map<std::string, CommandSpec> Specs() {
           "  alias NAME VERSION                     point alias NAME at VERSION\n"
           "  delete VERSION\n"
           "  export VERSION|ALIAS [--out FILE] [--format json|binary]   (stdout without --out)\n"
-          "  import FILE [--format json|binary] [--description TEXT] [--activate] [--json]\n\n",
+          "  import FILE [--format json|binary] [--description TEXT] [--activate] [--json]\n"
+          "  merge VERSION VERSION... [--activate] [--partial] [--description TEXT]\n"
+          "        [--job-id ID] [--json]           one version from exact-mode shards\n"
+          "  job JOB_ID [--json]                    a resumable job's last checkpoint\n\n",
           kConnectionHelp),
-      {"--out", "--format", "--description"},
-      {"--json", "--statistics", "--activate"}};
+      {"--out", "--format", "--description", "--job-id"},
+      {"--json", "--statistics", "--activate", "--partial"}};
   specs["eval"] = {
       "usage: logn eval --gt GT.json --dt RESULTS.json [--per-class] [--json]\n\n"
       "LVIS bbox evaluation (lvis-api protocol: IoU 0.50:0.05:0.95, 101 recall points, at most\n"
@@ -451,6 +463,27 @@ int Run(const std::string& command, const Args& args) {
     }
     o.description = args.Get("--description");
     o.job_id = args.Get("--job-id");
+    if (args.Has("--shard")) {
+      const std::vector<std::string> parts = absl::StrSplit(args.Get("--shard"), '/');
+      int i = -1, n = 0;
+      if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &i) || !absl::SimpleAtoi(parts[1], &n) ||
+          n < 1 || i < 0 || i >= n) {
+        args.Fail("--shard takes I/N with 0 <= I < N, got '" + args.Get("--shard") + "'");
+      }
+      o.shard_index = i;
+      o.shard_count = n;
+    }
+    o.partial = args.Has("--partial");
+    if (o.partial && o.activate) args.Fail("--partial versions cannot be --activate'd");
+    if (args.Has("--checkpoint-every")) {
+      // 0 on the command line means never; the server's default is what omitting the flag gets.
+      const int64_t every = args.Int("--checkpoint-every", 0, 0, 1 << 30);
+      o.checkpoint_every = every == 0 ? -1 : static_cast<int32_t>(every);
+    }
+    o.resume = args.Has("--resume");
+    if ((o.resume || args.Has("--checkpoint-every")) && o.job_id.empty()) {
+      args.Fail("--resume and --checkpoint-every need --job-id");
+    }
     o.json = args.Has("--json");
     o.progress_interval = absl::Seconds(args.Double("--progress-interval", 2, 0, 86400));
     run = [o, io](logn::Client& c) { return logn::cli::RunCalibrate(c, o, io); };
@@ -531,6 +564,19 @@ int Run(const std::string& command, const Args& args) {
       o.path = at(1);
       o.description = args.Get("--description");
       o.activate = args.Has("--activate");
+    } else if (action == "merge") {
+      if (pos.size() < 3) args.Fail("stats merge takes two or more VERSIONs");
+      o.action = logn::cli::StatsAction::kMerge;
+      for (size_t i = 1; i < pos.size(); ++i) o.merge_versions.push_back(version_number(pos[i]));
+      o.description = args.Get("--description");
+      o.job_id = args.Get("--job-id");
+      o.activate = args.Has("--activate");
+      o.partial = args.Has("--partial");
+      if (o.partial && o.activate) args.Fail("a --partial merge cannot be --activate'd");
+    } else if (action == "job") {
+      expect_args(1, "JOB_ID");
+      o.action = logn::cli::StatsAction::kJob;
+      o.job_id = at(1);
     } else {
       args.Fail("unknown stats action '" + action + "'");
     }

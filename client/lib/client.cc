@@ -295,6 +295,21 @@ absl::StatusOr<v1::ApplyResponse> Client::Apply(const v1::ApplyRequest& request)
   });
 }
 
+absl::StatusOr<v1::MergeResponse> Client::Merge(const v1::MergeRequest& request) {
+  return Unary<v1::MergeResponse>("Merge", /*idempotent=*/false,
+                                  [&](auto* context, auto* response) {
+                                    return calibration_->Merge(context, request, response);
+                                  });
+}
+
+absl::StatusOr<v1::CalibrationJob> Client::GetCalibrationJob(
+    const v1::GetCalibrationJobRequest& request) {
+  return Unary<v1::CalibrationJob>(
+      "GetCalibrationJob", /*idempotent=*/true, [&](auto* context, auto* response) {
+        return calibration_->GetCalibrationJob(context, request, response);
+      });
+}
+
 absl::StatusOr<v1::ListVersionsResponse> Client::ListVersions(
     const v1::ListVersionsRequest& request) {
   return Unary<v1::ListVersionsResponse>("ListVersions", /*idempotent=*/true,

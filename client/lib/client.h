@@ -24,11 +24,11 @@
 
 namespace logn {
 
-// Retries of idempotent calls (GetModelInfo, Detect, Apply, ListVersions, GetVersion,
-// ExportVersion, Health) that fail with UNAVAILABLE: attempt n (n >= 2) waits
+// Retries of idempotent calls (GetModelInfo, Detect, Apply, GetCalibrationJob, ListVersions,
+// GetVersion, ExportVersion, Health) that fail with UNAVAILABLE: attempt n (n >= 2) waits
 // min(max_backoff, initial_backoff * multiplier^(n-2)) scaled by a uniform factor in
 // [1 - jitter, 1 + jitter] so that many clients do not retry in lockstep. Calls that change
-// state (Calibrate, SetAlias, Activate, Rollback, DeleteVersion, ImportVersion) and streams are
+// state (Calibrate, Merge, SetAlias, Activate, Rollback, DeleteVersion, ImportVersion) and streams are
 // never retried: the server may have applied them before the connection broke.
 struct RetryPolicy {
   // Total attempts including the first; 1 disables retries. Must be >= 1.
@@ -164,6 +164,10 @@ class Client {
   // error here is a failure to send the header (the stream is then already finished).
   absl::StatusOr<std::unique_ptr<CalibrationWriter>> Calibrate(const v1::CalibrateHeader& header);
   absl::StatusOr<v1::ApplyResponse> Apply(const v1::ApplyRequest& request);
+  // Not retried: a retry after a lost response would store a second merged version.
+  absl::StatusOr<v1::MergeResponse> Merge(const v1::MergeRequest& request);
+  absl::StatusOr<v1::CalibrationJob> GetCalibrationJob(
+      const v1::GetCalibrationJobRequest& request);
 
   // StatsStoreService.
   absl::StatusOr<v1::ListVersionsResponse> ListVersions(const v1::ListVersionsRequest& request);

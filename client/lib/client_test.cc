@@ -229,10 +229,15 @@ TEST(ClientRetryTest, IdempotentCallsRetryOnUnavailableAndMutationsNever) {
   EXPECT_EQ((*client)->GetModelInfo().status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ((*client)->ListVersions({}).status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ((*client)->Health().status().code(), absl::StatusCode::kUnavailable);
+  v1::GetCalibrationJobRequest job;
+  job.set_job_id("j");
+  EXPECT_EQ((*client)->GetCalibrationJob(job).status().code(), absl::StatusCode::kUnavailable);
   using Retry = std::pair<std::string, int>;
   EXPECT_THAT(retries, ::testing::ElementsAre(Retry{"GetModelInfo", 2}, Retry{"GetModelInfo", 3},
                                               Retry{"ListVersions", 2}, Retry{"ListVersions", 3},
-                                              Retry{"Health", 2}, Retry{"Health", 3}));
+                                              Retry{"Health", 2}, Retry{"Health", 3},
+                                              Retry{"GetCalibrationJob", 2},
+                                              Retry{"GetCalibrationJob", 3}));
   retries.clear();
   v1::ActivateRequest activate;
   activate.set_version(1);
@@ -245,6 +250,8 @@ TEST(ClientRetryTest, IdempotentCallsRetryOnUnavailableAndMutationsNever) {
   EXPECT_EQ((*client)->ImportVersion(import).status().code(), absl::StatusCode::kUnavailable);
   v1::SetAliasRequest alias;
   EXPECT_EQ((*client)->SetAlias(alias).status().code(), absl::StatusCode::kUnavailable);
+  v1::MergeRequest merge;
+  EXPECT_EQ((*client)->Merge(merge).status().code(), absl::StatusCode::kUnavailable);
   v1::CalibrateHeader header;
   header.set_source(v1::CALIBRATION_SOURCE_LOGITS);
   auto writer = (*client)->Calibrate(header);
@@ -486,6 +493,41 @@ TEST_F(ClientTest, EveryStatsRpcRoundTrips) {
   v1::GetVersionRequest missing;
   missing.mutable_version()->set_version(987654);
   EXPECT_EQ(client_->GetVersion(missing).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ClientTest, MergeAndResumableJobs) {
+  const int64_t a = CalibrateVersion(false, 11);
+  const int64_t b = CalibrateVersion(false, 12);
+  v1::MergeRequest merge;
+  merge.add_versions(a);
+  merge.add_versions(b);
+  merge.set_description("client_test merge");
+  auto merged = client_->Merge(merge);
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  EXPECT_EQ(merged->version().rows_seen(), 1000);
+  EXPECT_THAT(merged->version().parent_versions(), ::testing::ElementsAre(a, b));
+
+  v1::CalibrateHeader header;
+  header.set_source(v1::CALIBRATION_SOURCE_LOGITS);
+  header.set_job_id("client-test-job");
+  header.set_checkpoint_every_batches(1);
+  auto writer = client_->Calibrate(header);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  const std::vector<float> rows = Logits(100, 13);
+  ASSERT_TRUE((*writer)->WriteLogits(rows.data(), 100, width_).ok());
+  v1::GetCalibrationJobRequest job;
+  job.set_job_id("client-test-job");
+  absl::StatusOr<v1::CalibrationJob> checkpoint;
+  for (int i = 0; i < 200; ++i) {  // the checkpoint is saved when the server has the batch
+    checkpoint = client_->GetCalibrationJob(job);
+    if (checkpoint.ok()) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  EXPECT_EQ(checkpoint->batches(), 1);
+  EXPECT_EQ(checkpoint->rows(), 100);
+  ASSERT_TRUE((*writer)->Commit().ok());
+  EXPECT_EQ(client_->GetCalibrationJob(job).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(ClientTest, CalibrationWriterReportsTheServersErrorAndCancelCommitsNothing) {

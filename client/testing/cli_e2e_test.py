@@ -93,6 +93,12 @@ class CliEndToEnd(unittest.TestCase):
             (["stats", "show", "--server", self.addr], "VERSION|ALIAS"),
             (["stats", "activate", "abc", "--server", self.addr], "positive integer"),
             (["stats", "export", "1", "--format", "xml", "--server", self.addr], "--format"),
+            (["calibrate", "--server", self.addr, "--logits", "x.npy", "--shard", "3/3"], "--shard"),
+            (["calibrate", "--server", self.addr, "--logits", "x.npy", "--resume"], "--job-id"),
+            (["calibrate", "--server", self.addr, "--logits", "x.npy", "--partial", "--activate"],
+             "--partial"),
+            (["stats", "merge", "1", "--server", self.addr], "two or more"),
+            (["stats", "job", "--server", self.addr], "JOB_ID"),
             (["eval", "--gt", "g.json"], "--dt is required"),
             (["health", "--server", self.addr, "--bogus"], "unknown flag --bogus"),
             (["health", "--server", self.addr, "--deadline"], "needs a value"),
@@ -202,6 +208,36 @@ class CliEndToEnd(unittest.TestCase):
         _, err = logn("calibrate", "--server", self.addr, "--logits", raw, "--width", "5", expect=1)
         self.assertIn("INVALID_ARGUMENT", err)
         self.__class__.logits_version = version
+
+    def test_13_logits_in_shards_merge_to_one_pass_and_resume_refuses_a_committed_job(self):
+        logits = self.random_logits(1001, seed=9)
+        npy = self.path("sharded_logits.npy")
+        np.save(npy, logits)
+        versions, rows = [], 0
+        for i in range(3):
+            out, _ = logn("calibrate", "--server", self.addr, "--logits", npy, "--shard", f"{i}/3",
+                          "--partial", "--batch-rows", "100", "--job-id", f"e2e-shard-{i}",
+                          "--json")
+            response = json.loads(out)
+            self.assertTrue(response["version"]["partial"])
+            versions.append(response["version"]["version"])
+            rows += int(response["rows"])
+        self.assertEqual(rows, 1001)
+        out, _ = logn("stats", "merge", *versions, "--server", self.addr, "--json")
+        merged = json.loads(out)
+        self.assertEqual(merged["source"], "VERSION_SOURCE_MERGE")
+        mean, var = self.stats_of(merged["version"])
+        x = logits.astype(np.float64)
+        np.testing.assert_allclose(mean, x.mean(axis=0), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(var, x.var(axis=0, ddof=1), rtol=1e-9)
+        # The job committed (and its checkpoint went with it): resuming it again is refused.
+        _, err = logn("calibrate", "--server", self.addr, "--logits", npy, "--shard", "0/3",
+                      "--partial", "--batch-rows", "100", "--job-id", "e2e-shard-0", "--resume",
+                      expect=1)
+        self.assertIn("FAILED_PRECONDITION", err)
+        self.assertIn("already committed", err)
+        _, err = logn("stats", "job", "e2e-shard-0", "--server", self.addr, expect=1)
+        self.assertIn("NOT_FOUND", err)
 
     def test_12_progress_is_a_bar_on_a_terminal(self):
         npy = self.path("pty_logits.npy")

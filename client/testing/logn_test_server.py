@@ -10,11 +10,16 @@ import time
 
 
 class LognServer:
-    def __init__(self, binary: str, model: str, work_dir: str, startup_timeout: float = 60.0):
+    """`store_url` defaults to a fresh SQLite file in `work_dir`; `extra_args` are appended."""
+
+    def __init__(self, binary: str, model: str, work_dir: str, startup_timeout: float = 60.0,
+                 store_url: str = "", extra_args=()):
         self.binary = binary
         self.model = model
         self.work_dir = work_dir
         self.startup_timeout = startup_timeout
+        self.store_url = store_url
+        self.extra_args = list(extra_args)
         self.process = None
         self.port = 0
 
@@ -29,13 +34,14 @@ class LognServer:
         for path in (port_file, store):
             if os.path.exists(path):
                 os.remove(path)
+        store_url = self.store_url or f"sqlite://{os.path.abspath(store)}"
         if not os.path.exists(self.model):
             raise RuntimeError(f"test model {self.model} missing (run the runtime fixtures first)")
         self.log = open(os.path.join(self.work_dir, "server.log"), "w")
         self.process = subprocess.Popen(
             [self.binary, "--listen=127.0.0.1:0", "--metrics_listen=", f"--port_file={port_file}",
-             f"--model={self.model}", f"--store=sqlite://{os.path.abspath(store)}",
-             "--intra_op_threads=1"],
+             f"--model={self.model}", f"--store={store_url}", "--intra_op_threads=1",
+             *self.extra_args],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
@@ -52,6 +58,12 @@ class LognServer:
             time.sleep(0.05)
         self.process.kill()
         raise RuntimeError("logn_server did not write its port file in time")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed replica: no drain, nothing flushed."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def __exit__(self, *exc) -> None:
         if self.process and self.process.poll() is None:

@@ -183,15 +183,19 @@ void LogitsToProto(const std::vector<float>& values, int64_t rows, int32_t width
   batch->set_data(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
 }
 
+void TimeToProto(absl::Time time, google::protobuf::Timestamp* proto) {
+  const int64_t seconds = absl::ToUnixSeconds(time);
+  proto->set_seconds(seconds);
+  proto->set_nanos(
+      static_cast<int32_t>(absl::ToInt64Nanoseconds(time - absl::FromUnixSeconds(seconds))));
+}
+
 void VersionInfoToProto(const VersionInfo& info, const std::vector<std::string>& aliases,
                         v1::VersionInfo* proto) {
   proto->mutable_model()->set_name(info.model.name);
   proto->mutable_model()->set_sha256(info.model.sha256);
   proto->set_version(info.version);
-  const int64_t seconds = absl::ToUnixSeconds(info.created_at);
-  proto->mutable_created_at()->set_seconds(seconds);
-  proto->mutable_created_at()->set_nanos(static_cast<int32_t>(
-      absl::ToInt64Nanoseconds(info.created_at - absl::FromUnixSeconds(seconds))));
+  TimeToProto(info.created_at, proto->mutable_created_at());
   proto->set_job_id(info.job_id);
   proto->set_description(info.description);
   switch (info.source) {

@@ -41,6 +41,9 @@ absl::StatusOr<std::vector<float>> LogitsFromProto(const v1::LogitBatch& batch);
 void LogitsToProto(const std::vector<float>& values, int64_t rows, int32_t width,
                    v1::LogitBatch* batch);
 
+// Microsecond-precise times as google.protobuf.Timestamp.
+void TimeToProto(absl::Time time, google::protobuf::Timestamp* proto);
+
 void VersionInfoToProto(const VersionInfo& info, const std::vector<std::string>& aliases,
                         v1::VersionInfo* proto);
 

@@ -48,4 +48,12 @@ std::vector<float> SampleRois(absl::Span<const float> proposals,
   return rois;
 }
 
+uint64_t RoiSamplingSeed(uint64_t base_seed, absl::string_view image_bytes) {
+  constexpr uint64_t kPrime = 0x100000001b3ULL;
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (int shift = 0; shift < 64; shift += 8) h = (h ^ ((base_seed >> shift) & 0xff)) * kPrime;
+  for (unsigned char c : image_bytes) h = (h ^ c) * kPrime;
+  return h;
+}
+
 }  // namespace logn

@@ -5,6 +5,7 @@
 #include <random>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
 namespace logn {
@@ -29,6 +30,11 @@ float BoxIou(const float* a, const float* b);
 std::vector<float> SampleRois(absl::Span<const float> proposals,
                               absl::Span<const float> ground_truth,
                               const RoiSamplingOptions& options, std::mt19937_64& rng);
+
+// The seed of one image's sample: a stable 64-bit hash (FNV-1a, the same on every build and
+// process) of `base_seed` and the image's bytes, so an image gets the same RoIs whichever
+// batch, shard, stream or replica it arrives in.
+uint64_t RoiSamplingSeed(uint64_t base_seed, absl::string_view image_bytes);
 
 }  // namespace logn
 

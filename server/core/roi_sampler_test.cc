@@ -39,5 +39,14 @@ TEST(RoiSamplerTest, GroundTruthIsAProposalAndSmallPoolsAreKeptWhole) {
   EXPECT_EQ(std::vector<float>(rois.begin(), rois.begin() + 4), gt);  // the positive first
 }
 
+TEST(RoiSamplerTest, SeedsAreStableAndDependOnSeedAndBytes) {
+  // FNV-1a of the seed's 8 little-endian bytes, then of the image bytes: a fixed function, so
+  // every build and replica samples an image alike. The value guards against a change of it.
+  EXPECT_EQ(RoiSamplingSeed(0, ""), 0xa8c7f832281a39c5ULL);
+  EXPECT_EQ(RoiSamplingSeed(7, "png"), RoiSamplingSeed(7, "png"));
+  EXPECT_NE(RoiSamplingSeed(7, "png"), RoiSamplingSeed(8, "png"));
+  EXPECT_NE(RoiSamplingSeed(7, "png"), RoiSamplingSeed(7, "pnh"));
+}
+
 }  // namespace
 }  // namespace logn

@@ -1,6 +1,8 @@
 #include "server/core/server_core.h"
 
 #include <algorithm>
+#include <optional>
+#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -48,8 +50,7 @@ ServerCore::ServerCore(const ServerCoreOptions& options, std::unique_ptr<Detecto
                        std::unique_ptr<StatsStore> store)
     : options_(options),
       runtime_(std::move(runtime)),
-      store_(std::move(store)),
-      next_job_seed_(options.sampling_seed) {
+      store_(std::move(store)) {
   cache_ = std::make_unique<StatsCache>(store_.get(), options_.cache);
   model_key_ = ModelKey{runtime_->manifest().name(), runtime_->model_sha256()};
   bool all_counts = true;
@@ -211,19 +212,65 @@ absl::StatusOr<std::unique_ptr<CalibrationJob>> ServerCore::StartCalibration(
     return absl::InvalidArgumentError(
         "calibrate header needs source CALIBRATION_SOURCE_LOGITS or CALIBRATION_SOURCE_IMAGES");
   }
+  if (header.partial() && header.activate_on_commit()) {
+    return absl::InvalidArgumentError(
+        "a partial version cannot be activated: merge the shards, then activate the merge");
+  }
+  if (header.resume() && header.job_id().empty()) {
+    return absl::InvalidArgumentError("resume needs the job_id of the job to continue");
+  }
   const AccumulationMethod method = header.has_ema() ? AccumulationMethod::kEma
                                                      : AccumulationMethod::kExact;
   std::unique_ptr<CalibrationJob> job(new CalibrationJob(this, header, method));
-  {
-    absl::MutexLock lock(&seed_mu_);
-    job->rng_.seed(next_job_seed_++);
+  if (!header.job_id().empty()) {
+    job->checkpoint_every_ = header.checkpoint_every_batches() > 0
+                                 ? header.checkpoint_every_batches()
+                             : header.checkpoint_every_batches() == 0
+                                 ? std::max(0, options_.checkpoint_every_batches)
+                                 : 0;
+  }
+  std::optional<JobCheckpoint> checkpoint;
+  if (header.resume()) {
+    LOGN_ASSIGN_OR_RETURN(checkpoint, store_->GetCheckpoint(model_key_, header.job_id()));
+    const VersionSource source = header.source() == v1::CALIBRATION_SOURCE_IMAGES
+                                     ? VersionSource::kImages
+                                     : VersionSource::kLogits;
+    if (checkpoint->source != source || checkpoint->statistics.method != method) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job '", header.job_id(), "' started with source ",
+          VersionSourceName(checkpoint->source), " and mode ",
+          AccumulationMethodName(checkpoint->statistics.method),
+          "; resume it with the same source and mode"));
+    }
+    if (header.resume_from_batch() != checkpoint->batches) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job '", header.job_id(), "' has a checkpoint after batch ", checkpoint->batches,
+          ", but the stream resumes from batch ", header.resume_from_batch(),
+          ": send its batches from ", checkpoint->batches, " on (resume_from_batch = ",
+          checkpoint->batches, ")"));
+    }
+    job->rows_ = checkpoint->statistics.count;
+    job->images_ = checkpoint->images_seen;
+    job->batches_ = checkpoint->batches;
   }
   if (method == AccumulationMethod::kExact) {
     job->exact_ = std::make_unique<ExactAccumulator>(runtime_->layout());
+    if (checkpoint.has_value()) {
+      LOGN_RETURN_IF_ERROR(job->exact_->MergeSnapshot(checkpoint->statistics));
+    }
     return job;
   }
   const v1::EmaMode& ema = header.ema();
-  if (ema.has_init()) {
+  if (checkpoint.has_value()) {
+    if (checkpoint->statistics.momentum != ema.momentum()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job '", header.job_id(), "' runs with EMA momentum ", checkpoint->statistics.momentum,
+          ", not ", ema.momentum(), "; resume it with the same momentum"));
+    }
+    LOGN_ASSIGN_OR_RETURN(EmaAccumulator accumulator,
+                          EmaAccumulator::CreateFrom(checkpoint->statistics, ema.momentum()));
+    job->ema_ = std::make_unique<EmaAccumulator>(std::move(accumulator));
+  } else if (ema.has_init()) {
     LOGN_ASSIGN_OR_RETURN(VersionSelector selector, SelectorFromProto(ema.init()));
     LOGN_ASSIGN_OR_RETURN(VersionRecord init, store_->Get(model_key_, selector));
     LOGN_ASSIGN_OR_RETURN(EmaAccumulator accumulator,
@@ -277,8 +324,7 @@ absl::Status CalibrationJob::AddLogits(const v1::LogitBatch& batch) {
   }
   LOGN_ASSIGN_OR_RETURN(std::vector<float> values, LogitsFromProto(batch));
   LOGN_RETURN_IF_ERROR(AddRows(values.data(), batch.rows()));
-  ++batches_;
-  return absl::OkStatus();
+  return FinishBatch();
 }
 
 absl::Status CalibrationJob::AddImages(const v1::ImageBatch& batch) {
@@ -352,7 +398,11 @@ absl::Status CalibrationJob::AddImages(const v1::ImageBatch& batch) {
       for (const v1::BoundingBox& b : batch.images(i).ground_truth().boxes()) {
         gt.insert(gt.end(), {b.x1(), b.y1(), b.x2(), b.y2()});
       }
-      rois[i] = SampleRois(proposals, gt, core_->options_.sampling, rng_);
+      const v1::Image& image = batch.images(i).image();
+      std::mt19937_64 rng(RoiSamplingSeed(
+          core_->options_.sampling_seed,
+          image.has_raw() ? image.raw().data() : image.encoded()));
+      rois[i] = SampleRois(proposals, gt, core_->options_.sampling, rng);
     }
     LOGN_ASSIGN_OR_RETURN(DetectorRuntime::RoiResult scored, runtime.ClassifyRois(images, rois));
     for (const std::vector<float>& logits : scored.logits) {
@@ -363,8 +413,7 @@ absl::Status CalibrationJob::AddImages(const v1::ImageBatch& batch) {
   if (num_rows == 0) {
     // Nothing to accumulate from these images (no candidates): not an error.
     images_ += batch.images_size();
-    ++batches_;
-    return absl::OkStatus();
+    return FinishBatch();
   }
   if (method_ == AccumulationMethod::kEma && num_rows < 2) {
     return absl::InvalidArgumentError(
@@ -372,8 +421,34 @@ absl::Status CalibrationJob::AddImages(const v1::ImageBatch& batch) {
   }
   LOGN_RETURN_IF_ERROR(AddRows(rows.data(), num_rows));
   images_ += batch.images_size();
+  return FinishBatch();
+}
+
+absl::Status CalibrationJob::FinishBatch() {
   ++batches_;
+  if (checkpoint_every_ <= 0 || batches_ % checkpoint_every_ != 0 || rows_ == 0) {
+    return absl::OkStatus();
+  }
+  JobCheckpoint checkpoint;
+  checkpoint.model = core_->model_key_;
+  checkpoint.job_id = header_.job_id();
+  checkpoint.batches = batches_;
+  checkpoint.images_seen = images_;
+  checkpoint.source = header_.source() == v1::CALIBRATION_SOURCE_IMAGES ? VersionSource::kImages
+                                                                        : VersionSource::kLogits;
+  LOGN_ASSIGN_OR_RETURN(checkpoint.statistics, SnapshotStatistics());
+  if (absl::Status s = core_->store_->PutCheckpoint(checkpoint); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("batch ", batches_,
+                                               " was accumulated but its checkpoint could not "
+                                               "be saved (resume from the previous one): ",
+                                               s.message()));
+  }
   return absl::OkStatus();
+}
+
+absl::StatusOr<Statistics> CalibrationJob::SnapshotStatistics() const {
+  if (exact_) return exact_->Snapshot();
+  return ema_->Snapshot();
 }
 
 absl::StatusOr<v1::CalibrateResponse> CalibrationJob::Commit() {
@@ -382,12 +457,7 @@ absl::StatusOr<v1::CalibrateResponse> CalibrationJob::Commit() {
     return absl::FailedPreconditionError(
         "calibration stream had no rows: send at least one batch after the header");
   }
-  Statistics stats;
-  if (exact_) {
-    LOGN_ASSIGN_OR_RETURN(stats, exact_->Snapshot());
-  } else {
-    stats = ema_->Snapshot();
-  }
+  LOGN_ASSIGN_OR_RETURN(Statistics stats, SnapshotStatistics());
   stats.provenance.model_name = core_->model_key_.name;
   stats.provenance.model_sha256 = core_->model_key_.sha256;
   stats.provenance.created_at = absl::Now();
@@ -401,23 +471,13 @@ absl::StatusOr<v1::CalibrateResponse> CalibrationJob::Commit() {
   version.description = header_.description();
   version.source = header_.source() == v1::CALIBRATION_SOURCE_IMAGES ? VersionSource::kImages
                                                                      : VersionSource::kLogits;
-  LOGN_ASSIGN_OR_RETURN(VersionRecord record, core_->store_->Put(version));
+  version.partial = header_.partial();
+  version.clear_job_checkpoint = !header_.job_id().empty();
+  LOGN_ASSIGN_OR_RETURN(v1::VersionInfo stored,
+                        core_->StoreVersion(version, header_.activate_on_commit()));
   committed_ = true;
-  std::vector<std::string> aliases;
-  if (header_.activate_on_commit()) {
-    const absl::Status activated =
-        core_->store_->Activate(core_->model_key_, record.info.version).status();
-    if (!activated.ok()) {
-      return absl::Status(activated.code(),
-                          absl::StrCat("version ", record.info.version,
-                                       " was committed but could not be activated (activate it "
-                                       "with Activate): ",
-                                       activated.message()));
-    }
-    aliases.push_back(std::string(kActiveAlias));
-  }
   v1::CalibrateResponse response;
-  VersionInfoToProto(record.info, aliases, response.mutable_version());
+  *response.mutable_version() = std::move(stored);
   response.set_rows(rows_);
   response.set_images(images_);
   response.set_batches(batches_);
@@ -452,6 +512,108 @@ absl::Status ServerCore::Apply(const v1::ApplyRequest& request, v1::ApplyRespons
     LogitsToProto(scores, view.rows, width, response->mutable_scores());
   }
   LogitsToProto(values, view.rows, width, response->mutable_logits());
+  return absl::OkStatus();
+}
+
+absl::Status ServerCore::Merge(const v1::MergeRequest& request, v1::MergeResponse* response) {
+  LOGN_RETURN_IF_ERROR(CheckModel(request.model()));
+  if (request.versions_size() < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Merge needs at least two versions, got ", request.versions_size()));
+  }
+  if (request.partial() && request.activate()) {
+    return absl::InvalidArgumentError("a partial merge cannot be activated");
+  }
+  std::vector<int64_t> parents(request.versions().begin(), request.versions().end());
+  std::sort(parents.begin(), parents.end());
+  for (size_t i = 0; i < parents.size(); ++i) {
+    if (parents[i] <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("version ", parents[i], " is not a positive version number"));
+    }
+    if (i > 0 && parents[i] == parents[i - 1]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "version ", parents[i], " is named twice: its rows would be counted twice"));
+    }
+  }
+  ExactAccumulator merged(runtime_->layout());
+  int64_t images = 0;
+  int64_t batches = 0;
+  for (int64_t parent : parents) {
+    LOGN_ASSIGN_OR_RETURN(VersionRecord record,
+                          store_->Get(model_key_, VersionSelector::Number(parent)));
+    if (record.statistics.method != AccumulationMethod::kExact) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "version ", parent, " holds EMA statistics; running averages cannot be merged "
+          "exactly: calibrate the shards in exact mode"));
+    }
+    if (record.statistics.layout != runtime_->layout()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "version ", parent, " has layout ", record.statistics.layout.DebugString(),
+          ", model '", model_key_.name, "' has ", runtime_->layout().DebugString()));
+    }
+    LOGN_RETURN_IF_ERROR(merged.MergeSnapshot(record.statistics));
+    images += record.statistics.provenance.images_seen;
+    batches += record.statistics.provenance.batches_seen;
+  }
+  LOGN_ASSIGN_OR_RETURN(Statistics stats, merged.Snapshot());
+  stats.provenance.model_name = model_key_.name;
+  stats.provenance.model_sha256 = model_key_.sha256;
+  stats.provenance.created_at = absl::Now();
+  stats.provenance.description = request.description();
+  stats.provenance.images_seen = images;
+  stats.provenance.batches_seen = batches;
+  NewVersion version;
+  version.model = model_key_;
+  version.statistics = std::move(stats);
+  version.job_id = request.job_id();
+  version.description = request.description();
+  version.source = VersionSource::kMerge;
+  version.parent_versions = parents;
+  version.partial = request.partial();
+  LOGN_ASSIGN_OR_RETURN(*response->mutable_version(), StoreVersion(version, request.activate()));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::VersionInfo> ServerCore::StoreVersion(const NewVersion& version,
+                                                         bool activate) {
+  LOGN_ASSIGN_OR_RETURN(VersionRecord record, store_->Put(version));
+  std::vector<std::string> aliases;
+  if (activate) {
+    const absl::Status activated = store_->Activate(model_key_, record.info.version).status();
+    if (!activated.ok()) {
+      return absl::Status(activated.code(),
+                          absl::StrCat("version ", record.info.version,
+                                       " was committed but could not be activated (activate it "
+                                       "with Activate): ",
+                                       activated.message()));
+    }
+    aliases.push_back(std::string(kActiveAlias));
+  }
+  v1::VersionInfo info;
+  VersionInfoToProto(record.info, aliases, &info);
+  return info;
+}
+
+absl::Status ServerCore::GetCalibrationJob(const v1::GetCalibrationJobRequest& request,
+                                           v1::CalibrationJob* response) {
+  LOGN_RETURN_IF_ERROR(CheckModel(request.model()));
+  if (request.job_id().empty()) {
+    return absl::InvalidArgumentError("GetCalibrationJob needs a job_id");
+  }
+  LOGN_ASSIGN_OR_RETURN(JobCheckpoint checkpoint,
+                        store_->GetCheckpoint(model_key_, request.job_id()));
+  response->set_job_id(checkpoint.job_id);
+  response->set_batches(checkpoint.batches);
+  response->set_rows(checkpoint.statistics.count);
+  response->set_images(checkpoint.images_seen);
+  response->set_source(checkpoint.source == VersionSource::kImages
+                           ? v1::CALIBRATION_SOURCE_IMAGES
+                           : v1::CALIBRATION_SOURCE_LOGITS);
+  response->set_method(checkpoint.statistics.method == AccumulationMethod::kEma
+                           ? v1::ACCUMULATION_METHOD_EMA
+                           : v1::ACCUMULATION_METHOD_EXACT);
+  TimeToProto(checkpoint.updated_at, response->mutable_checkpointed_at());
   return absl::OkStatus();
 }
 
@@ -579,13 +741,7 @@ absl::Status ServerCore::ImportVersion(const v1::ImportVersionRequest& request,
     version = ImportedVersion(record, model_key_);
   }
   if (!request.description().empty()) version.description = request.description();
-  LOGN_ASSIGN_OR_RETURN(VersionRecord stored, store_->Put(version));
-  std::vector<std::string> aliases;
-  if (request.activate()) {
-    LOGN_RETURN_IF_ERROR(store_->Activate(model_key_, stored.info.version).status());
-    aliases.push_back(std::string(kActiveAlias));
-  }
-  VersionInfoToProto(stored.info, aliases, response->mutable_version());
+  LOGN_ASSIGN_OR_RETURN(*response->mutable_version(), StoreVersion(version, request.activate()));
   return absl::OkStatus();
 }
 

@@ -7,7 +7,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <random>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -36,18 +35,28 @@ struct ServerCoreOptions {
   // Rows in one LogitBatch / Apply request, and in one Calibrate job (more: RESOURCE_EXHAUSTED).
   int64_t max_rows_per_batch = int64_t{1} << 20;
   int64_t max_rows_per_job = int64_t{1} << 34;
-  // RoI sampling when calibrating from images with ground truth.
+  // RoI sampling when calibrating from images with ground truth. Each image's sample is drawn
+  // from a generator seeded with sampling_seed and the image's bytes, so the statistics of a
+  // dataset do not depend on how it is split into batches, shards or resumed streams.
   RoiSamplingOptions sampling;
   uint64_t sampling_seed = 20220601;
+  // Checkpoint interval (batches) of jobs with a job_id whose header leaves it at 0; 0: never.
+  int32_t checkpoint_every_batches = 16;
 };
 
 class ServerCore;
 
 // One Calibrate stream's job: accumulates batches, commits one version at the end. Destroying a
 // job without Commit commits nothing. Not thread-safe: one stream feeds one job.
+//
+// A job with a job_id saves its accumulation in the store every N batches (a checkpoint), and
+// a later job with the same id and `resume` continues from it, on this or any replica sharing
+// the store; committing deletes the checkpoint in the same transaction.
 class CalibrationJob {
  public:
-  // INVALID_ARGUMENT / RESOURCE_EXHAUSTED per batch; a refused batch changes nothing.
+  // INVALID_ARGUMENT / RESOURCE_EXHAUSTED per batch; a refused batch changes nothing. A batch
+  // that completes a checkpoint interval is accumulated even if saving the checkpoint fails
+  // (UNAVAILABLE etc., naming the batch), so the stream fails and resumes from the previous one.
   absl::Status AddLogits(const v1::LogitBatch& batch);
   absl::Status AddImages(const v1::ImageBatch& batch);
   // Stores the statistics as a new version (and activates it if the header asked).
@@ -62,6 +71,9 @@ class CalibrationJob {
   friend class ServerCore;
   CalibrationJob(ServerCore* core, v1::CalibrateHeader header, AccumulationMethod method);
   absl::Status AddRows(const float* data, int64_t rows);
+  // Counts one accepted batch and saves a checkpoint when an interval is complete.
+  absl::Status FinishBatch();
+  absl::StatusOr<Statistics> SnapshotStatistics() const;
 
   ServerCore* const core_;
   const v1::CalibrateHeader header_;
@@ -71,8 +83,8 @@ class CalibrationJob {
   int64_t rows_ = 0;
   int64_t images_ = 0;
   int64_t batches_ = 0;
+  int32_t checkpoint_every_ = 0;  // batches; 0: no checkpoints
   bool committed_ = false;
-  std::mt19937_64 rng_;
 };
 
 class ServerCore {
@@ -98,6 +110,9 @@ class ServerCore {
   absl::StatusOr<std::unique_ptr<CalibrationJob>> StartCalibration(
       const v1::CalibrateHeader& header);
   absl::Status Apply(const v1::ApplyRequest& request, v1::ApplyResponse* response);
+  absl::Status Merge(const v1::MergeRequest& request, v1::MergeResponse* response);
+  absl::Status GetCalibrationJob(const v1::GetCalibrationJobRequest& request,
+                                 v1::CalibrationJob* response);
 
   // StatsStoreService.
   absl::Status ListVersions(const v1::ListVersionsRequest& request,
@@ -135,6 +150,8 @@ class ServerCore {
       const google::protobuf::RepeatedPtrField<v1::CalibrationSetting>& settings,
       const v1::StatisticsSelector& selector, bool statistics_selector_set);
   absl::StatusOr<std::vector<std::string>> AliasesOf(int64_t version);
+  // Puts `version` and, if asked, activates it; the stored version with its aliases.
+  absl::StatusOr<v1::VersionInfo> StoreVersion(const NewVersion& version, bool activate);
 
   const ServerCoreOptions options_;
   std::unique_ptr<DetectorRuntime> runtime_;
@@ -142,8 +159,6 @@ class ServerCore {
   std::unique_ptr<StatsCache> cache_;
   ModelKey model_key_;
   std::vector<double> instance_counts_;  // LogA priors; empty when the manifest lacks them
-  absl::Mutex seed_mu_;
-  uint64_t next_job_seed_ ABSL_GUARDED_BY(seed_mu_);
 };
 
 }  // namespace logn

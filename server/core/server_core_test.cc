@@ -246,6 +246,203 @@ TEST_F(ServerCoreTest, CalibrateFromImagesWithGroundTruthSamplesRois) {
   EXPECT_EQ(detections.statistics_version(), 1);
 }
 
+// Runs `batches` through a fresh job with `header` and returns the job (uncommitted).
+std::unique_ptr<CalibrationJob> RunJob(ServerCore& core, const v1::CalibrateHeader& header,
+                                       const std::vector<v1::LogitBatch>& batches) {
+  auto job = core.StartCalibration(header);
+  EXPECT_TRUE(job.ok()) << job.status();
+  if (!job.ok()) return nullptr;
+  for (const v1::LogitBatch& b : batches) EXPECT_TRUE((*job)->AddLogits(b).ok());
+  return *std::move(job);
+}
+
+Statistics StatisticsOf(ServerCore& core, int64_t version) {
+  v1::GetVersionRequest get;
+  get.mutable_version()->set_version(version);
+  get.set_include_statistics(true);
+  v1::GetVersionResponse got;
+  EXPECT_TRUE(core.GetVersion(get, &got).ok());
+  return StatisticsFromProto(got.statistics()).value();
+}
+
+void ExpectSameStatistics(const Statistics& got, const Statistics& want, double tolerance) {
+  ASSERT_EQ(got.count, want.count);
+  ASSERT_EQ(got.mean.size(), want.mean.size());
+  for (size_t j = 0; j < want.mean.size(); ++j) {
+    EXPECT_NEAR(got.mean[j], want.mean[j], tolerance * std::abs(want.mean[j])) << "column " << j;
+    EXPECT_NEAR(got.variance[j], want.variance[j], tolerance * std::abs(want.variance[j]))
+        << "column " << j;
+  }
+}
+
+TEST_F(ServerCoreTest, MergedPartialShardsEqualOnePass) {
+  std::vector<v1::LogitBatch> batches;
+  std::vector<float> all;
+  for (int b = 0; b < 6; ++b) {
+    const std::vector<float> rows = RandomLogits(100 + 37 * b);
+    all.insert(all.end(), rows.begin(), rows.end());
+    batches.push_back(MakeBatch(rows, 100 + 37 * b, width_));
+  }
+  v1::CalibrateHeader header;
+  header.set_source(v1::CALIBRATION_SOURCE_LOGITS);
+  header.set_partial(true);
+  std::vector<int64_t> shards;
+  for (int s = 0; s < 3; ++s) {
+    auto job = RunJob(*core_, header, {batches[2 * s], batches[2 * s + 1]});
+    const v1::CalibrateResponse r = job->Commit().value();
+    EXPECT_TRUE(r.version().partial());
+    shards.push_back(r.version().version());
+  }
+  v1::ActivateRequest activate;
+  activate.set_version(shards[0]);
+  v1::ActivateResponse activated;
+  EXPECT_EQ(core_->Activate(activate, &activated).code(), absl::StatusCode::kFailedPrecondition);
+
+  v1::MergeRequest merge;
+  for (int64_t v : {shards[2], shards[0], shards[1]}) merge.add_versions(v);
+  merge.set_activate(true);
+  merge.set_description("three shards");
+  v1::MergeResponse merged;
+  ASSERT_TRUE(core_->Merge(merge, &merged).ok());
+  EXPECT_EQ(merged.version().source(), v1::VERSION_SOURCE_MERGE);
+  EXPECT_THAT(merged.version().parent_versions(), ::testing::ElementsAre(1, 2, 3));
+  EXPECT_THAT(merged.version().aliases(), ::testing::ElementsAre("active"));
+  EXPECT_FALSE(merged.version().partial());
+
+  ExactAccumulator one_pass(core_->runtime().layout());
+  ASSERT_TRUE(one_pass.Add({all.data(), static_cast<int64_t>(all.size()) / width_, width_}).ok());
+  ExpectSameStatistics(StatisticsOf(*core_, merged.version().version()),
+                       one_pass.Snapshot().value(), 1e-12);
+}
+
+TEST_F(ServerCoreTest, MergeRefusesWhatCannotBeMerged) {
+  v1::CalibrateHeader exact;
+  exact.set_source(v1::CALIBRATION_SOURCE_LOGITS);
+  const int64_t v1 = RunJob(*core_, exact, {MakeBatch(RandomLogits(50), 50, width_)})
+                         ->Commit().value().version().version();
+  v1::CalibrateHeader ema = exact;
+  ema.mutable_ema()->set_momentum(0.1);
+  const int64_t v2 = RunJob(*core_, ema, {MakeBatch(RandomLogits(50), 50, width_)})
+                         ->Commit().value().version().version();
+  v1::MergeResponse response;
+  auto merge = [&](std::vector<int64_t> versions, const std::string& model = "") {
+    v1::MergeRequest request;
+    request.set_model(model);
+    for (int64_t v : versions) request.add_versions(v);
+    return core_->Merge(request, &response);
+  };
+  absl::Status status = merge({v1, v2});
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("EMA"));
+  EXPECT_EQ(merge({v1}).code(), absl::StatusCode::kInvalidArgument);
+  status = merge({v1, v1});
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("twice"));
+  EXPECT_EQ(merge({v1, 99}).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(merge({v1, v2}, "another-model").code(), absl::StatusCode::kNotFound);
+  v1::ListVersionsResponse list;
+  ASSERT_TRUE(core_->ListVersions({}, &list).ok());
+  EXPECT_EQ(list.versions_size(), 2);  // nothing was stored
+}
+
+TEST_F(ServerCoreTest, ResumedJobEqualsAnUninterruptedOne) {
+  std::vector<v1::LogitBatch> batches;
+  for (int b = 0; b < 7; ++b) batches.push_back(MakeBatch(RandomLogits(80), 80, width_));
+  v1::CalibrateHeader header;
+  header.set_source(v1::CALIBRATION_SOURCE_LOGITS);
+  const v1::CalibrateResponse uninterrupted = RunJob(*core_, header, batches)->Commit().value();
+
+  header.set_job_id("long-job");
+  header.set_checkpoint_every_batches(2);
+  {
+    // Dropped after 5 batches: the checkpoint holds 4.
+    auto dropped = RunJob(*core_, header, {batches.begin(), batches.begin() + 5});
+  }
+  v1::GetCalibrationJobRequest get;
+  get.set_job_id("long-job");
+  v1::CalibrationJob checkpoint;
+  ASSERT_TRUE(core_->GetCalibrationJob(get, &checkpoint).ok());
+  EXPECT_EQ(checkpoint.batches(), 4);
+  EXPECT_EQ(checkpoint.rows(), 4 * 80);
+  EXPECT_EQ(checkpoint.source(), v1::CALIBRATION_SOURCE_LOGITS);
+  EXPECT_EQ(checkpoint.method(), v1::ACCUMULATION_METHOD_EXACT);
+
+  // Resuming from anywhere but the checkpoint would skip or double-count batches.
+  header.set_resume(true);
+  header.set_resume_from_batch(5);
+  absl::Status wrong = core_->StartCalibration(header).status();
+  EXPECT_EQ(wrong.code(), absl::StatusCode::kFailedPrecondition) << wrong;
+  EXPECT_THAT(std::string(wrong.message()), HasSubstr("resume_from_batch = 4"));
+  v1::CalibrateHeader wrong_source = header;
+  wrong_source.set_source(v1::CALIBRATION_SOURCE_IMAGES);
+  wrong_source.set_resume_from_batch(4);
+  EXPECT_EQ(core_->StartCalibration(wrong_source).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  header.set_resume_from_batch(4);
+  auto resumed = RunJob(*core_, header, {batches.begin() + 4, batches.end()});
+  const v1::CalibrateResponse committed = resumed->Commit().value();
+  EXPECT_EQ(committed.rows(), uninterrupted.rows());
+  EXPECT_EQ(committed.batches(), 7);
+  ExpectSameStatistics(StatisticsOf(*core_, committed.version().version()),
+                       StatisticsOf(*core_, uninterrupted.version().version()), 1e-12);
+  // Committing cleared the checkpoint: the job cannot be resumed (and committed) twice.
+  EXPECT_EQ(core_->GetCalibrationJob(get, &checkpoint).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(core_->StartCalibration(header).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ServerCoreTest, HeaderCombinationsThatMakeNoSenseAreRefused) {
+  v1::CalibrateHeader header;
+  header.set_source(v1::CALIBRATION_SOURCE_LOGITS);
+  header.set_partial(true);
+  header.set_activate_on_commit(true);
+  EXPECT_EQ(core_->StartCalibration(header).status().code(), absl::StatusCode::kInvalidArgument);
+  header.set_activate_on_commit(false);
+  header.set_resume(true);
+  EXPECT_EQ(core_->StartCalibration(header).status().code(), absl::StatusCode::kInvalidArgument);
+  v1::GetCalibrationJobRequest get;
+  v1::CalibrationJob job;
+  EXPECT_EQ(core_->GetCalibrationJob(get, &job).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ServerCoreTest, RoiSamplesDependOnTheImageNotOnItsBatch) {
+  std::vector<v1::AnnotatedImage> images(3);
+  for (int i = 0; i < 3; ++i) {
+    images[i].mutable_image()->set_encoded(TestImagePng(64, 80, static_cast<uint8_t>(i + 3)));
+    v1::BoundingBox* box = images[i].mutable_ground_truth()->add_boxes();
+    box->set_x1(5 + i);
+    box->set_y1(8);
+    box->set_x2(45);
+    box->set_y2(50 - i);
+    images[i].mutable_ground_truth()->add_category_ids(
+        core_->runtime().manifest().classes(0).id());
+  }
+  // Few RoIs per image, so the sample is a real random subset of the candidates.
+  ServerCoreOptions options = core_->options();
+  options.sampling.num_rois = 8;
+  options.store_url = "sqlite://" + (dir_ / "few_rois.db").string();
+  std::unique_ptr<ServerCore> core = ServerCore::Create(options).value();
+  v1::CalibrateHeader header;
+  header.set_source(v1::CALIBRATION_SOURCE_IMAGES);
+  auto together = core->StartCalibration(header).value();
+  v1::ImageBatch all;
+  for (const auto& image : images) *all.add_images() = image;
+  ASSERT_TRUE(together->AddImages(all).ok());
+  // The same images one per batch, in another order, in another job.
+  auto apart = core->StartCalibration(header).value();
+  for (int i : {2, 0, 1}) {
+    v1::ImageBatch one;
+    *one.add_images() = images[i];
+    ASSERT_TRUE(apart->AddImages(one).ok());
+  }
+  EXPECT_EQ(together->rows(), 3 * 8);
+  ASSERT_EQ(together->rows(), apart->rows());
+  const v1::CalibrateResponse a = together->Commit().value();
+  const v1::CalibrateResponse b = apart->Commit().value();
+  ExpectSameStatistics(StatisticsOf(*core, a.version().version()),
+                       StatisticsOf(*core, b.version().version()), 1e-9);
+}
+
 TEST_F(ServerCoreTest, BadCalibrationInputs) {
   v1::CalibrateHeader header;
   header.set_source(v1::CALIBRATION_SOURCE_LOGITS);

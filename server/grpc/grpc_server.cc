@@ -16,6 +16,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
   server->context_ = std::make_unique<ServiceContext>();
   server->context_->executor = server->executor_.get();
   server->context_->metrics = metrics;
+  server->context_->admin_token = options.admin_token;
+  server->context_->require_token_for_detect = options.require_token_for_detect;
   server->detection_ = std::make_unique<DetectionServiceImpl>(server->context_.get());
   server->calibration_ = std::make_unique<CalibrationServiceImpl>(server->context_.get());
   server->stats_ = std::make_unique<StatsStoreServiceImpl>(server->context_.get());

@@ -24,6 +24,10 @@ struct GrpcServerOptions {
   bool enable_reflection = true;
   // Null: insecure (plaintext) credentials.
   std::shared_ptr<grpc::ServerCredentials> credentials;
+  // Non-empty: the bearer token Calibrate, Merge and the mutating store RPCs require (and
+  // Detect / DetectStream / Apply with require_token_for_detect); see ServiceContext.
+  std::string admin_token;
+  bool require_token_for_detect = false;
 };
 
 // The gRPC server: the three logn.v1 services, grpc.health.v1 and reflection, on a port and

@@ -82,7 +82,8 @@ class GrpcServerTest : public ::testing::TestWithParam<Transport> {
     core_.reset();
   }
 
-  void StartServer(int executor_threads, int64_t max_queued) {
+  void StartServer(int executor_threads, int64_t max_queued, const std::string& admin_token = "",
+                   bool require_token_for_detect = false) {
     StopServer();
     const std::string name = absl::StrCat(
         ::testing::UnitTest::GetInstance()->current_test_info()->name(), "_",
@@ -104,6 +105,8 @@ class GrpcServerTest : public ::testing::TestWithParam<Transport> {
     options.max_message_bytes = 1 << 20;
     options.executor.num_threads = executor_threads;
     options.executor.max_queued = max_queued;
+    options.admin_token = admin_token;
+    options.require_token_for_detect = require_token_for_detect;
     auto server = GrpcServer::Start(options, &metrics_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -137,10 +140,11 @@ class GrpcServerTest : public ::testing::TestWithParam<Transport> {
     return request;
   }
 
-  // Streams a header and `batches` through Calibrate.
+  // Streams a header and `batches` through Calibrate (with `token` as bearer token if set).
   grpc::Status Calibrate(const std::vector<v1::CalibrateRequest>& messages,
-                         v1::CalibrateResponse* response) {
+                         v1::CalibrateResponse* response, const std::string& token = "") {
     grpc::ClientContext ctx;
+    if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
     auto writer = calibration_->Calibrate(&ctx, response);
     for (const v1::CalibrateRequest& message : messages) {
       if (!writer->Write(message)) break;
@@ -395,6 +399,153 @@ TEST_P(GrpcServerTest, BadInputsGetPreciseStatusesAndTheServerKeepsServing) {
 
   // Still serving.
   EXPECT_EQ(detect(DetectRequestFor(1)), grpc::StatusCode::OK);
+}
+
+TEST_P(GrpcServerTest, ShardedJobsCheckpointAndMerge) {
+  const std::vector<float> a = RandomLogits(200), b = RandomLogits(150), c = RandomLogits(120);
+  std::vector<int64_t> shards;
+  for (const std::vector<float>* rows : {&a, &b}) {
+    v1::CalibrateRequest header = Header(false);
+    header.mutable_header()->set_partial(true);
+    header.mutable_header()->set_job_id(absl::StrCat("shard-", shards.size()));
+    header.mutable_header()->set_checkpoint_every_batches(1);
+    v1::CalibrateResponse response;
+    const std::vector<float> second = rows == &b ? c : std::vector<float>();
+    std::vector<v1::CalibrateRequest> messages = {header, Batch(*rows)};
+    if (!second.empty()) messages.push_back(Batch(second));
+    ASSERT_TRUE(Calibrate(messages, &response).ok());
+    EXPECT_TRUE(response.version().partial());
+    shards.push_back(response.version().version());
+  }
+  // The jobs committed, so their checkpoints are gone.
+  grpc::ClientContext job_ctx;
+  v1::GetCalibrationJobRequest job_request;
+  job_request.set_job_id("shard-1");
+  v1::CalibrationJob job;
+  EXPECT_EQ(calibration_->GetCalibrationJob(&job_ctx, job_request, &job).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+
+  // A job dropped mid-stream leaves its checkpoint, readable over gRPC.
+  {
+    grpc::ClientContext ctx;
+    v1::CalibrateResponse response;
+    auto writer = calibration_->Calibrate(&ctx, &response);
+    v1::CalibrateRequest header = Header(false);
+    header.mutable_header()->set_job_id("dropped");
+    header.mutable_header()->set_checkpoint_every_batches(1);
+    ASSERT_TRUE(writer->Write(header));
+    ASSERT_TRUE(writer->Write(Batch(a)));
+    // The checkpoint is written by the batch's executor task: wait for it, then drop the call.
+    grpc::Status found;
+    for (int i = 0; i < 200; ++i) {
+      grpc::ClientContext poll;
+      job_request.set_job_id("dropped");
+      found = calibration_->GetCalibrationJob(&poll, job_request, &job);
+      if (found.ok()) break;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    ASSERT_TRUE(found.ok()) << found.error_message();
+    EXPECT_EQ(job.batches(), 1);
+    EXPECT_EQ(job.rows(), 200);
+    ctx.TryCancel();
+  }
+
+  grpc::ClientContext merge_ctx;
+  v1::MergeRequest merge;
+  for (int64_t v : shards) merge.add_versions(v);
+  merge.set_activate(true);
+  v1::MergeResponse merged;
+  const grpc::Status status = calibration_->Merge(&merge_ctx, merge, &merged);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(merged.version().rows_seen(), 470);
+  std::vector<float> all = a;
+  all.insert(all.end(), b.begin(), b.end());
+  all.insert(all.end(), c.begin(), c.end());
+  ExactAccumulator reference(core_->runtime().layout());
+  ASSERT_TRUE(reference.Add({all.data(), 470, width_}).ok());
+  grpc::ClientContext get_ctx;
+  v1::GetVersionRequest get;
+  get.mutable_version()->set_alias("active");
+  get.set_include_statistics(true);
+  v1::GetVersionResponse got;
+  ASSERT_TRUE(stats_->GetVersion(&get_ctx, get, &got).ok());
+  EXPECT_EQ(got.version().version(), merged.version().version());
+  const Statistics expected = reference.Snapshot().value();
+  for (int j = 0; j < width_; ++j) {
+    EXPECT_NEAR(got.statistics().mean(j), expected.mean[j], 1e-12 * std::abs(expected.mean[j]));
+    EXPECT_NEAR(got.statistics().variance(j), expected.variance[j],
+                1e-12 * std::abs(expected.variance[j]));
+  }
+}
+
+TEST_P(GrpcServerTest, AdminTokenGuardsEveryMutatingRpc) {
+  StartServer(2, 16, "s3cret-token");
+  auto with_token = [](grpc::ClientContext* ctx, const std::string& token) {
+    if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
+  };
+  v1::CalibrateResponse calibrated;
+  EXPECT_EQ(Calibrate({Header(true), Batch(RandomLogits(50))}, &calibrated).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Calibrate({Header(true), Batch(RandomLogits(50))}, &calibrated, "wrong").error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  const grpc::Status ok =
+      Calibrate({Header(true), Batch(RandomLogits(50))}, &calibrated, "s3cret-token");
+  ASSERT_TRUE(ok.ok()) << ok.error_message();
+
+  for (const std::string& token : {std::string(), std::string("s3cret-tokeN")}) {
+    const grpc::StatusCode want =
+        token.empty() ? grpc::StatusCode::UNAUTHENTICATED : grpc::StatusCode::PERMISSION_DENIED;
+    grpc::ClientContext activate_ctx, merge_ctx, delete_ctx, import_ctx;
+    with_token(&activate_ctx, token);
+    with_token(&merge_ctx, token);
+    with_token(&delete_ctx, token);
+    with_token(&import_ctx, token);
+    v1::ActivateRequest activate;
+    activate.set_version(1);
+    v1::ActivateResponse activated;
+    EXPECT_EQ(stats_->Activate(&activate_ctx, activate, &activated).error_code(), want);
+    v1::MergeRequest merge;
+    merge.add_versions(1);
+    merge.add_versions(1);
+    v1::MergeResponse merged;
+    EXPECT_EQ(calibration_->Merge(&merge_ctx, merge, &merged).error_code(), want);
+    v1::DeleteVersionRequest del;
+    del.set_version(1);
+    v1::DeleteVersionResponse deleted;
+    EXPECT_EQ(stats_->DeleteVersion(&delete_ctx, del, &deleted).error_code(), want);
+    v1::ImportVersionRequest import;
+    import.set_content("{}");
+    v1::ImportVersionResponse imported;
+    const grpc::Status s = stats_->ImportVersion(&import_ctx, import, &imported);
+    EXPECT_EQ(s.error_code(), want);
+    EXPECT_THAT(s.error_message(), ::testing::Not(HasSubstr("s3cret")));
+  }
+  // Reads and Detect stay open.
+  grpc::ClientContext list_ctx, detect_ctx;
+  v1::ListVersionsResponse list;
+  EXPECT_TRUE(stats_->ListVersions(&list_ctx, {}, &list).ok());
+  EXPECT_EQ(list.versions_size(), 1);
+  v1::DetectResponse detected;
+  EXPECT_TRUE(detection_->Detect(&detect_ctx, DetectRequestFor(1), &detected).ok());
+
+  StartServer(2, 16, "s3cret-token", /*require_token_for_detect=*/true);
+  grpc::ClientContext open_ctx, authorized_ctx;
+  EXPECT_EQ(detection_->Detect(&open_ctx, DetectRequestFor(1), &detected).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  with_token(&authorized_ctx, "s3cret-token");
+  v1::DetectRequest none = DetectRequestFor(1);
+  none.add_calibrations()->set_method(v1::CALIBRATION_METHOD_NONE);
+  const grpc::Status detect = detection_->Detect(&authorized_ctx, none, &detected);
+  EXPECT_TRUE(detect.ok()) << detect.error_message();
+}
+
+TEST(ConstantTimeEqualsTest, ComparesWholeStrings) {
+  EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
+  EXPECT_TRUE(ConstantTimeEquals("", ""));
+  EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));
+  EXPECT_FALSE(ConstantTimeEquals("abc", "ab"));
+  EXPECT_FALSE(ConstantTimeEquals("ab", "abc"));
+  EXPECT_FALSE(ConstantTimeEquals(std::string("a\0", 2), "a"));
 }
 
 TEST_P(GrpcServerTest, FullQueueIsResourceExhausted) {

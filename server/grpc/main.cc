@@ -10,14 +10,18 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/status_macros.h"
+#include "grpcpp/security/server_credentials.h"
 #include "prometheus/exposer.h"
 #include "server/core/server_core.h"
 #include "server/grpc/grpc_server.h"
@@ -43,10 +47,70 @@ ABSL_FLAG(int32_t, max_images_per_request, 32, "Images per Detect request");
 ABSL_FLAG(int64_t, max_rows_per_batch, int64_t{1} << 20, "Logit rows per batch / Apply request");
 ABSL_FLAG(int64_t, max_rows_per_job, int64_t{1} << 34, "Logit rows per Calibrate job");
 ABSL_FLAG(int64_t, max_image_pixels, 50'000'000, "Pixels per image, checked from the header");
+ABSL_FLAG(int32_t, checkpoint_every_batches, 16,
+          "Default checkpoint interval (batches) of Calibrate jobs that have a job_id; 0: never");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "File holding the bearer token that Calibrate, Merge and mutating store RPCs require");
+ABSL_FLAG(bool, require_token_for_detect, false,
+          "Also require the admin token for Detect, DetectStream and Apply");
+ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate chain: serve gRPC over TLS");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: require and verify client certificates (mutual TLS)");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
           "How long SIGTERM waits for in-flight requests");
 
 namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", what, " ", path));
+  std::ostringstream content;
+  content << in.rdbuf();
+  return content.str();
+}
+
+// TLS credentials from the --tls_* flags; null for plaintext.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFromFlags() {
+  const std::string cert = absl::GetFlag(FLAGS_tls_cert);
+  const std::string key = absl::GetFlag(FLAGS_tls_key);
+  const std::string client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  if (cert.empty() != key.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
+  }
+  if (cert.empty()) {
+    if (!client_ca.empty()) return absl::InvalidArgumentError("--tls_client_ca needs --tls_cert");
+    return std::shared_ptr<grpc::ServerCredentials>();
+  }
+  grpc::SslServerCredentialsOptions ssl(
+      client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                        : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  LOGN_ASSIGN_OR_RETURN(pair.cert_chain, ReadFile(cert, "--tls_cert"));
+  LOGN_ASSIGN_OR_RETURN(pair.private_key, ReadFile(key, "--tls_key"));
+  ssl.pem_key_cert_pairs.push_back(pair);
+  if (!client_ca.empty()) {
+    LOGN_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFile(client_ca, "--tls_client_ca"));
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+// The admin token from --admin_token_file (trailing white space dropped); empty without it.
+absl::StatusOr<std::string> AdminTokenFromFlags() {
+  const std::string path = absl::GetFlag(FLAGS_admin_token_file);
+  if (path.empty()) {
+    if (absl::GetFlag(FLAGS_require_token_for_detect)) {
+      return absl::InvalidArgumentError("--require_token_for_detect needs --admin_token_file");
+    }
+    return std::string();
+  }
+  LOGN_ASSIGN_OR_RETURN(std::string token, ReadFile(path, "--admin_token_file"));
+  token = std::string(absl::StripTrailingAsciiWhitespace(token));
+  if (token.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--admin_token_file ", path, " is empty"));
+  }
+  return token;
+}
 
 int Run() {
   // Block the stop signals before any thread starts, so only sigwait below receives them.
@@ -72,12 +136,25 @@ int Run() {
   core_options.max_images_per_request = absl::GetFlag(FLAGS_max_images_per_request);
   core_options.max_rows_per_batch = absl::GetFlag(FLAGS_max_rows_per_batch);
   core_options.max_rows_per_job = absl::GetFlag(FLAGS_max_rows_per_job);
+  core_options.checkpoint_every_batches = absl::GetFlag(FLAGS_checkpoint_every_batches);
 
   logn::GrpcServerOptions server_options;
   server_options.listen_address = absl::GetFlag(FLAGS_listen);
   server_options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   server_options.executor.num_threads = absl::GetFlag(FLAGS_executor_threads);
   server_options.executor.max_queued = absl::GetFlag(FLAGS_max_queue);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      ServerCredentialsFromFlags();
+  absl::StatusOr<std::string> admin_token = AdminTokenFromFlags();
+  for (const absl::Status& s : {credentials.status(), admin_token.status()}) {
+    if (!s.ok()) {
+      std::cerr << "logn_server: " << s.message() << "\n";
+      return 2;
+    }
+  }
+  server_options.credentials = *credentials;
+  server_options.admin_token = *std::move(admin_token);
+  server_options.require_token_for_detect = absl::GetFlag(FLAGS_require_token_for_detect);
 
   logn::ServerMetrics metrics;
   std::unique_ptr<prometheus::Exposer> exposer;

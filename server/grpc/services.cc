@@ -1,8 +1,10 @@
 #include "server/grpc/services.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/time/clock.h"
 #include "server/grpc/grpc_status_util.h"
 
@@ -22,11 +24,38 @@ absl::Status CallAbandoned(grpc::CallbackServerContext* ctx) {
   return absl::OkStatus();
 }
 
+// Which calls need the admin token (when the server has one).
+enum class Access { kOpen, kDetect, kAdmin };
+
+// OK when the call may proceed: UNAUTHENTICATED without a bearer token, PERMISSION_DENIED with
+// a wrong one. The token is compared in constant time and never echoed.
+absl::Status Authorize(const ServiceContext& context, const grpc::CallbackServerContext& ctx,
+                       Access access) {
+  if (context.admin_token.empty() || access == Access::kOpen) return absl::OkStatus();
+  if (access == Access::kDetect && !context.require_token_for_detect) return absl::OkStatus();
+  const auto& metadata = ctx.client_metadata();
+  auto it = metadata.find("authorization");
+  constexpr absl::string_view kBearer = "Bearer ";
+  if (it == metadata.end()) {
+    return absl::UnauthenticatedError(
+        "this call needs an admin token: send metadata 'authorization: Bearer <token>' "
+        "(logn --token)");
+  }
+  const absl::string_view value(it->second.data(), it->second.size());
+  if (!absl::StartsWith(value, kBearer)) {
+    return absl::UnauthenticatedError("the authorization metadata must be 'Bearer <token>'");
+  }
+  if (!ConstantTimeEquals(value.substr(kBearer.size()), context.admin_token)) {
+    return absl::PermissionDeniedError("the bearer token is not the server's admin token");
+  }
+  return absl::OkStatus();
+}
+
 // Runs `fn(core)` for a unary RPC on the executor and finishes the call with its status.
 // `after` (may be empty) runs after a successful `fn`, still on the executor.
 template <typename Fn>
 grpc::ServerUnaryReactor* RunUnary(ServiceContext* context, grpc::CallbackServerContext* ctx,
-                                   const char* method, Fn fn,
+                                   const char* method, Access access, Fn fn,
                                    std::function<void(ServerCore&)> after = nullptr) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   const absl::Time arrived = absl::Now();
@@ -37,6 +66,10 @@ grpc::ServerUnaryReactor* RunUnary(ServiceContext* context, grpc::CallbackServer
   };
   if (core == nullptr) {
     finish(absl::UnavailableError(kLoading));
+    return reactor;
+  }
+  if (absl::Status allowed = Authorize(*context, *ctx, access); !allowed.ok()) {
+    finish(allowed);
     return reactor;
   }
   const bool scheduled = context->executor->TrySchedule(
@@ -64,6 +97,10 @@ class DetectStreamReactor : public grpc::ServerBidiReactor<v1::DetectRequest, v1
       : context_(context), ctx_(ctx), core_(context->core.load()), opened_(absl::Now()) {
     if (core_ == nullptr) {
       FinishWith(absl::UnavailableError(kLoading));
+      return;
+    }
+    if (absl::Status allowed = Authorize(*context_, *ctx_, Access::kDetect); !allowed.ok()) {
+      FinishWith(allowed);
       return;
     }
     StartRead(&request_);
@@ -134,6 +171,10 @@ class CalibrateReactor : public grpc::ServerReadReactor<v1::CalibrateRequest> {
         opened_(absl::Now()) {
     if (core_ == nullptr) {
       FinishWith(absl::UnavailableError(kLoading));
+      return;
+    }
+    if (absl::Status allowed = Authorize(*context_, *ctx_, Access::kAdmin); !allowed.ok()) {
+      FinishWith(allowed);
       return;
     }
     StartRead(&request_);
@@ -226,11 +267,24 @@ class CalibrateReactor : public grpc::ServerReadReactor<v1::CalibrateRequest> {
 
 }  // namespace
 
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
+  // Every byte of the longer string is read whatever matches, so timing reveals only lengths.
+  const size_t n = std::max(a.size(), b.size());
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? a[i] : 0;
+    const unsigned char y = i < b.size() ? b[i] : 0;
+    diff |= x ^ y;
+  }
+  return diff == 0;
+}
+
 grpc::ServerUnaryReactor* DetectionServiceImpl::Detect(grpc::CallbackServerContext* ctx,
                                                        const v1::DetectRequest* request,
                                                        v1::DetectResponse* response) {
   ServiceContext* context = context_;
-  return RunUnary(context_, ctx, "Detect", [request, response, context](ServerCore& core) {
+  return RunUnary(context_, ctx, "Detect", Access::kDetect,
+                  [request, response, context](ServerCore& core) {
     absl::Status status = core.Detect(*request, response);
     if (status.ok()) {
       context->metrics->RecordInference(absl::Seconds(response->timing().inference_seconds()));
@@ -247,7 +301,8 @@ DetectionServiceImpl::DetectStream(grpc::CallbackServerContext* ctx) {
 grpc::ServerUnaryReactor* DetectionServiceImpl::GetModelInfo(
     grpc::CallbackServerContext* ctx, const v1::GetModelInfoRequest* request,
     v1::GetModelInfoResponse* response) {
-  return RunUnary(context_, ctx, "GetModelInfo", [request, response](ServerCore& core) {
+  return RunUnary(context_, ctx, "GetModelInfo", Access::kOpen,
+                  [request, response](ServerCore& core) {
     return core.GetModelInfo(*request, response);
   });
 }
@@ -260,9 +315,28 @@ grpc::ServerReadReactor<v1::CalibrateRequest>* CalibrationServiceImpl::Calibrate
 grpc::ServerUnaryReactor* CalibrationServiceImpl::Apply(grpc::CallbackServerContext* ctx,
                                                         const v1::ApplyRequest* request,
                                                         v1::ApplyResponse* response) {
-  return RunUnary(context_, ctx, "Apply", [request, response](ServerCore& core) {
+  return RunUnary(context_, ctx, "Apply", Access::kDetect, [request, response](ServerCore& core) {
     return core.Apply(*request, response);
   });
+}
+
+grpc::ServerUnaryReactor* CalibrationServiceImpl::Merge(grpc::CallbackServerContext* ctx,
+                                                        const v1::MergeRequest* request,
+                                                        v1::MergeResponse* response) {
+  ServiceContext* context = context_;
+  return RunUnary(
+      context_, ctx, "Merge", Access::kAdmin,
+      [request, response](ServerCore& core) { return core.Merge(*request, response); },
+      [context](ServerCore& core) { RefreshActiveVersion(context, core); });
+}
+
+grpc::ServerUnaryReactor* CalibrationServiceImpl::GetCalibrationJob(
+    grpc::CallbackServerContext* ctx, const v1::GetCalibrationJobRequest* request,
+    v1::CalibrationJob* response) {
+  return RunUnary(context_, ctx, "GetCalibrationJob", Access::kOpen,
+                  [request, response](ServerCore& core) {
+                    return core.GetCalibrationJob(*request, response);
+                  });
 }
 
 // The store RPCs: reads and writes hit the database, so they run on the executor as well.
@@ -273,7 +347,7 @@ grpc::ServerUnaryReactor* CalibrationServiceImpl::Apply(grpc::CallbackServerCont
     std::function<void(ServerCore&)> after;                                                   \
     if (mutates) after = [context](ServerCore& core) { RefreshActiveVersion(context, core); }; \
     return RunUnary(                                                                          \
-        context_, ctx, #Method,                                                               \
+        context_, ctx, #Method, mutates ? Access::kAdmin : Access::kOpen,                     \
         [request, response](ServerCore& core) { return core.Method(*request, response); },    \
         std::move(after));                                                                    \
   }

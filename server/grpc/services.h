@@ -6,6 +6,9 @@
 // full executor queue answers RESOURCE_EXHAUSTED.
 
 #include <atomic>
+#include <string>
+
+#include "absl/strings/string_view.h"
 
 #include "logn/v1/calibration_service.grpc.pb.h"
 #include "logn/v1/detection_service.grpc.pb.h"
@@ -22,7 +25,15 @@ struct ServiceContext {
   std::atomic<ServerCore*> core{nullptr};
   BoundedExecutor* executor = nullptr;
   ServerMetrics* metrics = nullptr;
+  // When non-empty, Calibrate, Merge and every mutating store RPC need the metadata
+  // `authorization: Bearer <admin_token>` (UNAUTHENTICATED without, PERMISSION_DENIED if wrong);
+  // Detect, DetectStream and Apply too when require_token_for_detect.
+  std::string admin_token;
+  bool require_token_for_detect = false;
 };
+
+// Whether two strings are equal, in time that depends only on their lengths (tokens).
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b);
 
 class DetectionServiceImpl final : public v1::DetectionService::CallbackService {
  public:
@@ -50,6 +61,12 @@ class CalibrationServiceImpl final : public v1::CalibrationService::CallbackServ
   grpc::ServerUnaryReactor* Apply(grpc::CallbackServerContext* ctx,
                                   const v1::ApplyRequest* request,
                                   v1::ApplyResponse* response) override;
+  grpc::ServerUnaryReactor* Merge(grpc::CallbackServerContext* ctx,
+                                  const v1::MergeRequest* request,
+                                  v1::MergeResponse* response) override;
+  grpc::ServerUnaryReactor* GetCalibrationJob(grpc::CallbackServerContext* ctx,
+                                              const v1::GetCalibrationJobRequest* request,
+                                              v1::CalibrationJob* response) override;
 
  private:
   ServiceContext* const context_;
