@@ -25,10 +25,24 @@ absl::StatusOr<int64_t> StatsCache::ResolveAlias(const ModelKey& model, const st
   }
   *from_cache = false;
   resolutions_.fetch_add(1, std::memory_order_relaxed);
-  LOGN_ASSIGN_OR_RETURN(int64_t version, store_->Resolve(model, VersionSelector::Alias(alias)));
+  absl::StatusOr<int64_t> version = store_->Resolve(model, VersionSelector::Alias(alias));
+  if (!version.ok()) {
+    // The database is unreachable: keep serving the version the alias last pointed at (an
+    // outage must not stop Detect), and re-resolve once the store answers again.
+    if (absl::IsUnavailable(version.status())) {
+      absl::ReaderMutexLock l(&mu_);
+      auto it = aliases_.find(AliasKey{model, alias});
+      if (it != aliases_.end()) {
+        stale_.fetch_add(1, std::memory_order_relaxed);
+        *from_cache = true;
+        return it->second.version;
+      }
+    }
+    return version.status();
+  }
   absl::MutexLock l(&mu_);
-  aliases_[AliasKey{model, alias}] = Resolution{version, generation};
-  return version;
+  aliases_[AliasKey{model, alias}] = Resolution{*version, generation};
+  return *version;
 }
 
 absl::StatusOr<std::shared_ptr<const CachedVersion>> StatsCache::GetVersion(const ModelKey& model,
@@ -113,6 +127,7 @@ StatsCache::Counters StatsCache::counters() const {
   c.loads = loads_.load();
   c.resolutions = resolutions_.load();
   c.evictions = evictions_.load();
+  c.stale = stale_.load();
   return c;
 }
 

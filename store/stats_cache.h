@@ -30,7 +30,9 @@ struct CachedVersion {
 // the statistics and the precomputed LogN scale/shift. Alias resolutions ("active", ...) are
 // cached too and dropped whenever the store's AliasGeneration() moves (any alias change, in
 // this process or another). A repeated Get therefore costs an atomic load and a hash lookup and
-// never touches the database. Thread-safe.
+// never touches the database. While the store is UNAVAILABLE (a database outage), an alias
+// resolves to the version it last resolved to, so Detect keeps serving cached statistics.
+// Thread-safe.
 class StatsCache {
  public:
   struct Options {
@@ -60,6 +62,7 @@ class StatsCache {
     int64_t loads = 0;         // versions read from the store
     int64_t resolutions = 0;   // aliases resolved through the store
     int64_t evictions = 0;
+    int64_t stale = 0;         // aliases served from an older resolution while UNAVAILABLE
   };
   Counters counters() const;
 
@@ -103,7 +106,7 @@ class StatsCache {
   StatsStore* const store_;
   const Options options_;
   std::atomic<uint64_t> tick_{0};
-  std::atomic<int64_t> hits_{0}, loads_{0}, resolutions_{0}, evictions_{0};
+  std::atomic<int64_t> hits_{0}, loads_{0}, resolutions_{0}, evictions_{0}, stale_{0};
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<VersionKey, std::unique_ptr<Slot>> versions_ ABSL_GUARDED_BY(mu_);

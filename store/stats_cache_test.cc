@@ -25,11 +25,13 @@ class CountingStore final : public StatsStore {
   absl::StatusOr<VersionRecord> Get(const ModelKey& m, const VersionSelector& s) override {
     ++calls;
     ++gets;
+    if (down) return absl::UnavailableError("database unreachable (test)");
     return inner_->Get(m, s);
   }
   absl::StatusOr<int64_t> Resolve(const ModelKey& m, const VersionSelector& s) override {
     ++calls;
     ++resolves;
+    if (down) return absl::UnavailableError("database unreachable (test)");
     return inner_->Resolve(m, s);
   }
   absl::StatusOr<VersionPage> List(const ModelKey& m, absl::string_view t, int32_t n) override {
@@ -73,10 +75,14 @@ class CountingStore final : public StatsStore {
     return inner_->DeleteCheckpoint(m, j);
   }
   // Not a database call: an atomic read in every backend.
-  uint64_t AliasGeneration() const override { return inner_->AliasGeneration(); }
+  // A store that lost its database cannot tell whether aliases moved: like the backends' watch
+  // threads, it bumps the generation.
+  uint64_t AliasGeneration() const override { return inner_->AliasGeneration() + bumps; }
   absl::string_view backend() const override { return inner_->backend(); }
 
   std::atomic<int> calls{0}, gets{0}, resolves{0};
+  std::atomic<bool> down{false};     // every database call answers UNAVAILABLE
+  std::atomic<uint64_t> bumps{0};
 
  private:
   StatsStore* inner_;
@@ -130,6 +136,27 @@ TEST_F(StatsCacheTest, HotPathNeverTouchesTheStore) {
   EXPECT_EQ(std::vector<float>((*first)->calibrator.shift().begin(),
                                (*first)->calibrator.shift().end()),
             std::vector<float>(expected->shift().begin(), expected->shift().end()));
+}
+
+TEST_F(StatsCacheTest, AnOutageKeepsServingTheLastResolvedVersion) {
+  StatsCache cache(counting_.get(), {});
+  ASSERT_EQ((*cache.GetActive(model_))->info.version, 1);
+  counting_->down = true;
+  counting_->bumps += 1;
+  absl::StatusOr<std::shared_ptr<const CachedVersion>> during = cache.GetActive(model_);
+  ASSERT_TRUE(during.ok()) << during.status();
+  EXPECT_EQ((*during)->info.version, 1);
+  EXPECT_EQ(cache.counters().stale, 1);
+  // What was never cached cannot be served.
+  EXPECT_EQ(cache.Get(model_, VersionSelector::Number(2)).status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(cache.Get(model_, VersionSelector::Alias("canary")).status().code(),
+            absl::StatusCode::kUnavailable);
+  // Back up: the alias is resolved afresh and a change made meanwhile is seen.
+  ASSERT_TRUE(store_->Activate(model_, 2).ok());
+  counting_->down = false;
+  counting_->bumps += 1;
+  EXPECT_EQ((*cache.GetActive(model_))->info.version, 2);
 }
 
 TEST_F(StatsCacheTest, AliasChangeThroughTheSameStoreIsSeenAtOnce) {

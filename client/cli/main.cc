@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "client/cli/bench.h"
 #include "client/cli/commands.h"
 #include "client/cli/logits_file.h"
 #include "client/lib/client.h"
@@ -36,11 +37,12 @@ constexpr char kMainUsage[] =
     "  detect      detect objects in images (JSON lines or an LVIS results file)\n"
     "  calibrate   compute a new LogN statistics version from a dataset or logits\n"
     "  apply       calibrate a logits file through the service\n"
-    "  stats       list|show|activate|rollback|alias|delete|export|import statistics versions\n"
+    "  stats       list|show|activate|rollback|alias|delete|export|import|merge|job\n"
     "  eval        LVIS bbox evaluation of a results file\n"
     "  compare     evaluate none/LogA/BN/LogN and the paper's ablations on a val set\n"
     "  info        the served model: manifest, classes, sha256, active version (JSON)\n"
     "  health      grpc.health.v1 check (exit 0 iff SERVING)\n"
+    "  bench       load-test Detect: throughput, latency percentiles, server/client split\n"
     "\n"
     "`logn COMMAND --help` describes a command. Exit codes: 0 ok, 1 server error or unreadable\n"
     "input, 2 bad arguments.\n";
@@ -380,6 +382,27 @@ std::map<std::string, CommandSpec> Specs() {
                    kConnectionHelp),
       {},
       {}};
+  specs["bench"] = {
+      absl::StrCat(
+          "usage: logn bench --server ADDR --images DIR [--dataset FILE.json] [flags]\n\n"
+          "Load-tests Detect (like Triton's perf_analyzer): per concurrency level, a warm-up,\n"
+          "then DURATION of closed-loop requests (or --rate requests/s, open loop); reports\n"
+          "images/s, latency p50/p90/p95/p99, errors by status and the server's own queue /\n"
+          "decode / inference / post-processing time against the rest (client overhead).\n"
+          "  --images DIR           images to cycle through (every .png/.jpg, or the dataset's)\n"
+          "  --dataset FILE         LVIS/COCO JSON naming the files in DIR\n"
+          "  --max-images N         images loaded into memory (default 256)\n"
+          "  --concurrency LIST     levels, e.g. 1,4,8,16 (default)\n"
+          "  --rate R               open loop at R requests/s (concurrency caps those in flight)\n"
+          "  --warmup S             seconds per level before measuring (default 2)\n"
+          "  --duration S           seconds measured per level (default 10)\n"
+          "  --batch N              images per request (default 1)\n"
+          "  --csv FILE, --json FILE  also write the report\n",
+          kSelectorHelp, kMethodHelp, kPostprocessHelp, "\n", kConnectionHelp),
+      Union({kSelectorFlags, kPostprocessFlags,
+             {"--images", "--dataset", "--max-images", "--concurrency", "--rate", "--warmup",
+              "--duration", "--batch", "--csv", "--json", "--method"}}),
+      {}};
   specs["health"] = {
       absl::StrCat("usage: logn health --server ADDR [--service NAME]\n\n"
                    "grpc.health.v1 Check. Prints the serving status; exit 0 iff SERVING.\n"
@@ -594,6 +617,39 @@ int Run(const std::string& command, const Args& args) {
   } else if (command == "info") {
     if (!pos.empty()) args.Fail("unexpected argument '" + pos[0] + "'");
     run = [io](logn::Client& c) { return logn::cli::RunInfo(c, io); };
+  } else if (command == "bench") {
+    if (!pos.empty()) args.Fail("unexpected argument '" + pos[0] + "'");
+    logn::cli::BenchOptions o;
+    const std::string dir = args.Required("--images");
+    const std::string dataset = args.Get("--dataset");
+    const int max_images = static_cast<int>(args.Int("--max-images", 256, 1, 1 << 20));
+    if (args.Has("--concurrency")) {
+      o.concurrency.clear();
+      for (absl::string_view part : absl::StrSplit(args.Get("--concurrency"), ',')) {
+        int c = 0;
+        if (!absl::SimpleAtoi(part, &c) || c < 1 || c > 1024) {
+          args.Fail("--concurrency takes a list of 1..1024, e.g. 1,4,8,16");
+          break;
+        }
+        o.concurrency.push_back(c);
+      }
+    }
+    o.request_rate = args.Double("--rate", 0, 0, 1e6);
+    o.warmup = absl::Seconds(args.Double("--warmup", 2, 0, 3600));
+    o.duration = absl::Seconds(args.Double("--duration", 10, 0.1, 86400));
+    o.images_per_request = static_cast<int>(args.Int("--batch", 1, 1, 1024));
+    o.csv_path = args.Get("--csv");
+    o.json_path = args.Get("--json");
+    *o.request_template.mutable_statistics() = SelectorFlags(args);
+    *o.request_template.add_calibrations() = MethodFlag(args);
+    *o.request_template.mutable_postprocess() = PostprocessFlags(args);
+    run = [o, io, dir, dataset, max_images](logn::Client& c) mutable {
+      absl::StatusOr<std::vector<std::string>> images =
+          logn::cli::LoadBenchImages(dir, dataset, max_images);
+      if (!images.ok()) return logn::cli::ReportError(io, "bench", images.status());
+      o.images = *std::move(images);
+      return logn::cli::RunBench(c, o, io);
+    };
   } else if (command == "health") {
     if (!pos.empty()) args.Fail("unexpected argument '" + pos[0] + "'");
     logn::cli::HealthOptions o;

@@ -73,7 +73,8 @@ class CliEndToEnd(unittest.TestCase):
     def test_00_help_on_every_command(self):
         out, _ = logn("--help")
         self.assertIn("usage: logn COMMAND", out)
-        for command in ["detect", "calibrate", "apply", "stats", "eval", "compare", "health"]:
+        for command in ["detect", "calibrate", "apply", "stats", "eval", "compare", "health",
+                        "bench"]:
             out, _ = logn(command, "--help")
             self.assertTrue(out.startswith(f"usage: logn {command}"), out)
 
@@ -331,7 +332,29 @@ class CliEndToEnd(unittest.TestCase):
         _, err = logn("stats", "show", new, "--server", self.addr, expect=1)
         self.assertIn("NOT_FOUND", err)
 
-    # ----- detect, eval, compare -----
+    # ----- detect, eval, compare, bench -----
+
+    def test_45_bench_reports_every_level(self):
+        report = self.path("bench.json")
+        csv = self.path("bench.csv")
+        out, _ = logn("bench", "--server", self.addr, "--images", os.path.join(ARGS.data, "val"),
+                      "--method", "none", "--concurrency", "1,2", "--warmup", "0.2",
+                      "--duration", "1", "--json", report, "--csv", csv)
+        self.assertIn("images/s", out)
+        with open(report) as f:
+            levels = json.load(f)
+        self.assertEqual([l["concurrency"] for l in levels], [1, 2])
+        for level in levels:
+            self.assertGreater(level["requests"], 0)
+            self.assertEqual(level["errors"], {})
+            self.assertGreaterEqual(level["latency_ms"]["p99"], level["latency_ms"]["p50"])
+            self.assertGreater(level["server_ms"]["inference"], 0)
+        with open(csv) as f:
+            self.assertEqual(len(f.read().splitlines()), 3)
+        _, err = logn("bench", "--server", self.addr, "--images", os.path.join(ARGS.data, "val"),
+                      "--concurrency", "0", expect=2)
+        self.assertIn("--concurrency", err)
+
 
     def test_40_detect_json_lines_and_lvis_results_feed_eval(self):
         val_dir = os.path.join(ARGS.data, "val")

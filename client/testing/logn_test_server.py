@@ -3,10 +3,13 @@
     with LognServer(binary, model, work_dir) as server:
         run(["logn", "health", "--server", server.address])
 """
+import argparse
 import os
 import signal
 import subprocess
+import sys
 import time
+import unittest
 
 
 class LognServer:
@@ -74,3 +77,15 @@ class LognServer:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
+
+
+def run_unittests(flags, set_args) -> int:
+    """Parses the required `flags` (e.g. "--server-binary"), hands the namespace to `set_args`,
+    then runs the calling script's unittest cases (other arguments go to unittest)."""
+    parser = argparse.ArgumentParser()
+    for flag in flags:
+        parser.add_argument(flag, required=True)
+    args, rest = parser.parse_known_args()
+    set_args(args)
+    program = unittest.main(module="__main__", argv=[sys.argv[0], *rest], exit=False, verbosity=2)
+    return 0 if program.result.wasSuccessful() else 1

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "server/grpc/grpc_status_util.h"
 
@@ -129,10 +130,12 @@ class DetectStreamReactor : public grpc::ServerBidiReactor<v1::DetectRequest, v1
 
  private:
   void Process() {
-    context_->metrics->RecordQueue(absl::Now() - arrived_);
+    const absl::Duration queued = absl::Now() - arrived_;
+    context_->metrics->RecordQueue(queued);
     response_.Clear();
     absl::Status status = CallAbandoned(ctx_);
     if (status.ok()) status = core_->Detect(request_, &response_);
+    response_.mutable_timing()->set_queue_seconds(absl::ToDoubleSeconds(queued));
     context_->metrics->RecordRequest("DetectStream.message", status.code(),
                                      absl::Now() - arrived_);
     if (!status.ok()) {
@@ -283,11 +286,21 @@ grpc::ServerUnaryReactor* DetectionServiceImpl::Detect(grpc::CallbackServerConte
                                                        const v1::DetectRequest* request,
                                                        v1::DetectResponse* response) {
   ServiceContext* context = context_;
+  const absl::Time arrived = absl::Now();
   return RunUnary(context_, ctx, "Detect", Access::kDetect,
-                  [request, response, context](ServerCore& core) {
+                  [request, response, context, ctx, arrived](ServerCore& core) {
+    const absl::Duration queued = absl::Now() - arrived;
     absl::Status status = core.Detect(*request, response);
     if (status.ok()) {
-      context->metrics->RecordInference(absl::Seconds(response->timing().inference_seconds()));
+      v1::ServerTiming* timing = response->mutable_timing();
+      timing->set_queue_seconds(absl::ToDoubleSeconds(queued));
+      context->metrics->RecordInference(absl::Seconds(timing->inference_seconds()));
+      // Also as trailing metadata, for clients that time calls without parsing responses.
+      ctx->AddTrailingMetadata(
+          "logn-server-timing",
+          absl::StrFormat("queue=%.6f;decode=%.6f;inference=%.6f;postprocess=%.6f",
+                          timing->queue_seconds(), timing->decode_seconds(),
+                          timing->inference_seconds(), timing->postprocess_seconds()));
     }
     return status;
   });

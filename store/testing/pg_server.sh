@@ -5,6 +5,8 @@
 #                                     next to the cluster), create database logn_test owned by
 #                                     user logn (password logn); writes the URL to <dir>/url.
 #   pg_server.sh stop  <dir> <port>   stop the server and delete it and <dir>.
+#   pg_server.sh halt  <dir> <port>   stop the server (immediate shutdown, as an outage), keep
+#                                     its data;   pg_server.sh resume <dir> <port>  start it again.
 #
 # PostgreSQL refuses to run as root, and CI runs as root: the server then runs as the `postgres`
 # user (runuser), in a directory that user owns — <dir>/pg, or a fresh directory under /tmp when
@@ -18,7 +20,7 @@ cmd=${1:-}
 dir=${2:-}
 port=${3:-}
 if [[ -z "$cmd" || -z "$dir" || -z "$port" ]]; then
-  echo "usage: $0 start|stop <dir> <port>" >&2
+  echo "usage: $0 start|stop|halt|resume <dir> <port>" >&2
   exit 2
 fi
 
@@ -50,6 +52,13 @@ stop_server() {
   rm -rf "$dir"
 }
 
+# Starts the cluster in $1 (initdb'd) on 127.0.0.1:$port.
+start_server() {
+  as_pg "$pgbin/pg_ctl" -D "$1/pgdata" -l "$1/server.log" -w -t 30 \
+    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$1/sock -c max_connections=200" \
+    start >/dev/null || { cat "$1/server.log" >&2; exit 1; }
+}
+
 case "$cmd" in
   start)
     if [[ -z "$pgbin" ]]; then
@@ -79,9 +88,7 @@ case "$cmd" in
     as_pg "$pgbin/initdb" -D "$run/pgdata" -U logn --pwfile="$run/pwfile" -E UTF8 \
       --auth-local=trust --auth-host=scram-sha-256 --no-sync >"$run/initdb.log" 2>&1 || {
       cat "$run/initdb.log" >&2; exit 1; }
-    as_pg "$pgbin/pg_ctl" -D "$run/pgdata" -l "$run/server.log" -w -t 30 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$run/sock -c max_connections=200" \
-      start >/dev/null || { cat "$run/server.log" >&2; exit 1; }
+    start_server "$run"
     as_pg "$pgbin/createdb" -h "$run/sock" -p "$port" -U logn logn_test
     echo "postgres://logn:logn@127.0.0.1:$port/logn_test" > "$dir/url"
     echo "pg_server.sh: PostgreSQL running in $run: $(cat "$dir/url")"
@@ -89,8 +96,16 @@ case "$cmd" in
   stop)
     stop_server
     ;;
+  halt|resume)
+    run=$(cat "$dir/run_dir")
+    if [[ "$cmd" == halt ]]; then
+      as_pg "$pgbin/pg_ctl" -D "$run/pgdata" -m immediate -w stop >/dev/null
+    else
+      start_server "$run"
+    fi
+    ;;
   *)
-    echo "usage: $0 start|stop <dir> <port>" >&2
+    echo "usage: $0 start|stop|halt|resume <dir> <port>" >&2
     exit 2
     ;;
 esac
