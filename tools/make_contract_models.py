@@ -150,6 +150,8 @@ MODELS = {
     "contract_agnostic": (5, False, "BACKGROUND_POSITION_FIRST", SHORTER_SIDE, True, False, 11),
     "contract_specific": (7, True, "BACKGROUND_POSITION_LAST", FIXED_BGR, False, False, 12),
     "contract_bad_rows": (5, False, "BACKGROUND_POSITION_FIRST", SHORTER_SIDE, True, True, 13),
+    # LVIS-sized logits (1,203 classes, background last as mmdetection): serving benchmarks.
+    "contract_lvis": (1203, False, "BACKGROUND_POSITION_LAST", SHORTER_SIDE, False, False, 14),
 }
 
 

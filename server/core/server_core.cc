@@ -128,7 +128,8 @@ absl::StatusOr<ServerCore::Settings> ServerCore::ResolveSettings(
   return out;
 }
 
-absl::Status ServerCore::Detect(const v1::DetectRequest& request, v1::DetectResponse* response) {
+absl::StatusOr<ServerCore::PreparedDetect> ServerCore::PrepareDetect(
+    const v1::DetectRequest& request) {
   LOGN_RETURN_IF_ERROR(CheckModel(request.model()));
   if (request.images().empty()) {
     return absl::InvalidArgumentError("Detect needs at least one image");
@@ -138,20 +139,26 @@ absl::Status ServerCore::Detect(const v1::DetectRequest& request, v1::DetectResp
         "Detect got ", request.images_size(), " images; at most ",
         options_.max_images_per_request, " per request (split the request)"));
   }
-  LOGN_ASSIGN_OR_RETURN(PostprocessOptions postprocess,
-                        PostprocessFromProto(request.postprocess()));
-  LOGN_ASSIGN_OR_RETURN(Settings settings,
+  PreparedDetect prepared;
+  LOGN_ASSIGN_OR_RETURN(prepared.postprocess, PostprocessFromProto(request.postprocess()));
+  LOGN_ASSIGN_OR_RETURN(prepared.settings,
                         ResolveSettings(request.calibrations(), request.statistics(),
                                         request.has_statistics()));
-  std::vector<ImageSource> images;
-  images.reserve(request.images_size());
+  prepared.images.reserve(request.images_size());
   for (int i = 0; i < request.images_size(); ++i) {
     LOGN_ASSIGN_OR_RETURN(ImageSource image, ImageFromProto(request.images(i), i));
-    images.push_back(image);
+    prepared.images.push_back(image);
   }
+  return prepared;
+}
 
-  LOGN_ASSIGN_OR_RETURN(DetectorRuntime::ForwardResult forward, runtime_->Forward(images));
+absl::Status ServerCore::FinishDetect(const v1::DetectRequest& request,
+                                      const PreparedDetect& prepared,
+                                      absl::Span<const RawOutputs> outputs,
+                                      const StageTimings& timings,
+                                      v1::DetectResponse* response) const {
   const absl::Time post_start = absl::Now();
+  const Settings& settings = prepared.settings;
   const v1::ModelManifest& manifest = runtime_->manifest();
   const int32_t width = runtime_->layout().width();
   const bool with_raw = request.postprocess().include_uncalibrated_score();
@@ -160,12 +167,12 @@ absl::Status ServerCore::Detect(const v1::DetectRequest& request, v1::DetectResp
   for (size_t s = 0; s < settings.specs.size(); ++s) {
     v1::CalibrationResult* result = response->add_results();
     *result->mutable_setting() = SpecToProto(settings.specs[s], settings.names[s]);
-    for (size_t i = 0; i < forward.images.size(); ++i) {
-      const RawOutputs& raw = forward.images[i];
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      const RawOutputs& raw = outputs[i];
       LOGN_ASSIGN_OR_RETURN(std::vector<Detection> detections,
-                            Postprocess(settings.calibrators[s], raw.view(), postprocess));
+                            Postprocess(settings.calibrators[s], raw.view(), prepared.postprocess));
       v1::ImageDetections* out = result->add_images();
-      out->set_image_id(request.images(i).id());
+      out->set_image_id(request.images(static_cast<int>(i)).id());
       std::vector<float> probabilities(with_raw ? width : 0);
       for (const Detection& d : detections) {
         v1::Detection* det = out->add_detections();
@@ -185,10 +192,58 @@ absl::Status ServerCore::Detect(const v1::DetectRequest& request, v1::DetectResp
     }
   }
   v1::ServerTiming* timing = response->mutable_timing();
-  timing->set_decode_seconds(Seconds(forward.timings.decode));
-  timing->set_inference_seconds(Seconds(forward.timings.preprocess + forward.timings.forward));
+  timing->set_decode_seconds(Seconds(timings.decode));
+  timing->set_inference_seconds(Seconds(timings.preprocess + timings.forward));
   timing->set_postprocess_seconds(Seconds(absl::Now() - post_start));
   return absl::OkStatus();
+}
+
+absl::Status ServerCore::Detect(const v1::DetectRequest& request, v1::DetectResponse* response) {
+  LOGN_ASSIGN_OR_RETURN(PreparedDetect prepared, PrepareDetect(request));
+  LOGN_ASSIGN_OR_RETURN(DetectorRuntime::ForwardResult forward,
+                        runtime_->Forward(prepared.images));
+  return FinishDetect(request, prepared, forward.images, forward.timings, response);
+}
+
+std::vector<absl::Status> ServerCore::DetectBatch(
+    absl::Span<const v1::DetectRequest* const> requests,
+    absl::Span<v1::DetectResponse* const> responses) {
+  std::vector<absl::Status> statuses(requests.size());
+  std::vector<PreparedDetect> prepared(requests.size());
+  std::vector<size_t> ready;  // requests that passed validation
+  std::vector<ImageSource> images;
+  for (size_t r = 0; r < requests.size(); ++r) {
+    absl::StatusOr<PreparedDetect> p = PrepareDetect(*requests[r]);
+    if (!p.ok()) {
+      statuses[r] = p.status();
+      continue;
+    }
+    prepared[r] = *std::move(p);
+    images.insert(images.end(), prepared[r].images.begin(), prepared[r].images.end());
+    ready.push_back(r);
+  }
+  if (ready.empty()) return statuses;
+  absl::StatusOr<DetectorRuntime::ForwardResult> forward = runtime_->Forward(images);
+  if (!forward.ok()) {
+    // One bad image fails the whole batch: run each request alone so only its own fails.
+    for (size_t r : ready) {
+      absl::StatusOr<DetectorRuntime::ForwardResult> alone =
+          runtime_->Forward(prepared[r].images);
+      statuses[r] = alone.ok() ? FinishDetect(*requests[r], prepared[r], alone->images,
+                                              alone->timings, responses[r])
+                               : alone.status();
+    }
+    return statuses;
+  }
+  size_t offset = 0;
+  for (size_t r : ready) {
+    const size_t n = prepared[r].images.size();
+    statuses[r] = FinishDetect(*requests[r], prepared[r],
+                               absl::MakeConstSpan(forward->images).subspan(offset, n),
+                               forward->timings, responses[r]);
+    offset += n;
+  }
+  return statuses;
 }
 
 absl::Status ServerCore::GetModelInfo(const v1::GetModelInfoRequest& request,

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
 #include "calibration/accumulator.h"
 #include "logn/v1/calibration_service.pb.h"
 #include "logn/v1/detection_service.pb.h"
@@ -103,6 +104,12 @@ class ServerCore {
 
   // DetectionService.
   absl::Status Detect(const v1::DetectRequest& request, v1::DetectResponse* response);
+  // Detect for several requests with ONE forward pass over all their images (dynamic
+  // batching); returns each request's status. A request that fails validation fails alone, and
+  // if the batched forward pass fails (a bad image), each request is retried alone, so only the
+  // bad one fails. Every response reports the batch's decode and inference time.
+  std::vector<absl::Status> DetectBatch(absl::Span<const v1::DetectRequest* const> requests,
+                                        absl::Span<v1::DetectResponse* const> responses);
   absl::Status GetModelInfo(const v1::GetModelInfoRequest& request,
                             v1::GetModelInfoResponse* response);
 
@@ -150,6 +157,17 @@ class ServerCore {
       const google::protobuf::RepeatedPtrField<v1::CalibrationSetting>& settings,
       const v1::StatisticsSelector& selector, bool statistics_selector_set);
   absl::StatusOr<std::vector<std::string>> AliasesOf(int64_t version);
+  // A Detect request checked, with its calibrators and image views (into the request).
+  struct PreparedDetect {
+    PostprocessOptions postprocess;
+    Settings settings;
+    std::vector<ImageSource> images;
+  };
+  absl::StatusOr<PreparedDetect> PrepareDetect(const v1::DetectRequest& request);
+  // The response from the request's raw outputs (one per image, in order).
+  absl::Status FinishDetect(const v1::DetectRequest& request, const PreparedDetect& prepared,
+                            absl::Span<const RawOutputs> outputs, const StageTimings& timings,
+                            v1::DetectResponse* response) const;
   // Puts `version` and, if asked, activates it; the stored version with its aliases.
   absl::StatusOr<v1::VersionInfo> StoreVersion(const NewVersion& version, bool activate);
 

@@ -1,5 +1,6 @@
 #include "server/grpc/grpc_server.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -57,6 +58,14 @@ void GrpcServer::SetServing(bool serving) {
 }
 
 void GrpcServer::SetCore(ServerCore* core) {
+  if (options_.batching.max_batch_images > 1) {
+    DetectBatcher::Options batching = options_.batching;
+    batching.max_in_flight_batches = std::max(1, options_.executor.num_threads);
+    ServerMetrics* metrics = context_->metrics;
+    batching.on_batch = [metrics](int64_t images) { metrics->RecordBatch(images); };
+    batcher_ = std::make_unique<DetectBatcher>(core, executor_.get(), batching);
+    context_->batcher.store(batcher_.get());
+  }
   context_->core.store(core);
   context_->metrics->SetModelInfo(core->model_key().name, core->model_key().sha256);
   context_->metrics->SetActiveVersion(core->model_key().name, core->ActiveVersion());
@@ -78,6 +87,10 @@ void GrpcServer::Shutdown(absl::Duration drain_timeout) {
   // cancelling what is left; the executor keeps running meanwhile so they can finish.
   server_->Shutdown(std::chrono::system_clock::now() +
                     std::chrono::microseconds(absl::ToInt64Microseconds(drain_timeout)));
+  // Calls still queued for a batch were cancelled above; the batcher answers them and waits
+  // for its running batches before the executor stops.
+  context_->batcher.store(nullptr);
+  batcher_.reset();
   executor_->Shutdown();
   server_->Wait();
 }

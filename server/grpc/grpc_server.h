@@ -28,6 +28,9 @@ struct GrpcServerOptions {
   // Detect / DetectStream / Apply with require_token_for_detect); see ServiceContext.
   std::string admin_token;
   bool require_token_for_detect = false;
+  // Dynamic batching of Detect / DetectStream requests; off when batching.max_batch_images <= 1.
+  // max_in_flight_batches is set to the executor's thread count.
+  DetectBatcher::Options batching{/*max_batch_images=*/1};
 };
 
 // The gRPC server: the three logn.v1 services, grpc.health.v1 and reflection, on a port and
@@ -68,6 +71,7 @@ class GrpcServer {
   std::unique_ptr<DetectionServiceImpl> detection_;
   std::unique_ptr<CalibrationServiceImpl> calibration_;
   std::unique_ptr<StatsStoreServiceImpl> stats_;
+  std::unique_ptr<DetectBatcher> batcher_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;

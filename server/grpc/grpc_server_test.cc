@@ -83,7 +83,7 @@ class GrpcServerTest : public ::testing::TestWithParam<Transport> {
   }
 
   void StartServer(int executor_threads, int64_t max_queued, const std::string& admin_token = "",
-                   bool require_token_for_detect = false) {
+                   bool require_token_for_detect = false, int max_batch = 1) {
     StopServer();
     const std::string name = absl::StrCat(
         ::testing::UnitTest::GetInstance()->current_test_info()->name(), "_",
@@ -107,6 +107,8 @@ class GrpcServerTest : public ::testing::TestWithParam<Transport> {
     options.executor.max_queued = max_queued;
     options.admin_token = admin_token;
     options.require_token_for_detect = require_token_for_detect;
+    options.batching.max_batch_images = max_batch;
+    options.batching.max_queue_delay = absl::Milliseconds(20);
     auto server = GrpcServer::Start(options, &metrics_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -537,6 +539,58 @@ TEST_P(GrpcServerTest, AdminTokenGuardsEveryMutatingRpc) {
   none.add_calibrations()->set_method(v1::CALIBRATION_METHOD_NONE);
   const grpc::Status detect = detection_->Detect(&authorized_ctx, none, &detected);
   EXPECT_TRUE(detect.ok()) << detect.error_message();
+}
+
+TEST_P(GrpcServerTest, BatchedDetectEqualsUnbatchedAndStreamsBatchToo) {
+  constexpr int kCallers = 6;
+  std::vector<v1::DetectRequest> requests(kCallers);
+  std::vector<v1::DetectResponse> unbatched(kCallers);
+  for (int i = 0; i < kCallers; ++i) {
+    requests[i].add_images()->set_encoded(TestPng(40 + 4 * i, 56, static_cast<uint8_t>(i)));
+    requests[i].add_calibrations()->set_method(v1::CALIBRATION_METHOD_LOGN);
+    requests[i].add_calibrations()->set_method(v1::CALIBRATION_METHOD_NONE);
+  }
+  // A batching server on a fresh store: calibrate it, then compare with the unbatched core.
+  StartServer(2, 16, "", false, /*max_batch=*/8);
+  ASSERT_EQ(CalibrateVersion(RandomLogits(300), /*activate=*/true), 1);
+  for (int i = 0; i < kCallers; ++i) {
+    unbatched[i].Clear();
+    ASSERT_TRUE(core_->Detect(requests[i], &unbatched[i]).ok());
+    unbatched[i].clear_timing();
+  }
+  std::vector<v1::DetectResponse> batched(kCallers);
+  std::vector<grpc::Status> statuses(kCallers);
+  std::vector<std::string> trailers(kCallers);
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kCallers; ++i) {
+    callers.emplace_back([&, i] {
+      grpc::ClientContext ctx;
+      statuses[i] = detection_->Detect(&ctx, requests[i], &batched[i]);
+      auto it = ctx.GetServerTrailingMetadata().find("logn-server-timing");
+      if (it != ctx.GetServerTrailingMetadata().end()) {
+        trailers[i] = std::string(it->second.data(), it->second.size());
+      }
+    });
+  }
+  for (std::thread& t : callers) t.join();
+  for (int i = 0; i < kCallers; ++i) {
+    ASSERT_TRUE(statuses[i].ok()) << statuses[i].error_message();
+    EXPECT_THAT(trailers[i], HasSubstr("queue="));
+    batched[i].clear_timing();
+    EXPECT_EQ(batched[i].SerializeAsString(), unbatched[i].SerializeAsString()) << i;
+  }
+  // DetectStream goes through the batcher as well, responses still in order.
+  grpc::ClientContext stream_ctx;
+  auto stream = detection_->DetectStream(&stream_ctx);
+  v1::DetectResponse response;
+  for (int i = 0; i < kCallers; ++i) {
+    ASSERT_TRUE(stream->Write(requests[i]));
+    ASSERT_TRUE(stream->Read(&response));
+    response.clear_timing();
+    EXPECT_EQ(response.SerializeAsString(), unbatched[i].SerializeAsString()) << i;
+  }
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
 }
 
 TEST(ConstantTimeEqualsTest, ComparesWholeStrings) {

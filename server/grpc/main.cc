@@ -47,6 +47,11 @@ ABSL_FLAG(int32_t, max_images_per_request, 32, "Images per Detect request");
 ABSL_FLAG(int64_t, max_rows_per_batch, int64_t{1} << 20, "Logit rows per batch / Apply request");
 ABSL_FLAG(int64_t, max_rows_per_job, int64_t{1} << 34, "Logit rows per Calibrate job");
 ABSL_FLAG(int64_t, max_image_pixels, 50'000'000, "Pixels per image, checked from the header");
+ABSL_FLAG(int32_t, max_batch, 1,
+          "Dynamic batching: Detect requests gathered into one forward pass of up to this many "
+          "images (1: off)");
+ABSL_FLAG(int64_t, max_queue_delay_us, 2000,
+          "Dynamic batching: how long the oldest request waits for others, microseconds");
 ABSL_FLAG(int32_t, checkpoint_every_batches, 16,
           "Default checkpoint interval (batches) of Calibrate jobs that have a job_id; 0: never");
 ABSL_FLAG(std::string, admin_token_file, "",
@@ -143,6 +148,10 @@ int Run() {
   server_options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   server_options.executor.num_threads = absl::GetFlag(FLAGS_executor_threads);
   server_options.executor.max_queued = absl::GetFlag(FLAGS_max_queue);
+  server_options.batching.max_batch_images = absl::GetFlag(FLAGS_max_batch);
+  server_options.batching.max_queue_delay =
+      absl::Microseconds(absl::GetFlag(FLAGS_max_queue_delay_us));
+  server_options.batching.max_queued_requests = absl::GetFlag(FLAGS_max_queue);
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
       ServerCredentialsFromFlags();
   absl::StatusOr<std::string> admin_token = AdminTokenFromFlags();

@@ -35,6 +35,11 @@ ServerMetrics::ServerMetrics()
                               .Help("Forward pass time (preprocessing and model), per call")
                               .Register(*registry_)
                               .Add({}, LatencyBuckets())),
+      batch_images_(prometheus::BuildHistogram()
+                        .Name("logn_batch_images")
+                        .Help("Images per forward pass (Detect; several requests when batching)")
+                        .Register(*registry_)
+                        .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64})),
       calibration_rows_(prometheus::BuildCounter()
                             .Name("logn_calibration_rows_total")
                             .Help("Logit rows accumulated by Calibrate jobs")
@@ -83,6 +88,10 @@ void ServerMetrics::RecordRequest(const std::string& method, absl::StatusCode co
 
 void ServerMetrics::RecordQueue(absl::Duration wait) {
   queue_duration_.Observe(absl::ToDoubleSeconds(wait));
+}
+
+void ServerMetrics::RecordBatch(int64_t images) {
+  batch_images_.Observe(static_cast<double>(images));
 }
 
 void ServerMetrics::RecordInference(absl::Duration forward) {

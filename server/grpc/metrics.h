@@ -31,6 +31,8 @@ class ServerMetrics {
   void RecordQueue(absl::Duration wait);
   // Forward pass (decode excluded).
   void RecordInference(absl::Duration forward);
+  // Images in one Detect forward pass (logn_batch_images).
+  void RecordBatch(int64_t images);
   void AddCalibrationRows(int64_t rows);
   // Calibration jobs by state: running (gauge up/down), committed / failed (gauges that only grow).
   void CalibrationJobStarted();
@@ -44,6 +46,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Histogram>& request_duration_;
   prometheus::Histogram& queue_duration_;
   prometheus::Histogram& inference_duration_;
+  prometheus::Histogram& batch_images_;
   prometheus::Counter& calibration_rows_;
   prometheus::Family<prometheus::Gauge>& calibration_jobs_;
   prometheus::Family<prometheus::Gauge>& active_version_;

@@ -85,6 +85,22 @@ grpc::ServerUnaryReactor* RunUnary(ServiceContext* context, grpc::CallbackServer
   return reactor;
 }
 
+// What every successful Detect adds: its queue time in the response and as trailing metadata
+// (for clients that time calls without parsing responses), and the inference metric.
+void CompleteDetect(ServiceContext* context, grpc::CallbackServerContext* ctx,
+                    absl::Duration queued, v1::DetectResponse* response) {
+  v1::ServerTiming* timing = response->mutable_timing();
+  timing->set_queue_seconds(absl::ToDoubleSeconds(queued));
+  context->metrics->RecordInference(absl::Seconds(timing->inference_seconds()));
+  if (ctx != nullptr) {
+    ctx->AddTrailingMetadata(
+        "logn-server-timing",
+        absl::StrFormat("queue=%.6f;decode=%.6f;inference=%.6f;postprocess=%.6f",
+                        timing->queue_seconds(), timing->decode_seconds(),
+                        timing->inference_seconds(), timing->postprocess_seconds()));
+  }
+}
+
 void RefreshActiveVersion(ServiceContext* context, ServerCore& core) {
   context->metrics->SetActiveVersion(core.model_key().name, core.ActiveVersion());
 }
@@ -113,6 +129,20 @@ class DetectStreamReactor : public grpc::ServerBidiReactor<v1::DetectRequest, v1
       return;
     }
     arrived_ = absl::Now();
+    response_.Clear();
+    if (DetectBatcher* batcher = context_->batcher.load(); batcher != nullptr) {
+      DetectBatcher::Call call;
+      call.request = &request_;
+      call.response = &response_;
+      call.deadline = absl::FromChrono(ctx_->deadline());
+      call.abandoned = [this] { return ctx_->IsCancelled(); };
+      call.done = [this](const absl::Status& status, absl::Duration queued) {
+        context_->metrics->RecordQueue(queued);
+        Respond(status, queued);
+      };
+      batcher->Submit(std::move(call));
+      return;
+    }
     if (!context_->executor->TrySchedule([this] { Process(); })) {
       FinishWith(absl::ResourceExhaustedError(kQueueFull));
     }
@@ -132,17 +162,22 @@ class DetectStreamReactor : public grpc::ServerBidiReactor<v1::DetectRequest, v1
   void Process() {
     const absl::Duration queued = absl::Now() - arrived_;
     context_->metrics->RecordQueue(queued);
-    response_.Clear();
     absl::Status status = CallAbandoned(ctx_);
     if (status.ok()) status = core_->Detect(request_, &response_);
-    response_.mutable_timing()->set_queue_seconds(absl::ToDoubleSeconds(queued));
+    context_->metrics->RecordBatch(request_.images_size());
+    Respond(status, queued);
+  }
+
+  // Writes the response (or ends the stream with the error); the next read follows the write.
+  void Respond(const absl::Status& status, absl::Duration queued) {
     context_->metrics->RecordRequest("DetectStream.message", status.code(),
                                      absl::Now() - arrived_);
     if (!status.ok()) {
       FinishWith(status);
       return;
     }
-    context_->metrics->RecordInference(absl::Seconds(response_.timing().inference_seconds()));
+    // No trailing metadata per message: a stream has one trailer.
+    CompleteDetect(context_, nullptr, queued, &response_);
     StartWrite(&response_);
   }
 
@@ -287,23 +322,44 @@ grpc::ServerUnaryReactor* DetectionServiceImpl::Detect(grpc::CallbackServerConte
                                                        v1::DetectResponse* response) {
   ServiceContext* context = context_;
   const absl::Time arrived = absl::Now();
-  return RunUnary(context_, ctx, "Detect", Access::kDetect,
-                  [request, response, context, ctx, arrived](ServerCore& core) {
-    const absl::Duration queued = absl::Now() - arrived;
-    absl::Status status = core.Detect(*request, response);
-    if (status.ok()) {
-      v1::ServerTiming* timing = response->mutable_timing();
-      timing->set_queue_seconds(absl::ToDoubleSeconds(queued));
-      context->metrics->RecordInference(absl::Seconds(timing->inference_seconds()));
-      // Also as trailing metadata, for clients that time calls without parsing responses.
-      ctx->AddTrailingMetadata(
-          "logn-server-timing",
-          absl::StrFormat("queue=%.6f;decode=%.6f;inference=%.6f;postprocess=%.6f",
-                          timing->queue_seconds(), timing->decode_seconds(),
-                          timing->inference_seconds(), timing->postprocess_seconds()));
-    }
-    return status;
-  });
+  DetectBatcher* batcher = context->batcher.load();
+  if (batcher == nullptr) {
+    return RunUnary(context_, ctx, "Detect", Access::kDetect,
+                    [request, response, context, ctx, arrived](ServerCore& core) {
+                      const absl::Duration queued = absl::Now() - arrived;
+                      absl::Status status = core.Detect(*request, response);
+                      context->metrics->RecordBatch(request->images_size());
+                      if (status.ok()) CompleteDetect(context, ctx, queued, response);
+                      return status;
+                    });
+  }
+  // Dynamic batching: the batcher answers on an executor thread, after the batch's forward.
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  auto finish = [context, reactor, arrived](const absl::Status& status) {
+    context->metrics->RecordRequest("Detect", status.code(), absl::Now() - arrived);
+    reactor->Finish(ToGrpcStatus(status));
+  };
+  if (context->core.load() == nullptr) {
+    finish(absl::UnavailableError(kLoading));
+    return reactor;
+  }
+  if (absl::Status allowed = Authorize(*context, *ctx, Access::kDetect); !allowed.ok()) {
+    finish(allowed);
+    return reactor;
+  }
+  DetectBatcher::Call call;
+  call.request = request;
+  call.response = response;
+  call.deadline = absl::FromChrono(ctx->deadline());
+  call.abandoned = [ctx] { return ctx->IsCancelled(); };
+  call.done = [context, ctx, response, finish](const absl::Status& status,
+                                               absl::Duration queued) {
+    context->metrics->RecordQueue(queued);
+    if (status.ok()) CompleteDetect(context, ctx, queued, response);
+    finish(status);
+  };
+  batcher->Submit(std::move(call));
+  return reactor;
 }
 
 grpc::ServerBidiReactor<v1::DetectRequest, v1::DetectResponse>*

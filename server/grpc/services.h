@@ -13,6 +13,7 @@
 #include "logn/v1/calibration_service.grpc.pb.h"
 #include "logn/v1/detection_service.grpc.pb.h"
 #include "logn/v1/stats_service.grpc.pb.h"
+#include "server/core/detect_batcher.h"
 #include "server/core/executor.h"
 #include "server/core/server_core.h"
 #include "server/grpc/metrics.h"
@@ -24,6 +25,8 @@ namespace logn {
 struct ServiceContext {
   std::atomic<ServerCore*> core{nullptr};
   BoundedExecutor* executor = nullptr;
+  // Non-null when dynamic batching is on: Detect and DetectStream requests go through it.
+  std::atomic<DetectBatcher*> batcher{nullptr};
   ServerMetrics* metrics = nullptr;
   // When non-empty, Calibrate, Merge and every mutating store RPC need the metadata
   // `authorization: Bearer <admin_token>` (UNAUTHENTICATED without, PERMISSION_DENIED if wrong);
