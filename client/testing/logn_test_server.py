@@ -5,6 +5,8 @@
 """
 import argparse
 import os
+import random
+import struct
 import signal
 import subprocess
 import sys
@@ -89,3 +91,22 @@ def run_unittests(flags, set_args) -> int:
     set_args(args)
     program = unittest.main(module="__main__", argv=[sys.argv[0], *rest], exit=False, verbosity=2)
     return 0 if program.result.wasSuccessful() else 1
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process, MB (VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def write_random_npy(path: str, rows: int, width: int, seed: int, mean=0.0, std=2.0) -> None:
+    """A rows x width float32 .npy of Gaussian values (header by hand: no numpy needed)."""
+    rng = random.Random(seed)
+    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {width}), }}"
+    header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
+        f.write(struct.pack(f"<{rows * width}f", *(rng.gauss(mean, std) for _ in range(rows * width))))

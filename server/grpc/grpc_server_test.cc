@@ -702,6 +702,7 @@ TEST_P(GrpcServerTest, HealthReportsEachServiceAndMetricsHaveTheFamilies) {
        {"logn_requests_total{code=\"OK\",method=\"Detect\"} 1",
         "logn_request_duration_seconds_count{method=\"Calibrate\"} 1",
         "logn_inference_duration_seconds_count 1", "logn_queue_duration_seconds_count",
+        "logn_batch_images_count 1", "logn_batch_images_sum 1",
         "logn_calibration_rows_total 100", "logn_calibration_jobs{state=\"committed\"} 1",
         "logn_stats_active_version{model=\"contract_agnostic\"} 1", "logn_model_info{",
         "logn_build_info{version="}) {

@@ -9,7 +9,6 @@ import os
 import random
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "client", "testing"))
-from logn_test_server import LognServer, run_unittests  # noqa: E402
+from logn_test_server import LognServer, run_unittests, write_random_npy  # noqa: E402
 
 ARGS = None
 ROWS = 400
@@ -40,16 +39,6 @@ def logn(*argv, timeout=60):
     return subprocess.run([ARGS.logn, *argv], capture_output=True, text=True, timeout=timeout)
 
 
-def write_logits(path: str, seed: int) -> None:
-    """A .npy of ROWS x WIDTH float32 (header by hand: the test needs no numpy)."""
-    rng = random.Random(seed)
-    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({ROWS}, {WIDTH}), }}"
-    header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
-    with open(path, "wb") as f:
-        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
-        f.write(struct.pack(f"<{ROWS * WIDTH}f", *(rng.gauss(0, 2) for _ in range(ROWS * WIDTH))))
-
-
 class FaultsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -57,7 +46,7 @@ class FaultsTest(unittest.TestCase):
         shutil.rmtree(cls.dir, ignore_errors=True)
         os.makedirs(cls.dir)
         cls.logits = os.path.join(cls.dir, "logits.npy")
-        write_logits(cls.logits, 1)
+        write_random_npy(cls.logits, ROWS, WIDTH, 1)
         cls.pg_dir, cls.pg_port = os.path.join(cls.dir, "pg"), free_port()
         subprocess.run([ARGS.pg_script, "start", cls.pg_dir, str(cls.pg_port)], check=True)
         url_file = os.path.join(cls.pg_dir, "url")
