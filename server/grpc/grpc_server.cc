@@ -87,12 +87,13 @@ void GrpcServer::Shutdown(absl::Duration drain_timeout) {
   // cancelling what is left; the executor keeps running meanwhile so they can finish.
   server_->Shutdown(std::chrono::system_clock::now() +
                     std::chrono::microseconds(absl::ToInt64Microseconds(drain_timeout)));
-  // Calls still queued for a batch were cancelled above; the batcher answers them and waits
-  // for its running batches before the executor stops.
+  // New calls no longer reach the batcher; it keeps answering the ones it holds (a batch that
+  // can no longer be scheduled is RESOURCE_EXHAUSTED) until every call is done, and only then
+  // goes away, so no handler can still be submitting to it.
   context_->batcher.store(nullptr);
-  batcher_.reset();
   executor_->Shutdown();
   server_->Wait();
+  batcher_.reset();
 }
 
 }  // namespace logn
