@@ -10,11 +10,8 @@ Implements DetectionService.Detect (methods NONE and LOGN with a statistics JSON
 `logn stats export`); the rest answers UNIMPLEMENTED.
 """
 import argparse
-import glob
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,13 +22,9 @@ import torch
 import torchvision
 from torchvision.ops import batched_nms
 
-
-def compile_protos(proto_dir: str, out_dir: str) -> None:
-    protos = sorted(glob.glob(os.path.join(proto_dir, "logn", "v1", "*.proto")))
-    plugin = shutil.which("grpc_python_plugin")
-    subprocess.run(["protoc", f"--plugin=protoc-gen-grpc_python={plugin}", f"-I{proto_dir}",
-                    "-I/usr/include", f"--python_out={out_dir}", f"--grpc_python_out={out_dir}",
-                    *protos], check=True)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "client",
+                                "python"))
+from example import compile_protos  # noqa: E402  (protoc + grpc_python_plugin, as the example)
 
 
 class Detector:

@@ -6,8 +6,9 @@
 import argparse
 import os
 import random
-import struct
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -110,3 +111,10 @@ def write_random_npy(path: str, rows: int, width: int, seed: int, mean=0.0, std=
     with open(path, "wb") as f:
         f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
         f.write(struct.pack(f"<{rows * width}f", *(rng.gauss(mean, std) for _ in range(rows * width))))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for servers that need one up front)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "client", "testing"))
-from logn_test_server import LognServer  # noqa: E402
+from logn_test_server import LognServer, free_port  # noqa: E402
 
 TOLERANCE = 1e-9
 SHARDS = 3
@@ -32,11 +31,6 @@ CHECKPOINT_EVERY = 2
 # blocks before sending it: the replica is killed at a known point, after a known checkpoint.
 BLOCK_AT = 6
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Cli:

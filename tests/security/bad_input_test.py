@@ -59,7 +59,7 @@ class BadInputTest(unittest.TestCase):
         stubs = tempfile.mkdtemp(prefix="logn_stubs_", dir=cls.dir)
         compile_protos(ARGS.proto_dir, stubs)
         sys.path.insert(0, stubs)
-        global pb, cal, det, st, common
+        global cal, det, st, common
         from logn.v1 import calibration_service_pb2 as cal, calibration_service_pb2_grpc  # noqa
         from logn.v1 import detection_service_pb2 as det, detection_service_pb2_grpc  # noqa
         from logn.v1 import stats_service_pb2 as st, stats_service_pb2_grpc  # noqa

@@ -8,7 +8,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "client", "testing"))
-from logn_test_server import LognServer, run_unittests, write_random_npy  # noqa: E402
+from logn_test_server import LognServer, free_port, run_unittests, write_random_npy  # noqa: E402
 
 ARGS = None
 ROWS = 400
@@ -28,11 +27,6 @@ KILLS_PER_BACKEND = 6
 def in_ci() -> bool:
     return os.environ.get("CI") == "true"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def logn(*argv, timeout=60):
