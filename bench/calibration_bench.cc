@@ -9,6 +9,7 @@
 #include "benchmark/benchmark.h"
 #include "calibration/accumulator.h"
 #include "calibration/calibrator.h"
+#include "calibration/softmax.h"
 
 namespace logn {
 namespace {

@@ -5,6 +5,7 @@
 //      carrying the same bytes over the same loopback transport: bytes/s of each.
 // Prints one JSON object. Run by bench/serving_report.py.
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -95,7 +96,10 @@ std::unique_ptr<Server> StartServer(const std::string& model, const std::string&
   server_options.listen_address = "127.0.0.1:0";
   server_options.executor.num_threads = 1;
   s->grpc = GrpcServer::Start(server_options, &s->metrics).value();
-  s->grpc->SetCore(s->core.get());
+  if (absl::Status serving = s->grpc->SetCore(s->core.get()); !serving.ok()) {
+    std::cerr << "serving_bench: " << serving << "\n";
+    std::abort();
+  }
   s->channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", s->grpc->port()),
                                    grpc::InsecureChannelCredentials());
   return s;

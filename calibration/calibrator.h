@@ -115,9 +115,6 @@ absl::StatusOr<Calibrator> MakeCalibrator(const CalibrationSpec& spec, const Log
                                           const Statistics* stats,
                                           absl::Span<const double> class_counts);
 
-// Numerically stable softmax of each row (subtract the row max). `in` and `out` may alias.
-void SoftmaxRows(const float* in, float* out, int64_t rows, int64_t width);
-
 }  // namespace logn
 
 #endif  // LOGN_CALIBRATION_CALIBRATOR_H_

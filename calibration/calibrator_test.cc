@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/random/random.h"
+#include "calibration/softmax.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

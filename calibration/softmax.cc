@@ -1,10 +1,10 @@
-// SoftmaxRows (declared in calibrator.h). Its own translation unit because it is compiled with
+// SoftmaxRows. Its own translation unit because it is compiled with
 // -ffinite-math-only -fno-signed-zeros (see CMakeLists.txt), which lets GCC vectorise the row
 // max; logits are validated finite before they get here.
 #include <algorithm>
 #include <cstdint>
 
-#include "calibration/calibrator.h"
+#include "calibration/softmax.h"
 
 namespace logn {
 namespace {

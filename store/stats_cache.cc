@@ -2,7 +2,6 @@
 
 #include <limits>
 
-#include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
 namespace logn {
@@ -94,12 +93,8 @@ absl::StatusOr<std::shared_ptr<const CachedVersion>> StatsCache::GetVersion(cons
 
 absl::StatusOr<std::shared_ptr<const CachedVersion>> StatsCache::Get(
     const ModelKey& model, const VersionSelector& selector) {
+  LOGN_RETURN_IF_ERROR(selector.Validate());
   if (selector.version > 0) return GetVersion(model, selector.version);
-  if (selector.version < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("version ", selector.version, " is not a positive version number"));
-  }
-  LOGN_RETURN_IF_ERROR(ValidateAliasName(selector.alias));
   // Two rounds: if the alias moved and its old target was deleted between resolving and
   // loading, the second round resolves afresh.
   absl::Status last;

@@ -1,10 +1,15 @@
 #include "store/stats_cache.h"
 
 #include <atomic>
+#include <memory>
+#include <string>
 #include <thread>
+#include <utility>
 
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "store/sqlite_backend.h"
+#include "store/store_backend.h"
 #include "store/testing/test_stats.h"
 
 namespace logn {
@@ -13,89 +18,50 @@ namespace {
 using store_testing::RandomStatistics;
 using store_testing::UniqueModel;
 
-// Forwards to a real store and counts every call that could reach the database.
-class CountingStore final : public StatsStore {
+// Forwards to a real backend and counts its transactions: every call that could reach the
+// database goes through one. `gets` and `resolves` count the transactions of StatsStore::Get
+// and StatsStore::Resolve, which name themselves "get" and "resolve".
+class CountingBackend final : public StoreBackend {
  public:
-  explicit CountingStore(StatsStore* inner) : inner_(inner) {}
+  explicit CountingBackend(std::unique_ptr<StoreBackend> inner) : inner_(std::move(inner)) {}
 
-  absl::StatusOr<VersionRecord> Put(const NewVersion& v) override {
+  absl::Status Read(absl::string_view what, Body body) override {
     ++calls;
-    return inner_->Put(v);
-  }
-  absl::StatusOr<VersionRecord> Get(const ModelKey& m, const VersionSelector& s) override {
-    ++calls;
-    ++gets;
+    if (what == "get") ++gets;
+    if (what == "resolve") ++resolves;
     if (down) return absl::UnavailableError("database unreachable (test)");
-    return inner_->Get(m, s);
+    return inner_->Read(what, body);
   }
-  absl::StatusOr<int64_t> Resolve(const ModelKey& m, const VersionSelector& s) override {
+  absl::Status Write(absl::string_view what, Body body) override {
     ++calls;
-    ++resolves;
-    if (down) return absl::UnavailableError("database unreachable (test)");
-    return inner_->Resolve(m, s);
-  }
-  absl::StatusOr<VersionPage> List(const ModelKey& m, absl::string_view t, int32_t n) override {
-    ++calls;
-    return inner_->List(m, t, n);
-  }
-  absl::StatusOr<std::vector<ModelKey>> Models() override {
-    ++calls;
-    return inner_->Models();
-  }
-  absl::StatusOr<int64_t> SetAlias(const ModelKey& m, absl::string_view a, int64_t v) override {
-    ++calls;
-    return inner_->SetAlias(m, a, v);
-  }
-  absl::Status RemoveAlias(const ModelKey& m, absl::string_view a) override {
-    ++calls;
-    return inner_->RemoveAlias(m, a);
-  }
-  absl::StatusOr<int64_t> Rollback(const ModelKey& m) override {
-    ++calls;
-    return inner_->Rollback(m);
-  }
-  absl::StatusOr<std::vector<AliasInfo>> Aliases(const ModelKey& m) override {
-    ++calls;
-    return inner_->Aliases(m);
-  }
-  absl::Status Delete(const ModelKey& m, int64_t v) override {
-    ++calls;
-    return inner_->Delete(m, v);
-  }
-  absl::Status PutCheckpoint(const JobCheckpoint& c) override {
-    ++calls;
-    return inner_->PutCheckpoint(c);
-  }
-  absl::StatusOr<JobCheckpoint> GetCheckpoint(const ModelKey& m, absl::string_view j) override {
-    ++calls;
-    return inner_->GetCheckpoint(m, j);
-  }
-  absl::Status DeleteCheckpoint(const ModelKey& m, absl::string_view j) override {
-    ++calls;
-    return inner_->DeleteCheckpoint(m, j);
+    return inner_->Write(what, body);
   }
   // Not a database call: an atomic read in every backend.
   // A store that lost its database cannot tell whether aliases moved: like the backends' watch
   // threads, it bumps the generation.
-  uint64_t AliasGeneration() const override { return inner_->AliasGeneration() + bumps; }
-  absl::string_view backend() const override { return inner_->backend(); }
+  uint64_t ExternalAliasGeneration() const override {
+    return inner_->ExternalAliasGeneration() + bumps;
+  }
+  absl::string_view name() const override { return inner_->name(); }
 
   std::atomic<int> calls{0}, gets{0}, resolves{0};
-  std::atomic<bool> down{false};     // every database call answers UNAVAILABLE
+  std::atomic<bool> down{false};  // every read answers UNAVAILABLE
   std::atomic<uint64_t> bumps{0};
 
  private:
-  StatsStore* inner_;
+  std::unique_ptr<StoreBackend> inner_;
 };
 
 class StatsCacheTest : public ::testing::Test {
  protected:
   void SetUp() override {
     url_ = store_testing::FreshSqliteUrl("cache-test");
-    absl::StatusOr<std::unique_ptr<StatsStore>> s = OpenStatsStore(url_);
-    ASSERT_TRUE(s.ok()) << s.status();
-    store_ = *std::move(s);
-    counting_ = std::make_unique<CountingStore>(store_.get());
+    absl::StatusOr<std::unique_ptr<StoreBackend>> backend =
+        OpenSqliteBackend(url_.substr(std::string("sqlite://").size()), StatsStoreOptions{});
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    auto counting = std::make_unique<CountingBackend>(*std::move(backend));
+    counting_ = counting.get();
+    store_ = std::make_unique<StatsStore>(std::move(counting));
     model_ = UniqueModel("cache");
     for (int i = 1; i <= 3; ++i) {
       ASSERT_TRUE(store_->Put(NewVersion{model_, RandomStatistics(5, i)}).ok());
@@ -105,12 +71,12 @@ class StatsCacheTest : public ::testing::Test {
 
   std::string url_;
   std::unique_ptr<StatsStore> store_;
-  std::unique_ptr<CountingStore> counting_;
+  CountingBackend* counting_ = nullptr;  // owned by store_
   ModelKey model_;
 };
 
 TEST_F(StatsCacheTest, HotPathNeverTouchesTheStore) {
-  StatsCache cache(counting_.get(), {});
+  StatsCache cache(store_.get(), {});
   absl::StatusOr<std::shared_ptr<const CachedVersion>> first = cache.GetActive(model_);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ((*first)->info.version, 1);
@@ -139,7 +105,7 @@ TEST_F(StatsCacheTest, HotPathNeverTouchesTheStore) {
 }
 
 TEST_F(StatsCacheTest, AnOutageKeepsServingTheLastResolvedVersion) {
-  StatsCache cache(counting_.get(), {});
+  StatsCache cache(store_.get(), {});
   ASSERT_EQ((*cache.GetActive(model_))->info.version, 1);
   counting_->down = true;
   counting_->bumps += 1;
@@ -160,7 +126,7 @@ TEST_F(StatsCacheTest, AnOutageKeepsServingTheLastResolvedVersion) {
 }
 
 TEST_F(StatsCacheTest, AliasChangeThroughTheSameStoreIsSeenAtOnce) {
-  StatsCache cache(counting_.get(), {});
+  StatsCache cache(store_.get(), {});
   ASSERT_EQ((*cache.GetActive(model_))->info.version, 1);
   ASSERT_TRUE(store_->Activate(model_, 2).ok());
   EXPECT_EQ((*cache.GetActive(model_))->info.version, 2);
@@ -172,7 +138,7 @@ TEST_F(StatsCacheTest, AliasChangeThroughTheSameStoreIsSeenAtOnce) {
 }
 
 TEST_F(StatsCacheTest, AliasChangeByAnotherProcessIsSeenWithinOneSecond) {
-  StatsCache cache(counting_.get(), {});
+  StatsCache cache(store_.get(), {});
   ASSERT_EQ((*cache.GetActive(model_))->info.version, 1);
   absl::SleepFor(absl::Milliseconds(300));  // the watcher's first reading
   absl::StatusOr<std::unique_ptr<StatsStore>> other = OpenStatsStore(url_);
@@ -189,7 +155,7 @@ TEST_F(StatsCacheTest, AliasChangeByAnotherProcessIsSeenWithinOneSecond) {
 }
 
 TEST_F(StatsCacheTest, UnknownAliasIsNotFoundAndNotCached) {
-  StatsCache cache(counting_.get(), {});
+  StatsCache cache(store_.get(), {});
   EXPECT_EQ(cache.Get(model_, VersionSelector::Alias("canary")).status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_EQ(cache.Get(model_, VersionSelector::Number(9)).status().code(),
@@ -206,7 +172,7 @@ TEST_F(StatsCacheTest, UnknownAliasIsNotFoundAndNotCached) {
 TEST_F(StatsCacheTest, EvictsTheLeastRecentlyUsedVersion) {
   StatsCache::Options options;
   options.max_versions = 2;
-  StatsCache cache(counting_.get(), options);
+  StatsCache cache(store_.get(), options);
   ASSERT_TRUE(cache.Get(model_, VersionSelector::Number(1)).ok());
   ASSERT_TRUE(cache.Get(model_, VersionSelector::Number(2)).ok());
   ASSERT_TRUE(cache.Get(model_, VersionSelector::Number(1)).ok());  // 2 is now the oldest
@@ -220,7 +186,7 @@ TEST_F(StatsCacheTest, EvictsTheLeastRecentlyUsedVersion) {
 }
 
 TEST_F(StatsCacheTest, ConcurrentReadersShareOneEntry) {
-  StatsCache cache(counting_.get(), {});
+  StatsCache cache(store_.get(), {});
   std::vector<std::thread> threads;
   std::atomic<int> failures{0};
   for (int t = 0; t < 4; ++t) {

@@ -7,9 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "calibration/statistics_codec.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
 #include "logn/v1/store.pb.h"
-#include "store/store_internal.h"
 
 namespace logn {
 namespace {
@@ -84,7 +84,7 @@ absl::StatusOr<VersionRecord> FromProto(const v1::StatisticsVersion& p) {
   // The derived fields always follow the snapshot; the checksum proves it is the one exported.
   info.method = record.statistics.method;
   info.momentum = record.statistics.momentum;
-  const std::string actual = store_internal::Sha256Hex(StatisticsToBinary(record.statistics));
+  const std::string actual = Sha256Hex(StatisticsToBinary(record.statistics));
   if (actual != info.payload_sha256) {
     return absl::DataLossError(absl::StrCat(
         "exported version ", info.version, " of ", info.model.DebugString(),

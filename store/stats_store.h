@@ -5,8 +5,10 @@
 // as an immutable numbered version per model, plus named aliases ("active", "canary", ...) that
 // point at versions. See docs/statistics-store.md.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -116,6 +118,8 @@ struct VersionSelector {
   // "7" selects version 7, anything else an alias. INVALID_ARGUMENT for an empty string, "0",
   // a negative number or a malformed alias.
   static absl::StatusOr<VersionSelector> Parse(absl::string_view text);
+  // INVALID_ARGUMENT for a negative number or (when selecting by alias) a malformed alias.
+  absl::Status Validate() const;
   std::string DebugString() const;
 };
 
@@ -130,8 +134,20 @@ struct AliasInfo {
   absl::Time updated_at = absl::UnixEpoch();
 };
 
-// The store. Implementations are thread-safe; every write is one transaction, so a crash leaves
-// either the whole write or none of it. Error codes, for every method:
+// Narrows List to the versions a caller looks for. The database applies it (in the WHERE clause
+// of the page query), so finding e.g. the version a job committed never pages through every
+// version. Unset fields match every version; the default filter matches all of them.
+struct VersionFilter {
+  std::optional<std::string> job_id;    // only versions written by this job ("" included)
+  std::optional<VersionSource> source;  // only versions with this source
+  std::optional<bool> partial;          // only partial (true) or only complete (false) versions
+};
+
+class StoreBackend;  // store/store_backend.h
+
+// The store: every rule about versions, aliases and checkpoints, over a database backend
+// (store/store_backend.h) that only stores rows. Thread-safe; every write is one transaction,
+// so a crash leaves either the whole write or none of it. Error codes, for every method:
 //   INVALID_ARGUMENT    malformed key, alias, selector, page token or snapshot
 //   NOT_FOUND           unknown model, version or alias (the message names which)
 //   FAILED_PRECONDITION statistics for another model or layout, aliasing a partial version,
@@ -140,71 +156,80 @@ struct AliasInfo {
 //   UNAVAILABLE         the database cannot be reached (retryable)
 //   RESOURCE_EXHAUSTED  disk full / out of database resources
 //   ABORTED             a concurrent write won a race that retrying did not resolve
-class StatsStore {
+class StatsStore final {
  public:
-  virtual ~StatsStore() = default;
+  // Usually made by OpenStatsStore.
+  explicit StatsStore(std::unique_ptr<StoreBackend> backend);
+  ~StatsStore();
+  StatsStore(const StatsStore&) = delete;
+  StatsStore& operator=(const StatsStore&) = delete;
 
-  // Stores a new immutable version and returns it with its number (max existing + 1, never a
-  // number used before). The snapshot must validate; its provenance model name / sha256, when
-  // set, must equal `v.model`, and its layout must equal the layout of the model's earlier
-  // versions (FAILED_PRECONDITION otherwise). Empty provenance model fields are filled in.
-  virtual absl::StatusOr<VersionRecord> Put(const NewVersion& v) = 0;
+  // Stores a new immutable version and returns it with its number (the model's highest number
+  // so far + 1, never a number used before, even after Delete). The snapshot must validate;
+  // its provenance model name / sha256, when set, must equal `v.model`, and its layout must
+  // equal the layout of the model's earlier versions (FAILED_PRECONDITION otherwise). Empty
+  // provenance model fields are filled in.
+  absl::StatusOr<VersionRecord> Put(const NewVersion& v);
 
   // The version `selector` names; its payload checksum is verified (DATA_LOSS otherwise).
-  virtual absl::StatusOr<VersionRecord> Get(const ModelKey& model,
-                                            const VersionSelector& selector) = 0;
+  absl::StatusOr<VersionRecord> Get(const ModelKey& model, const VersionSelector& selector);
 
   // The version number `selector` names, without reading the payload (cheap).
-  virtual absl::StatusOr<int64_t> Resolve(const ModelKey& model,
-                                          const VersionSelector& selector) = 0;
+  absl::StatusOr<int64_t> Resolve(const ModelKey& model, const VersionSelector& selector);
 
-  // Versions in ascending order, `page_size` (1..1000; 0 means 100) at a time, starting after
-  // `page_token` (empty for the first page; otherwise a next_page_token from this store).
-  virtual absl::StatusOr<VersionPage> List(const ModelKey& model, absl::string_view page_token,
-                                           int32_t page_size) = 0;
+  // The versions that match `filter`, in ascending order, `page_size` (1..1000; 0 means 100) at
+  // a time, starting after `page_token` (empty for the first page; otherwise a
+  // next_page_token from this store, listed with the same filter).
+  absl::StatusOr<VersionPage> List(const ModelKey& model, absl::string_view page_token,
+                                   int32_t page_size, const VersionFilter& filter = {});
 
   // Every model ever written to (even if all its versions were deleted), by name then sha256.
-  virtual absl::StatusOr<std::vector<ModelKey>> Models() = 0;
+  absl::StatusOr<std::vector<ModelKey>> Models();
 
   // Points `alias` at `version` (creating the alias if needed) and returns the version it
   // pointed at before (0 if it is new). FAILED_PRECONDITION for a partial version. Each change
   // is recorded in the alias history; pointing an alias where it already points is a no-op.
-  virtual absl::StatusOr<int64_t> SetAlias(const ModelKey& model, absl::string_view alias,
-                                           int64_t version) = 0;
+  absl::StatusOr<int64_t> SetAlias(const ModelKey& model, absl::string_view alias,
+                                   int64_t version);
   // SetAlias(model, "active", version).
   absl::StatusOr<int64_t> Activate(const ModelKey& model, int64_t version) {
     return SetAlias(model, kActiveAlias, version);
   }
   // Removes an alias (NOT_FOUND if it does not exist).
-  virtual absl::Status RemoveAlias(const ModelKey& model, absl::string_view alias) = 0;
+  absl::Status RemoveAlias(const ModelKey& model, absl::string_view alias);
   // Points "active" back at the version it pointed to before the last change that has not
   // been rolled back yet; repeated calls walk further back. Returns the version now active.
   // FAILED_PRECONDITION when there is nothing to go back to (or that version was deleted).
-  virtual absl::StatusOr<int64_t> Rollback(const ModelKey& model) = 0;
+  absl::StatusOr<int64_t> Rollback(const ModelKey& model);
   // The model's aliases, by name.
-  virtual absl::StatusOr<std::vector<AliasInfo>> Aliases(const ModelKey& model) = 0;
+  absl::StatusOr<std::vector<AliasInfo>> Aliases(const ModelKey& model);
 
   // Deletes a version. FAILED_PRECONDITION while an alias points at it.
-  virtual absl::Status Delete(const ModelKey& model, int64_t version) = 0;
+  absl::Status Delete(const ModelKey& model, int64_t version);
 
   // Saves (replacing any earlier one) the checkpoint of (model, job_id). The statistics must
   // validate and match the model's layout (FAILED_PRECONDITION otherwise).
-  virtual absl::Status PutCheckpoint(const JobCheckpoint& checkpoint) = 0;
+  absl::Status PutCheckpoint(const JobCheckpoint& checkpoint);
   // The checkpoint of (model, job_id); NOT_FOUND when there is none (never written, or the job
   // committed); DATA_LOSS when its checksum does not verify.
-  virtual absl::StatusOr<JobCheckpoint> GetCheckpoint(const ModelKey& model,
-                                                      absl::string_view job_id) = 0;
+  absl::StatusOr<JobCheckpoint> GetCheckpoint(const ModelKey& model, absl::string_view job_id);
   // Deletes a checkpoint (a job abandoned for good). NOT_FOUND when there is none.
-  virtual absl::Status DeleteCheckpoint(const ModelKey& model, absl::string_view job_id) = 0;
+  absl::Status DeleteCheckpoint(const ModelKey& model, absl::string_view job_id);
 
   // A process-local counter that grows whenever an alias of any model may have changed,
   // including changes made through other store instances and other processes (seen within
   // ~1 s). Reading it never touches the database: caches compare it to decide when to
   // re-resolve aliases.
-  virtual uint64_t AliasGeneration() const = 0;
+  uint64_t AliasGeneration() const;
 
   // "sqlite" or "postgres".
-  virtual absl::string_view backend() const = 0;
+  absl::string_view backend() const;
+
+ private:
+  const std::unique_ptr<StoreBackend> backend_;
+  // Alias changes made through this instance: seen by AliasGeneration() as soon as they
+  // commit, before any watcher notices them.
+  std::atomic<uint64_t> local_alias_changes_{0};
 };
 
 // Tuning shared by the backends.
@@ -221,13 +246,15 @@ struct StatsStoreOptions {
   int64_t sqlite_max_bytes = 0;
 };
 
-// Opens (creating / migrating the schema if needed) the store a URL names:
+// Opens (creating / migrating the schema if needed) the store a URL names (defined in the
+// target logn::store, store/open_stats_store.cc, which links the backends):
 //   sqlite:///absolute/path/to/stats.db
 //   postgres://user:password@host:port/database   (also postgresql://; libpq query parameters
 //                                                   are passed through)
 // INVALID_ARGUMENT for a malformed URL or unknown scheme; UNAVAILABLE / PERMISSION_DENIED /
 // NOT_FOUND when the database cannot be opened; FAILED_PRECONDITION when its schema is newer
-// than this binary understands.
+// than this binary understands; UNIMPLEMENTED for a postgres:// URL in a build without
+// PostgreSQL (-DLOGN_WITH_POSTGRES=OFF).
 absl::StatusOr<std::unique_ptr<StatsStore>> OpenStatsStore(absl::string_view url,
                                                            const StatsStoreOptions& options = {});
 

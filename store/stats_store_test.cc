@@ -1,24 +1,21 @@
 #include "store/stats_store.h"
 
-#include <sqlite3.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <pqxx/pqxx>
-
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "calibration/statistics_codec.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "store/sqlite_stats_store.h"
-#include "store/store_internal.h"
 #include "store/testing/test_stats.h"
+
+// The contract of StatsStore, run on every backend this build has (SQLite; PostgreSQL with
+// LOGN_WITH_POSTGRES). Backend specifics: sqlite_backend_test.cc, postgres_backend_test.cc.
 
 namespace logn {
 namespace {
@@ -96,7 +93,11 @@ class StatsStoreTest : public ::testing::Test {
   ModelKey model_;
 };
 
+#if LOGN_WITH_POSTGRES
 using Backends = ::testing::Types<Sqlite, Postgres>;
+#else
+using Backends = ::testing::Types<Sqlite>;
+#endif
 TYPED_TEST_SUITE(StatsStoreTest, Backends, BackendNames);
 
 TYPED_TEST(StatsStoreTest, PutNumbersFromOneAndGetReturnsEverything) {
@@ -132,7 +133,7 @@ TYPED_TEST(StatsStoreTest, PutNumbersFromOneAndGetReturnsEverything) {
   // Provenance is stamped with the model key.
   EXPECT_EQ(got->statistics.provenance.model_name, this->model_.name);
   EXPECT_EQ(got->statistics.provenance.model_sha256, this->model_.sha256);
-  EXPECT_EQ(info.payload_sha256, store_internal::Sha256Hex(StatisticsToBinary(got->statistics)));
+  EXPECT_EQ(info.payload_sha256, Sha256Hex(StatisticsToBinary(got->statistics)));
   EXPECT_EQ(put->info.payload_sha256, info.payload_sha256);
   EXPECT_EQ(put->info.created_at, info.created_at);
 
@@ -437,6 +438,60 @@ TYPED_TEST(StatsStoreTest, ListPaginatesInOrder) {
   EXPECT_TRUE(all->next_page_token.empty());
 }
 
+// The filter is applied by the database: pages hold only matches, and page tokens continue
+// through the matches.
+TYPED_TEST(StatsStoreTest, ListFiltersByJobSourceAndPartial) {
+  for (int i = 1; i <= 12; ++i) {
+    NewVersion v = this->Version(i);
+    v.job_id = i % 3 == 0 ? "sharded" : absl::StrCat("job-", i);
+    v.partial = i % 3 == 0 && i != 12;  // 12: the merged result of the shards 3, 6, 9
+    v.source = i % 2 == 0 ? VersionSource::kImages : VersionSource::kLogits;
+    ASSERT_TRUE(this->store_->Put(v).ok());
+  }
+  NewVersion untagged = this->Version(13);
+  untagged.job_id = "";
+  ASSERT_TRUE(this->store_->Put(untagged).ok());
+
+  int pages = 0;
+  auto versions = [&](const VersionFilter& filter, int32_t page_size) {
+    std::vector<int64_t> seen;
+    std::string token;
+    pages = 0;
+    do {
+      absl::StatusOr<VersionPage> page = this->store_->List(this->model_, token, page_size, filter);
+      EXPECT_TRUE(page.ok()) << page.status();
+      if (!page.ok()) break;
+      ++pages;
+      for (const VersionInfo& v : page->versions) seen.push_back(v.version);
+      token = page->next_page_token;
+    } while (!token.empty());
+    return seen;
+  };
+  VersionFilter by_job;
+  by_job.job_id = "sharded";
+  EXPECT_THAT(versions(by_job, 2), ElementsAre(3, 6, 9, 12));
+  EXPECT_EQ(pages, 2);
+  VersionFilter partial;
+  partial.partial = true;
+  EXPECT_THAT(versions(partial, 2), ElementsAre(3, 6, 9));
+  VersionFilter merged = by_job;
+  merged.partial = false;
+  EXPECT_THAT(versions(merged, 0), ElementsAre(12));
+  VersionFilter images;
+  images.source = VersionSource::kImages;
+  EXPECT_THAT(versions(images, 4), ElementsAre(2, 4, 6, 8, 10, 12));
+  images.partial = false;
+  EXPECT_THAT(versions(images, 4), ElementsAre(2, 4, 8, 10, 12));
+  VersionFilter no_job;
+  no_job.job_id = "";
+  EXPECT_THAT(versions(no_job, 0), ElementsAre(13));
+  VersionFilter unknown_job;
+  unknown_job.job_id = "never";
+  EXPECT_TRUE(versions(unknown_job, 10).empty());
+  EXPECT_EQ(pages, 1);
+  EXPECT_EQ(versions(VersionFilter{}, 5).size(), 13u);
+}
+
 TYPED_TEST(StatsStoreTest, DataSurvivesReopening) {
   ASSERT_EQ(this->PutOk(1), 1);
   ASSERT_TRUE(this->store_->Activate(this->model_, 1).ok());
@@ -502,125 +557,6 @@ TYPED_TEST(StatsStoreTest, AliasChangeByAnotherReplicaIsSeenWithinOneSecond) {
                                   std::to_string(absl::ToInt64Milliseconds(seen_after)));
 }
 
-// ---- SQLite specifics ----
-
-class SqliteStoreTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    url_ = store_testing::FreshSqliteUrl("sqlite-test");
-    path_ = url_.substr(std::string("sqlite://").size());
-  }
-  sqlite3* RawOpen() {
-    sqlite3* db = nullptr;
-    EXPECT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-    return db;
-  }
-  std::string url_, path_;
-};
-
-TEST_F(SqliteStoreTest, UsesWalAndRecordsTheSchemaVersion) {
-  ASSERT_TRUE(OpenStatsStore(url_).ok());
-  sqlite3* db = RawOpen();
-  sqlite3_stmt* stmt = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, nullptr), SQLITE_OK);
-  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
-  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)), "wal");
-  sqlite3_finalize(stmt);
-  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, nullptr), SQLITE_OK);
-  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(stmt, 0), kSqliteSchemaVersion);
-  sqlite3_finalize(stmt);
-  sqlite3_close(db);
-}
-
-TEST_F(SqliteStoreTest, MigratesAnOlderSchemaForward) {
-  sqlite3* db = RawOpen();
-  ASSERT_EQ(sqlite3_exec(db, kSqliteMigrations[0], nullptr, nullptr, nullptr), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 1", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(db);
-  absl::StatusOr<std::unique_ptr<StatsStore>> store = OpenStatsStore(url_);
-  ASSERT_TRUE(store.ok()) << store.status();
-  const ModelKey model = UniqueModel("mig");
-  NewVersion v{model, RandomStatistics(3, 1)};
-  ASSERT_TRUE((*store)->Put(v).ok());
-  ASSERT_TRUE((*store)->Activate(model, 1).ok());  // needs the v2 alias epoch table
-  JobCheckpoint cp{model, "job", 1, 0, VersionSource::kLogits, RandomStatistics(3, 2)};
-  ASSERT_TRUE((*store)->PutCheckpoint(cp).ok());  // needs the v3 checkpoint table
-}
-
-TEST_F(SqliteStoreTest, RefusesASchemaFromTheFuture) {
-  sqlite3* db = RawOpen();
-  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(db);
-  absl::Status s = OpenStatsStore(url_).status();
-  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
-  EXPECT_THAT(s.message(), HasSubstr("99"));
-}
-
-TEST_F(SqliteStoreTest, ReadersAreNotBlockedByAWriterAndWritersTimeOutAsUnavailable) {
-  StatsStoreOptions options;
-  options.busy_timeout = absl::Milliseconds(100);
-  absl::StatusOr<std::unique_ptr<StatsStore>> store = OpenStatsStore(url_, options);
-  ASSERT_TRUE(store.ok()) << store.status();
-  const ModelKey model = UniqueModel("busy");
-  ASSERT_TRUE((*store)->Put(NewVersion{model, RandomStatistics(3, 1)}).ok());
-
-  // Another process holding the write lock mid-transaction.
-  sqlite3* db = RawOpen();
-  ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE; UPDATE stats_meta SET value = value + 1;", nullptr,
-                         nullptr, nullptr),
-            SQLITE_OK);
-  absl::StatusOr<VersionRecord> got = (*store)->Get(model, VersionSelector::Number(1));
-  EXPECT_TRUE(got.ok()) << got.status();
-  EXPECT_TRUE((*store)->List(model, "", 10).ok());
-  absl::Status s = (*store)->Put(NewVersion{model, RandomStatistics(3, 2)}).status();
-  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
-  ASSERT_EQ(sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(db);
-  absl::StatusOr<VersionRecord> after = (*store)->Put(NewVersion{model, RandomStatistics(3, 2)});
-  ASSERT_TRUE(after.ok()) << after.status();
-  EXPECT_EQ(after->info.version, 2);
-}
-
-TEST_F(SqliteStoreTest, CorruptPayloadIsDataLoss) {
-  absl::StatusOr<std::unique_ptr<StatsStore>> store = OpenStatsStore(url_);
-  ASSERT_TRUE(store.ok()) << store.status();
-  const ModelKey model = UniqueModel("corrupt");
-  ASSERT_TRUE((*store)->Put(NewVersion{model, RandomStatistics(3, 1)}).ok());
-  sqlite3* db = RawOpen();
-  ASSERT_EQ(sqlite3_exec(db,
-                         "UPDATE stats_versions SET payload = CAST(substr(payload, 1, "
-                         "length(payload) - 1) || x'00' AS BLOB)",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK);
-  sqlite3_close(db);
-  absl::Status s = (*store)->Get(model, VersionSelector::Number(1)).status();
-  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
-  EXPECT_THAT(s.message(), HasSubstr("corrupt"));
-}
-
-TEST(OpenStatsStoreTest, BadUrlsAreInvalidArgument) {
-  for (const char* url :
-       {"", "stats.db", "sqlite://relative.db", "sqlite:///", "sqlite:///tmp/dir/",
-        "mysql://u:p@h:1/db", "postgres://", "postgres://u:p@h:99999/db", "postgres://u:p@h:5432",
-        "postgres://u:p@:5432/db"}) {
-    absl::Status s = OpenStatsStore(url).status();
-    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << url << ": " << s;
-  }
-}
-
-TEST(OpenStatsStoreTest, MissingDirectoryIsNotFound) {
-  absl::Status s = OpenStatsStore("sqlite:///nonexistent-dir-for-logn/x/stats.db").status();
-  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
-}
-
-TEST(OpenStatsStoreTest, UnreachablePostgresIsUnavailable) {
-  // Port 1 on localhost: nothing listens there.
-  absl::Status s =
-      OpenStatsStore("postgres://logn:logn@127.0.0.1:1/logn_test?connect_timeout=2").status();
-  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
-  EXPECT_THAT(s.message(), Not(HasSubstr(":logn@")));  // the password is not echoed
-}
 
 TEST(VersionSelectorTest, Parses) {
   EXPECT_EQ(VersionSelector::Parse("7")->version, 7);
@@ -629,88 +565,6 @@ TEST(VersionSelectorTest, Parses) {
     EXPECT_EQ(VersionSelector::Parse(bad).status().code(), absl::StatusCode::kInvalidArgument)
         << bad;
   }
-}
-
-}  // namespace
-}  // namespace logn
-
-namespace logn {
-namespace {
-
-TEST(SqliteLimitsTest, AFullDatabaseIsResourceExhaustedAndStaysReadable) {
-  StatsStoreOptions options;
-  options.sqlite_max_bytes = 256 * 1024;
-  absl::StatusOr<std::unique_ptr<StatsStore>> store =
-      OpenStatsStore(store_testing::FreshSqliteUrl("full-test"), options);
-  ASSERT_TRUE(store.ok()) << store.status();
-  const ModelKey model = UniqueModel("full");
-  absl::Status last;
-  int written = 0;
-  for (int i = 0; i < 100 && last.ok(); ++i) {
-    absl::StatusOr<VersionRecord> r = (*store)->Put(NewVersion{model, RandomStatistics(1203, i)});
-    last = r.status();
-    if (r.ok()) ++written;
-  }
-  ASSERT_EQ(last.code(), absl::StatusCode::kResourceExhausted) << last;
-  EXPECT_THAT(last.message(), HasSubstr("full"));
-  ASSERT_GT(written, 0);
-  // Nothing half-written; earlier versions still read and the numbering continues afterwards.
-  absl::StatusOr<VersionPage> page = (*store)->List(model, "", 1000);
-  ASSERT_TRUE(page.ok()) << page.status();
-  EXPECT_EQ(static_cast<int>(page->versions.size()), written);
-  EXPECT_TRUE((*store)->Get(model, VersionSelector::Number(written)).ok());
-  ASSERT_TRUE((*store)->Delete(model, 1).ok());  // deleting frees pages for a small write
-}
-
-// A replica whose connections the server dropped (restart, failover, idle kill) reconnects:
-// the next call succeeds and alias notifications resume.
-TEST(PostgresStoreTest, ReconnectsAfterTheServerDropsItsConnections) {
-  const std::string url = store_testing::PostgresUrl();
-  if (url.empty()) {
-    if (store_testing::InCi()) FAIL() << "LOGN_PG_URL is not set in CI";
-    GTEST_SKIP() << "LOGN_PG_URL is not set";
-  }
-  // Tagged, so that only this store's connections are dropped (other tests share the server).
-  const std::string app = absl::StrCat("logn_reconnect_", getpid());
-  const std::string tagged =
-      absl::StrCat(url, url.find('?') == std::string::npos ? "?" : "&", "application_name=", app);
-  absl::StatusOr<std::unique_ptr<StatsStore>> store = OpenStatsStore(tagged);
-  if (!store.ok()) {
-    if (store_testing::InCi()) FAIL() << store.status();
-    GTEST_SKIP() << store.status();
-  }
-  absl::StatusOr<std::unique_ptr<StatsStore>> writer = OpenStatsStore(url);
-  ASSERT_TRUE(writer.ok()) << writer.status();
-  const ModelKey model = UniqueModel("reconnect");
-  ASSERT_TRUE((*writer)->Put(NewVersion{model, RandomStatistics(3, 1)}).ok());
-  ASSERT_TRUE((*writer)->Put(NewVersion{model, RandomStatistics(3, 2)}).ok());
-  ASSERT_TRUE((*writer)->Activate(model, 1).ok());
-  ASSERT_TRUE((*store)->Get(model, VersionSelector::Active()).ok());  // a pooled connection
-
-  {
-    pqxx::connection admin(url);
-    pqxx::work w(admin);
-    pqxx::result r = w.exec_params(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-        app);
-    w.commit();
-    // The pooled connection and the LISTEN connection, at least.
-    ASSERT_GE(r.size(), 2u);
-  }
-  absl::StatusOr<VersionRecord> got = (*store)->Get(model, VersionSelector::Active());
-  ASSERT_TRUE(got.ok()) << got.status();
-  EXPECT_EQ(got->info.version, 1);
-
-  // The LISTEN connection comes back too: a later change still reaches this replica.
-  absl::SleepFor(absl::Milliseconds(600));
-  const uint64_t before = (*store)->AliasGeneration();
-  ASSERT_TRUE((*writer)->Activate(model, 2).ok());
-  const absl::Time deadline = absl::Now() + absl::Seconds(3);
-  while ((*store)->AliasGeneration() == before && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  EXPECT_NE((*store)->AliasGeneration(), before);
-  EXPECT_EQ(*(*store)->Resolve(model, VersionSelector::Active()), 2);
 }
 
 }  // namespace

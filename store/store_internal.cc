@@ -1,15 +1,15 @@
 #include "store/store_internal.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
-#include <cstdio>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "calibration/statistics_codec.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
 
 namespace logn {
@@ -20,40 +20,29 @@ constexpr size_t kMaxJobIdBytes = 256;
 constexpr size_t kMaxDescriptionBytes = 64 * 1024;
 constexpr size_t kMaxParents = 4096;
 
-}  // namespace
-
-std::string Sha256Hex(absl::string_view bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * length);
-  for (unsigned int i = 0; i < length; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 15]);
-  }
-  return out;
-}
-
-absl::StatusOr<PreparedVersion> PrepareVersion(const NewVersion& v, absl::Time now) {
-  LOGN_RETURN_IF_ERROR(v.model.Validate());
-  if (absl::Status s = v.statistics.Validate(); !s.ok()) {
+// The snapshot belongs to `model`: its provenance, where set, names that model.
+absl::Status CheckProvenance(const ModelKey& model, const Statistics& statistics) {
+  if (absl::Status s = statistics.Validate(); !s.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("statistics for ", v.model.DebugString(), " do not validate: ", s.message()));
+        absl::StrCat("statistics for ", model.DebugString(), " do not validate: ", s.message()));
   }
-  const StatisticsProvenance& prov = v.statistics.provenance;
-  if (!prov.model_sha256.empty() && prov.model_sha256 != v.model.sha256) {
+  const StatisticsProvenance& prov = statistics.provenance;
+  if (!prov.model_sha256.empty() && prov.model_sha256 != model.sha256) {
     return absl::FailedPreconditionError(absl::StrCat(
         "statistics were computed for model sha256 ", prov.model_sha256, ", not for ",
-        v.model.DebugString(), " (sha256 ", v.model.sha256,
+        model.DebugString(), " (sha256 ", model.sha256,
         "): statistics are never applied to another model"));
   }
-  if (!prov.model_name.empty() && prov.model_name != v.model.name) {
-    return absl::FailedPreconditionError(absl::StrCat("statistics were computed for model '",
-                                                      prov.model_name, "', not for '",
-                                                      v.model.name, "'"));
+  if (!prov.model_name.empty() && prov.model_name != model.name) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "statistics were computed for model '", prov.model_name, "', not for '", model.name,
+        "'"));
   }
+  return absl::OkStatus();
+}
+
+// The limits on what a version records besides its snapshot.
+absl::Status CheckVersionFields(const NewVersion& v) {
   if (v.job_id.size() > kMaxJobIdBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("job id is ", v.job_id.size(), " bytes; the limit is ", kMaxJobIdBytes));
@@ -64,9 +53,8 @@ absl::StatusOr<PreparedVersion> PrepareVersion(const NewVersion& v, absl::Time n
                                                    kMaxDescriptionBytes));
   }
   if (v.parent_versions.size() > kMaxParents) {
-    return absl::InvalidArgumentError(absl::StrCat("too many parent versions (",
-                                                   v.parent_versions.size(), " > ",
-                                                   kMaxParents, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "too many parent versions (", v.parent_versions.size(), " > ", kMaxParents, ")"));
   }
   for (int64_t p : v.parent_versions) {
     if (p <= 0) {
@@ -79,6 +67,46 @@ absl::StatusOr<PreparedVersion> PrepareVersion(const NewVersion& v, absl::Time n
   if (v.created_at == absl::InfiniteFuture()) {
     return absl::InvalidArgumentError("created_at is infinite");
   }
+  return absl::OkStatus();
+}
+
+// `what` names the payload in messages ("version 3 of m@…", "checkpoint of job j of m@…").
+absl::StatusOr<Statistics> DecodeStatistics(absl::string_view what, absl::string_view payload,
+                                            absl::string_view expected_sha256) {
+  const std::string actual = Sha256Hex(payload);
+  if (actual != expected_sha256) {
+    return absl::DataLossError(absl::StrCat(what, " is corrupt: payload sha256 ", actual,
+                                            " != recorded ", expected_sha256));
+  }
+  absl::StatusOr<Statistics> stats = StatisticsFromBinary(payload);
+  if (!stats.ok()) {
+    return absl::DataLossError(
+        absl::StrCat(what, " does not decode: ", stats.status().message()));
+  }
+  return stats;
+}
+
+std::string VersionName(const ModelKey& model, int64_t version) {
+  return absl::StrCat("version ", version, " of ", model.DebugString());
+}
+
+std::string CheckpointName(const ModelKey& model, absl::string_view job_id) {
+  return absl::StrCat("checkpoint of job '", job_id, "' of ", model.DebugString());
+}
+
+// A stored enum name that does not parse: the row was damaged outside the store.
+absl::Status CorruptColumn(absl::string_view column, absl::string_view value,
+                           absl::string_view what) {
+  return absl::DataLossError(
+      absl::StrCat("stored ", column, " '", value, "' of the ", what, " is corrupt"));
+}
+
+}  // namespace
+
+absl::StatusOr<PreparedVersion> PrepareVersion(const NewVersion& v, absl::Time now) {
+  LOGN_RETURN_IF_ERROR(v.model.Validate());
+  LOGN_RETURN_IF_ERROR(CheckProvenance(v.model, v.statistics));
+  LOGN_RETURN_IF_ERROR(CheckVersionFields(v));
 
   PreparedVersion out;
   Statistics stamped = v.statistics;
@@ -108,35 +136,10 @@ absl::StatusOr<PreparedVersion> PrepareVersion(const NewVersion& v, absl::Time n
   return out;
 }
 
-namespace {
-
-// `what` names the payload in messages ("version 3 of m@…", "checkpoint of job j of m@…").
-absl::StatusOr<Statistics> DecodeStatistics(absl::string_view what, absl::string_view payload,
-                                            absl::string_view expected_sha256) {
-  const std::string actual = Sha256Hex(payload);
-  if (actual != expected_sha256) {
-    return absl::DataLossError(absl::StrCat(what, " is corrupt: payload sha256 ", actual,
-                                            " != recorded ", expected_sha256));
-  }
-  absl::StatusOr<Statistics> stats = StatisticsFromBinary(payload);
-  if (!stats.ok()) {
-    return absl::DataLossError(
-        absl::StrCat(what, " does not decode: ", stats.status().message()));
-  }
-  return stats;
-}
-
-std::string CheckpointName(const ModelKey& model, absl::string_view job_id) {
-  return absl::StrCat("checkpoint of job '", job_id, "' of ", model.DebugString());
-}
-
-}  // namespace
-
 absl::StatusOr<Statistics> DecodePayload(const ModelKey& model, int64_t version,
                                          absl::string_view payload,
                                          absl::string_view expected_sha256) {
-  return DecodeStatistics(absl::StrCat("version ", version, " of ", model.DebugString()),
-                          payload, expected_sha256);
+  return DecodeStatistics(VersionName(model, version), payload, expected_sha256);
 }
 
 absl::StatusOr<PreparedCheckpoint> PrepareCheckpoint(const JobCheckpoint& checkpoint,
@@ -149,7 +152,6 @@ absl::StatusOr<PreparedCheckpoint> PrepareCheckpoint(const JobCheckpoint& checkp
         CheckpointName(checkpoint.model, checkpoint.job_id), " has ", checkpoint.batches,
         " batches and ", checkpoint.images_seen, " images; batches must be positive"));
   }
-  // The same checks and encoding as a version's.
   NewVersion as_version;
   as_version.model = checkpoint.model;
   as_version.statistics = checkpoint.statistics;
@@ -157,25 +159,90 @@ absl::StatusOr<PreparedCheckpoint> PrepareCheckpoint(const JobCheckpoint& checkp
   as_version.source = checkpoint.source;
   LOGN_ASSIGN_OR_RETURN(PreparedVersion prepared, PrepareVersion(as_version, now));
   PreparedCheckpoint out;
-  out.checkpoint = checkpoint;
-  out.checkpoint.updated_at = prepared.info.created_at;
-  out.payload = std::move(prepared.payload);
-  out.payload_sha256 = std::move(prepared.info.payload_sha256);
+  CheckpointRow& row = out.row;
+  row.job_id = checkpoint.job_id;
+  row.batches = checkpoint.batches;
+  row.images_seen = checkpoint.images_seen;
+  row.source = std::string(VersionSourceName(checkpoint.source));
+  row.updated_at_us = ToMicros(prepared.info.created_at);
+  row.payload_sha256 = std::move(prepared.info.payload_sha256);
+  row.payload = std::move(prepared.payload);
   out.layout = prepared.layout;
   return out;
 }
 
-absl::StatusOr<Statistics> DecodeCheckpointPayload(const ModelKey& model,
-                                                   absl::string_view job_id,
-                                                   absl::string_view payload,
-                                                   absl::string_view expected_sha256) {
-  return DecodeStatistics(CheckpointName(model, job_id), payload, expected_sha256);
+absl::StatusOr<JobCheckpoint> DecodeCheckpointRow(const ModelKey& model,
+                                                  const CheckpointRow& row) {
+  JobCheckpoint cp;
+  cp.model = model;
+  cp.job_id = row.job_id;
+  cp.batches = row.batches;
+  cp.images_seen = row.images_seen;
+  const std::string name = CheckpointName(model, row.job_id);
+  if (!ParseVersionSource(row.source, &cp.source).ok()) {
+    return CorruptColumn("source", row.source, name);
+  }
+  cp.updated_at = FromMicros(row.updated_at_us);
+  LOGN_ASSIGN_OR_RETURN(cp.statistics, DecodeStatistics(name, row.payload, row.payload_sha256));
+  return cp;
 }
 
-absl::Status CheckpointNotFound(const ModelKey& model, absl::string_view job_id) {
-  return absl::NotFoundError(absl::StrCat(
-      "no checkpoint for job '", job_id, "' of ", model.DebugString(),
-      ": it never reached its first checkpoint, or it was committed (see ListVersions)"));
+VersionRow EncodeVersionRow(const VersionInfo& info, std::string payload) {
+  VersionRow row;
+  row.version = info.version;
+  row.created_at_us = ToMicros(info.created_at);
+  row.job_id = info.job_id;
+  row.description = info.description;
+  row.source = std::string(VersionSourceName(info.source));
+  row.rows_seen = info.rows_seen;
+  row.images_seen = info.images_seen;
+  row.method = std::string(AccumulationMethodName(info.method));
+  row.momentum = info.momentum;
+  row.parents = EncodeParents(info.parent_versions);
+  row.payload_sha256 = info.payload_sha256;
+  row.partial = info.partial;
+  row.payload = std::move(payload);
+  return row;
+}
+
+absl::StatusOr<VersionInfo> DecodeVersionRow(const ModelKey& model, const VersionRow& row) {
+  VersionInfo info;
+  info.model = model;
+  info.version = row.version;
+  info.created_at = FromMicros(row.created_at_us);
+  info.job_id = row.job_id;
+  info.description = row.description;
+  if (!ParseVersionSource(row.source, &info.source).ok()) {
+    return CorruptColumn("source", row.source, VersionName(model, row.version));
+  }
+  info.rows_seen = row.rows_seen;
+  info.images_seen = row.images_seen;
+  if (!ParseAccumulationMethod(row.method, &info.method).ok()) {
+    return CorruptColumn("method", row.method, VersionName(model, row.version));
+  }
+  info.momentum = row.momentum;
+  LOGN_ASSIGN_OR_RETURN(info.parent_versions, DecodeParents(row.parents));
+  info.payload_sha256 = row.payload_sha256;
+  info.partial = row.partial;
+  return info;
+}
+
+absl::StatusOr<LogitLayout> DecodeModelLayout(const ModelRow& row) {
+  LogitLayout layout;
+  layout.num_classes = static_cast<int32_t>(row.num_classes);
+  if (absl::Status s = ParseBackgroundPosition(row.background, &layout.background); !s.ok()) {
+    return absl::DataLossError(absl::StrCat("stored layout is corrupt: ", s.message()));
+  }
+  return layout;
+}
+
+VersionRowFilter EncodeFilter(const VersionFilter& filter) {
+  VersionRowFilter out;
+  out.by_job_id = filter.job_id.has_value();
+  out.job_id = filter.job_id.value_or("");
+  if (filter.source.has_value()) out.source = std::string(VersionSourceName(*filter.source));
+  if (filter.partial.has_value()) out.partial = *filter.partial ? 1 : 0;
+  return out;
 }
 
 std::string EncodeParents(const std::vector<int64_t>& parents) {
@@ -200,7 +267,8 @@ std::string EncodePageToken(int64_t last_version) { return absl::StrCat("after:"
 absl::StatusOr<int64_t> DecodePageToken(absl::string_view token) {
   if (token.empty()) return 0;
   int64_t v = 0;
-  if (!absl::ConsumePrefix(&token, "after:") || !absl::SimpleAtoi(token, &v) || v < 0) {
+  absl::string_view rest = token;
+  if (!absl::ConsumePrefix(&rest, "after:") || !absl::SimpleAtoi(rest, &v) || v < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "malformed page token '", token, "': pass the next_page_token of a previous List"));
   }
@@ -216,42 +284,14 @@ absl::StatusOr<int32_t> NormalizePageSize(int32_t page_size) {
   return page_size;
 }
 
-absl::StatusOr<BackgroundPosition> ParseStoredBackground(absl::string_view text) {
-  BackgroundPosition position;
-  if (absl::Status s = ParseBackgroundPosition(text, &position); !s.ok()) {
-    return absl::DataLossError(absl::StrCat("stored layout is corrupt: ", s.message()));
-  }
-  return position;
+absl::Status SchemaTooNew(absl::string_view store, int64_t found, int64_t supported) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "store ", store, " has schema version ", found, " but this binary understands up to ",
+      supported, ": upgrade the binary (never downgrade a store)"));
 }
 
 int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
 absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
-
-absl::Status ModelNotFound(const ModelKey& model) {
-  return absl::NotFoundError(
-      absl::StrCat("model ", model.DebugString(), " (sha256 ", model.sha256,
-                   ") has no statistics in the store: Put a version first"));
-}
-absl::Status VersionNotFound(const ModelKey& model, int64_t version) {
-  return absl::NotFoundError(
-      absl::StrCat("model ", model.DebugString(), " has no version ", version,
-                   " (never written, or deleted): List shows the versions that exist"));
-}
-absl::Status AliasNotFound(const ModelKey& model, absl::string_view alias) {
-  return absl::NotFoundError(absl::StrCat("model ", model.DebugString(), " has no alias '", alias,
-                                          "': set it with SetAlias / Activate"));
-}
-absl::Status LayoutMismatch(const ModelKey& model, const LogitLayout& stored,
-                            const LogitLayout& given) {
-  return absl::FailedPreconditionError(absl::StrCat(
-      "statistics have layout ", given.DebugString(), " but ", model.DebugString(), " has ",
-      stored.DebugString(), ": they were not computed for this model"));
-}
-absl::Status PartialNotAliasable(const ModelKey& model, int64_t version) {
-  return absl::FailedPreconditionError(absl::StrCat(
-      "version ", version, " of ", model.DebugString(),
-      " is partial (one shard of a job): merge the shards and alias the merged version"));
-}
 
 }  // namespace store_internal
 }  // namespace logn

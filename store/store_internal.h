@@ -1,7 +1,8 @@
 #ifndef LOGN_STORE_STORE_INTERNAL_H_
 #define LOGN_STORE_STORE_INTERNAL_H_
 
-// Backend-independent pieces of the statistics store: validation, payload encoding and
+// Backend-independent pieces of the statistics store that need no database: validation of what
+// callers hand in, the stored (row) form of versions, checkpoints and filters, payload
 // checksums, page tokens. Not part of the public API.
 
 #include <cstdint>
@@ -11,13 +12,12 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "store/stats_store.h"
+#include "store/store_backend.h"
 
 namespace logn {
 namespace store_internal {
-
-// Lowercase hex sha256 of `bytes`.
-std::string Sha256Hex(absl::string_view bytes);
 
 // A NewVersion checked and ready to insert: the stamped snapshot, its payload and checksum.
 struct PreparedVersion {
@@ -35,19 +35,25 @@ absl::StatusOr<Statistics> DecodePayload(const ModelKey& model, int64_t version,
                                          absl::string_view payload,
                                          absl::string_view expected_sha256);
 
-// A JobCheckpoint checked and ready to store.
+// A JobCheckpoint checked and ready to store: the same checks and encoding as a version's,
+// plus a job id and a positive batch count.
 struct PreparedCheckpoint {
-  JobCheckpoint checkpoint;  // updated_at set
-  std::string payload;
-  std::string payload_sha256;
+  CheckpointRow row;
   LogitLayout layout;
 };
 absl::StatusOr<PreparedCheckpoint> PrepareCheckpoint(const JobCheckpoint& checkpoint,
                                                      absl::Time now);
-absl::StatusOr<Statistics> DecodeCheckpointPayload(const ModelKey& model,
-                                                   absl::string_view job_id,
-                                                   absl::string_view payload,
-                                                   absl::string_view expected_sha256);
+// The checkpoint a stored row holds, its checksum verified (DATA_LOSS otherwise).
+absl::StatusOr<JobCheckpoint> DecodeCheckpointRow(const ModelKey& model, const CheckpointRow& row);
+
+// A version's stored form and back (DATA_LOSS for a stored value that does not parse).
+VersionRow EncodeVersionRow(const VersionInfo& info, std::string payload);
+absl::StatusOr<VersionInfo> DecodeVersionRow(const ModelKey& model, const VersionRow& row);
+
+// The layout a model row records (DATA_LOSS when it does not parse).
+absl::StatusOr<LogitLayout> DecodeModelLayout(const ModelRow& row);
+
+VersionRowFilter EncodeFilter(const VersionFilter& filter);
 
 // Parents are stored as "1,2,3".
 std::string EncodeParents(const std::vector<int64_t>& parents);
@@ -59,21 +65,13 @@ absl::StatusOr<int64_t> DecodePageToken(absl::string_view token);
 // 0 -> 100; INVALID_ARGUMENT outside [0, 1000].
 absl::StatusOr<int32_t> NormalizePageSize(int32_t page_size);
 
-// Background position names as stored in the models table.
-absl::StatusOr<BackgroundPosition> ParseStoredBackground(absl::string_view text);
+// FAILED_PRECONDITION: the database `store` has schema version `found`, newer than the
+// `supported` one this binary migrates to.
+absl::Status SchemaTooNew(absl::string_view store, int64_t found, int64_t supported);
 
 // Microseconds since the Unix epoch, the stored form of timestamps.
 int64_t ToMicros(absl::Time t);
 absl::Time FromMicros(int64_t us);
-
-// Error messages shared by the backends.
-absl::Status ModelNotFound(const ModelKey& model);
-absl::Status VersionNotFound(const ModelKey& model, int64_t version);
-absl::Status AliasNotFound(const ModelKey& model, absl::string_view alias);
-absl::Status LayoutMismatch(const ModelKey& model, const LogitLayout& stored,
-                            const LogitLayout& given);
-absl::Status CheckpointNotFound(const ModelKey& model, absl::string_view job_id);
-absl::Status PartialNotAliasable(const ModelKey& model, int64_t version);
 
 }  // namespace store_internal
 }  // namespace logn

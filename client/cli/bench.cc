@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "client/cli/errors.h"
 #include "client/eval/lvis_dataset.h"
 
 namespace logn::cli {

@@ -16,7 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "client/cli/commands.h"
+#include "client/cli/command.h"
 #include "client/lib/client.h"
 
 namespace logn::cli {

@@ -1,13 +1,20 @@
 #ifndef LOGN_CLIENT_CLI_COMMANDS_H_
 #define LOGN_CLIENT_CLI_COMMANDS_H_
 
+// The `logn` commands as a library: per command, its options struct and its registry entry
+// *Command() (name, help, flags; `parse` turns flags into the options struct, `run` runs one:
+// see command.h). Each command is implemented in one file under commands/; docs/cli.md
+// documents them.
+
 #include <cstdint>
 #include <optional>
-#include <ostream>
 #include <string>
 #include <vector>
 
-#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "client/cli/args.h"
+#include "client/cli/bench.h"
+#include "client/cli/command.h"
 #include "client/lib/client.h"
 #include "logn/v1/calibration_service.pb.h"
 #include "logn/v1/common.pb.h"
@@ -16,26 +23,7 @@
 
 namespace logn::cli {
 
-// The `logn` subcommands, each a function of an options struct (main.cc parses the flags). Every
-// Run* returns the process exit code: 0 success, 1 a server error (printed as
-// "logn CMD: CODE_NAME: message") or an unreadable/invalid input file, 2 a bad argument found
-// only while running (e.g. an image name that yields no LVIS image id).
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitError = 1;
-inline constexpr int kExitUsage = 2;
-
-// Where a command writes: results to `out`, diagnostics and progress to `err`.
-struct Io {
-  std::ostream* out;
-  std::ostream* err;
-  // stdout is a terminal: progress is a redrawn bar instead of periodic lines.
-  bool terminal = false;
-};
-
-// Prints "logn <command>: <CODE_NAME>: <message>" and returns kExitError (kExitUsage for
-// INVALID_ARGUMENT raised by the client itself before any RPC is made is the caller's choice).
-int ReportError(const Io& io, const std::string& command, const absl::Status& status);
-
+// ----- detect (commands/detect.cc) -----
 struct DetectOptions {
   std::vector<std::string> images;
   v1::StatisticsSelector statistics;  // unset: "active"
@@ -44,13 +32,15 @@ struct DetectOptions {
   int images_per_request = 4;
   // Write an LVIS/COCO results file instead of JSON lines.
   std::string lvis_results_path;
-  // Ground truth used to map image file names to LVIS image ids (else the numeric file stem).
+  // Ground truth used to map image file names to LVIS image ids (else the numeric file stem);
+  // an image without an id is a usage error (exit 2), found before any request.
   std::string gt_path;
   // Send the requests over one DetectStream instead of unary Detect calls.
   bool stream = false;
 };
-int RunDetect(Client& client, const DetectOptions& options, const Io& io);
+Command DetectCommand();
 
+// ----- calibrate (commands/calibrate.cc) -----
 struct CalibrateOptions {
   // Either a dataset (LVIS JSON + image directory) ...
   std::string dataset_path;
@@ -59,14 +49,13 @@ struct CalibrateOptions {
   // ... or a logits file (.npy, or raw float32 with `width`).
   std::string logits_path;
   int32_t width = 0;
-  int64_t rows_per_batch = 0;  // 0: as many rows as fit in ~4 MiB
+  int64_t rows_per_batch = 0;  // 0: DefaultRowsPerBatch (~4 MiB messages)
   bool activate = false;
   std::optional<double> ema_momentum;
   std::optional<v1::StatisticsSelector> ema_init;
   std::string description;
   std::string job_id;
-  // Send only shard `shard_index` (0-based) of `shard_count`: the i-th of n contiguous slices
-  // of the dataset's images (in file order) or of the logits file's rows.
+  // Send only shard `shard_index` (0-based) of `shard_count` (client/lib/calibration_jobs.h).
   int shard_index = 0;
   int shard_count = 1;
   // Commit a partial version, for Merge.
@@ -79,8 +68,9 @@ struct CalibrateOptions {
   bool json = false;
   absl::Duration progress_interval = absl::Seconds(2);
 };
-int RunCalibrate(Client& client, const CalibrateOptions& options, const Io& io);
+Command CalibrateCommand();
 
+// ----- apply (commands/apply.cc) -----
 struct ApplyOptions {
   std::string logits_path;
   int32_t width = 0;
@@ -90,10 +80,20 @@ struct ApplyOptions {
   v1::CalibrationSetting setting;
   int64_t rows_per_batch = 0;
 };
-int RunApply(Client& client, const ApplyOptions& options, const Io& io);
+Command ApplyCommand();
 
+// ----- stats (commands/stats.cc, one commands/stats_ACTION.cc per action) -----
 enum class StatsAction {
-  kList, kShow, kActivate, kRollback, kAlias, kDelete, kExport, kImport, kMerge, kJob
+  kList,
+  kShow,
+  kActivate,
+  kRollback,
+  kAlias,
+  kDelete,
+  kExport,
+  kImport,
+  kMerge,
+  kJob
 };
 struct StatsOptions {
   StatsAction action = StatsAction::kList;
@@ -102,24 +102,27 @@ struct StatsOptions {
   std::string alias;                // alias NAME
   bool include_statistics = false;  // show --statistics
   bool json = false;
-  std::string path;  // export --out (empty: stdout) / import FILE
+  std::string out_path;  // export --out (empty: stdout)
+  std::string path;      // import FILE
   v1::ExportFormat format = v1::EXPORT_FORMAT_UNSPECIFIED;
-  std::string description;  // import / merge
-  bool activate = false;    // import / merge
+  std::string description;              // import / merge
+  bool activate = false;                // import / merge
   std::vector<int64_t> merge_versions;  // merge
   bool partial = false;                 // merge
   std::string job_id;                   // merge (recorded) / job (looked up)
 };
-int RunStats(Client& client, const StatsOptions& options, const Io& io);
+Command StatsCommand();
 
+// ----- eval (commands/eval.cc; local, no server) -----
 struct EvalOptions {
   std::string gt_path;
   std::string dt_path;
   bool per_class = false;
   bool json = false;
 };
-int RunEval(const EvalOptions& options, const Io& io);
+Command EvalCommand();
 
+// ----- compare (commands/compare.cc) -----
 struct CompareOptions {
   std::string gt_path;
   std::string images_dir;
@@ -131,15 +134,26 @@ struct CompareOptions {
 // The settings `logn compare` evaluates, in table order: none, LogA (when `include_loga`), plain
 // BN, LogN, the paper's Table 2 (mu / sigma / beta on-off) and Table 3 (beta policies).
 std::vector<v1::CalibrationSetting> CompareSettings(bool include_loga);
-int RunCompare(Client& client, const CompareOptions& options, const Io& io);
+Command CompareCommand();
 
+// ----- info (commands/info.cc: GetModelInfo as one JSON object) -----
+struct InfoOptions {};
+Command InfoCommand();
+
+// ----- health (commands/health.cc; exit 0 iff SERVING) -----
 struct HealthOptions {
   std::string service;
 };
-int RunHealth(Client& client, const HealthOptions& options, const Io& io);
+Command HealthCommand();
 
-// GetModelInfo as one JSON object: manifest, model sha256, active version, device.
-int RunInfo(Client& client, const Io& io);
+// ----- bench (commands/bench.cc; the load generator is bench.h) -----
+struct BenchCommandOptions {
+  BenchOptions bench;  // everything but the images, which are loaded when the command runs
+  std::string images_dir;
+  std::string dataset_path;
+  int max_images = 256;
+};
+Command BenchCommand();
 
 }  // namespace logn::cli
 

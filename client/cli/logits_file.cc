@@ -52,6 +52,72 @@ absl::StatusOr<std::string> HeaderValue(absl::string_view header, absl::string_v
   return std::string(absl::StripAsciiWhitespace(rest.substr(0, end)));
 }
 
+// The header dict of a .npy file whose magic, version and header length are read from `in`.
+absl::StatusOr<std::string> ReadNpyHeader(std::istream& in, const std::string& path) {
+  char magic[8];
+  if (!in.read(magic, 8) || std::memcmp(magic, "\x93NUMPY", 6) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a .npy file (bad magic)"));
+  }
+  const int major = static_cast<unsigned char>(magic[6]);
+  if (major < 1 || major > 3) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": unsupported .npy version ", major));
+  }
+  // Version 1.0 stores the header length in 2 bytes, 2.0 and 3.0 in 4, little-endian.
+  unsigned char len[4] = {0, 0, 0, 0};
+  const std::string truncated = absl::StrCat(path, ": truncated .npy header");
+  if (!in.read(reinterpret_cast<char*>(len), major == 1 ? 2 : 4)) {
+    return absl::InvalidArgumentError(truncated);
+  }
+  const uint32_t header_len = len[0] | (len[1] << 8) | (len[2] << 16) | (uint32_t{len[3]} << 24);
+  std::string header(header_len, '\0');
+  if (!in.read(header.data(), header_len)) return absl::InvalidArgumentError(truncated);
+  return header;
+}
+
+struct NpyShape {
+  int64_t rows = 0;
+  int32_t width = 0;
+};
+
+// The shape of a little-endian float32, C-order, 2-D array from its header dict.
+absl::StatusOr<NpyShape> ParseNpyHeader(absl::string_view header, const std::string& path) {
+  auto descr = HeaderValue(header, "descr", path);
+  if (!descr.ok()) return descr.status();
+  if (*descr != "'<f4'" && *descr != "'f4'") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": dtype ", *descr,
+                     " is not float32 little-endian ('<f4'); convert with "
+                     "array.astype(numpy.float32)"));
+  }
+  auto fortran = HeaderValue(header, "fortran_order", path);
+  if (!fortran.ok()) return fortran.status();
+  if (*fortran != "False") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": Fortran-order array; save numpy.ascontiguousarray(x)"));
+  }
+  auto shape = HeaderValue(header, "shape", path);
+  if (!shape.ok()) return shape.status();
+  absl::string_view dims = *shape;
+  absl::ConsumePrefix(&dims, "(");
+  absl::ConsumeSuffix(&dims, ")");
+  std::vector<int64_t> values;
+  for (absl::string_view part : absl::StrSplit(dims, ',', absl::SkipWhitespace())) {
+    int64_t v;
+    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(part), &v) || v < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": bad .npy shape ", *shape));
+    }
+    values.push_back(v);
+  }
+  if (values.size() != 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": .npy shape ", *shape, " is not 2-D (rows, width)"));
+  }
+  if (values[1] <= 0 || values[1] > (1 << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": bad width ", values[1]));
+  }
+  return NpyShape{values[0], static_cast<int32_t>(values[1])};
+}
+
 }  // namespace
 
 bool IsNpyPath(const std::string& path) {
@@ -67,71 +133,15 @@ absl::StatusOr<std::unique_ptr<LogitsReader>> LogitsReader::Open(const std::stri
   reader->in_.seekg(0, std::ios::end);
   const int64_t file_size = reader->in_.tellg();
   reader->in_.seekg(0);
-  int64_t data_bytes = file_size;
 
   if (IsNpyPath(path)) {
-    char magic[8];
-    if (!reader->in_.read(magic, 8) || std::memcmp(magic, "\x93NUMPY", 6) != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": not a .npy file (bad magic)"));
-    }
-    const int major = static_cast<unsigned char>(magic[6]);
-    uint32_t header_len = 0;
-    if (major == 1) {
-      unsigned char len[2];
-      if (!reader->in_.read(reinterpret_cast<char*>(len), 2)) {
-        return absl::InvalidArgumentError(absl::StrCat(path, ": truncated .npy header"));
-      }
-      header_len = len[0] | (len[1] << 8);
-    } else if (major == 2 || major == 3) {
-      unsigned char len[4];
-      if (!reader->in_.read(reinterpret_cast<char*>(len), 4)) {
-        return absl::InvalidArgumentError(absl::StrCat(path, ": truncated .npy header"));
-      }
-      header_len = len[0] | (len[1] << 8) | (len[2] << 16) | (uint32_t{len[3]} << 24);
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": unsupported .npy version ", major));
-    }
-    std::string header(header_len, '\0');
-    if (!reader->in_.read(header.data(), header_len)) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": truncated .npy header"));
-    }
-    data_bytes = file_size - reader->in_.tellg();
-    auto descr = HeaderValue(header, "descr", path);
-    if (!descr.ok()) return descr.status();
-    if (*descr != "'<f4'" && *descr != "'f4'") {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": dtype ", *descr,
-                       " is not float32 little-endian ('<f4'); convert with "
-                       "array.astype(numpy.float32)"));
-    }
-    auto fortran = HeaderValue(header, "fortran_order", path);
-    if (!fortran.ok()) return fortran.status();
-    if (*fortran != "False") {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": Fortran-order array; save numpy.ascontiguousarray(x)"));
-    }
-    auto shape = HeaderValue(header, "shape", path);
+    absl::StatusOr<std::string> header = ReadNpyHeader(reader->in_, path);
+    if (!header.ok()) return header.status();
+    const int64_t data_bytes = file_size - reader->in_.tellg();
+    absl::StatusOr<NpyShape> shape = ParseNpyHeader(*header, path);
     if (!shape.ok()) return shape.status();
-    absl::string_view dims = *shape;
-    absl::ConsumePrefix(&dims, "(");
-    absl::ConsumeSuffix(&dims, ")");
-    std::vector<int64_t> values;
-    for (absl::string_view part : absl::StrSplit(dims, ',', absl::SkipWhitespace())) {
-      int64_t v;
-      if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(part), &v) || v < 0) {
-        return absl::InvalidArgumentError(absl::StrCat(path, ": bad .npy shape ", *shape));
-      }
-      values.push_back(v);
-    }
-    if (values.size() != 2) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": .npy shape ", *shape, " is not 2-D (rows, width)"));
-    }
-    if (values[1] <= 0 || values[1] > (1 << 20)) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": bad width ", values[1]));
-    }
-    reader->rows_ = values[0];
-    reader->width_ = static_cast<int32_t>(values[1]);
+    reader->rows_ = shape->rows;
+    reader->width_ = shape->width;
     if (data_bytes < reader->rows_ * reader->width_ * 4) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": ", data_bytes,
                                                      " data bytes, the shape needs ",
@@ -144,13 +154,13 @@ absl::StatusOr<std::unique_ptr<LogitsReader>> LogitsReader::Open(const std::stri
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": raw float32 logits need --width (columns per row)"));
   }
-  if (data_bytes % (int64_t{4} * width) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", data_bytes,
+  if (file_size % (int64_t{4} * width) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", file_size,
                                                    " bytes is not a whole number of rows of ",
                                                    width, " float32 values"));
   }
   reader->width_ = width;
-  reader->rows_ = data_bytes / (int64_t{4} * width);
+  reader->rows_ = file_size / (int64_t{4} * width);
   return reader;
 }
 

@@ -82,24 +82,64 @@ TEST(LogitsFileTest, RejectsNonFloat32AndNon2dNpy) {
     h.push_back('\n');
     return std::string("\x93NUMPY\x01\x00", 8) + static_cast<char>(h.size()) + '\0' + h;
   };
-  const std::string f64 = TempPath("f64.npy");
-  WriteBytes(f64, npy("{'descr': '<f8', 'fortran_order': False, 'shape': (1, 2), }") +
-                      std::string(16, '\0'));
-  EXPECT_THAT(LogitsReader::Open(f64, 0).status().message(), HasSubstr("float32"));
-  const std::string one_d = TempPath("1d.npy");
-  WriteBytes(one_d, npy("{'descr': '<f4', 'fortran_order': False, 'shape': (6,), }") +
-                        std::string(24, '\0'));
-  EXPECT_THAT(LogitsReader::Open(one_d, 0).status().message(), HasSubstr("2-D"));
-  const std::string fortran = TempPath("f.npy");
-  WriteBytes(fortran, npy("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }") +
-                          std::string(24, '\0'));
-  EXPECT_THAT(LogitsReader::Open(fortran, 0).status().message(), HasSubstr("Fortran"));
-  const std::string short_data = TempPath("short.npy");
-  WriteBytes(short_data, npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }") +
-                             std::string(20, '\0'));
-  EXPECT_EQ(LogitsReader::Open(short_data, 0).status().code(), absl::StatusCode::kInvalidArgument);
+  const struct {
+    const char* name;
+    std::string header;
+    size_t data_bytes;
+    const char* error;  // in the INVALID_ARGUMENT message
+  } kCases[] = {
+      {"f64.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 2), }", 16, "float32"},
+      {"1d.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (6,), }", 24, "2-D"},
+      {"f.npy", "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", 24, "Fortran"},
+      {"short.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 20,
+       "the shape needs 24"},
+  };
+  for (const auto& c : kCases) {
+    const std::string path = TempPath(c.name);
+    WriteBytes(path, npy(c.header) + std::string(c.data_bytes, '\0'));
+    const absl::Status status = LogitsReader::Open(path, 0).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.name;
+    EXPECT_THAT(status.message(), HasSubstr(c.error)) << c.name;
+  }
   EXPECT_EQ(LogitsReader::Open(TempPath("missing.npy"), 0).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+TEST(LogitsFileTest, NpyHeaderVersions) {
+  // Version 2.0 (and 3.0) store the header length in 4 bytes instead of 2.
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
+  while ((12 + header.size() + 1) % 64 != 0) header.push_back(' ');
+  header.push_back('\n');
+  const std::vector<float> values = {1, 2, 3, 4, 5, 6};
+  std::string v2 = std::string("\x93NUMPY\x02\x00", 8) + static_cast<char>(header.size()) +
+                   std::string(3, '\0') + header;
+  v2.append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+  const std::string path = TempPath("v2.npy");
+  WriteBytes(path, v2);
+  auto reader = LogitsReader::Open(path, 0);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  EXPECT_EQ((*reader)->rows(), 2);
+  EXPECT_EQ((*reader)->width(), 3);
+  std::vector<float> read;
+  ASSERT_TRUE((*reader)->Read(2, &read).ok());
+  EXPECT_EQ(read, values);
+
+  const struct {
+    const char* name;
+    std::string bytes;
+    const char* error;
+  } kCases[] = {
+      {"magic.npy", "NOT A NUMPY FILE", "not a .npy file (bad magic)"},
+      {"v9.npy", std::string("\x93NUMPY\x09\x00\x10\x00", 10), "unsupported .npy version 9"},
+      {"cut.npy", std::string("\x93NUMPY\x01\x00\x40\x00{'descr'", 17), "truncated .npy header"},
+  };
+  for (const auto& c : kCases) {
+    const std::string bad = TempPath(c.name);
+    WriteBytes(bad, c.bytes);
+    const absl::Status status = LogitsReader::Open(bad, 0).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.name;
+    EXPECT_THAT(status.message(), HasSubstr(c.error)) << c.name;
+  }
 }
 
 }  // namespace

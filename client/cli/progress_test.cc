@@ -11,16 +11,21 @@ namespace {
 
 using ::testing::HasSubstr;
 
-TEST(ProgressTest, PlainLinesCarryRatesAndEta) {
+// What a reporter prints for one update to `rows` / `images` and the final line.
+std::string OneUpdate(const ProgressOptions& options, int64_t rows, int64_t images) {
   std::ostringstream out;
+  ProgressReporter progress(&out, options);
+  progress.Update(rows, images);
+  progress.Finish();
+  return out.str();
+}
+
+TEST(ProgressTest, PlainLinesCarryRatesAndEta) {
   ProgressOptions options;
   options.terminal = false;
   options.interval = absl::ZeroDuration();  // a line per update
   options.total_rows = 1000;
-  ProgressReporter progress(&out, options);
-  progress.Update(250, 0);
-  progress.Finish();
-  const std::string text = out.str();
+  const std::string text = OneUpdate(options, 250, 0);
   EXPECT_THAT(text, HasSubstr("25.0% rows 250/1000"));
   EXPECT_THAT(text, HasSubstr("rows/s"));
   EXPECT_THAT(text, HasSubstr("images/s"));
@@ -30,14 +35,10 @@ TEST(ProgressTest, PlainLinesCarryRatesAndEta) {
 }
 
 TEST(ProgressTest, TerminalRedrawsOneLineWithABar) {
-  std::ostringstream out;
   ProgressOptions options;
   options.terminal = true;
   options.total_images = 4;
-  ProgressReporter progress(&out, options);
-  progress.Update(0, 2);
-  progress.Finish();
-  const std::string text = out.str();
+  const std::string text = OneUpdate(options, 0, 2);
   EXPECT_THAT(text, HasSubstr("\r"));
   EXPECT_THAT(text, HasSubstr("[############............]"));
   EXPECT_THAT(text, HasSubstr("images 2/4"));

@@ -213,36 +213,39 @@ struct Mean {
   double Get() const { return count > 0 ? sum / static_cast<double>(count) : -1.0; }
 };
 
-}  // namespace
+// Images and categories in ascending id order, as lvis-api's params.
+struct EvalIndex {
+  std::vector<std::pair<int64_t, int>> image_order;     // (id, index in images), ascending
+  absl::flat_hash_map<int64_t, int> image_rank;         // image id -> ascending position
+  std::vector<std::pair<int64_t, int>> category_order;  // (id, index in categories), ascending
+  absl::flat_hash_map<int64_t, int> category_rank;      // category id -> ascending position
+  int num_categories() const { return static_cast<int>(category_order.size()); }
+};
 
-absl::StatusOr<LvisEvalResult> EvaluateLvis(const LvisDataset& ground_truth,
-                                            const std::vector<Detection>& detections,
-                                            const LvisEvalOptions& options) {
-  LOGN_RETURN_IF_ERROR(ValidateLvisDataset(ground_truth));
-  const std::array<double, kNumIou> iou_thresholds = IouThresholds();
-  const std::array<double, kNumRecall> recall_thresholds = RecallThresholds();
-
-  // Images and categories in ascending id order, as lvis-api's params.
-  std::vector<std::pair<int64_t, int>> image_order;
+EvalIndex IndexGroundTruth(const LvisDataset& ground_truth) {
+  EvalIndex index;
   for (size_t i = 0; i < ground_truth.images.size(); ++i) {
-    image_order.push_back({ground_truth.images[i].id, static_cast<int>(i)});
+    index.image_order.push_back({ground_truth.images[i].id, static_cast<int>(i)});
   }
-  std::sort(image_order.begin(), image_order.end());
-  absl::flat_hash_map<int64_t, int> image_rank;  // image id -> ascending position
-  for (size_t r = 0; r < image_order.size(); ++r) image_rank[image_order[r].first] = r;
-  std::vector<std::pair<int64_t, int>> category_order;
+  std::sort(index.image_order.begin(), index.image_order.end());
+  for (size_t r = 0; r < index.image_order.size(); ++r) {
+    index.image_rank[index.image_order[r].first] = r;
+  }
   for (size_t i = 0; i < ground_truth.categories.size(); ++i) {
-    category_order.push_back({ground_truth.categories[i].id, static_cast<int>(i)});
+    index.category_order.push_back({ground_truth.categories[i].id, static_cast<int>(i)});
   }
-  std::sort(category_order.begin(), category_order.end());
-  absl::flat_hash_map<int64_t, int> category_rank;
-  for (size_t k = 0; k < category_order.size(); ++k) category_rank[category_order[k].first] = k;
-  const int num_categories = static_cast<int>(category_order.size());
+  std::sort(index.category_order.begin(), index.category_order.end());
+  for (size_t k = 0; k < index.category_order.size(); ++k) {
+    index.category_rank[index.category_order[k].first] = k;
+  }
+  return index;
+}
 
+absl::Status ValidateDetections(const std::vector<Detection>& detections, const EvalIndex& index) {
   for (size_t i = 0; i < detections.size(); ++i) {
     const Detection& d = detections[i];
     const std::string where = absl::StrCat("detections[", i, "]");
-    if (!image_rank.contains(d.image_id)) {
+    if (!index.image_rank.contains(d.image_id)) {
       return absl::InvalidArgumentError(absl::StrCat(
           where, ".image_id: ", d.image_id, " is not an image of the ground truth"));
     }
@@ -253,8 +256,11 @@ absl::StatusOr<LvisEvalResult> EvaluateLvis(const LvisDataset& ground_truth,
       return absl::InvalidArgumentError(where + ".bbox: needs finite coordinates and w, h >= 0");
     }
   }
+  return absl::OkStatus();
+}
 
-  // 1. The per-image cut, over all categories. Images keep their order of first appearance.
+// Step 1: the per-image cut, over all categories. Images keep their order of first appearance.
+std::vector<Detection> CutPerImage(const std::vector<Detection>& detections, int limit) {
   std::vector<int64_t> appearance;
   absl::flat_hash_map<int64_t, std::vector<int>> by_image;
   for (size_t i = 0; i < detections.size(); ++i) {
@@ -266,7 +272,6 @@ absl::StatusOr<LvisEvalResult> EvaluateLvis(const LvisDataset& ground_truth,
   kept.reserve(detections.size());
   for (int64_t image_id : appearance) {
     std::vector<int>& list = by_image[image_id];
-    const int limit = options.max_detections_per_image;
     if (limit >= 0 && static_cast<int>(list.size()) > limit) {
       std::stable_sort(list.begin(), list.end(), [&](int a, int b) {
         return detections[a].score > detections[b].score;
@@ -275,57 +280,79 @@ absl::StatusOr<LvisEvalResult> EvaluateLvis(const LvisDataset& ground_truth,
     }
     for (int i : list) kept.push_back(detections[i]);
   }
+  return kept;
+}
 
-  // 2. Per (category, image) cells: ground truth with area > 0; positive categories per image.
-  std::vector<absl::flat_hash_map<int, Cell>> cells(num_categories);  // [k][image rank]
-  std::vector<absl::flat_hash_set<int64_t>> positive(image_order.size());
-  std::vector<int64_t> num_gt(num_categories, 0);
+// The (category, image) cells with their ground truth and detections.
+struct CellTable {
+  std::vector<absl::flat_hash_map<int, Cell>> cells;           // [k][image rank]
+  std::vector<int64_t> num_gt;                                 // [k], not ignored
+  std::vector<absl::flat_hash_set<int64_t>> not_exhaustive;    // [image rank]
+};
+
+// Steps 2 and 3: ground truth with area > 0 into cells, then the detections that pass the
+// federated rule (a known category, area > 0, the category positive or negative in the image).
+CellTable BuildCells(const LvisDataset& ground_truth, const EvalIndex& index,
+                     const std::vector<Detection>& kept, LvisEvalResult* result) {
+  const size_t num_images = index.image_order.size();
+  CellTable table;
+  table.cells.resize(index.num_categories());
+  table.num_gt.assign(index.num_categories(), 0);
+  table.not_exhaustive.resize(num_images);
+  std::vector<absl::flat_hash_set<int64_t>> positive(num_images);
   for (size_t g = 0; g < ground_truth.annotations.size(); ++g) {
     const LvisAnnotation& a = ground_truth.annotations[g];
     if (!(a.area > 0 && a.area < std::numeric_limits<double>::infinity())) continue;
-    const int k = category_rank.at(a.category_id);
-    const int rank = image_rank.at(a.image_id);
-    Cell& cell = cells[k][rank];
+    const int k = index.category_rank.at(a.category_id);
+    const int rank = index.image_rank.at(a.image_id);
+    Cell& cell = table.cells[k][rank];
     cell.image_index = rank;
     cell.gt.push_back(static_cast<int>(g));
     positive[rank].insert(a.category_id);
-    if (!a.ignore) ++num_gt[k];
+    if (!a.ignore) ++table.num_gt[k];
   }
-  std::vector<absl::flat_hash_set<int64_t>> negative(image_order.size());
-  std::vector<absl::flat_hash_set<int64_t>> not_exhaustive(image_order.size());
+  std::vector<absl::flat_hash_set<int64_t>> negative(num_images);
   for (const LvisImage& image : ground_truth.images) {
-    const int rank = image_rank.at(image.id);
+    const int rank = index.image_rank.at(image.id);
     negative[rank].insert(image.neg_category_ids.begin(), image.neg_category_ids.end());
-    not_exhaustive[rank].insert(image.not_exhaustive_category_ids.begin(),
-                                image.not_exhaustive_category_ids.end());
+    table.not_exhaustive[rank].insert(image.not_exhaustive_category_ids.begin(),
+                                      image.not_exhaustive_category_ids.end());
   }
-  // 3. Detections: known category, area > 0, and the federated rule.
-  LvisEvalResult result;
-  result.max_detections_per_image = options.max_detections_per_image;
-  result.num_detections = static_cast<int64_t>(detections.size());
-  result.num_detections_kept = static_cast<int64_t>(kept.size());
   for (size_t i = 0; i < kept.size(); ++i) {
     const Detection& d = kept[i];
-    const auto k = category_rank.find(d.category_id);
-    if (k == category_rank.end()) continue;
+    const auto k = index.category_rank.find(d.category_id);
+    if (k == index.category_rank.end()) continue;
     const double area = d.bbox.w * d.bbox.h;
     if (!(area > 0 && area < std::numeric_limits<double>::infinity())) continue;
-    const int rank = image_rank.at(d.image_id);
+    const int rank = index.image_rank.at(d.image_id);
     if (!positive[rank].contains(d.category_id) && !negative[rank].contains(d.category_id)) continue;
-    Cell& cell = cells[k->second][rank];
+    Cell& cell = table.cells[k->second][rank];
     cell.image_index = rank;
     cell.dt.push_back(static_cast<int>(i));
-    ++result.num_detections_evaluated;
+    ++result->num_detections_evaluated;
   }
+  return table;
+}
 
-  // 4. Evaluate and accumulate per category and area range.
-  // precision[k][a] holds T*R values, or is empty when the pair is excluded (-1 in lvis-api).
-  std::vector<std::array<std::vector<double>, kNumArea>> precision(num_categories);
-  std::vector<std::array<std::vector<double>, kNumArea>> recall(num_categories);
+// precision[k][a] holds T*R values, or is empty when the pair is excluded (-1 in lvis-api).
+struct Curves {
+  std::vector<std::array<std::vector<double>, kNumArea>> precision;
+  std::vector<std::array<std::vector<double>, kNumArea>> recall;
+};
+
+// Step 4: evaluate and accumulate per category and area range.
+Curves EvaluateCategories(const LvisDataset& ground_truth, const CellTable& table,
+                          const std::vector<Detection>& kept) {
+  const std::array<double, kNumIou> iou_thresholds = IouThresholds();
+  const std::array<double, kNumRecall> recall_thresholds = RecallThresholds();
+  const int num_categories = static_cast<int>(table.cells.size());
+  Curves curves;
+  curves.precision.resize(num_categories);
+  curves.recall.resize(num_categories);
   for (int k = 0; k < num_categories; ++k) {
     std::vector<const Cell*> ordered;
-    ordered.reserve(cells[k].size());
-    for (const auto& [rank, cell] : cells[k]) ordered.push_back(&cell);
+    ordered.reserve(table.cells[k].size());
+    for (const auto& [rank, cell] : table.cells[k]) ordered.push_back(&cell);
     std::sort(ordered.begin(), ordered.end(),
               [](const Cell* a, const Cell* b) { return a->image_index < b->image_index; });
     if (ordered.empty()) continue;
@@ -333,24 +360,32 @@ absl::StatusOr<LvisEvalResult> EvaluateLvis(const LvisDataset& ground_truth,
       std::vector<CellResult> results;
       results.reserve(ordered.size());
       for (const Cell* cell : ordered) {
-        results.push_back(EvaluateCell(*cell, ground_truth, kept, not_exhaustive[cell->image_index],
-                                       iou_thresholds, kAreaRanges[a]));
+        results.push_back(EvaluateCell(*cell, ground_truth, kept,
+                                       table.not_exhaustive[cell->image_index], iou_thresholds,
+                                       kAreaRanges[a]));
       }
       std::vector<double> p, r;
       if (Accumulate(results, recall_thresholds, &p, &r)) {
-        precision[k][a] = std::move(p);
-        recall[k][a] = std::move(r);
+        curves.precision[k][a] = std::move(p);
+        curves.recall[k][a] = std::move(r);
       }
     }
   }
+  return curves;
+}
 
-  // 5. Summaries: means over the valid (t, r, k) cells.
+// Step 5: summaries, means over the valid (t, r, k) cells.
+void Summarise(const LvisDataset& ground_truth, const EvalIndex& index, const CellTable& table,
+               const Curves& curves, LvisEvalResult* result) {
+  const int num_categories = index.num_categories();
+  auto category = [&](int k) -> const LvisCategory& {
+    return ground_truth.categories[index.category_order[k].second];
+  };
   auto mean_ap = [&](int area, int only_iou, int only_group) {
     Mean mean;
     for (int k = 0; k < num_categories; ++k) {
-      const LvisCategory& c = ground_truth.categories[category_order[k].second];
-      if (only_group >= 0 && static_cast<int>(c.frequency) != only_group) continue;
-      const std::vector<double>& p = precision[k][area];
+      if (only_group >= 0 && static_cast<int>(category(k).frequency) != only_group) continue;
+      const std::vector<double>& p = curves.precision[k][area];
       if (p.empty()) continue;
       for (int t = 0; t < kNumIou; ++t) {
         if (only_iou >= 0 && t != only_iou) continue;
@@ -362,36 +397,54 @@ absl::StatusOr<LvisEvalResult> EvaluateLvis(const LvisDataset& ground_truth,
   auto mean_ar = [&](int area) {
     Mean mean;
     for (int k = 0; k < num_categories; ++k) {
-      for (double x : recall[k][area]) mean.Add(x);
+      for (double x : curves.recall[k][area]) mean.Add(x);
     }
     return mean.Get();
   };
-  result.ap = mean_ap(0, -1, -1);
-  result.ap50 = mean_ap(0, kIou50, -1);
-  result.ap75 = mean_ap(0, kIou75, -1);
-  result.ap_small = mean_ap(1, -1, -1);
-  result.ap_medium = mean_ap(2, -1, -1);
-  result.ap_large = mean_ap(3, -1, -1);
-  result.ap_rare = mean_ap(0, -1, static_cast<int>(Frequency::kRare));
-  result.ap_common = mean_ap(0, -1, static_cast<int>(Frequency::kCommon));
-  result.ap_frequent = mean_ap(0, -1, static_cast<int>(Frequency::kFrequent));
-  result.ar = mean_ar(0);
-  result.ar_small = mean_ar(1);
-  result.ar_medium = mean_ar(2);
-  result.ar_large = mean_ar(3);
-  result.per_class.reserve(num_categories);
+  result->ap = mean_ap(0, -1, -1);
+  result->ap50 = mean_ap(0, kIou50, -1);
+  result->ap75 = mean_ap(0, kIou75, -1);
+  result->ap_small = mean_ap(1, -1, -1);
+  result->ap_medium = mean_ap(2, -1, -1);
+  result->ap_large = mean_ap(3, -1, -1);
+  result->ap_rare = mean_ap(0, -1, static_cast<int>(Frequency::kRare));
+  result->ap_common = mean_ap(0, -1, static_cast<int>(Frequency::kCommon));
+  result->ap_frequent = mean_ap(0, -1, static_cast<int>(Frequency::kFrequent));
+  result->ar = mean_ar(0);
+  result->ar_small = mean_ar(1);
+  result->ar_medium = mean_ar(2);
+  result->ar_large = mean_ar(3);
+  result->per_class.reserve(num_categories);
   for (int k = 0; k < num_categories; ++k) {
-    const LvisCategory& c = ground_truth.categories[category_order[k].second];
+    const LvisCategory& c = category(k);
     CategoryAp entry;
     entry.category_id = c.id;
     entry.name = c.name;
     entry.frequency = c.frequency;
-    entry.num_gt = num_gt[k];
+    entry.num_gt = table.num_gt[k];
     Mean mean;
-    for (double x : precision[k][0]) mean.Add(x);
+    for (double x : curves.precision[k][0]) mean.Add(x);
     entry.ap = mean.Get();
-    result.per_class.push_back(std::move(entry));
+    result->per_class.push_back(std::move(entry));
   }
+}
+
+}  // namespace
+
+absl::StatusOr<LvisEvalResult> EvaluateLvis(const LvisDataset& ground_truth,
+                                            const std::vector<Detection>& detections,
+                                            const LvisEvalOptions& options) {
+  LOGN_RETURN_IF_ERROR(ValidateLvisDataset(ground_truth));
+  const EvalIndex index = IndexGroundTruth(ground_truth);
+  LOGN_RETURN_IF_ERROR(ValidateDetections(detections, index));
+  const std::vector<Detection> kept = CutPerImage(detections, options.max_detections_per_image);
+  LvisEvalResult result;
+  result.max_detections_per_image = options.max_detections_per_image;
+  result.num_detections = static_cast<int64_t>(detections.size());
+  result.num_detections_kept = static_cast<int64_t>(kept.size());
+  const CellTable table = BuildCells(ground_truth, index, kept, &result);
+  const Curves curves = EvaluateCategories(ground_truth, table, kept);
+  Summarise(ground_truth, index, table, curves, &result);
   return result;
 }
 

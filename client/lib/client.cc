@@ -261,110 +261,90 @@ absl::Status Client::WithRetries(absl::string_view method, bool idempotent,
 }
 
 // One unary RPC; a fresh context per attempt (a context cannot be reused).
-template <typename Response, typename Call>
-absl::StatusOr<Response> Client::Unary(absl::string_view method, bool idempotent, Call call) {
+template <typename Stub, typename Request, typename Response>
+absl::StatusOr<Response> Client::Unary(absl::string_view method, bool idempotent, Stub& stub,
+                                       grpc::Status (Stub::*rpc)(grpc::ClientContext*,
+                                                                 const Request&, Response*),
+                                       const Request& request) {
   Response response;
   const absl::Status status = WithRetries(method, idempotent, [&]() {
     grpc::ClientContext context;
     Prepare(&context, options_.deadline);
     response.Clear();
-    return GrpcToAbslStatus(call(&context, &response));
+    return GrpcToAbslStatus((stub.*rpc)(&context, request, &response));
   });
   if (!status.ok()) return status;
   return response;
 }
 
+// Reads may be retried; calls that change state may not (the server may have applied one whose
+// response was lost).
+constexpr bool kIdempotent = true;
+constexpr bool kMutation = false;
+
 absl::StatusOr<v1::DetectResponse> Client::Detect(const v1::DetectRequest& request) {
-  return Unary<v1::DetectResponse>("Detect", /*idempotent=*/true,
-                                   [&](auto* context, auto* response) {
-                                     return detection_->Detect(context, request, response);
-                                   });
+  return Unary("Detect", kIdempotent, *detection_, &v1::DetectionService::Stub::Detect, request);
 }
 
 absl::StatusOr<v1::GetModelInfoResponse> Client::GetModelInfo(
     const v1::GetModelInfoRequest& request) {
-  return Unary<v1::GetModelInfoResponse>(
-      "GetModelInfo", /*idempotent=*/true, [&](auto* context, auto* response) {
-        return detection_->GetModelInfo(context, request, response);
-      });
+  return Unary("GetModelInfo", kIdempotent, *detection_, &v1::DetectionService::Stub::GetModelInfo,
+               request);
 }
 
 absl::StatusOr<v1::ApplyResponse> Client::Apply(const v1::ApplyRequest& request) {
-  return Unary<v1::ApplyResponse>("Apply", /*idempotent=*/true, [&](auto* context, auto* response) {
-    return calibration_->Apply(context, request, response);
-  });
+  return Unary("Apply", kIdempotent, *calibration_, &v1::CalibrationService::Stub::Apply, request);
 }
 
 absl::StatusOr<v1::MergeResponse> Client::Merge(const v1::MergeRequest& request) {
-  return Unary<v1::MergeResponse>("Merge", /*idempotent=*/false,
-                                  [&](auto* context, auto* response) {
-                                    return calibration_->Merge(context, request, response);
-                                  });
+  return Unary("Merge", kMutation, *calibration_, &v1::CalibrationService::Stub::Merge, request);
 }
 
 absl::StatusOr<v1::CalibrationJob> Client::GetCalibrationJob(
     const v1::GetCalibrationJobRequest& request) {
-  return Unary<v1::CalibrationJob>(
-      "GetCalibrationJob", /*idempotent=*/true, [&](auto* context, auto* response) {
-        return calibration_->GetCalibrationJob(context, request, response);
-      });
+  return Unary("GetCalibrationJob", kIdempotent, *calibration_,
+               &v1::CalibrationService::Stub::GetCalibrationJob, request);
 }
 
 absl::StatusOr<v1::ListVersionsResponse> Client::ListVersions(
     const v1::ListVersionsRequest& request) {
-  return Unary<v1::ListVersionsResponse>("ListVersions", /*idempotent=*/true,
-                                         [&](auto* context, auto* response) {
-                                           return stats_->ListVersions(context, request, response);
-                                         });
+  return Unary("ListVersions", kIdempotent, *stats_, &v1::StatsStoreService::Stub::ListVersions,
+               request);
 }
 
 absl::StatusOr<v1::GetVersionResponse> Client::GetVersion(const v1::GetVersionRequest& request) {
-  return Unary<v1::GetVersionResponse>("GetVersion", /*idempotent=*/true,
-                                       [&](auto* context, auto* response) {
-                                         return stats_->GetVersion(context, request, response);
-                                       });
+  return Unary("GetVersion", kIdempotent, *stats_, &v1::StatsStoreService::Stub::GetVersion,
+               request);
 }
 
 absl::StatusOr<v1::SetAliasResponse> Client::SetAlias(const v1::SetAliasRequest& request) {
-  return Unary<v1::SetAliasResponse>(
-      "SetAlias", /*idempotent=*/false,
-      [&](auto* context, auto* response) { return stats_->SetAlias(context, request, response); });
+  return Unary("SetAlias", kMutation, *stats_, &v1::StatsStoreService::Stub::SetAlias, request);
 }
 
 absl::StatusOr<v1::ActivateResponse> Client::Activate(const v1::ActivateRequest& request) {
-  return Unary<v1::ActivateResponse>(
-      "Activate", /*idempotent=*/false,
-      [&](auto* context, auto* response) { return stats_->Activate(context, request, response); });
+  return Unary("Activate", kMutation, *stats_, &v1::StatsStoreService::Stub::Activate, request);
 }
 
 absl::StatusOr<v1::RollbackResponse> Client::Rollback(const v1::RollbackRequest& request) {
-  return Unary<v1::RollbackResponse>(
-      "Rollback", /*idempotent=*/false,
-      [&](auto* context, auto* response) { return stats_->Rollback(context, request, response); });
+  return Unary("Rollback", kMutation, *stats_, &v1::StatsStoreService::Stub::Rollback, request);
 }
 
 absl::StatusOr<v1::DeleteVersionResponse> Client::DeleteVersion(
     const v1::DeleteVersionRequest& request) {
-  return Unary<v1::DeleteVersionResponse>(
-      "DeleteVersion", /*idempotent=*/false, [&](auto* context, auto* response) {
-        return stats_->DeleteVersion(context, request, response);
-      });
+  return Unary("DeleteVersion", kMutation, *stats_, &v1::StatsStoreService::Stub::DeleteVersion,
+               request);
 }
 
 absl::StatusOr<v1::ExportVersionResponse> Client::ExportVersion(
     const v1::ExportVersionRequest& request) {
-  return Unary<v1::ExportVersionResponse>(
-      "ExportVersion", /*idempotent=*/true, [&](auto* context, auto* response) {
-        return stats_->ExportVersion(context, request, response);
-      });
+  return Unary("ExportVersion", kIdempotent, *stats_, &v1::StatsStoreService::Stub::ExportVersion,
+               request);
 }
 
 absl::StatusOr<v1::ImportVersionResponse> Client::ImportVersion(
     const v1::ImportVersionRequest& request) {
-  return Unary<v1::ImportVersionResponse>(
-      "ImportVersion", /*idempotent=*/false, [&](auto* context, auto* response) {
-        return stats_->ImportVersion(context, request, response);
-      });
+  return Unary("ImportVersion", kMutation, *stats_, &v1::StatsStoreService::Stub::ImportVersion,
+               request);
 }
 
 absl::StatusOr<ServingStatus> Client::Health(const std::string& service) {

@@ -195,9 +195,12 @@ class Client {
   absl::Status WithRetries(absl::string_view method, bool idempotent,
                            const std::function<absl::Status()>& attempt);
   absl::Duration Backoff(int attempt);
-  // A unary call with Prepare()d contexts and WithRetries; `call(context, response)` issues it.
-  template <typename Response, typename Call>
-  absl::StatusOr<Response> Unary(absl::string_view method, bool idempotent, Call call);
+  // The unary RPC `rpc` of `stub`, with Prepare()d contexts and WithRetries.
+  template <typename Stub, typename Request, typename Response>
+  absl::StatusOr<Response> Unary(absl::string_view method, bool idempotent, Stub& stub,
+                                 grpc::Status (Stub::*rpc)(grpc::ClientContext*, const Request&,
+                                                           Response*),
+                                 const Request& request);
 
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -8,9 +8,9 @@ Needs Debian's python3-grpcio and python3-protobuf, and protoc with grpc_python_
 on every run, so nothing generated is checked in. (Debian's `python3 -m grpc_tools.protoc` cannot
 be used: it bundles protoc 3.5, which rejects the proto3 `optional` fields our protos use.)
 
-Steps: GetModelInfo, Calibrate (random logits, activated on commit), ListVersions, Detect (a
-generated PNG, raw and LogN-calibrated), Apply. Exits non-zero if any call fails or returns
-something inconsistent.
+Steps: GetModelInfo, Calibrate (random logits as a job with an id, activated on commit),
+ListVersions, the job's resume check, Detect (a generated PNG, raw and LogN-calibrated), Apply.
+Exits non-zero if any call fails or returns something inconsistent.
 """
 import argparse
 import array
@@ -23,6 +23,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -78,6 +79,50 @@ def png(width: int, height: int, seed: int) -> bytes:
             chunk(b"IEND", b""))
 
 
+# Calibration jobs, the same steps as the C++ client's client/lib/calibration_jobs.h.
+
+def version_of_job(stats, stats_stub, job_id: str, timeout: float) -> int:
+    """The version job `job_id` committed as, 0 if none (FindVersionByJobId): pages through
+    ListVersions."""
+    import grpc
+    request = stats.ListVersionsRequest(page_size=1000)
+    while True:
+        try:
+            page = stats_stub.ListVersions(request, timeout=timeout)
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:  # the model has no version yet
+                return 0
+            raise
+        for v in page.versions:
+            if v.job_id == job_id:
+                return v.version
+        if not page.next_page_token:
+            return 0
+        request.page_token = page.next_page_token
+
+
+def prepare_resume(calibration, calibration_stub, stats, stats_stub, header,
+                   timeout: float) -> int:
+    """PrepareResume: the batch job `header.job_id` continues after. With a checkpoint, sets the
+    header's resume fields; without one, 0 (start over). Raises ValueError for a job that already
+    committed a version: it must not be committed twice."""
+    import grpc
+    try:
+        job = calibration_stub.GetCalibrationJob(
+            calibration.GetCalibrationJobRequest(job_id=header.job_id), timeout=timeout)
+        header.resume = True
+        header.resume_from_batch = job.batches
+        return job.batches
+    except grpc.RpcError as e:
+        if e.code() != grpc.StatusCode.NOT_FOUND:
+            raise
+    committed = version_of_job(stats, stats_stub, header.job_id, timeout)
+    if committed:
+        raise ValueError(f"job '{header.job_id}' already committed as version {committed}; "
+                         "nothing to resume")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--server", required=True, help="logn_server address, host:port")
@@ -113,13 +158,18 @@ def main() -> int:
               f"active version {info.active_version}")
 
         # 2. Calibrate from random logits: a header, then batches; the server commits on close.
+        # A job id makes the job resumable (the server checkpoints it) and findable afterwards.
         rng = random.Random(0)
         rows_per_batch, batches = 200, 3
+        header = calibration.CalibrateHeader(
+            source=calibration.CALIBRATION_SOURCE_LOGITS, activate_on_commit=True,
+            description="client/python/example.py",
+            job_id=f"python-example-{os.getpid()}-{int(time.time())}")
+        assert prepare_resume(calibration, calibration_stub, stats, stats_stub, header, t) == 0, \
+            "a new job starts from the beginning"
 
         def requests():
-            yield calibration.CalibrateRequest(header=calibration.CalibrateHeader(
-                source=calibration.CALIBRATION_SOURCE_LOGITS, activate_on_commit=True,
-                description="client/python/example.py"))
+            yield calibration.CalibrateRequest(header=header)
             for _ in range(batches):
                 values = [rng.gauss(3.0 if j == 0 else -2.0 - 0.5 * j, 1.0)
                           for _ in range(rows_per_batch) for j in range(width)]
@@ -137,6 +187,15 @@ def main() -> int:
         print("versions:", ", ".join(f"{v.version}{'(' + ','.join(v.aliases) + ')' if v.aliases else ''}"
                                      for v in listed.versions))
         assert version in [v.version for v in listed.versions]
+
+        # 3b. The job committed: found by its id, and resuming it is refused (what
+        # `logn calibrate --job-id ID --resume` does after a dropped connection).
+        assert version_of_job(stats, stats_stub, header.job_id, t) == version
+        try:
+            prepare_resume(calibration, calibration_stub, stats, stats_stub, header, t)
+            raise AssertionError("resuming a committed job must be refused")
+        except ValueError as refused:
+            print(f"job {header.job_id}: {refused}")
 
         # 4. Detect on a generated image, raw and LogN-calibrated, from one forward pass.
         request = detection.DetectRequest(

@@ -1,6 +1,5 @@
 #include "server/core/detect_batcher.h"
 
-#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -9,21 +8,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
-#include "server/runtime/image.h"
+#include "server/core/testing/test_inputs.h"
 
 namespace logn {
 namespace {
-
-std::string Png(int height, int width, uint8_t seed) {
-  Image image;
-  image.height = height;
-  image.width = width;
-  image.pixels.resize(static_cast<size_t>(height) * width * 3);
-  for (size_t i = 0; i < image.pixels.size(); ++i) {
-    image.pixels[i] = static_cast<uint8_t>((i * 11 + seed * 37) % 247);
-  }
-  return EncodePng(image).value();
-}
 
 // The outcome of one submitted call.
 struct Outcome {
@@ -37,15 +25,13 @@ struct Outcome {
 class DetectBatcherTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const char* dir = std::getenv("LOGN_TEST_MODEL_DIR");
     const std::filesystem::path db =
         std::filesystem::path(::testing::TempDir()) /
         absl::StrCat("batcher_", ::testing::UnitTest::GetInstance()->current_test_info()->name(),
                      ".db");
     std::filesystem::remove(db);
     ServerCoreOptions options;
-    options.runtime.model_path =
-        std::string(dir ? dir : "server/runtime/testdata") + "/contract/contract_agnostic.pt";
+    options.runtime.model_path = core_testing::ContractModelPath();
     options.runtime.intra_op_threads = 1;
     options.store_url = "sqlite://" + db.string();
     core_ = ServerCore::Create(options).value();
@@ -55,7 +41,8 @@ class DetectBatcherTest : public ::testing::Test {
   static v1::DetectRequest Request(int images, uint8_t seed) {
     v1::DetectRequest r;
     for (int i = 0; i < images; ++i) {
-      r.add_images()->set_encoded(Png(40 + 8 * i + seed, 56 + 4 * seed, seed + i));
+      r.add_images()->set_encoded(
+          core_testing::SyntheticPng(40 + 8 * i + seed, 56 + 4 * seed, seed + i));
       r.mutable_images(i)->set_id(absl::StrCat(seed, "-", i));
     }
     r.add_calibrations()->set_method(v1::CALIBRATION_METHOD_NONE);

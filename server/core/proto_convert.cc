@@ -9,49 +9,116 @@
 
 namespace logn {
 
-absl::StatusOr<CalibrationSpec> SpecFromProto(const v1::CalibrationSetting& setting) {
-  CalibrationSpec spec;
-  switch (setting.method()) {
+absl::StatusOr<CalibrationMethod> CalibrationMethodFromProto(v1::CalibrationMethod method) {
+  switch (method) {
     case v1::CALIBRATION_METHOD_UNSPECIFIED:
     case v1::CALIBRATION_METHOD_LOGN:
-      spec.method = CalibrationMethod::kLogN;
-      break;
+      return CalibrationMethod::kLogN;
     case v1::CALIBRATION_METHOD_NONE:
-      spec.method = CalibrationMethod::kNone;
-      break;
+      return CalibrationMethod::kNone;
     case v1::CALIBRATION_METHOD_LOGA:
-      spec.method = CalibrationMethod::kLogA;
-      break;
+      return CalibrationMethod::kLogA;
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown calibration method ", static_cast<int>(setting.method())));
+      break;
   }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown calibration method ", static_cast<int>(method)));
+}
+
+v1::CalibrationMethod CalibrationMethodToProto(CalibrationMethod method) {
+  switch (method) {
+    case CalibrationMethod::kNone:
+      return v1::CALIBRATION_METHOD_NONE;
+    case CalibrationMethod::kLogA:
+      return v1::CALIBRATION_METHOD_LOGA;
+    case CalibrationMethod::kLogN:
+      break;
+  }
+  return v1::CALIBRATION_METHOD_LOGN;
+}
+
+absl::StatusOr<BetaPolicy> BetaPolicyFromProto(v1::BetaPolicy policy) {
+  switch (policy) {
+    case v1::BETA_POLICY_UNSPECIFIED:
+    case v1::BETA_POLICY_MIN_FOREGROUND_MEAN:
+      return BetaPolicy::kMinForegroundMean;
+    case v1::BETA_POLICY_AVG_FOREGROUND_MEAN:
+      return BetaPolicy::kAvgForegroundMean;
+    case v1::BETA_POLICY_MAX_FOREGROUND_MEAN:
+      return BetaPolicy::kMaxForegroundMean;
+    case v1::BETA_POLICY_BACKGROUND_MEAN:
+      return BetaPolicy::kBackgroundMean;
+    case v1::BETA_POLICY_CONSTANT:
+      return BetaPolicy::kConstant;
+    default:
+      break;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown beta policy ", static_cast<int>(policy)));
+}
+
+v1::BetaPolicy BetaPolicyToProto(BetaPolicy policy) {
+  switch (policy) {
+    case BetaPolicy::kAvgForegroundMean:
+      return v1::BETA_POLICY_AVG_FOREGROUND_MEAN;
+    case BetaPolicy::kMaxForegroundMean:
+      return v1::BETA_POLICY_MAX_FOREGROUND_MEAN;
+    case BetaPolicy::kBackgroundMean:
+      return v1::BETA_POLICY_BACKGROUND_MEAN;
+    case BetaPolicy::kConstant:
+      return v1::BETA_POLICY_CONSTANT;
+    case BetaPolicy::kMinForegroundMean:
+      break;
+  }
+  return v1::BETA_POLICY_MIN_FOREGROUND_MEAN;
+}
+
+v1::AccumulationMethod AccumulationMethodToProto(AccumulationMethod method) {
+  return method == AccumulationMethod::kEma ? v1::ACCUMULATION_METHOD_EMA
+                                            : v1::ACCUMULATION_METHOD_EXACT;
+}
+
+v1::VersionSource VersionSourceToProto(VersionSource source) {
+  switch (source) {
+    case VersionSource::kLogits:
+      return v1::VERSION_SOURCE_LOGITS;
+    case VersionSource::kImages:
+      return v1::VERSION_SOURCE_IMAGES;
+    case VersionSource::kMerge:
+      return v1::VERSION_SOURCE_MERGE;
+    case VersionSource::kImport:
+      return v1::VERSION_SOURCE_IMPORT;
+  }
+  return v1::VERSION_SOURCE_UNSPECIFIED;
+}
+
+absl::StatusOr<VersionSource> CalibrationSourceFromProto(v1::CalibrationSource source) {
+  switch (source) {
+    case v1::CALIBRATION_SOURCE_LOGITS:
+      return VersionSource::kLogits;
+    case v1::CALIBRATION_SOURCE_IMAGES:
+      return VersionSource::kImages;
+    default:
+      break;
+  }
+  return absl::InvalidArgumentError(
+      "calibrate header needs source CALIBRATION_SOURCE_LOGITS or CALIBRATION_SOURCE_IMAGES");
+}
+
+v1::CalibrationSource CalibrationSourceToProto(VersionSource source) {
+  return source == VersionSource::kImages ? v1::CALIBRATION_SOURCE_IMAGES
+                                          : v1::CALIBRATION_SOURCE_LOGITS;
+}
+
+absl::StatusOr<CalibrationSpec> SpecFromProto(const v1::CalibrationSetting& setting) {
+  CalibrationSpec spec;
+  LOGN_ASSIGN_OR_RETURN(spec.method, CalibrationMethodFromProto(setting.method()));
   const v1::LogNParams& p = setting.logn();
   LogNOptions& o = spec.logn;
   if (p.has_use_mean()) o.use_mean = p.use_mean();
   if (p.has_use_std()) o.use_std = p.use_std();
   if (p.has_use_beta()) o.use_beta = p.use_beta();
-  switch (p.beta_policy()) {
-    case v1::BETA_POLICY_UNSPECIFIED:
-    case v1::BETA_POLICY_MIN_FOREGROUND_MEAN:
-      o.beta_policy = BetaPolicy::kMinForegroundMean;
-      break;
-    case v1::BETA_POLICY_AVG_FOREGROUND_MEAN:
-      o.beta_policy = BetaPolicy::kAvgForegroundMean;
-      break;
-    case v1::BETA_POLICY_MAX_FOREGROUND_MEAN:
-      o.beta_policy = BetaPolicy::kMaxForegroundMean;
-      break;
-    case v1::BETA_POLICY_BACKGROUND_MEAN:
-      o.beta_policy = BetaPolicy::kBackgroundMean;
-      break;
-    case v1::BETA_POLICY_CONSTANT:
-      o.beta_policy = BetaPolicy::kConstant;
-      break;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown beta policy ", static_cast<int>(p.beta_policy())));
-  }
+  LOGN_ASSIGN_OR_RETURN(o.beta_policy, BetaPolicyFromProto(p.beta_policy()));
   o.beta_constant = p.beta_constant();
   if (p.has_epsilon()) o.epsilon = p.epsilon();
   o.official_formula = p.official_formula();
@@ -63,39 +130,21 @@ absl::StatusOr<CalibrationSpec> SpecFromProto(const v1::CalibrationSetting& sett
 v1::CalibrationSetting SpecToProto(const CalibrationSpec& spec, const std::string& name) {
   v1::CalibrationSetting setting;
   setting.set_name(name);
+  setting.set_method(CalibrationMethodToProto(spec.method));
   switch (spec.method) {
     case CalibrationMethod::kNone:
-      setting.set_method(v1::CALIBRATION_METHOD_NONE);
       return setting;
     case CalibrationMethod::kLogA:
-      setting.set_method(v1::CALIBRATION_METHOD_LOGA);
       setting.mutable_loga()->set_tau(spec.loga.tau);
       return setting;
     case CalibrationMethod::kLogN:
       break;
   }
-  setting.set_method(v1::CALIBRATION_METHOD_LOGN);
   v1::LogNParams* p = setting.mutable_logn();
   p->set_use_mean(spec.logn.use_mean);
   p->set_use_std(spec.logn.use_std);
   p->set_use_beta(spec.logn.use_beta);
-  switch (spec.logn.beta_policy) {
-    case BetaPolicy::kMinForegroundMean:
-      p->set_beta_policy(v1::BETA_POLICY_MIN_FOREGROUND_MEAN);
-      break;
-    case BetaPolicy::kAvgForegroundMean:
-      p->set_beta_policy(v1::BETA_POLICY_AVG_FOREGROUND_MEAN);
-      break;
-    case BetaPolicy::kMaxForegroundMean:
-      p->set_beta_policy(v1::BETA_POLICY_MAX_FOREGROUND_MEAN);
-      break;
-    case BetaPolicy::kBackgroundMean:
-      p->set_beta_policy(v1::BETA_POLICY_BACKGROUND_MEAN);
-      break;
-    case BetaPolicy::kConstant:
-      p->set_beta_policy(v1::BETA_POLICY_CONSTANT);
-      break;
-  }
+  p->set_beta_policy(BetaPolicyToProto(spec.logn.beta_policy));
   p->set_beta_constant(spec.logn.beta_constant);
   p->set_epsilon(spec.logn.epsilon);
   p->set_official_formula(spec.logn.official_formula);
@@ -118,6 +167,13 @@ absl::StatusOr<VersionSelector> SelectorFromProto(const v1::StatisticsSelector& 
       break;
   }
   return VersionSelector::Active();
+}
+
+StatisticsChoice StatisticsChoiceFromProto(const v1::StatisticsSelector& selector, bool set) {
+  StatisticsChoice choice;
+  choice.selector = SelectorFromProto(selector);
+  choice.explicitly_set = set;
+  return choice;
 }
 
 absl::StatusOr<PostprocessOptions> PostprocessFromProto(const v1::PostprocessOptions& proto) {
@@ -198,29 +254,124 @@ void VersionInfoToProto(const VersionInfo& info, const std::vector<std::string>&
   TimeToProto(info.created_at, proto->mutable_created_at());
   proto->set_job_id(info.job_id);
   proto->set_description(info.description);
-  switch (info.source) {
-    case VersionSource::kLogits:
-      proto->set_source(v1::VERSION_SOURCE_LOGITS);
-      break;
-    case VersionSource::kImages:
-      proto->set_source(v1::VERSION_SOURCE_IMAGES);
-      break;
-    case VersionSource::kMerge:
-      proto->set_source(v1::VERSION_SOURCE_MERGE);
-      break;
-    case VersionSource::kImport:
-      proto->set_source(v1::VERSION_SOURCE_IMPORT);
-      break;
-  }
+  proto->set_source(VersionSourceToProto(info.source));
   proto->set_rows_seen(info.rows_seen);
   proto->set_images_seen(info.images_seen);
-  proto->set_method(info.method == AccumulationMethod::kEma ? v1::ACCUMULATION_METHOD_EMA
-                                                            : v1::ACCUMULATION_METHOD_EXACT);
+  proto->set_method(AccumulationMethodToProto(info.method));
   proto->set_momentum(info.momentum);
   for (int64_t parent : info.parent_versions) proto->add_parent_versions(parent);
   proto->set_payload_sha256(info.payload_sha256);
   proto->set_partial(info.partial);
   for (const std::string& alias : aliases) proto->add_aliases(alias);
+}
+
+void CheckpointToProto(const JobCheckpoint& checkpoint, v1::CalibrationJob* proto) {
+  proto->set_job_id(checkpoint.job_id);
+  proto->set_batches(checkpoint.batches);
+  proto->set_rows(checkpoint.statistics.count);
+  proto->set_images(checkpoint.images_seen);
+  proto->set_source(CalibrationSourceToProto(checkpoint.source));
+  proto->set_method(AccumulationMethodToProto(checkpoint.statistics.method));
+  TimeToProto(checkpoint.updated_at, proto->mutable_checkpointed_at());
+}
+
+absl::StatusOr<DetectQuery> DetectQueryFromProto(const v1::DetectRequest& request) {
+  DetectQuery query;
+  query.model = request.model();
+  query.request_id = request.request_id();
+  LOGN_ASSIGN_OR_RETURN(query.postprocess, PostprocessFromProto(request.postprocess()));
+  query.include_uncalibrated_score = request.postprocess().include_uncalibrated_score();
+  if (request.calibrations().empty()) query.settings.push_back(NamedSpec{CalibrationSpec(), ""});
+  for (const v1::CalibrationSetting& setting : request.calibrations()) {
+    LOGN_ASSIGN_OR_RETURN(CalibrationSpec spec, SpecFromProto(setting));
+    query.settings.push_back(NamedSpec{spec, setting.name()});
+  }
+  query.statistics = StatisticsChoiceFromProto(request.statistics(), request.has_statistics());
+  query.images.reserve(request.images_size());
+  for (int i = 0; i < request.images_size(); ++i) {
+    LOGN_ASSIGN_OR_RETURN(ImageSource image, ImageFromProto(request.images(i), i));
+    query.images.push_back(image);
+    query.image_ids.push_back(request.images(i).id());
+  }
+  return query;
+}
+
+namespace {
+
+void DetectionToProto(const Detection& d, const v1::ModelManifest& manifest,
+                      v1::Detection* proto) {
+  proto->mutable_box()->set_x1(d.box[0]);
+  proto->mutable_box()->set_y1(d.box[1]);
+  proto->mutable_box()->set_x2(d.box[2]);
+  proto->mutable_box()->set_y2(d.box[3]);
+  proto->set_category_id(manifest.classes(d.label).id());
+  proto->set_score(d.score);
+}
+
+}  // namespace
+
+void DetectOutcomeToProto(const DetectOutcome& outcome, const v1::ModelManifest& manifest,
+                          v1::DetectResponse* response) {
+  response->set_request_id(outcome.request_id);
+  response->set_statistics_version(outcome.statistics_version);
+  for (const DetectOutcome::Setting& setting : outcome.results) {
+    v1::CalibrationResult* result = response->add_results();
+    *result->mutable_setting() = SpecToProto(setting.setting.spec, setting.setting.name);
+    for (const DetectOutcome::Image& image : setting.images) {
+      v1::ImageDetections* out = result->add_images();
+      out->set_image_id(image.image_id);
+      for (size_t k = 0; k < image.detections.size(); ++k) {
+        v1::Detection* detection = out->add_detections();
+        DetectionToProto(image.detections[k], manifest, detection);
+        if (!image.uncalibrated_scores.empty()) {
+          detection->set_uncalibrated_score(image.uncalibrated_scores[k]);
+        }
+      }
+    }
+  }
+  v1::ServerTiming* timing = response->mutable_timing();
+  timing->set_decode_seconds(absl::ToDoubleSeconds(outcome.decode));
+  timing->set_inference_seconds(absl::ToDoubleSeconds(outcome.inference));
+  timing->set_postprocess_seconds(absl::ToDoubleSeconds(outcome.postprocess));
+}
+
+absl::StatusOr<std::vector<AnnotatedImageInput>> ImageBatchFromProto(const v1::ImageBatch& batch) {
+  std::vector<AnnotatedImageInput> images;
+  images.reserve(batch.images_size());
+  for (int i = 0; i < batch.images_size(); ++i) {
+    LOGN_ASSIGN_OR_RETURN(ImageSource image, ImageFromProto(batch.images(i).image(), i));
+    AnnotatedImageInput input{image, {}};
+    const v1::GroundTruth& gt = batch.images(i).ground_truth();
+    if (gt.boxes_size() != gt.category_ids_size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "image ", i, ": ground truth has ", gt.boxes_size(), " boxes but ",
+          gt.category_ids_size(), " category ids"));
+    }
+    for (const v1::BoundingBox& b : gt.boxes()) {
+      input.ground_truth.insert(input.ground_truth.end(), {b.x1(), b.y1(), b.x2(), b.y2()});
+    }
+    images.push_back(std::move(input));
+  }
+  return images;
+}
+
+absl::StatusOr<CalibrationJobHeader> JobHeaderFromProto(const v1::CalibrateHeader& header) {
+  CalibrationJobHeader out;
+  out.model = header.model();
+  LOGN_ASSIGN_OR_RETURN(out.source, CalibrationSourceFromProto(header.source()));
+  out.description = header.description();
+  out.job_id = header.job_id();
+  out.activate_on_commit = header.activate_on_commit();
+  out.partial = header.partial();
+  out.checkpoint_every_batches = header.checkpoint_every_batches();
+  out.resume = header.resume();
+  out.resume_from_batch = header.resume_from_batch();
+  if (header.has_ema()) {
+    out.method = AccumulationMethod::kEma;
+    out.ema_momentum = header.ema().momentum();
+    if (header.ema().has_init()) out.ema_init = SelectorFromProto(header.ema().init());
+  }
+  return out;
 }
 
 }  // namespace logn

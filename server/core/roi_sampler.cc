@@ -56,4 +56,39 @@ uint64_t RoiSamplingSeed(uint64_t base_seed, absl::string_view image_bytes) {
   return h;
 }
 
+uint64_t RoiSamplingSeed(uint64_t base_seed, const ImageSource& image) {
+  if (!image.is_raw()) return RoiSamplingSeed(base_seed, image.bytes());
+  const absl::Span<const uint8_t> pixels = image.raw_pixels();
+  return RoiSamplingSeed(
+      base_seed, absl::string_view(reinterpret_cast<const char*>(pixels.data()), pixels.size()));
+}
+
+std::vector<float> CandidateProposals(const CandidatesView& candidates,
+                                      const LogitLayout& layout) {
+  if (!candidates.class_specific) {
+    return std::vector<float>(candidates.boxes.begin(), candidates.boxes.end());
+  }
+  const int32_t classes = layout.num_classes;
+  const int32_t width = layout.width();
+  std::vector<float> proposals;
+  proposals.reserve(static_cast<size_t>(candidates.num_candidates) * 4);
+  for (int64_t n = 0; n < candidates.num_candidates; ++n) {
+    const float* logits = candidates.logits.data() + n * width;
+    int32_t best = 0;
+    for (int32_t c = 1; c < classes; ++c) {
+      if (logits[layout.foreground_column(c)] > logits[layout.foreground_column(best)]) best = c;
+    }
+    const float* box = candidates.boxes.data() + (n * classes + best) * 4;
+    proposals.insert(proposals.end(), box, box + 4);
+  }
+  return proposals;
+}
+
+std::vector<float> SampleImageRois(const CandidatesView& candidates, const LogitLayout& layout,
+                                   absl::Span<const float> ground_truth, const ImageSource& image,
+                                   const RoiSamplingOptions& options, uint64_t base_seed) {
+  std::mt19937_64 rng(RoiSamplingSeed(base_seed, image));
+  return SampleRois(CandidateProposals(candidates, layout), ground_truth, options, rng);
+}
+
 }  // namespace logn

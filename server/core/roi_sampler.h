@@ -7,6 +7,9 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "calibration/layout.h"
+#include "server/runtime/image.h"
+#include "server/runtime/postprocess.h"
 
 namespace logn {
 
@@ -35,6 +38,20 @@ std::vector<float> SampleRois(absl::Span<const float> proposals,
 // process) of `base_seed` and the image's bytes, so an image gets the same RoIs whichever
 // batch, shard, stream or replica it arrives in.
 uint64_t RoiSamplingSeed(uint64_t base_seed, absl::string_view image_bytes);
+// The same over the image as a request carries it: its encoded bytes or its raw pixels.
+uint64_t RoiSamplingSeed(uint64_t base_seed, const ImageSource& image);
+
+// The proposals behind an image's candidates, N·4 floats (xyxy): a class-agnostic head's boxes as
+// they are. A class-specific head refines one box per class and the class-agnostic proposal the
+// RoI head saw is not an output, so each candidate gives its box for its best-scoring class.
+std::vector<float> CandidateProposals(const CandidatesView& candidates,
+                                      const LogitLayout& layout);
+
+// One image's training-style RoIs: the proposals of its candidates and its ground truth (G·4
+// floats), sampled by SampleRois with a generator seeded by RoiSamplingSeed(base_seed, image).
+std::vector<float> SampleImageRois(const CandidatesView& candidates, const LogitLayout& layout,
+                                   absl::Span<const float> ground_truth, const ImageSource& image,
+                                   const RoiSamplingOptions& options, uint64_t base_seed);
 
 }  // namespace logn
 

@@ -48,5 +48,45 @@ TEST(RoiSamplerTest, SeedsAreStableAndDependOnSeedAndBytes) {
   EXPECT_NE(RoiSamplingSeed(7, "png"), RoiSamplingSeed(7, "pnh"));
 }
 
+TEST(RoiSamplerTest, AnImageIsSeededByItsEncodedBytesOrItsRawPixels) {
+  EXPECT_EQ(RoiSamplingSeed(7, ImageSource::Encoded("png")), RoiSamplingSeed(7, "png"));
+  const std::vector<uint8_t> pixels = {1, 2, 3, 4, 5, 6};
+  EXPECT_EQ(RoiSamplingSeed(7, ImageSource::Raw(pixels, 1, 2, 3)),
+            RoiSamplingSeed(7, absl::string_view("\x01\x02\x03\x04\x05\x06", 6)));
+}
+
+TEST(RoiSamplerTest, ProposalsOfClassAgnosticAndClassSpecificCandidates) {
+  const LogitLayout layout{2, BackgroundPosition::kFirst};  // columns: bg, class 0, class 1
+  const std::vector<float> logits = {9, 1, 2,    // candidate 0: class 1 beats class 0
+                                     9, 3, -1};  // candidate 1: class 0
+  const std::vector<float> agnostic = {0, 0, 1, 1, 2, 2, 3, 3};
+  CandidatesView view{2, false, agnostic, logits};
+  EXPECT_EQ(CandidateProposals(view, layout), agnostic);
+
+  const std::vector<float> specific = {0, 0, 1, 1, 10, 10, 11, 11,   // candidate 0: class 0, 1
+                                       2, 2, 3, 3, 20, 20, 21, 21};  // candidate 1: class 0, 1
+  view = CandidatesView{2, true, specific, logits};
+  EXPECT_EQ(CandidateProposals(view, layout),
+            (std::vector<float>{10, 10, 11, 11, 2, 2, 3, 3}));
+}
+
+TEST(RoiSamplerTest, AnImagesSampleDependsOnlyOnTheImage) {
+  const LogitLayout layout{2, BackgroundPosition::kFirst};
+  std::vector<float> boxes, logits;
+  for (int i = 0; i < 40; ++i) {
+    boxes.insert(boxes.end(), {0.0f + i, 0, 10.0f + i, 10});
+    logits.insert(logits.end(), {0, 1, 2});
+  }
+  const CandidatesView view{40, false, boxes, logits};
+  const std::vector<float> gt = {0, 0, 10, 10};
+  RoiSamplingOptions options;
+  options.num_rois = 8;
+  const ImageSource image = ImageSource::Encoded("image bytes");
+  const std::vector<float> a = SampleImageRois(view, layout, gt, image, options, 3);
+  EXPECT_EQ(a.size(), 8u * 4);
+  EXPECT_EQ(SampleImageRois(view, layout, gt, image, options, 3), a);
+  EXPECT_NE(SampleImageRois(view, layout, gt, ImageSource::Encoded("other"), options, 3), a);
+}
+
 }  // namespace
 }  // namespace logn

@@ -1,13 +1,11 @@
 #include "server/core/server_core.h"
 
 #include <algorithm>
-#include <optional>
-#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "calibration/softmax.h"
 #include "calibration/statistics_codec.h"
 #include "common/status_macros.h"
 #include "server/core/proto_convert.h"
@@ -16,32 +14,104 @@
 namespace logn {
 namespace {
 
-double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
+absl::Status Positive(const char* name, int64_t value) {
+  if (value > 0) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(name, " must be > 0, got ", value));
+}
 
-bool LooksLikeJson(const std::string& content) {
-  for (char c : content) {
-    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
-    return c == '{';
+// The softmax score of each detection's class in its candidate's uncalibrated logits.
+std::vector<float> UncalibratedScores(const RawOutputs& raw, const std::vector<Detection>& dets,
+                                      const LogitLayout& layout) {
+  const int32_t width = layout.width();
+  std::vector<float> probabilities(width);
+  std::vector<float> scores;
+  scores.reserve(dets.size());
+  for (const Detection& d : dets) {
+    SoftmaxRows(raw.logits.data() + static_cast<int64_t>(d.candidate) * width,
+                probabilities.data(), 1, width);
+    scores.push_back(probabilities[layout.foreground_column(d.label)]);
   }
-  return false;
+  return scores;
+}
+
+// The versions to merge, ascending; INVALID_ARGUMENT for a non-positive or repeated one.
+absl::StatusOr<std::vector<int64_t>> MergeParents(const v1::MergeRequest& request) {
+  std::vector<int64_t> parents(request.versions().begin(), request.versions().end());
+  std::sort(parents.begin(), parents.end());
+  for (size_t i = 0; i < parents.size(); ++i) {
+    if (parents[i] <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("version ", parents[i], " is not a positive version number"));
+    }
+    if (i > 0 && parents[i] == parents[i - 1]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "version ", parents[i], " is named twice: its rows would be counted twice"));
+    }
+  }
+  return parents;
+}
+
+// The names of the aliases that point at `version`.
+std::vector<std::string> AliasNames(const std::vector<AliasInfo>& aliases, int64_t version) {
+  std::vector<std::string> names;
+  for (const AliasInfo& alias : aliases) {
+    if (alias.version == version) names.push_back(alias.alias);
+  }
+  return names;
 }
 
 }  // namespace
+
+absl::Status ServerCoreOptions::Validate() const {
+  LOGN_RETURN_IF_ERROR(Positive("max_images_per_request", max_images_per_request));
+  LOGN_RETURN_IF_ERROR(Positive("max_rows_per_batch", max_rows_per_batch));
+  LOGN_RETURN_IF_ERROR(Positive("max_rows_per_job", max_rows_per_job));
+  const RuntimeLimits& limits = runtime.limits;
+  LOGN_RETURN_IF_ERROR(Positive("runtime max_images_per_call", limits.max_images_per_call));
+  LOGN_RETURN_IF_ERROR(Positive("runtime max_rois_per_image", limits.max_rois_per_image));
+  LOGN_RETURN_IF_ERROR(Positive("image max_bytes", limits.image.max_bytes));
+  LOGN_RETURN_IF_ERROR(Positive("image max_pixels", limits.image.max_pixels));
+  LOGN_RETURN_IF_ERROR(Positive("image max_side", limits.image.max_side));
+  if (max_images_per_request > limits.max_images_per_call) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_images_per_request ", max_images_per_request,
+        " is larger than the runtime's max_images_per_call ", limits.max_images_per_call,
+        ": such a request could never run in one forward pass"));
+  }
+  if (checkpoint_every_batches < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint_every_batches must be >= 0 (0: never), got ", checkpoint_every_batches));
+  }
+  LOGN_RETURN_IF_ERROR(Positive("sampling num_rois", sampling.num_rois));
+  if (!(sampling.positive_fraction >= 0 && sampling.positive_fraction <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sampling positive_fraction must be in [0, 1], got ", sampling.positive_fraction));
+  }
+  if (!(sampling.positive_iou > 0 && sampling.positive_iou <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sampling positive_iou must be in (0, 1], got ", sampling.positive_iou));
+  }
+  return absl::OkStatus();
+}
 
 // ---------------------------------------------------------------------------------------------
 // ServerCore
 
 absl::StatusOr<std::unique_ptr<ServerCore>> ServerCore::Create(const ServerCoreOptions& options) {
+  // Before the model loads (seconds): a misconfiguration fails at once.
+  LOGN_RETURN_IF_ERROR(options.Validate());
   LOGN_ASSIGN_OR_RETURN(std::unique_ptr<DetectorRuntime> runtime,
                         DetectorRuntime::Load(options.runtime));
   LOGN_ASSIGN_OR_RETURN(std::unique_ptr<StatsStore> store,
                         OpenStatsStore(options.store_url, options.store));
-  return CreateFrom(options, std::move(runtime), std::move(store));
+  return std::unique_ptr<ServerCore>(
+      new ServerCore(options, std::move(runtime), std::move(store)));
 }
 
-std::unique_ptr<ServerCore> ServerCore::CreateFrom(const ServerCoreOptions& options,
-                                                   std::unique_ptr<DetectorRuntime> runtime,
-                                                   std::unique_ptr<StatsStore> store) {
+absl::StatusOr<std::unique_ptr<ServerCore>> ServerCore::CreateFrom(
+    const ServerCoreOptions& options, std::unique_ptr<DetectorRuntime> runtime,
+    std::unique_ptr<StatsStore> store) {
+  LOGN_RETURN_IF_ERROR(options.Validate());
   return std::unique_ptr<ServerCore>(
       new ServerCore(options, std::move(runtime), std::move(store)));
 }
@@ -59,6 +129,15 @@ ServerCore::ServerCore(const ServerCoreOptions& options, std::unique_ptr<Detecto
     instance_counts_.push_back(static_cast<double>(c.instance_count()));
   }
   if (!all_counts) instance_counts_.clear();
+  job_deps_.store = store_.get();
+  job_deps_.runtime = runtime_.get();
+  job_deps_.model = model_key_;
+  job_deps_.max_rows_per_batch = options_.max_rows_per_batch;
+  job_deps_.max_rows_per_job = options_.max_rows_per_job;
+  job_deps_.max_images_per_batch = options_.runtime.limits.max_images_per_call;
+  job_deps_.sampling = options_.sampling;
+  job_deps_.sampling_seed = options_.sampling_seed;
+  job_deps_.default_checkpoint_every_batches = options_.checkpoint_every_batches;
 }
 
 absl::Status ServerCore::CheckModel(const std::string& name) const {
@@ -72,51 +151,43 @@ int64_t ServerCore::ActiveVersion() {
   return version.ok() ? *version : 0;
 }
 
-absl::StatusOr<ServerCore::Settings> ServerCore::ResolveSettings(
-    const google::protobuf::RepeatedPtrField<v1::CalibrationSetting>& settings,
-    const v1::StatisticsSelector& selector_proto, bool statistics_selector_set) {
-  Settings out;
-  if (settings.empty()) {
-    out.specs.push_back(CalibrationSpec());
-    out.names.push_back("");
+absl::StatusOr<std::shared_ptr<const CachedVersion>> ServerCore::CachedStatistics(
+    const StatisticsChoice& statistics) {
+  LOGN_ASSIGN_OR_RETURN(const VersionSelector selector, statistics.selector);
+  auto cached = cache_->Get(model_key_, selector);
+  if (cached.ok()) return cached;
+  // No "active" version yet is a state to fix (calibrate first), not a missing name.
+  const bool active = selector.version == 0 && selector.alias == kActiveAlias;
+  if (absl::IsNotFound(cached.status()) && (active || !statistics.explicitly_set)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model '", model_key_.name,
+        "' has no active LogN statistics yet: run Calibrate (with activate_on_commit) or "
+        "Activate a version, or ask for calibration method NONE / LOGA (",
+        cached.status().message(), ")"));
   }
-  for (const v1::CalibrationSetting& setting : settings) {
-    LOGN_ASSIGN_OR_RETURN(CalibrationSpec spec, SpecFromProto(setting));
-    out.specs.push_back(spec);
-    out.names.push_back(setting.name());
-  }
+  return cached.status();
+}
+
+absl::StatusOr<ServerCore::Calibrators> ServerCore::ResolveCalibrators(
+    absl::Span<const NamedSpec> settings, const StatisticsChoice& statistics) {
+  Calibrators out;
   std::shared_ptr<const CachedVersion> version;
-  const bool needs_statistics =
-      std::any_of(out.specs.begin(), out.specs.end(),
-                  [](const CalibrationSpec& s) { return s.method == CalibrationMethod::kLogN; });
+  const bool needs_statistics = std::any_of(settings.begin(), settings.end(), [](const auto& s) {
+    return s.spec.method == CalibrationMethod::kLogN;
+  });
   if (needs_statistics) {
-    LOGN_ASSIGN_OR_RETURN(VersionSelector selector, SelectorFromProto(selector_proto));
-    auto cached = cache_->Get(model_key_, selector);
-    if (!cached.ok()) {
-      // No "active" version yet is a state to fix (calibrate first), not a missing name.
-      const bool active = selector.version == 0 && selector.alias == kActiveAlias;
-      if (absl::IsNotFound(cached.status()) && (active || !statistics_selector_set)) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "model '", model_key_.name,
-            "' has no active LogN statistics yet: run Calibrate (with activate_on_commit) or "
-            "Activate a version, or ask for calibration method NONE / LOGA (",
-            cached.status().message(), ")"));
-      }
-      return cached.status();
-    }
-    version = *std::move(cached);
+    LOGN_ASSIGN_OR_RETURN(version, CachedStatistics(statistics));
     out.statistics_version = version->info.version;
   }
-  for (const CalibrationSpec& spec : out.specs) {
+  for (const NamedSpec& setting : settings) {
+    const CalibrationSpec& spec = setting.spec;
     if (spec.method == CalibrationMethod::kLogA && instance_counts_.empty()) {
       return absl::FailedPreconditionError(
           "LogA needs every class's training instance_count in the model manifest");
     }
     // The cache holds each version's calibrator for the default options: no rebuild per request.
-    const bool cached_options =
-        spec.method == CalibrationMethod::kLogN && spec.logn == options_.cache.logn;
-    if (cached_options) {
-      out.calibrators.push_back(version->calibrator);  // precomputed once per version
+    if (spec.method == CalibrationMethod::kLogN && spec.logn == options_.cache.logn) {
+      out.calibrators.push_back(version->calibrator);
       continue;
     }
     LOGN_ASSIGN_OR_RETURN(
@@ -128,8 +199,12 @@ absl::StatusOr<ServerCore::Settings> ServerCore::ResolveSettings(
   return out;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Detection
+
 absl::StatusOr<ServerCore::PreparedDetect> ServerCore::PrepareDetect(
     const v1::DetectRequest& request) {
+  // The model and the image count first: cheap checks that need nothing converted.
   LOGN_RETURN_IF_ERROR(CheckModel(request.model()));
   if (request.images().empty()) {
     return absl::InvalidArgumentError("Detect needs at least one image");
@@ -140,69 +215,57 @@ absl::StatusOr<ServerCore::PreparedDetect> ServerCore::PrepareDetect(
         options_.max_images_per_request, " per request (split the request)"));
   }
   PreparedDetect prepared;
-  LOGN_ASSIGN_OR_RETURN(prepared.postprocess, PostprocessFromProto(request.postprocess()));
-  LOGN_ASSIGN_OR_RETURN(prepared.settings,
-                        ResolveSettings(request.calibrations(), request.statistics(),
-                                        request.has_statistics()));
-  prepared.images.reserve(request.images_size());
-  for (int i = 0; i < request.images_size(); ++i) {
-    LOGN_ASSIGN_OR_RETURN(ImageSource image, ImageFromProto(request.images(i), i));
-    prepared.images.push_back(image);
-  }
+  LOGN_ASSIGN_OR_RETURN(prepared.query, DetectQueryFromProto(request));
+  LOGN_ASSIGN_OR_RETURN(prepared.calibrators,
+                        ResolveCalibrators(prepared.query.settings, prepared.query.statistics));
   return prepared;
 }
 
-absl::Status ServerCore::FinishDetect(const v1::DetectRequest& request,
-                                      const PreparedDetect& prepared,
-                                      absl::Span<const RawOutputs> outputs,
-                                      const StageTimings& timings,
-                                      v1::DetectResponse* response) const {
+absl::StatusOr<DetectOutcome> ServerCore::FinishDetect(const PreparedDetect& prepared,
+                                                       absl::Span<const RawOutputs> outputs,
+                                                       const StageTimings& timings) const {
   const absl::Time post_start = absl::Now();
-  const Settings& settings = prepared.settings;
-  const v1::ModelManifest& manifest = runtime_->manifest();
-  const int32_t width = runtime_->layout().width();
-  const bool with_raw = request.postprocess().include_uncalibrated_score();
-  response->set_request_id(request.request_id());
-  response->set_statistics_version(settings.statistics_version);
-  for (size_t s = 0; s < settings.specs.size(); ++s) {
-    v1::CalibrationResult* result = response->add_results();
-    *result->mutable_setting() = SpecToProto(settings.specs[s], settings.names[s]);
+  const DetectQuery& query = prepared.query;
+  std::vector<const Calibrator*> calibrators;
+  for (const Calibrator& c : prepared.calibrators.calibrators) calibrators.push_back(&c);
+  LOGN_ASSIGN_OR_RETURN(DetectorRuntime::Detections detections,
+                        runtime_->PostprocessOutputs(outputs, calibrators, query.postprocess));
+  DetectOutcome outcome;
+  outcome.request_id = query.request_id;
+  outcome.statistics_version = prepared.calibrators.statistics_version;
+  for (size_t s = 0; s < query.settings.size(); ++s) {
+    DetectOutcome::Setting& result = outcome.results.emplace_back();
+    result.setting = query.settings[s];
     for (size_t i = 0; i < outputs.size(); ++i) {
-      const RawOutputs& raw = outputs[i];
-      LOGN_ASSIGN_OR_RETURN(std::vector<Detection> detections,
-                            Postprocess(settings.calibrators[s], raw.view(), prepared.postprocess));
-      v1::ImageDetections* out = result->add_images();
-      out->set_image_id(request.images(static_cast<int>(i)).id());
-      std::vector<float> probabilities(with_raw ? width : 0);
-      for (const Detection& d : detections) {
-        v1::Detection* det = out->add_detections();
-        det->mutable_box()->set_x1(d.box[0]);
-        det->mutable_box()->set_y1(d.box[1]);
-        det->mutable_box()->set_x2(d.box[2]);
-        det->mutable_box()->set_y2(d.box[3]);
-        det->set_category_id(manifest.classes(d.label).id());
-        det->set_score(d.score);
-        if (with_raw) {
-          SoftmaxRows(raw.logits.data() + static_cast<int64_t>(d.candidate) * width,
-                      probabilities.data(), 1, width);
-          det->set_uncalibrated_score(
-              probabilities[runtime_->layout().foreground_column(d.label)]);
-        }
+      DetectOutcome::Image& image = result.images.emplace_back();
+      image.image_id = query.image_ids[i];
+      image.detections = std::move(detections[s][i]);
+      if (query.include_uncalibrated_score) {
+        image.uncalibrated_scores =
+            UncalibratedScores(outputs[i], image.detections, runtime_->layout());
       }
     }
   }
-  v1::ServerTiming* timing = response->mutable_timing();
-  timing->set_decode_seconds(Seconds(timings.decode));
-  timing->set_inference_seconds(Seconds(timings.preprocess + timings.forward));
-  timing->set_postprocess_seconds(Seconds(absl::Now() - post_start));
+  outcome.decode = timings.decode;
+  outcome.inference = timings.preprocess + timings.forward;
+  outcome.postprocess = absl::Now() - post_start;
+  return outcome;
+}
+
+absl::Status ServerCore::Respond(const PreparedDetect& prepared,
+                                 absl::Span<const RawOutputs> outputs,
+                                 const StageTimings& timings,
+                                 v1::DetectResponse* response) const {
+  LOGN_ASSIGN_OR_RETURN(const DetectOutcome outcome, FinishDetect(prepared, outputs, timings));
+  DetectOutcomeToProto(outcome, runtime_->manifest(), response);
   return absl::OkStatus();
 }
 
 absl::Status ServerCore::Detect(const v1::DetectRequest& request, v1::DetectResponse* response) {
-  LOGN_ASSIGN_OR_RETURN(PreparedDetect prepared, PrepareDetect(request));
-  LOGN_ASSIGN_OR_RETURN(DetectorRuntime::ForwardResult forward,
-                        runtime_->Forward(prepared.images));
-  return FinishDetect(request, prepared, forward.images, forward.timings, response);
+  LOGN_ASSIGN_OR_RETURN(const PreparedDetect prepared, PrepareDetect(request));
+  LOGN_ASSIGN_OR_RETURN(const DetectorRuntime::ForwardResult forward,
+                        runtime_->Forward(prepared.query.images));
+  return Respond(prepared, forward.images, forward.timings, response);
 }
 
 std::vector<absl::Status> ServerCore::DetectBatch(
@@ -219,7 +282,8 @@ std::vector<absl::Status> ServerCore::DetectBatch(
       continue;
     }
     prepared[r] = *std::move(p);
-    images.insert(images.end(), prepared[r].images.begin(), prepared[r].images.end());
+    const std::vector<ImageSource>& own = prepared[r].query.images;
+    images.insert(images.end(), own.begin(), own.end());
     ready.push_back(r);
   }
   if (ready.empty()) return statuses;
@@ -228,19 +292,17 @@ std::vector<absl::Status> ServerCore::DetectBatch(
     // One bad image fails the whole batch: run each request alone so only its own fails.
     for (size_t r : ready) {
       absl::StatusOr<DetectorRuntime::ForwardResult> alone =
-          runtime_->Forward(prepared[r].images);
-      statuses[r] = alone.ok() ? FinishDetect(*requests[r], prepared[r], alone->images,
-                                              alone->timings, responses[r])
+          runtime_->Forward(prepared[r].query.images);
+      statuses[r] = alone.ok() ? Respond(prepared[r], alone->images, alone->timings, responses[r])
                                : alone.status();
     }
     return statuses;
   }
   size_t offset = 0;
   for (size_t r : ready) {
-    const size_t n = prepared[r].images.size();
-    statuses[r] = FinishDetect(*requests[r], prepared[r],
-                               absl::MakeConstSpan(forward->images).subspan(offset, n),
-                               forward->timings, responses[r]);
+    const size_t n = prepared[r].query.images.size();
+    statuses[r] = Respond(prepared[r], absl::MakeConstSpan(forward->images).subspan(offset, n),
+                          forward->timings, responses[r]);
     offset += n;
   }
   return statuses;
@@ -262,290 +324,17 @@ absl::Status ServerCore::GetModelInfo(const v1::GetModelInfoRequest& request,
 absl::StatusOr<std::unique_ptr<CalibrationJob>> ServerCore::StartCalibration(
     const v1::CalibrateHeader& header) {
   LOGN_RETURN_IF_ERROR(CheckModel(header.model()));
-  if (header.source() != v1::CALIBRATION_SOURCE_LOGITS &&
-      header.source() != v1::CALIBRATION_SOURCE_IMAGES) {
-    return absl::InvalidArgumentError(
-        "calibrate header needs source CALIBRATION_SOURCE_LOGITS or CALIBRATION_SOURCE_IMAGES");
-  }
-  if (header.partial() && header.activate_on_commit()) {
-    return absl::InvalidArgumentError(
-        "a partial version cannot be activated: merge the shards, then activate the merge");
-  }
-  if (header.resume() && header.job_id().empty()) {
-    return absl::InvalidArgumentError("resume needs the job_id of the job to continue");
-  }
-  const AccumulationMethod method = header.has_ema() ? AccumulationMethod::kEma
-                                                     : AccumulationMethod::kExact;
-  std::unique_ptr<CalibrationJob> job(new CalibrationJob(this, header, method));
-  if (!header.job_id().empty()) {
-    job->checkpoint_every_ = header.checkpoint_every_batches() > 0
-                                 ? header.checkpoint_every_batches()
-                             : header.checkpoint_every_batches() == 0
-                                 ? std::max(0, options_.checkpoint_every_batches)
-                                 : 0;
-  }
-  std::optional<JobCheckpoint> checkpoint;
-  if (header.resume()) {
-    LOGN_ASSIGN_OR_RETURN(checkpoint, store_->GetCheckpoint(model_key_, header.job_id()));
-    const VersionSource source = header.source() == v1::CALIBRATION_SOURCE_IMAGES
-                                     ? VersionSource::kImages
-                                     : VersionSource::kLogits;
-    if (checkpoint->source != source || checkpoint->statistics.method != method) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "job '", header.job_id(), "' started with source ",
-          VersionSourceName(checkpoint->source), " and mode ",
-          AccumulationMethodName(checkpoint->statistics.method),
-          "; resume it with the same source and mode"));
-    }
-    if (header.resume_from_batch() != checkpoint->batches) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "job '", header.job_id(), "' has a checkpoint after batch ", checkpoint->batches,
-          ", but the stream resumes from batch ", header.resume_from_batch(),
-          ": send its batches from ", checkpoint->batches, " on (resume_from_batch = ",
-          checkpoint->batches, ")"));
-    }
-    job->rows_ = checkpoint->statistics.count;
-    job->images_ = checkpoint->images_seen;
-    job->batches_ = checkpoint->batches;
-  }
-  if (method == AccumulationMethod::kExact) {
-    job->exact_ = std::make_unique<ExactAccumulator>(runtime_->layout());
-    if (checkpoint.has_value()) {
-      LOGN_RETURN_IF_ERROR(job->exact_->MergeSnapshot(checkpoint->statistics));
-    }
-    return job;
-  }
-  const v1::EmaMode& ema = header.ema();
-  if (checkpoint.has_value()) {
-    if (checkpoint->statistics.momentum != ema.momentum()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "job '", header.job_id(), "' runs with EMA momentum ", checkpoint->statistics.momentum,
-          ", not ", ema.momentum(), "; resume it with the same momentum"));
-    }
-    LOGN_ASSIGN_OR_RETURN(EmaAccumulator accumulator,
-                          EmaAccumulator::CreateFrom(checkpoint->statistics, ema.momentum()));
-    job->ema_ = std::make_unique<EmaAccumulator>(std::move(accumulator));
-  } else if (ema.has_init()) {
-    LOGN_ASSIGN_OR_RETURN(VersionSelector selector, SelectorFromProto(ema.init()));
-    LOGN_ASSIGN_OR_RETURN(VersionRecord init, store_->Get(model_key_, selector));
-    LOGN_ASSIGN_OR_RETURN(EmaAccumulator accumulator,
-                          EmaAccumulator::CreateFrom(init.statistics, ema.momentum()));
-    job->ema_ = std::make_unique<EmaAccumulator>(std::move(accumulator));
-  } else {
-    LOGN_ASSIGN_OR_RETURN(EmaAccumulator accumulator,
-                          EmaAccumulator::Create(runtime_->layout(), ema.momentum()));
-    job->ema_ = std::make_unique<EmaAccumulator>(std::move(accumulator));
-  }
-  return job;
-}
-
-CalibrationJob::CalibrationJob(ServerCore* core, v1::CalibrateHeader header,
-                               AccumulationMethod method)
-    : core_(core), header_(std::move(header)), method_(method) {}
-
-absl::Status CalibrationJob::AddRows(const float* data, int64_t rows) {
-  const ServerCoreOptions& options = core_->options_;
-  if (rows_ + rows > options.max_rows_per_job) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "calibration job would exceed ", options.max_rows_per_job,
-        " rows; split it into several jobs"));
-  }
-  const LogitBatchView view{data, rows, core_->runtime_->layout().width()};
-  absl::Status status = exact_ ? exact_->Add(view) : ema_->Add(view);
-  if (!status.ok()) {
-    return absl::Status(status.code(),
-                        absl::StrCat("batch ", batches_ + 1, ": ", status.message()));
-  }
-  rows_ += rows;
-  return absl::OkStatus();
-}
-
-absl::Status CalibrationJob::AddLogits(const v1::LogitBatch& batch) {
-  if (header_.source() != v1::CALIBRATION_SOURCE_LOGITS) {
-    return absl::InvalidArgumentError(
-        "this job's header declared source IMAGES, but a logit batch arrived");
-  }
-  if (batch.rows() > core_->options_.max_rows_per_batch) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "logit batch of ", batch.rows(), " rows is over the limit of ",
-        core_->options_.max_rows_per_batch, " rows per batch"));
-  }
-  const int32_t width = core_->runtime_->layout().width();
-  if (batch.width() != width) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "batch ", batches_ + 1, ": logit batch has width ", batch.width(), " but model '",
-        core_->model_key_.name, "' has ", width, " logits per row (",
-        core_->runtime_->layout().DebugString(), ")"));
-  }
-  LOGN_ASSIGN_OR_RETURN(std::vector<float> values, LogitsFromProto(batch));
-  LOGN_RETURN_IF_ERROR(AddRows(values.data(), batch.rows()));
-  return FinishBatch();
-}
-
-absl::Status CalibrationJob::AddImages(const v1::ImageBatch& batch) {
-  if (header_.source() != v1::CALIBRATION_SOURCE_IMAGES) {
-    return absl::InvalidArgumentError(
-        "this job's header declared source LOGITS, but an image batch arrived");
-  }
-  if (batch.images().empty()) {
-    return absl::InvalidArgumentError("image batch has no images");
-  }
-  const DetectorRuntime& runtime = *core_->runtime_;
-  const int32_t max_images = core_->options_.runtime.limits.max_images_per_call;
-  if (batch.images_size() > max_images) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "image batch of ", batch.images_size(), " images is over the limit of ", max_images,
-        " per batch"));
-  }
-  std::vector<ImageSource> images;
-  bool any_ground_truth = false;
-  for (int i = 0; i < batch.images_size(); ++i) {
-    LOGN_ASSIGN_OR_RETURN(ImageSource image, ImageFromProto(batch.images(i).image(), i));
-    images.push_back(image);
-    const v1::GroundTruth& gt = batch.images(i).ground_truth();
-    if (gt.boxes_size() != gt.category_ids_size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "image ", i, ": ground truth has ", gt.boxes_size(), " boxes but ",
-          gt.category_ids_size(), " category ids"));
-    }
-    any_ground_truth |= gt.boxes_size() > 0;
-  }
-  if (any_ground_truth && !runtime.has_classify_rois()) {
-    return absl::FailedPreconditionError(
-        "ground truth was sent, but the model has no classify_rois method to score sampled RoIs; "
-        "send images without ground truth to use the model's own candidates");
-  }
-  LOGN_ASSIGN_OR_RETURN(DetectorRuntime::ForwardResult forward, runtime.Forward(images));
-  // Rows of all images are validated together before any is accumulated, so a refused batch
-  // changes nothing.
-  std::vector<float> rows;
-  int64_t num_rows = 0;
-  if (!any_ground_truth) {
-    for (const RawOutputs& raw : forward.images) {
-      rows.insert(rows.end(), raw.logits.begin(), raw.logits.end());
-      num_rows += raw.num_candidates;
-    }
-  } else {
-    std::vector<std::vector<float>> rois(images.size());
-    for (size_t i = 0; i < images.size(); ++i) {
-      const RawOutputs& raw = forward.images[i];
-      std::vector<float> proposals;
-      if (raw.class_specific) {
-        // A class-specific head refines one box per class; the class-agnostic proposal the RoI
-        // head saw is not an output, so take each candidate's box for its best class.
-        const int32_t classes = runtime.layout().num_classes;
-        const int32_t width = runtime.layout().width();
-        for (int64_t n = 0; n < raw.num_candidates; ++n) {
-          int32_t best = 0;
-          for (int32_t c = 1; c < classes; ++c) {
-            if (raw.logits[n * width + runtime.layout().foreground_column(c)] >
-                raw.logits[n * width + runtime.layout().foreground_column(best)]) {
-              best = c;
-            }
-          }
-          const float* box = &raw.boxes[(n * classes + best) * 4];
-          proposals.insert(proposals.end(), box, box + 4);
-        }
-      } else {
-        proposals = raw.boxes;
-      }
-      std::vector<float> gt;
-      for (const v1::BoundingBox& b : batch.images(i).ground_truth().boxes()) {
-        gt.insert(gt.end(), {b.x1(), b.y1(), b.x2(), b.y2()});
-      }
-      const v1::Image& image = batch.images(i).image();
-      std::mt19937_64 rng(RoiSamplingSeed(
-          core_->options_.sampling_seed,
-          image.has_raw() ? image.raw().data() : image.encoded()));
-      rois[i] = SampleRois(proposals, gt, core_->options_.sampling, rng);
-    }
-    LOGN_ASSIGN_OR_RETURN(DetectorRuntime::RoiResult scored, runtime.ClassifyRois(images, rois));
-    for (const std::vector<float>& logits : scored.logits) {
-      rows.insert(rows.end(), logits.begin(), logits.end());
-    }
-    num_rows = static_cast<int64_t>(rows.size()) / runtime.layout().width();
-  }
-  if (num_rows == 0) {
-    // Nothing to accumulate from these images (no candidates): not an error.
-    images_ += batch.images_size();
-    return FinishBatch();
-  }
-  if (method_ == AccumulationMethod::kEma && num_rows < 2) {
-    return absl::InvalidArgumentError(
-        "EMA calibration needs at least 2 RoIs per batch; send more images per batch");
-  }
-  LOGN_RETURN_IF_ERROR(AddRows(rows.data(), num_rows));
-  images_ += batch.images_size();
-  return FinishBatch();
-}
-
-absl::Status CalibrationJob::FinishBatch() {
-  ++batches_;
-  if (checkpoint_every_ <= 0 || batches_ % checkpoint_every_ != 0 || rows_ == 0) {
-    return absl::OkStatus();
-  }
-  JobCheckpoint checkpoint;
-  checkpoint.model = core_->model_key_;
-  checkpoint.job_id = header_.job_id();
-  checkpoint.batches = batches_;
-  checkpoint.images_seen = images_;
-  checkpoint.source = header_.source() == v1::CALIBRATION_SOURCE_IMAGES ? VersionSource::kImages
-                                                                        : VersionSource::kLogits;
-  LOGN_ASSIGN_OR_RETURN(checkpoint.statistics, SnapshotStatistics());
-  if (absl::Status s = core_->store_->PutCheckpoint(checkpoint); !s.ok()) {
-    return absl::Status(s.code(), absl::StrCat("batch ", batches_,
-                                               " was accumulated but its checkpoint could not "
-                                               "be saved (resume from the previous one): ",
-                                               s.message()));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<Statistics> CalibrationJob::SnapshotStatistics() const {
-  if (exact_) return exact_->Snapshot();
-  return ema_->Snapshot();
-}
-
-absl::StatusOr<v1::CalibrateResponse> CalibrationJob::Commit() {
-  if (committed_) return absl::FailedPreconditionError("calibration job already committed");
-  if (rows_ == 0) {
-    return absl::FailedPreconditionError(
-        "calibration stream had no rows: send at least one batch after the header");
-  }
-  LOGN_ASSIGN_OR_RETURN(Statistics stats, SnapshotStatistics());
-  stats.provenance.model_name = core_->model_key_.name;
-  stats.provenance.model_sha256 = core_->model_key_.sha256;
-  stats.provenance.created_at = absl::Now();
-  stats.provenance.description = header_.description();
-  stats.provenance.images_seen = images_;
-  stats.provenance.batches_seen = batches_;
-  NewVersion version;
-  version.model = core_->model_key_;
-  version.statistics = std::move(stats);
-  version.job_id = header_.job_id();
-  version.description = header_.description();
-  version.source = header_.source() == v1::CALIBRATION_SOURCE_IMAGES ? VersionSource::kImages
-                                                                     : VersionSource::kLogits;
-  version.partial = header_.partial();
-  version.clear_job_checkpoint = !header_.job_id().empty();
-  LOGN_ASSIGN_OR_RETURN(v1::VersionInfo stored,
-                        core_->StoreVersion(version, header_.activate_on_commit()));
-  committed_ = true;
-  v1::CalibrateResponse response;
-  *response.mutable_version() = std::move(stored);
-  response.set_rows(rows_);
-  response.set_images(images_);
-  response.set_batches(batches_);
-  return response;
+  return CalibrationJob::Start(job_deps_, header);
 }
 
 absl::Status ServerCore::Apply(const v1::ApplyRequest& request, v1::ApplyResponse* response) {
   LOGN_RETURN_IF_ERROR(CheckModel(request.model()));
-  const int32_t width = runtime_->layout().width();
+  const LogitLayout& layout = runtime_->layout();
+  const int32_t width = layout.width();
   if (request.logits().width() != width) {
     return absl::InvalidArgumentError(absl::StrCat(
         "logit batch has width ", request.logits().width(), " but model '", model_key_.name,
-        "' has ", width, " logits per row (", runtime_->layout().DebugString(), ")"));
+        "' has ", width, " logits per row (", layout.DebugString(), ")"));
   }
   if (request.logits().rows() > options_.max_rows_per_batch) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -554,11 +343,13 @@ absl::Status ServerCore::Apply(const v1::ApplyRequest& request, v1::ApplyRespons
   }
   LOGN_ASSIGN_OR_RETURN(std::vector<float> values, LogitsFromProto(request.logits()));
   const LogitBatchView view{values.data(), request.logits().rows(), width};
-  LOGN_RETURN_IF_ERROR(ValidateLogitBatch(runtime_->layout(), view));
-  google::protobuf::RepeatedPtrField<v1::CalibrationSetting> settings;
-  *settings.Add() = request.calibration();
-  LOGN_ASSIGN_OR_RETURN(Settings resolved,
-                        ResolveSettings(settings, request.statistics(), request.has_statistics()));
+  LOGN_RETURN_IF_ERROR(ValidateLogitBatch(layout, view));
+  LOGN_ASSIGN_OR_RETURN(CalibrationSpec spec, SpecFromProto(request.calibration()));
+  const NamedSpec setting{spec, request.calibration().name()};
+  LOGN_ASSIGN_OR_RETURN(
+      Calibrators resolved,
+      ResolveCalibrators({setting}, StatisticsChoiceFromProto(request.statistics(),
+                                                              request.has_statistics())));
   resolved.calibrators[0].ApplyUnchecked(values.data(), view.rows);
   response->set_statistics_version(resolved.statistics_version);
   if (request.include_scores()) {
@@ -570,31 +361,9 @@ absl::Status ServerCore::Apply(const v1::ApplyRequest& request, v1::ApplyRespons
   return absl::OkStatus();
 }
 
-absl::Status ServerCore::Merge(const v1::MergeRequest& request, v1::MergeResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model()));
-  if (request.versions_size() < 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Merge needs at least two versions, got ", request.versions_size()));
-  }
-  if (request.partial() && request.activate()) {
-    return absl::InvalidArgumentError("a partial merge cannot be activated");
-  }
-  std::vector<int64_t> parents(request.versions().begin(), request.versions().end());
-  std::sort(parents.begin(), parents.end());
-  for (size_t i = 0; i < parents.size(); ++i) {
-    if (parents[i] <= 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("version ", parents[i], " is not a positive version number"));
-    }
-    if (i > 0 && parents[i] == parents[i - 1]) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "version ", parents[i], " is named twice: its rows would be counted twice"));
-    }
-  }
+absl::StatusOr<NewVersion> ServerCore::MergedVersion(VersionOrigin origin) {
   ExactAccumulator merged(runtime_->layout());
-  int64_t images = 0;
-  int64_t batches = 0;
-  for (int64_t parent : parents) {
+  for (int64_t parent : origin.parent_versions) {
     LOGN_ASSIGN_OR_RETURN(VersionRecord record,
                           store_->Get(model_key_, VersionSelector::Number(parent)));
     if (record.statistics.method != AccumulationMethod::kExact) {
@@ -608,46 +377,37 @@ absl::Status ServerCore::Merge(const v1::MergeRequest& request, v1::MergeRespons
           ", model '", model_key_.name, "' has ", runtime_->layout().DebugString()));
     }
     LOGN_RETURN_IF_ERROR(merged.MergeSnapshot(record.statistics));
-    images += record.statistics.provenance.images_seen;
-    batches += record.statistics.provenance.batches_seen;
+    origin.images_seen += record.statistics.provenance.images_seen;
+    origin.batches_seen += record.statistics.provenance.batches_seen;
   }
   LOGN_ASSIGN_OR_RETURN(Statistics stats, merged.Snapshot());
-  stats.provenance.model_name = model_key_.name;
-  stats.provenance.model_sha256 = model_key_.sha256;
-  stats.provenance.created_at = absl::Now();
-  stats.provenance.description = request.description();
-  stats.provenance.images_seen = images;
-  stats.provenance.batches_seen = batches;
-  NewVersion version;
-  version.model = model_key_;
-  version.statistics = std::move(stats);
-  version.job_id = request.job_id();
-  version.description = request.description();
-  version.source = VersionSource::kMerge;
-  version.parent_versions = parents;
-  version.partial = request.partial();
-  LOGN_ASSIGN_OR_RETURN(*response->mutable_version(), StoreVersion(version, request.activate()));
+  return BuildNewVersion(model_key_, std::move(stats), std::move(origin), absl::Now());
+}
+
+absl::Status ServerCore::StoreVersion(const NewVersion& version, bool activate,
+                                      v1::VersionInfo* stored_version) {
+  LOGN_ASSIGN_OR_RETURN(const StoredVersion stored, StoreNewVersion(*store_, version, activate));
+  VersionInfoToProto(stored.info, stored.aliases, stored_version);
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::VersionInfo> ServerCore::StoreVersion(const NewVersion& version,
-                                                         bool activate) {
-  LOGN_ASSIGN_OR_RETURN(VersionRecord record, store_->Put(version));
-  std::vector<std::string> aliases;
-  if (activate) {
-    const absl::Status activated = store_->Activate(model_key_, record.info.version).status();
-    if (!activated.ok()) {
-      return absl::Status(activated.code(),
-                          absl::StrCat("version ", record.info.version,
-                                       " was committed but could not be activated (activate it "
-                                       "with Activate): ",
-                                       activated.message()));
-    }
-    aliases.push_back(std::string(kActiveAlias));
+absl::Status ServerCore::Merge(const v1::MergeRequest& request, v1::MergeResponse* response) {
+  LOGN_RETURN_IF_ERROR(CheckModel(request.model()));
+  if (request.versions_size() < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Merge needs at least two versions, got ", request.versions_size()));
   }
-  v1::VersionInfo info;
-  VersionInfoToProto(record.info, aliases, &info);
-  return info;
+  if (request.partial() && request.activate()) {
+    return absl::InvalidArgumentError("a partial merge cannot be activated");
+  }
+  VersionOrigin origin;
+  LOGN_ASSIGN_OR_RETURN(origin.parent_versions, MergeParents(request));
+  origin.source = VersionSource::kMerge;
+  origin.job_id = request.job_id();
+  origin.description = request.description();
+  origin.partial = request.partial();
+  LOGN_ASSIGN_OR_RETURN(const NewVersion version, MergedVersion(std::move(origin)));
+  return StoreVersion(version, request.activate(), response->mutable_version());
 }
 
 absl::Status ServerCore::GetCalibrationJob(const v1::GetCalibrationJobRequest& request,
@@ -656,19 +416,9 @@ absl::Status ServerCore::GetCalibrationJob(const v1::GetCalibrationJobRequest& r
   if (request.job_id().empty()) {
     return absl::InvalidArgumentError("GetCalibrationJob needs a job_id");
   }
-  LOGN_ASSIGN_OR_RETURN(JobCheckpoint checkpoint,
+  LOGN_ASSIGN_OR_RETURN(const JobCheckpoint checkpoint,
                         store_->GetCheckpoint(model_key_, request.job_id()));
-  response->set_job_id(checkpoint.job_id);
-  response->set_batches(checkpoint.batches);
-  response->set_rows(checkpoint.statistics.count);
-  response->set_images(checkpoint.images_seen);
-  response->set_source(checkpoint.source == VersionSource::kImages
-                           ? v1::CALIBRATION_SOURCE_IMAGES
-                           : v1::CALIBRATION_SOURCE_LOGITS);
-  response->set_method(checkpoint.statistics.method == AccumulationMethod::kEma
-                           ? v1::ACCUMULATION_METHOD_EMA
-                           : v1::ACCUMULATION_METHOD_EXACT);
-  TimeToProto(checkpoint.updated_at, response->mutable_checkpointed_at());
+  CheckpointToProto(checkpoint, response);
   return absl::OkStatus();
 }
 
@@ -676,12 +426,8 @@ absl::Status ServerCore::GetCalibrationJob(const v1::GetCalibrationJobRequest& r
 // Statistics store
 
 absl::StatusOr<std::vector<std::string>> ServerCore::AliasesOf(int64_t version) {
-  LOGN_ASSIGN_OR_RETURN(std::vector<AliasInfo> aliases, store_->Aliases(model_key_));
-  std::vector<std::string> names;
-  for (const AliasInfo& alias : aliases) {
-    if (alias.version == version) names.push_back(alias.alias);
-  }
-  return names;
+  LOGN_ASSIGN_OR_RETURN(const std::vector<AliasInfo> aliases, store_->Aliases(model_key_));
+  return AliasNames(aliases, version);
 }
 
 absl::Status ServerCore::ListVersions(const v1::ListVersionsRequest& request,
@@ -690,14 +436,10 @@ absl::Status ServerCore::ListVersions(const v1::ListVersionsRequest& request,
   auto listed = store_->List(model_key_, request.page_token(), request.page_size());
   // A model nothing was stored for yet simply has no versions.
   if (absl::IsNotFound(listed.status()) && request.page_token().empty()) return absl::OkStatus();
-  LOGN_ASSIGN_OR_RETURN(VersionPage page, std::move(listed));
-  LOGN_ASSIGN_OR_RETURN(std::vector<AliasInfo> aliases, store_->Aliases(model_key_));
+  LOGN_ASSIGN_OR_RETURN(const VersionPage page, std::move(listed));
+  LOGN_ASSIGN_OR_RETURN(const std::vector<AliasInfo> aliases, store_->Aliases(model_key_));
   for (const VersionInfo& info : page.versions) {
-    std::vector<std::string> names;
-    for (const AliasInfo& alias : aliases) {
-      if (alias.version == info.version) names.push_back(alias.alias);
-    }
-    VersionInfoToProto(info, names, response->add_versions());
+    VersionInfoToProto(info, AliasNames(aliases, info.version), response->add_versions());
   }
   response->set_next_page_token(page.next_page_token);
   return absl::OkStatus();
@@ -785,19 +527,24 @@ absl::Status ServerCore::ImportVersion(const v1::ImportVersionRequest& request,
   if (request.content().empty()) {
     return absl::InvalidArgumentError("ImportVersion needs content (an exported file)");
   }
-  const bool json = request.format() == v1::EXPORT_FORMAT_JSON ||
-                    (request.format() == v1::EXPORT_FORMAT_UNSPECIFIED &&
-                     LooksLikeJson(request.content()));
   NewVersion version;
-  if (json) {
-    LOGN_ASSIGN_OR_RETURN(version, ParseImportJson(request.content(), model_key_));
-  } else {
-    LOGN_ASSIGN_OR_RETURN(VersionRecord record, VersionFromBinary(request.content()));
-    version = ImportedVersion(record, model_key_);
+  switch (request.format()) {
+    case v1::EXPORT_FORMAT_JSON: {
+      LOGN_ASSIGN_OR_RETURN(version, ParseImportJson(request.content(), model_key_));
+      break;
+    }
+    case v1::EXPORT_FORMAT_UNSPECIFIED: {  // JSON if it looks like JSON, else binary
+      LOGN_ASSIGN_OR_RETURN(version, ParseImport(request.content(), model_key_));
+      break;
+    }
+    default: {
+      LOGN_ASSIGN_OR_RETURN(VersionRecord record, VersionFromBinary(request.content()));
+      version = ImportedVersion(record, model_key_);
+      break;
+    }
   }
   if (!request.description().empty()) version.description = request.description();
-  LOGN_ASSIGN_OR_RETURN(*response->mutable_version(), StoreVersion(version, request.activate()));
-  return absl::OkStatus();
+  return StoreVersion(version, request.activate(), response->mutable_version());
 }
 
 }  // namespace logn

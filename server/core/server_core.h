@@ -18,7 +18,10 @@
 #include "logn/v1/calibration_service.pb.h"
 #include "logn/v1/detection_service.pb.h"
 #include "logn/v1/stats_service.pb.h"
+#include "server/core/calibration_job.h"
+#include "server/core/requests.h"
 #include "server/core/roi_sampler.h"
+#include "server/core/versions.h"
 #include "server/runtime/detector_runtime.h"
 #include "store/stats_cache.h"
 #include "store/stats_store.h"
@@ -43,59 +46,23 @@ struct ServerCoreOptions {
   uint64_t sampling_seed = 20220601;
   // Checkpoint interval (batches) of jobs with a job_id whose header leaves it at 0; 0: never.
   int32_t checkpoint_every_batches = 16;
-};
 
-class ServerCore;
-
-// One Calibrate stream's job: accumulates batches, commits one version at the end. Destroying a
-// job without Commit commits nothing. Not thread-safe: one stream feeds one job.
-//
-// A job with a job_id saves its accumulation in the store every N batches (a checkpoint), and
-// a later job with the same id and `resume` continues from it, on this or any replica sharing
-// the store; committing deletes the checkpoint in the same transaction.
-class CalibrationJob {
- public:
-  // INVALID_ARGUMENT / RESOURCE_EXHAUSTED per batch; a refused batch changes nothing. A batch
-  // that completes a checkpoint interval is accumulated even if saving the checkpoint fails
-  // (UNAVAILABLE etc., naming the batch), so the stream fails and resumes from the previous one.
-  absl::Status AddLogits(const v1::LogitBatch& batch);
-  absl::Status AddImages(const v1::ImageBatch& batch);
-  // Stores the statistics as a new version (and activates it if the header asked).
-  // FAILED_PRECONDITION when no row was accumulated.
-  absl::StatusOr<v1::CalibrateResponse> Commit();
-
-  int64_t rows() const { return rows_; }
-  int64_t images() const { return images_; }
-  int64_t batches() const { return batches_; }
-
- private:
-  friend class ServerCore;
-  CalibrationJob(ServerCore* core, v1::CalibrateHeader header, AccumulationMethod method);
-  absl::Status AddRows(const float* data, int64_t rows);
-  // Counts one accepted batch and saves a checkpoint when an interval is complete.
-  absl::Status FinishBatch();
-  absl::StatusOr<Statistics> SnapshotStatistics() const;
-
-  ServerCore* const core_;
-  const v1::CalibrateHeader header_;
-  const AccumulationMethod method_;
-  std::unique_ptr<ExactAccumulator> exact_;
-  std::unique_ptr<EmaAccumulator> ema_;
-  int64_t rows_ = 0;
-  int64_t images_ = 0;
-  int64_t batches_ = 0;
-  int32_t checkpoint_every_ = 0;  // batches; 0: no checkpoints
-  bool committed_ = false;
+  // INVALID_ARGUMENT naming the first option out of range: a limit that is not positive, a
+  // negative checkpoint interval, sampling options outside their ranges, or more images per
+  // request than the runtime runs in one call.
+  absl::Status Validate() const;
 };
 
 class ServerCore {
  public:
-  // Loads and validates the model, opens (and migrates) the store.
+  // Validates the options (before anything is loaded), loads and validates the model, opens
+  // (and migrates) the store.
   static absl::StatusOr<std::unique_ptr<ServerCore>> Create(const ServerCoreOptions& options);
-  // From an already loaded runtime and open store (tests, or a host that shares them).
-  static std::unique_ptr<ServerCore> CreateFrom(const ServerCoreOptions& options,
-                                                std::unique_ptr<DetectorRuntime> runtime,
-                                                std::unique_ptr<StatsStore> store);
+  // From an already loaded runtime and open store (tests, or a host that shares them);
+  // INVALID_ARGUMENT for invalid options.
+  static absl::StatusOr<std::unique_ptr<ServerCore>> CreateFrom(
+      const ServerCoreOptions& options, std::unique_ptr<DetectorRuntime> runtime,
+      std::unique_ptr<StatsStore> store);
 
   const DetectorRuntime& runtime() const { return *runtime_; }
   StatsStore& store() { return *store_; }
@@ -139,37 +106,43 @@ class ServerCore {
   int64_t ActiveVersion();
 
  private:
-  friend class CalibrationJob;
   ServerCore(const ServerCoreOptions& options, std::unique_ptr<DetectorRuntime> runtime,
              std::unique_ptr<StatsStore> store);
 
   // NOT_FOUND unless `name` is empty or the served model's name.
   absl::Status CheckModel(const std::string& name) const;
-  // Calibrators for a request's settings, all LogN ones from one statistics version (so a
+  // The calibrators of a request's settings, all LogN ones from one statistics version (so a
   // response is consistent with the one version it names even while aliases move).
-  struct Settings {
-    std::vector<CalibrationSpec> specs;
-    std::vector<std::string> names;
-    std::vector<Calibrator> calibrators;
-    int64_t statistics_version = 0;
+  struct Calibrators {
+    std::vector<Calibrator> calibrators;  // one per setting
+    int64_t statistics_version = 0;       // 0 when no setting needs statistics
   };
-  absl::StatusOr<Settings> ResolveSettings(
-      const google::protobuf::RepeatedPtrField<v1::CalibrationSetting>& settings,
-      const v1::StatisticsSelector& selector, bool statistics_selector_set);
+  absl::StatusOr<Calibrators> ResolveCalibrators(absl::Span<const NamedSpec> settings,
+                                                 const StatisticsChoice& statistics);
+  // The cached version `statistics` names; FAILED_PRECONDITION when it means "active" and no
+  // version is active yet.
+  absl::StatusOr<std::shared_ptr<const CachedVersion>> CachedStatistics(
+      const StatisticsChoice& statistics);
   absl::StatusOr<std::vector<std::string>> AliasesOf(int64_t version);
-  // A Detect request checked, with its calibrators and image views (into the request).
+  // A Detect request converted and checked, with its calibrators.
   struct PreparedDetect {
-    PostprocessOptions postprocess;
-    Settings settings;
-    std::vector<ImageSource> images;
+    DetectQuery query;
+    Calibrators calibrators;
   };
   absl::StatusOr<PreparedDetect> PrepareDetect(const v1::DetectRequest& request);
-  // The response from the request's raw outputs (one per image, in order).
-  absl::Status FinishDetect(const v1::DetectRequest& request, const PreparedDetect& prepared,
-                            absl::Span<const RawOutputs> outputs, const StageTimings& timings,
-                            v1::DetectResponse* response) const;
-  // Puts `version` and, if asked, activates it; the stored version with its aliases.
-  absl::StatusOr<v1::VersionInfo> StoreVersion(const NewVersion& version, bool activate);
+  // The post-processing of the request's raw outputs (one per image, in order), timings included.
+  absl::StatusOr<DetectOutcome> FinishDetect(const PreparedDetect& prepared,
+                                             absl::Span<const RawOutputs> outputs,
+                                             const StageTimings& timings) const;
+  // FinishDetect, written into `response`.
+  absl::Status Respond(const PreparedDetect& prepared, absl::Span<const RawOutputs> outputs,
+                       const StageTimings& timings, v1::DetectResponse* response) const;
+  // The version merging the exact statistics of `origin.parent_versions` (ascending, distinct),
+  // with their image and batch counts.
+  absl::StatusOr<NewVersion> MergedVersion(VersionOrigin origin);
+  // StoreNewVersion, the stored version as the API reports it.
+  absl::Status StoreVersion(const NewVersion& version, bool activate,
+                            v1::VersionInfo* stored_version);
 
   const ServerCoreOptions options_;
   std::unique_ptr<DetectorRuntime> runtime_;
@@ -177,6 +150,7 @@ class ServerCore {
   std::unique_ptr<StatsCache> cache_;
   ModelKey model_key_;
   std::vector<double> instance_counts_;  // LogA priors; empty when the manifest lacks them
+  CalibrationJobDeps job_deps_;          // what every calibration job is given
 };
 
 }  // namespace logn

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
@@ -10,10 +11,12 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "calibration/accumulator.h"
+#include "calibration/softmax.h"
 #include "calibration/statistics_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/core/proto_convert.h"
+#include "server/core/testing/test_inputs.h"
 #include "server/runtime/image.h"
 
 namespace logn {
@@ -21,23 +24,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// The contract test model (tools/make_contract_models.py): 5 classes, background first,
-// class-agnostic boxes, with classify_rois.
-std::string ModelPath() {
-  const char* dir = std::getenv("LOGN_TEST_MODEL_DIR");
-  return std::string(dir ? dir : "server/runtime/testdata") + "/contract/contract_agnostic.pt";
-}
-
-std::string TestImagePng(int height, int width, uint8_t seed) {
-  Image image;
-  image.height = height;
-  image.width = width;
-  image.pixels.resize(static_cast<size_t>(height) * width * 3);
-  for (size_t i = 0; i < image.pixels.size(); ++i) {
-    image.pixels[i] = static_cast<uint8_t>((i * 7 + seed * 31) % 251);
-  }
-  return EncodePng(image).value();
-}
+using core_testing::ContractModelPath;
+using core_testing::SyntheticPng;
 
 v1::LogitBatch MakeBatch(const std::vector<float>& values, int64_t rows, int32_t width) {
   v1::LogitBatch batch;
@@ -54,7 +42,7 @@ class ServerCoreTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     ServerCoreOptions options;
-    options.runtime.model_path = ModelPath();
+    options.runtime.model_path = ContractModelPath();
     options.runtime.intra_op_threads = 1;
     options.store_url = "sqlite://" + (dir_ / "stats.db").string();
     options.max_images_per_request = 4;
@@ -99,7 +87,7 @@ class ServerCoreTest : public ::testing::Test {
     v1::DetectRequest request;
     for (int i = 0; i < images; ++i) {
       v1::Image* image = request.add_images();
-      image->set_encoded(TestImagePng(48 + 8 * i, 64, static_cast<uint8_t>(i)));
+      image->set_encoded(SyntheticPng(48 + 8 * i, 64, static_cast<uint8_t>(i)));
       image->set_id(absl::StrCat("img", i));
     }
     return request;
@@ -225,7 +213,7 @@ TEST_F(ServerCoreTest, CalibrateFromImagesWithGroundTruthSamplesRois) {
   v1::ImageBatch batch;
   for (int i = 0; i < 2; ++i) {
     v1::AnnotatedImage* image = batch.add_images();
-    image->mutable_image()->set_encoded(TestImagePng(64, 80, static_cast<uint8_t>(i)));
+    image->mutable_image()->set_encoded(SyntheticPng(64, 80, static_cast<uint8_t>(i)));
     v1::BoundingBox* box = image->mutable_ground_truth()->add_boxes();
     box->set_x1(10);
     box->set_y1(12);
@@ -408,7 +396,7 @@ TEST_F(ServerCoreTest, HeaderCombinationsThatMakeNoSenseAreRefused) {
 TEST_F(ServerCoreTest, RoiSamplesDependOnTheImageNotOnItsBatch) {
   std::vector<v1::AnnotatedImage> images(3);
   for (int i = 0; i < 3; ++i) {
-    images[i].mutable_image()->set_encoded(TestImagePng(64, 80, static_cast<uint8_t>(i + 3)));
+    images[i].mutable_image()->set_encoded(SyntheticPng(64, 80, static_cast<uint8_t>(i + 3)));
     v1::BoundingBox* box = images[i].mutable_ground_truth()->add_boxes();
     box->set_x1(5 + i);
     box->set_y1(8);
@@ -509,6 +497,40 @@ TEST_F(ServerCoreTest, BadDetectInputs) {
   v1::DetectRequest bad_threshold = DetectRequestFor(1);
   bad_threshold.mutable_postprocess()->set_nms_iou(1.5f);
   EXPECT_EQ(core_->Detect(bad_threshold, &response).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ServerCoreOptionsTest, OptionsOutOfRangeAreRefusedAtCreation) {
+  struct Case {
+    std::function<void(ServerCoreOptions&)> edit;
+    std::string message;
+  };
+  const Case cases[] = {
+      {[](ServerCoreOptions& o) { o.max_images_per_request = 0; },
+       "max_images_per_request must be > 0, got 0"},
+      {[](ServerCoreOptions& o) { o.max_rows_per_batch = -1; },
+       "max_rows_per_batch must be > 0, got -1"},
+      {[](ServerCoreOptions& o) { o.max_rows_per_job = 0; }, "max_rows_per_job must be > 0"},
+      {[](ServerCoreOptions& o) { o.runtime.limits.max_images_per_call = 0; },
+       "runtime max_images_per_call must be > 0"},
+      {[](ServerCoreOptions& o) { o.max_images_per_request = 64; },
+       "max_images_per_request 64 is larger than the runtime's max_images_per_call 32"},
+      {[](ServerCoreOptions& o) { o.checkpoint_every_batches = -2; },
+       "checkpoint_every_batches must be >= 0"},
+      {[](ServerCoreOptions& o) { o.sampling.num_rois = 0; }, "sampling num_rois must be > 0"},
+      {[](ServerCoreOptions& o) { o.sampling.positive_fraction = 1.5; },
+       "positive_fraction must be in [0, 1]"},
+      {[](ServerCoreOptions& o) { o.sampling.positive_iou = 0; }, "positive_iou must be in (0, 1]"},
+  };
+  EXPECT_TRUE(ServerCoreOptions().Validate().ok());
+  for (const Case& c : cases) {
+    ServerCoreOptions options;
+    // Refused before anything is loaded: no model or store is needed to find out.
+    options.runtime.model_path = "/nonexistent/model.pt";
+    c.edit(options);
+    const absl::Status status = ServerCore::Create(options).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.message;
+    EXPECT_THAT(std::string(status.message()), HasSubstr(c.message));
+  }
 }
 
 TEST_F(ServerCoreTest, StoreManagement) {

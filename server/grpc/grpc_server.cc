@@ -4,13 +4,68 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 
 namespace logn {
+namespace {
+
+bool BatchingOn(const GrpcServerOptions& options) {
+  return options.batching.max_batch_images > 1;
+}
+
+}  // namespace
+
+absl::Status GrpcServer::Validate(const GrpcServerOptions& options,
+                                  const ServerCoreOptions* core) {
+  if (options.executor.num_threads < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--executor_threads must be at least 1, not ", options.executor.num_threads));
+  }
+  if (options.executor.max_queued < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_queue must be at least 1, not ", options.executor.max_queued,
+                     " (with no queue every request would be refused)"));
+  }
+  if (options.max_message_bytes < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("--max_message_bytes must be at least 1, not ",
+                                                   options.max_message_bytes));
+  }
+  if (options.require_token_for_detect && options.admin_token.empty()) {
+    return absl::InvalidArgumentError("--require_token_for_detect needs --admin_token_file");
+  }
+  const DetectBatcher::Options& batching = options.batching;
+  if (batching.max_batch_images < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_batch must be at least 1 (1 turns dynamic batching off), not ",
+        batching.max_batch_images));
+  }
+  if (!BatchingOn(options)) return absl::OkStatus();
+  if (batching.max_queue_delay < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_queue_delay_us must not be negative, not ",
+                     absl::ToInt64Microseconds(batching.max_queue_delay)));
+  }
+  if (batching.max_queued_requests < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_queue must be at least 1 when batching, not ", batching.max_queued_requests));
+  }
+  if (core == nullptr) return absl::OkStatus();
+  // One batch is one forward pass, limited by the runtime (which --max_images_per_request sets).
+  const int32_t max_forward = core->runtime.limits.max_images_per_call;
+  if (batching.max_batch_images > max_forward) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_batch ", batching.max_batch_images, " is larger than --max_images_per_request ",
+        max_forward, ": a merged batch would be refused and re-run request by request; lower "
+        "--max_batch or raise --max_images_per_request"));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOptions& options,
                                                                ServerMetrics* metrics) {
+  LOGN_RETURN_IF_ERROR(Validate(options));
   std::unique_ptr<GrpcServer> server(new GrpcServer());
   server->options_ = options;
   server->executor_ = std::make_unique<BoundedExecutor>(options.executor);
@@ -57,8 +112,9 @@ void GrpcServer::SetServing(bool serving) {
   for (const char* name : kServiceNames) service->SetServingStatus(name, serving);
 }
 
-void GrpcServer::SetCore(ServerCore* core) {
-  if (options_.batching.max_batch_images > 1) {
+absl::Status GrpcServer::SetCore(ServerCore* core) {
+  LOGN_RETURN_IF_ERROR(Validate(options_, &core->options()));
+  if (BatchingOn(options_)) {
     DetectBatcher::Options batching = options_.batching;
     batching.max_in_flight_batches = std::max(1, options_.executor.num_threads);
     ServerMetrics* metrics = context_->metrics;
@@ -70,6 +126,7 @@ void GrpcServer::SetCore(ServerCore* core) {
   context_->metrics->SetModelInfo(core->model_key().name, core->model_key().sha256);
   context_->metrics->SetActiveVersion(core->model_key().name, core->ActiveVersion());
   SetServing(true);
+  return absl::OkStatus();
 }
 
 std::shared_ptr<grpc::Channel> GrpcServer::InProcessChannel() {

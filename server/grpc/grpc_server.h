@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
@@ -14,12 +15,13 @@
 
 namespace logn {
 
+// Every option is checked once, when the server starts (GrpcServer::Validate).
 struct GrpcServerOptions {
   // host:port; port 0 picks a free one (see GrpcServer::port()).
   std::string listen_address = "0.0.0.0:8500";
   // Largest request or response message, in bytes (RESOURCE_EXHAUSTED beyond it).
   int max_message_bytes = 64 << 20;
-  // The executor that runs every request's work (threads, queue bound).
+  // The executor that runs every request's work: num_threads >= 1, max_queued >= 1.
   BoundedExecutor::Options executor;
   bool enable_reflection = true;
   // Null: insecure (plaintext) credentials.
@@ -28,7 +30,8 @@ struct GrpcServerOptions {
   // Detect / DetectStream / Apply with require_token_for_detect); see ServiceContext.
   std::string admin_token;
   bool require_token_for_detect = false;
-  // Dynamic batching of Detect / DetectStream requests; off when batching.max_batch_images <= 1.
+  // Dynamic batching of Detect / DetectStream requests: max_batch_images >= 1, 1 turns it off;
+  // when on, a batch must fit one forward pass of the core (see Validate).
   // max_in_flight_batches is set to the executor's thread count.
   DetectBatcher::Options batching{/*max_batch_images=*/1};
 };
@@ -42,13 +45,24 @@ class GrpcServer {
   static constexpr const char* kServiceNames[] = {
       "logn.v1.DetectionService", "logn.v1.CalibrationService", "logn.v1.StatsStoreService"};
 
-  // Binds and starts. UNAVAILABLE when the address cannot be bound.
+  // INVALID_ARGUMENT, naming logn_server's flags, for options that cannot work: an executor
+  // without threads or queue, a message limit below one byte, a negative batching delay, the
+  // token required for Detect without a token, and a dynamic batch larger than the core accepts
+  // in one forward pass (its merged forward would be refused, and every request of it re-run
+  // alone, doubling the work). Without `core`, only the server's own options are checked.
+  static absl::Status Validate(const GrpcServerOptions& options,
+                               const ServerCoreOptions* core = nullptr);
+
+  // Validates `options` (without a core), binds and starts. INVALID_ARGUMENT from Validate;
+  // UNAVAILABLE when the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(const GrpcServerOptions& options,
                                                            ServerMetrics* metrics);
   ~GrpcServer();
 
-  // Starts serving with `core` (which must outlive the server): health becomes SERVING.
-  void SetCore(ServerCore* core);
+  // Starts serving with `core` (which must outlive the server): health becomes SERVING. When
+  // the options and core->options() do not go together (Validate), the server keeps answering
+  // UNAVAILABLE (health NOT_SERVING) and the error is returned.
+  absl::Status SetCore(ServerCore* core);
 
   int port() const { return port_; }
   std::shared_ptr<grpc::Channel> InProcessChannel();

@@ -14,10 +14,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
@@ -112,7 +114,7 @@ class GrpcServerTest : public ::testing::TestWithParam<Transport> {
     auto server = GrpcServer::Start(options, &metrics_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
-    server_->SetCore(core_.get());
+    ASSERT_TRUE(server_->SetCore(core_.get()).ok());
     channel_ = GetParam() == Transport::kInProcess
                    ? server_->InProcessChannel()
                    : grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
@@ -602,6 +604,79 @@ TEST(ConstantTimeEqualsTest, ComparesWholeStrings) {
   EXPECT_FALSE(ConstantTimeEquals(std::string("a\0", 2), "a"));
 }
 
+// GrpcServer::Validate: options that cannot work are refused, naming the flag.
+absl::Status ValidateWith(const std::function<void(GrpcServerOptions&)>& change,
+                          int32_t max_images_per_request = 32) {
+  GrpcServerOptions options;
+  change(options);
+  ServerCoreOptions core;
+  core.max_images_per_request = max_images_per_request;
+  core.runtime.limits.max_images_per_call = max_images_per_request;
+  return GrpcServer::Validate(options, &core);
+}
+
+TEST(GrpcServerValidateTest, DefaultsAndSensibleBatchingPass) {
+  EXPECT_TRUE(GrpcServer::Validate(GrpcServerOptions()).ok());
+  EXPECT_TRUE(ValidateWith([](GrpcServerOptions&) {}).ok());
+  // A batch of exactly the per-request limit fits one forward pass.
+  EXPECT_TRUE(ValidateWith([](GrpcServerOptions& o) { o.batching.max_batch_images = 32; }).ok());
+  EXPECT_TRUE(ValidateWith([](GrpcServerOptions& o) {
+                o.admin_token = "secret";
+                o.require_token_for_detect = true;
+              }).ok());
+}
+
+TEST(GrpcServerValidateTest, MaxBatchOverTheRequestLimitIsRefused) {
+  const absl::Status status =
+      ValidateWith([](GrpcServerOptions& o) { o.batching.max_batch_images = 64; });
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(),
+              HasSubstr("--max_batch 64 is larger than --max_images_per_request 32"));
+  // Without the core's options the server alone cannot tell.
+  GrpcServerOptions options;
+  options.batching.max_batch_images = 64;
+  EXPECT_TRUE(GrpcServer::Validate(options).ok());
+}
+
+TEST(GrpcServerValidateTest, NonsenseValuesAreRefusedNamingTheFlag) {
+  const std::vector<std::pair<std::function<void(GrpcServerOptions&)>, std::string>> cases = {
+      {[](GrpcServerOptions& o) { o.executor.num_threads = 0; }, "--executor_threads"},
+      {[](GrpcServerOptions& o) { o.executor.max_queued = 0; }, "--max_queue"},
+      {[](GrpcServerOptions& o) { o.max_message_bytes = 0; }, "--max_message_bytes"},
+      {[](GrpcServerOptions& o) { o.batching.max_batch_images = 0; }, "--max_batch"},
+      {[](GrpcServerOptions& o) {
+         o.batching.max_batch_images = 8;
+         o.batching.max_queue_delay = absl::Microseconds(-1);
+       },
+       "--max_queue_delay_us"},
+      {[](GrpcServerOptions& o) {
+         o.batching.max_batch_images = 8;
+         o.batching.max_queued_requests = 0;
+       },
+       "--max_queue"},
+      {[](GrpcServerOptions& o) { o.require_token_for_detect = true; },
+       "--require_token_for_detect needs --admin_token_file"},
+  };
+  for (const auto& [change, flag] : cases) {
+    const absl::Status status = ValidateWith(change);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << flag;
+    EXPECT_THAT(status.message(), HasSubstr(flag));
+  }
+  // A negative delay does not matter while batching is off.
+  EXPECT_TRUE(ValidateWith([](GrpcServerOptions& o) {
+                o.batching.max_queue_delay = absl::Microseconds(-1);
+              }).ok());
+}
+
+TEST(GrpcServerValidateTest, StartRefusesInvalidOptions) {
+  GrpcServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  options.executor.num_threads = 0;
+  ServerMetrics metrics;
+  auto server = GrpcServer::Start(options, &metrics);
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST_P(GrpcServerTest, FullQueueIsResourceExhausted) {
   StartServer(/*executor_threads=*/1, /*max_queued=*/1);
   // Shared, so the worker may still be inside WaitForNotification when the test body ends.
@@ -677,11 +752,27 @@ TEST_P(GrpcServerTest, HealthIsNotServingUntilTheCoreIsSet) {
   EXPECT_EQ(v1::DetectionService::NewStub(channel)->Detect(&ctx, DetectRequestFor(1), &out)
                 .error_code(),
             grpc::StatusCode::UNAVAILABLE);
-  (*loading)->SetCore(core_.get());
+  ASSERT_TRUE((*loading)->SetCore(core_.get()).ok());
   EXPECT_EQ(CheckHealth(channel, "logn.v1.DetectionService", absl::Seconds(5)).value(),
             ServingStatus::kServing);
   channel.reset();
   (*loading)->Shutdown(absl::Seconds(1));
+}
+
+TEST_P(GrpcServerTest, ABatchLargerThanTheCoreAcceptsIsRefusedAndNeverServes) {
+  GrpcServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  options.batching.max_batch_images = core_->options().runtime.limits.max_images_per_call + 1;
+  auto server = GrpcServer::Start(options, &metrics_);
+  ASSERT_TRUE(server.ok()) << server.status();  // without a core, nothing to compare with
+  const absl::Status status = (*server)->SetCore(core_.get());
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("--max_batch"));
+  auto channel = (*server)->InProcessChannel();
+  EXPECT_EQ(CheckHealth(channel, "logn.v1.DetectionService", absl::Seconds(5)).value(),
+            ServingStatus::kNotServing);
+  channel.reset();
+  (*server)->Shutdown(absl::Seconds(1));
 }
 
 TEST_P(GrpcServerTest, HealthReportsEachServiceAndMetricsHaveTheFamilies) {
@@ -854,6 +945,30 @@ TEST(ServerProcessTest, BadFlagsAndMissingModelExitNonZero) {
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 1);
+}
+
+TEST(ServerProcessTest, MaxBatchOverTheRequestLimitIsRefusedAtStartup) {
+  const fs::path dir = FreshDir("bad_batch");
+  const fs::path err = dir / "stderr";
+  const pid_t pid = fork();
+  if (pid == 0) {
+    if (!freopen(err.c_str(), "w", stderr)) _exit(126);
+    execl(LOGN_SERVER_BINARY, LOGN_SERVER_BINARY, "--listen=127.0.0.1:0",
+          "--metrics_listen=", ("--model=" + ModelDir() + "/contract_agnostic.pt").c_str(),
+          ("--store=sqlite://" + (dir / "s.db").string()).c_str(), "--max_batch=64",
+          "--max_images_per_request=32", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  std::ifstream in(err);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_THAT(text.str(), HasSubstr("--max_batch 64 is larger than --max_images_per_request 32"));
+  // Refused before anything was opened: no store file.
+  EXPECT_FALSE(fs::exists(dir / "s.db"));
 }
 
 }  // namespace

@@ -6,9 +6,10 @@
 
 namespace logn {
 
-// The one place an absl::Status becomes a grpc::Status (the codes share their numbering).
+// The one place the server turns an absl::Status into a grpc::Status (as TF Serving's
+// grpc_status_util): same code (both enumerate google.rpc.Code), same message. A code outside
+// that range becomes UNKNOWN.
 grpc::Status ToGrpcStatus(const absl::Status& status);
-absl::Status FromGrpcStatus(const grpc::Status& status);
 
 }  // namespace logn
 

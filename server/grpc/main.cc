@@ -42,7 +42,8 @@ ABSL_FLAG(std::string, store, "sqlite:///var/lib/logn/stats.db",
           "Statistics store URL: sqlite:///path or postgres://user:pass@host:port/db");
 ABSL_FLAG(int32_t, intra_op_threads, 0, "Threads per forward pass (0: all cores)");
 ABSL_FLAG(int32_t, executor_threads, 2, "Requests processed concurrently");
-ABSL_FLAG(int64_t, max_queue, 64, "Requests waiting beyond the running ones (more: RESOURCE_EXHAUSTED)");
+ABSL_FLAG(int64_t, max_queue, 64,
+          "Requests waiting beyond the running ones (more: RESOURCE_EXHAUSTED); at least 1");
 ABSL_FLAG(int32_t, max_message_bytes, 64 << 20, "Largest gRPC message in bytes");
 ABSL_FLAG(int32_t, max_images_per_request, 32, "Images per Detect request");
 ABSL_FLAG(int64_t, max_rows_per_batch, int64_t{1} << 20, "Logit rows per batch / Apply request");
@@ -50,7 +51,7 @@ ABSL_FLAG(int64_t, max_rows_per_job, int64_t{1} << 34, "Logit rows per Calibrate
 ABSL_FLAG(int64_t, max_image_pixels, 50'000'000, "Pixels per image, checked from the header");
 ABSL_FLAG(int32_t, max_batch, 1,
           "Dynamic batching: Detect requests gathered into one forward pass of up to this many "
-          "images (1: off)");
+          "images (1: off); at most --max_images_per_request");
 ABSL_FLAG(int64_t, max_queue_delay_us, 2000,
           "Dynamic batching: how long the oldest request waits for others, microseconds");
 ABSL_FLAG(int32_t, checkpoint_every_batches, 16,
@@ -104,12 +105,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFromFl
 // The admin token from --admin_token_file (trailing white space dropped); empty without it.
 absl::StatusOr<std::string> AdminTokenFromFlags() {
   const std::string path = absl::GetFlag(FLAGS_admin_token_file);
-  if (path.empty()) {
-    if (absl::GetFlag(FLAGS_require_token_for_detect)) {
-      return absl::InvalidArgumentError("--require_token_for_detect needs --admin_token_file");
-    }
-    return std::string();
-  }
+  if (path.empty()) return std::string();
   LOGN_ASSIGN_OR_RETURN(std::string token, ReadFile(path, "--admin_token_file"));
   token = std::string(absl::StripTrailingAsciiWhitespace(token));
   if (token.empty()) {
@@ -118,77 +114,112 @@ absl::StatusOr<std::string> AdminTokenFromFlags() {
   return token;
 }
 
-int Run() {
-  // A forward pass allocates and frees tens of MB of tensors; by default glibc mmaps and unmaps
-  // each such block, and the page faults took ~9 % of the server's CPU under load (perf,
-  // docs/performance.md). Keep them in the heap so they are reused.
-  mallopt(M_MMAP_THRESHOLD, 256 << 20);
-  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+logn::ServerCoreOptions CoreOptionsFromFlags() {
+  logn::ServerCoreOptions options;
+  options.runtime.model_path = absl::GetFlag(FLAGS_model);
+  options.runtime.manifest_path = absl::GetFlag(FLAGS_manifest);
+  options.runtime.device = absl::GetFlag(FLAGS_device);
+  options.runtime.ops_library_path = absl::GetFlag(FLAGS_torchvision_ops);
+  options.runtime.intra_op_threads = absl::GetFlag(FLAGS_intra_op_threads);
+  options.runtime.limits.max_images_per_call = absl::GetFlag(FLAGS_max_images_per_request);
+  options.runtime.limits.image.max_pixels = absl::GetFlag(FLAGS_max_image_pixels);
+  options.store_url = absl::GetFlag(FLAGS_store);
+  options.max_images_per_request = absl::GetFlag(FLAGS_max_images_per_request);
+  options.max_rows_per_batch = absl::GetFlag(FLAGS_max_rows_per_batch);
+  options.max_rows_per_job = absl::GetFlag(FLAGS_max_rows_per_job);
+  options.checkpoint_every_batches = absl::GetFlag(FLAGS_checkpoint_every_batches);
+  return options;
+}
 
-  // Block the stop signals before any thread starts, so only sigwait below receives them.
+// The server's options from the flags, read files included (TLS, token); not yet validated.
+absl::StatusOr<logn::GrpcServerOptions> ServerOptionsFromFlags() {
+  logn::GrpcServerOptions options;
+  options.listen_address = absl::GetFlag(FLAGS_listen);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.executor.num_threads = absl::GetFlag(FLAGS_executor_threads);
+  options.executor.max_queued = absl::GetFlag(FLAGS_max_queue);
+  options.batching.max_batch_images = absl::GetFlag(FLAGS_max_batch);
+  options.batching.max_queue_delay = absl::Microseconds(absl::GetFlag(FLAGS_max_queue_delay_us));
+  options.batching.max_queued_requests = absl::GetFlag(FLAGS_max_queue);
+  LOGN_ASSIGN_OR_RETURN(options.credentials, ServerCredentialsFromFlags());
+  LOGN_ASSIGN_OR_RETURN(options.admin_token, AdminTokenFromFlags());
+  options.require_token_for_detect = absl::GetFlag(FLAGS_require_token_for_detect);
+  return options;
+}
+
+// Serves `metrics` on --metrics_listen (null when that is empty); sets `port` to the bound port.
+absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetricsExposer(
+    logn::ServerMetrics& metrics, int* port) {
+  *port = 0;
+  const std::string address = absl::GetFlag(FLAGS_metrics_listen);
+  if (address.empty()) return std::unique_ptr<prometheus::Exposer>();
+  std::unique_ptr<prometheus::Exposer> exposer;
+  try {
+    exposer = std::make_unique<prometheus::Exposer>(address);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve metrics on ", address, ": ", e.what()));
+  }
+  exposer->RegisterCollectable(metrics.registry());
+  if (!exposer->GetListeningPorts().empty()) *port = exposer->GetListeningPorts()[0];
+  return exposer;
+}
+
+// Writes --port_file (if set) atomically: readers never see half a file.
+void WritePortFile(int grpc_port, int metrics_port) {
+  const std::string path = absl::GetFlag(FLAGS_port_file);
+  if (path.empty()) return;
+  {
+    std::ofstream out(path + ".tmp");
+    out << "grpc=" << grpc_port << "\nmetrics=" << metrics_port << "\n";
+  }
+  std::rename((path + ".tmp").c_str(), path.c_str());
+}
+
+// Blocks the stop signals before any thread starts, so only sigwait receives them.
+sigset_t BlockStopSignals() {
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  return stop_signals;
+}
 
+// A forward pass allocates and frees tens of MB of tensors; by default glibc mmaps and unmaps
+// each such block, and the page faults took ~9 % of the server's CPU under load (perf,
+// docs/performance.md). Keep them in the heap so they are reused.
+void KeepLargeBlocksInTheHeap() {
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+}
+
+// Exit codes: 2 for flags that cannot work (nothing started), 1 when serving fails to start.
+int Run() {
+  KeepLargeBlocksInTheHeap();
+  sigset_t stop_signals = BlockStopSignals();
   if (absl::GetFlag(FLAGS_model).empty()) {
     std::cerr << "logn_server: --model is required (a TorchScript file)\n";
     return 2;
   }
-  logn::ServerCoreOptions core_options;
-  core_options.runtime.model_path = absl::GetFlag(FLAGS_model);
-  core_options.runtime.manifest_path = absl::GetFlag(FLAGS_manifest);
-  core_options.runtime.device = absl::GetFlag(FLAGS_device);
-  core_options.runtime.ops_library_path = absl::GetFlag(FLAGS_torchvision_ops);
-  core_options.runtime.intra_op_threads = absl::GetFlag(FLAGS_intra_op_threads);
-  core_options.runtime.limits.max_images_per_call = absl::GetFlag(FLAGS_max_images_per_request);
-  core_options.runtime.limits.image.max_pixels = absl::GetFlag(FLAGS_max_image_pixels);
-  core_options.store_url = absl::GetFlag(FLAGS_store);
-  core_options.max_images_per_request = absl::GetFlag(FLAGS_max_images_per_request);
-  core_options.max_rows_per_batch = absl::GetFlag(FLAGS_max_rows_per_batch);
-  core_options.max_rows_per_job = absl::GetFlag(FLAGS_max_rows_per_job);
-  core_options.checkpoint_every_batches = absl::GetFlag(FLAGS_checkpoint_every_batches);
-
-  logn::GrpcServerOptions server_options;
-  server_options.listen_address = absl::GetFlag(FLAGS_listen);
-  server_options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
-  server_options.executor.num_threads = absl::GetFlag(FLAGS_executor_threads);
-  server_options.executor.max_queued = absl::GetFlag(FLAGS_max_queue);
-  server_options.batching.max_batch_images = absl::GetFlag(FLAGS_max_batch);
-  server_options.batching.max_queue_delay =
-      absl::Microseconds(absl::GetFlag(FLAGS_max_queue_delay_us));
-  server_options.batching.max_queued_requests = absl::GetFlag(FLAGS_max_queue);
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
-      ServerCredentialsFromFlags();
-  absl::StatusOr<std::string> admin_token = AdminTokenFromFlags();
-  for (const absl::Status& s : {credentials.status(), admin_token.status()}) {
-    if (!s.ok()) {
-      std::cerr << "logn_server: " << s.message() << "\n";
-      return 2;
-    }
+  const logn::ServerCoreOptions core_options = CoreOptionsFromFlags();
+  absl::StatusOr<logn::GrpcServerOptions> server_options = ServerOptionsFromFlags();
+  absl::Status valid = server_options.status();
+  // Checked before anything loads, so a bad combination fails in milliseconds.
+  if (valid.ok()) valid = logn::GrpcServer::Validate(*server_options, &core_options);
+  if (!valid.ok()) {
+    std::cerr << "logn_server: " << valid.message() << "\n";
+    return 2;
   }
-  server_options.credentials = *credentials;
-  server_options.admin_token = *std::move(admin_token);
-  server_options.require_token_for_detect = absl::GetFlag(FLAGS_require_token_for_detect);
-
   logn::ServerMetrics metrics;
-  std::unique_ptr<prometheus::Exposer> exposer;
   int metrics_port = 0;
-  if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {
-    try {
-      exposer = std::make_unique<prometheus::Exposer>(absl::GetFlag(FLAGS_metrics_listen));
-    } catch (const std::exception& e) {
-      std::cerr << "logn_server: cannot serve metrics on " << absl::GetFlag(FLAGS_metrics_listen)
-                << ": " << e.what() << "\n";
-      return 1;
-    }
-    exposer->RegisterCollectable(metrics.registry());
-    metrics_port = exposer->GetListeningPorts().empty() ? 0 : exposer->GetListeningPorts()[0];
+  auto exposer = StartMetricsExposer(metrics, &metrics_port);
+  if (!exposer.ok()) {
+    std::cerr << "logn_server: " << exposer.status().message() << "\n";
+    return 1;
   }
-
   // Listen first (health: NOT_SERVING), then load: probes can watch the load.
-  auto server = logn::GrpcServer::Start(server_options, &metrics);
+  auto server = logn::GrpcServer::Start(*server_options, &metrics);
   if (!server.ok()) {
     std::cerr << "logn_server: " << server.status() << "\n";
     return 1;
@@ -196,24 +227,18 @@ int Run() {
   std::cerr << "logn_server: listening on port " << (*server)->port() << ", loading "
             << core_options.runtime.model_path << "\n";
   auto core = logn::ServerCore::Create(core_options);
-  if (!core.ok()) {
-    std::cerr << "logn_server: cannot start: " << core.status() << "\n";
+  absl::Status serving = core.status();
+  if (serving.ok()) serving = (*server)->SetCore(core->get());
+  if (!serving.ok()) {
+    std::cerr << "logn_server: cannot start: " << serving << "\n";
     (*server)->Shutdown(absl::ZeroDuration());
     return 1;
   }
-  (*server)->SetCore(core->get());
   std::cerr << "logn_server: serving model '" << (*core)->model_key().name << "' (sha256 "
             << (*core)->model_key().sha256 << ") on port " << (*server)->port()
             << ", metrics on port " << metrics_port << ", store "
             << (*core)->store().backend() << "\n";
-  if (!absl::GetFlag(FLAGS_port_file).empty()) {
-    const std::string path = absl::GetFlag(FLAGS_port_file);
-    {
-      std::ofstream out(path + ".tmp");
-      out << "grpc=" << (*server)->port() << "\nmetrics=" << metrics_port << "\n";
-    }
-    std::rename((path + ".tmp").c_str(), path.c_str());  // readers never see half a file
-  }
+  WritePortFile((*server)->port(), metrics_port);
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);

@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
+#include <memory>
 #include <utility>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -16,16 +19,8 @@ constexpr char kLoading[] = "the server is still loading its model and statistic
 constexpr char kQueueFull[] =
     "the server is at capacity (its work queue is full); retry with backoff";
 
-// Why work for this call must not start: cancelled by the client, or past its deadline.
-absl::Status CallAbandoned(grpc::CallbackServerContext* ctx) {
-  if (ctx->deadline() < std::chrono::system_clock::now()) {
-    return absl::DeadlineExceededError("the deadline passed while the request was queued");
-  }
-  if (ctx->IsCancelled()) return absl::CancelledError("the call was cancelled");
-  return absl::OkStatus();
-}
-
-// Which calls need the admin token (when the server has one).
+// Which calls need the admin token (when the server has one). Admin calls are exactly the ones
+// that write the store, so a successful one also refreshes the active-version gauge.
 enum class Access { kOpen, kDetect, kAdmin };
 
 // OK when the call may proceed: UNAUTHENTICATED without a bearer token, PERMISSION_DENIED with
@@ -52,72 +47,179 @@ absl::Status Authorize(const ServiceContext& context, const grpc::CallbackServer
   return absl::OkStatus();
 }
 
-// Runs `fn(core)` for a unary RPC on the executor and finishes the call with its status.
-// `after` (may be empty) runs after a successful `fn`, still on the executor.
-template <typename Fn>
-grpc::ServerUnaryReactor* RunUnary(ServiceContext* context, grpc::CallbackServerContext* ctx,
-                                   const char* method, Access access, Fn fn,
-                                   std::function<void(ServerCore&)> after = nullptr) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  const absl::Time arrived = absl::Now();
-  ServerCore* core = context->core.load();
-  auto finish = [context, reactor, method, arrived](const absl::Status& status) {
-    context->metrics->RecordRequest(method, status.code(), absl::Now() - arrived);
-    reactor->Finish(ToGrpcStatus(status));
-  };
-  if (core == nullptr) {
-    finish(absl::UnavailableError(kLoading));
-    return reactor;
+// The gate every RPC passes, unary or streaming: the model must be loaded (UNAVAILABLE until
+// then) and the caller authorised for `access`. It is also the one place a call's outcome is
+// recorded (logn_requests_total, logn_request_duration_seconds): Close() records and converts.
+//
+// A helper rather than a grpc::experimental::ServerInterceptor: a server interceptor cannot end
+// a call with its own status (it only observes or rewrites metadata and messages), so refusing
+// UNAVAILABLE or UNAUTHENTICATED would still take code in every handler; it would also have to
+// map method names back to their access level, and the interceptor API is still experimental.
+class Admission {
+ public:
+  Admission(ServiceContext* context, const grpc::CallbackServerContext& ctx, const char* method,
+            Access access)
+      : context_(context), method_(method), arrived_(absl::Now()), core_(context->core.load()) {
+    if (core_ == nullptr) {
+      status_ = absl::UnavailableError(kLoading);
+    } else {
+      status_ = Authorize(*context, ctx, access);
+    }
   }
-  if (absl::Status allowed = Authorize(*context, *ctx, access); !allowed.ok()) {
-    finish(allowed);
-    return reactor;
+
+  // Whether the call may proceed; if not, status() is what it must finish with.
+  bool ok() const { return status_.ok(); }
+  const absl::Status& status() const { return status_; }
+  // The core that serves the call (only when ok()).
+  ServerCore* core() const { return core_; }
+
+  // One message of an admitted stream, recorded under its own method name from now on.
+  Admission Message(const char* method) const {
+    Admission message = *this;
+    message.method_ = method;
+    message.arrived_ = absl::Now();
+    return message;
   }
-  const bool scheduled = context->executor->TrySchedule(
-      [context, ctx, core, arrived, finish, fn = std::move(fn), after = std::move(after)]() {
-        context->metrics->RecordQueue(absl::Now() - arrived);
-        absl::Status status = CallAbandoned(ctx);
-        if (status.ok()) status = fn(*core);
-        if (status.ok() && after) after(*core);
-        finish(status);
-      });
-  if (!scheduled) finish(absl::ResourceExhaustedError(kQueueFull));
-  return reactor;
+
+  // Records the call's outcome (code and time since arrival).
+  void Record(const absl::Status& status) const {
+    context_->metrics->RecordRequest(method_, status.code(), absl::Now() - arrived_);
+  }
+  // Records the outcome and returns the status to finish the call with.
+  grpc::Status Close(const absl::Status& status) const {
+    Record(status);
+    return ToGrpcStatus(status);
+  }
+
+ private:
+  ServiceContext* context_;
+  const char* method_;
+  absl::Time arrived_;
+  ServerCore* core_;
+  absl::Status status_;
+};
+
+using Done = std::function<void(const absl::Status&)>;
+
+// Why work for this call must not start: cancelled by the client, or past its deadline.
+absl::Status CallAbandoned(grpc::CallbackServerContext* ctx) {
+  if (ctx->deadline() < std::chrono::system_clock::now()) {
+    return absl::DeadlineExceededError("the deadline passed while the request was queued");
+  }
+  if (ctx->IsCancelled()) return absl::CancelledError("the call was cancelled");
+  return absl::OkStatus();
 }
 
-// What every successful Detect adds: its queue time in the response and as trailing metadata
-// (for clients that time calls without parsing responses), and the inference metric.
-void CompleteDetect(ServiceContext* context, grpc::CallbackServerContext* ctx,
-                    absl::Duration queued, v1::DetectResponse* response) {
-  v1::ServerTiming* timing = response->mutable_timing();
-  timing->set_queue_seconds(absl::ToDoubleSeconds(queued));
-  context->metrics->RecordInference(absl::Seconds(timing->inference_seconds()));
-  if (ctx != nullptr) {
-    ctx->AddTrailingMetadata(
-        "logn-server-timing",
-        absl::StrFormat("queue=%.6f;decode=%.6f;inference=%.6f;postprocess=%.6f",
-                        timing->queue_seconds(), timing->decode_seconds(),
-                        timing->inference_seconds(), timing->postprocess_seconds()));
-  }
+// Queues `task` on the executor (a reactor thread never blocks), recording how long it waited;
+// RESOURCE_EXHAUSTED, and `task` never runs, when the queue is full.
+absl::Status Schedule(ServiceContext* context, std::function<void(absl::Duration queued)> task) {
+  const absl::Time queued_at = absl::Now();
+  const bool scheduled =
+      context->executor->TrySchedule([context, queued_at, task = std::move(task)] {
+        const absl::Duration queued = absl::Now() - queued_at;
+        context->metrics->RecordQueue(queued);
+        task(queued);
+      });
+  return scheduled ? absl::OkStatus() : absl::ResourceExhaustedError(kQueueFull);
 }
 
 void RefreshActiveVersion(ServiceContext* context, ServerCore& core) {
   context->metrics->SetActiveVersion(core.model_key().name, core.ActiveVersion());
 }
 
-// DetectStream: one request at a time — read, detect on the executor, write, then read the
-// next. Responses therefore leave in request order, there is never more than one outstanding
-// write, and a client that stops reading stops the server from reading (memory stays bounded).
+// Admits a unary call and, if admitted, hands `start` the core and the function that finishes
+// the call; `start` must see that it is called exactly once.
+template <typename Start>
+grpc::ServerUnaryReactor* Unary(ServiceContext* context, grpc::CallbackServerContext* ctx,
+                                const char* method, Access access, Start start) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const Admission admission(context, *ctx, method, access);
+  Done finish = [reactor, admission](const absl::Status& status) {
+    reactor->Finish(admission.Close(status));
+  };
+  if (!admission.ok()) {
+    finish(admission.status());
+  } else {
+    start(*admission.core(), std::move(finish));
+  }
+  return reactor;
+}
+
+// A unary RPC that ServerCore implements as `rpc`: admitted, then run on the executor (unless
+// the call was abandoned while queued); a successful admin call refreshes the active version.
+template <typename Request, typename Response>
+grpc::ServerUnaryReactor* RunUnary(ServiceContext* context, grpc::CallbackServerContext* ctx,
+                                   const char* method, Access access,
+                                   absl::Status (ServerCore::*rpc)(const Request&, Response*),
+                                   const Request* request, Response* response) {
+  return Unary(context, ctx, method, access, [=](ServerCore& core, Done finish) {
+    const absl::Status scheduled = Schedule(context, [=, &core](absl::Duration) {
+      absl::Status status = CallAbandoned(ctx);
+      if (status.ok()) status = (core.*rpc)(*request, response);
+      if (status.ok() && access == Access::kAdmin) RefreshActiveVersion(context, core);
+      finish(status);
+    });
+    if (!scheduled.ok()) finish(scheduled);
+  });
+}
+
+// Runs one Detect request off the reactor thread: through the batcher when dynamic batching is
+// on, else alone on the executor. `done` is called exactly once (on a worker or the batching
+// thread, or inline when the request is refused); on success the response carries its queue
+// time and the inference metric is recorded.
+void SubmitDetect(ServiceContext* context, ServerCore* core, grpc::CallbackServerContext* ctx,
+                  const v1::DetectRequest* request, v1::DetectResponse* response, Done done) {
+  auto complete = [context, response, done](const absl::Status& status, absl::Duration queued) {
+    if (status.ok()) {
+      response->mutable_timing()->set_queue_seconds(absl::ToDoubleSeconds(queued));
+      context->metrics->RecordInference(absl::Seconds(response->timing().inference_seconds()));
+    }
+    done(status);
+  };
+  if (DetectBatcher* batcher = context->batcher.load(); batcher != nullptr) {
+    DetectBatcher::Call call;
+    call.request = request;
+    call.response = response;
+    call.deadline = absl::FromChrono(ctx->deadline());
+    call.abandoned = [ctx] { return ctx->IsCancelled(); };
+    call.done = [context, complete](const absl::Status& status, absl::Duration queued) {
+      context->metrics->RecordQueue(queued);
+      complete(status, queued);
+    };
+    batcher->Submit(std::move(call));
+    return;
+  }
+  const absl::Status scheduled = Schedule(context, [=](absl::Duration queued) {
+    absl::Status status = CallAbandoned(ctx);
+    if (status.ok()) {
+      status = core->Detect(*request, response);
+      context->metrics->RecordBatch(request->images_size());
+    }
+    complete(status, queued);
+  });
+  if (!scheduled.ok()) done(scheduled);
+}
+
+// A unary Detect's timing as trailing metadata too, for clients that time calls without parsing
+// responses (streams have one trailer, so their messages carry the timing in the response only).
+void AddTimingTrailer(grpc::CallbackServerContext* ctx, const v1::ServerTiming& timing) {
+  ctx->AddTrailingMetadata(
+      "logn-server-timing",
+      absl::StrFormat("queue=%.6f;decode=%.6f;inference=%.6f;postprocess=%.6f",
+                      timing.queue_seconds(), timing.decode_seconds(), timing.inference_seconds(),
+                      timing.postprocess_seconds()));
+}
+
+// DetectStream: one request at a time — read, detect off the reactor thread, write, then read
+// the next. Responses therefore leave in request order, there is never more than one
+// outstanding write, and a client that stops reading stops the server from reading (memory
+// stays bounded).
 class DetectStreamReactor : public grpc::ServerBidiReactor<v1::DetectRequest, v1::DetectResponse> {
  public:
   DetectStreamReactor(ServiceContext* context, grpc::CallbackServerContext* ctx)
-      : context_(context), ctx_(ctx), core_(context->core.load()), opened_(absl::Now()) {
-    if (core_ == nullptr) {
-      FinishWith(absl::UnavailableError(kLoading));
-      return;
-    }
-    if (absl::Status allowed = Authorize(*context_, *ctx_, Access::kDetect); !allowed.ok()) {
-      FinishWith(allowed);
+      : context_(context), ctx_(ctx), admission_(context, *ctx, "DetectStream", Access::kDetect) {
+    if (!admission_.ok()) {
+      FinishWith(admission_.status());
       return;
     }
     StartRead(&request_);
@@ -128,24 +230,17 @@ class DetectStreamReactor : public grpc::ServerBidiReactor<v1::DetectRequest, v1
       FinishWith(absl::OkStatus());
       return;
     }
-    arrived_ = absl::Now();
     response_.Clear();
-    if (DetectBatcher* batcher = context_->batcher.load(); batcher != nullptr) {
-      DetectBatcher::Call call;
-      call.request = &request_;
-      call.response = &response_;
-      call.deadline = absl::FromChrono(ctx_->deadline());
-      call.abandoned = [this] { return ctx_->IsCancelled(); };
-      call.done = [this](const absl::Status& status, absl::Duration queued) {
-        context_->metrics->RecordQueue(queued);
-        Respond(status, queued);
-      };
-      batcher->Submit(std::move(call));
-      return;
-    }
-    if (!context_->executor->TrySchedule([this] { Process(); })) {
-      FinishWith(absl::ResourceExhaustedError(kQueueFull));
-    }
+    const Admission message = admission_.Message("DetectStream.message");
+    SubmitDetect(context_, admission_.core(), ctx_, &request_, &response_,
+                 [this, message](const absl::Status& status) {
+                   message.Record(status);
+                   if (!status.ok()) {
+                     FinishWith(status);
+                     return;
+                   }
+                   StartWrite(&response_);  // the next read follows the write
+                 });
   }
 
   void OnWriteDone(bool ok) override {
@@ -159,38 +254,11 @@ class DetectStreamReactor : public grpc::ServerBidiReactor<v1::DetectRequest, v1
   void OnDone() override { delete this; }
 
  private:
-  void Process() {
-    const absl::Duration queued = absl::Now() - arrived_;
-    context_->metrics->RecordQueue(queued);
-    absl::Status status = CallAbandoned(ctx_);
-    if (status.ok()) status = core_->Detect(request_, &response_);
-    context_->metrics->RecordBatch(request_.images_size());
-    Respond(status, queued);
-  }
-
-  // Writes the response (or ends the stream with the error); the next read follows the write.
-  void Respond(const absl::Status& status, absl::Duration queued) {
-    context_->metrics->RecordRequest("DetectStream.message", status.code(),
-                                     absl::Now() - arrived_);
-    if (!status.ok()) {
-      FinishWith(status);
-      return;
-    }
-    // No trailing metadata per message: a stream has one trailer.
-    CompleteDetect(context_, nullptr, queued, &response_);
-    StartWrite(&response_);
-  }
-
-  void FinishWith(const absl::Status& status) {
-    context_->metrics->RecordRequest("DetectStream", status.code(), absl::Now() - opened_);
-    Finish(ToGrpcStatus(status));
-  }
+  void FinishWith(const absl::Status& status) { Finish(admission_.Close(status)); }
 
   ServiceContext* const context_;
   grpc::CallbackServerContext* const ctx_;
-  ServerCore* const core_;
-  const absl::Time opened_;
-  absl::Time arrived_;
+  const Admission admission_;
   v1::DetectRequest request_;
   v1::DetectResponse response_;
 };
@@ -204,27 +272,19 @@ class CalibrateReactor : public grpc::ServerReadReactor<v1::CalibrateRequest> {
                    v1::CalibrateResponse* response)
       : context_(context),
         ctx_(ctx),
-        core_(context->core.load()),
         response_(response),
-        opened_(absl::Now()) {
-    if (core_ == nullptr) {
-      FinishWith(absl::UnavailableError(kLoading));
-      return;
-    }
-    if (absl::Status allowed = Authorize(*context_, *ctx_, Access::kAdmin); !allowed.ok()) {
-      FinishWith(allowed);
+        admission_(context, *ctx, "Calibrate", Access::kAdmin) {
+    if (!admission_.ok()) {
+      FinishWith(admission_.status());
       return;
     }
     StartRead(&request_);
   }
 
   void OnReadDone(bool ok) override {
-    const absl::Time arrived = absl::Now();
-    const bool scheduled = context_->executor->TrySchedule([this, ok, arrived] {
-      context_->metrics->RecordQueue(absl::Now() - arrived);
-      ok ? Process() : Commit();
-    });
-    if (!scheduled) FinishWith(absl::ResourceExhaustedError(kQueueFull));
+    const absl::Status scheduled =
+        Schedule(context_, [this, ok](absl::Duration) { ok ? Process() : Commit(); });
+    if (!scheduled.ok()) FinishWith(scheduled);
   }
 
   void OnDone() override { delete this; }
@@ -242,30 +302,36 @@ class CalibrateReactor : public grpc::ServerReadReactor<v1::CalibrateRequest> {
 
   absl::Status Consume() {
     switch (request_.payload_case()) {
-      case v1::CalibrateRequest::kHeader: {
-        if (job_) return absl::InvalidArgumentError("a calibration stream takes one header");
-        auto job = core_->StartCalibration(request_.header());
-        if (!job.ok()) return job.status();
-        job_ = *std::move(job);
-        context_->metrics->CalibrationJobStarted();
-        return absl::OkStatus();
-      }
+      case v1::CalibrateRequest::kHeader:
+        return Start(request_.header());
       case v1::CalibrateRequest::kLogits:
-      case v1::CalibrateRequest::kImages: {
-        if (!job_) {
-          return absl::InvalidArgumentError(
-              "the first message of a calibration stream must be a CalibrateHeader");
-        }
-        const int64_t before = job_->rows();
-        absl::Status status = request_.has_logits() ? job_->AddLogits(request_.logits())
-                                                    : job_->AddImages(request_.images());
-        context_->metrics->AddCalibrationRows(job_->rows() - before);
-        return status;
-      }
+      case v1::CalibrateRequest::kImages:
+        return Accumulate();
       case v1::CalibrateRequest::PAYLOAD_NOT_SET:
         break;
     }
     return absl::InvalidArgumentError("calibration message has no header, logits or images");
+  }
+
+  absl::Status Start(const v1::CalibrateHeader& header) {
+    if (job_) return absl::InvalidArgumentError("a calibration stream takes one header");
+    auto job = admission_.core()->StartCalibration(header);
+    if (!job.ok()) return job.status();
+    job_ = *std::move(job);
+    context_->metrics->CalibrationJobStarted();
+    return absl::OkStatus();
+  }
+
+  absl::Status Accumulate() {
+    if (!job_) {
+      return absl::InvalidArgumentError(
+          "the first message of a calibration stream must be a CalibrateHeader");
+    }
+    const int64_t before = job_->rows();
+    absl::Status status = request_.has_logits() ? job_->AddLogits(request_.logits())
+                                                : job_->AddImages(request_.images());
+    context_->metrics->AddCalibrationRows(job_->rows() - before);
+    return status;
   }
 
   void Commit() {
@@ -279,7 +345,7 @@ class CalibrateReactor : public grpc::ServerReadReactor<v1::CalibrateRequest> {
       if (response.ok()) {
         *response_ = *std::move(response);
         committed_ = true;
-        RefreshActiveVersion(context_, *core_);
+        RefreshActiveVersion(context_, *admission_.core());
       } else {
         status = response.status();
       }
@@ -289,15 +355,13 @@ class CalibrateReactor : public grpc::ServerReadReactor<v1::CalibrateRequest> {
 
   void FinishWith(const absl::Status& status) {
     if (job_) context_->metrics->CalibrationJobEnded(committed_);
-    context_->metrics->RecordRequest("Calibrate", status.code(), absl::Now() - opened_);
-    Finish(ToGrpcStatus(status));
+    Finish(admission_.Close(status));
   }
 
   ServiceContext* const context_;
   grpc::CallbackServerContext* const ctx_;
-  ServerCore* const core_;
   v1::CalibrateResponse* const response_;
-  const absl::Time opened_;
+  const Admission admission_;
   v1::CalibrateRequest request_;
   std::unique_ptr<CalibrationJob> job_;
   bool committed_ = false;
@@ -317,49 +381,18 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
   return diff == 0;
 }
 
+// DetectionService.
+
 grpc::ServerUnaryReactor* DetectionServiceImpl::Detect(grpc::CallbackServerContext* ctx,
                                                        const v1::DetectRequest* request,
                                                        v1::DetectResponse* response) {
   ServiceContext* context = context_;
-  const absl::Time arrived = absl::Now();
-  DetectBatcher* batcher = context->batcher.load();
-  if (batcher == nullptr) {
-    return RunUnary(context_, ctx, "Detect", Access::kDetect,
-                    [request, response, context, ctx, arrived](ServerCore& core) {
-                      const absl::Duration queued = absl::Now() - arrived;
-                      absl::Status status = core.Detect(*request, response);
-                      context->metrics->RecordBatch(request->images_size());
-                      if (status.ok()) CompleteDetect(context, ctx, queued, response);
-                      return status;
-                    });
-  }
-  // Dynamic batching: the batcher answers on an executor thread, after the batch's forward.
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  auto finish = [context, reactor, arrived](const absl::Status& status) {
-    context->metrics->RecordRequest("Detect", status.code(), absl::Now() - arrived);
-    reactor->Finish(ToGrpcStatus(status));
-  };
-  if (context->core.load() == nullptr) {
-    finish(absl::UnavailableError(kLoading));
-    return reactor;
-  }
-  if (absl::Status allowed = Authorize(*context, *ctx, Access::kDetect); !allowed.ok()) {
-    finish(allowed);
-    return reactor;
-  }
-  DetectBatcher::Call call;
-  call.request = request;
-  call.response = response;
-  call.deadline = absl::FromChrono(ctx->deadline());
-  call.abandoned = [ctx] { return ctx->IsCancelled(); };
-  call.done = [context, ctx, response, finish](const absl::Status& status,
-                                               absl::Duration queued) {
-    context->metrics->RecordQueue(queued);
-    if (status.ok()) CompleteDetect(context, ctx, queued, response);
-    finish(status);
-  };
-  batcher->Submit(std::move(call));
-  return reactor;
+  return Unary(context_, ctx, "Detect", Access::kDetect, [=](ServerCore& core, Done finish) {
+    SubmitDetect(context, &core, ctx, request, response, [=](const absl::Status& status) {
+      if (status.ok()) AddTimingTrailer(ctx, response->timing());
+      finish(status);
+    });
+  });
 }
 
 grpc::ServerBidiReactor<v1::DetectRequest, v1::DetectResponse>*
@@ -370,11 +403,11 @@ DetectionServiceImpl::DetectStream(grpc::CallbackServerContext* ctx) {
 grpc::ServerUnaryReactor* DetectionServiceImpl::GetModelInfo(
     grpc::CallbackServerContext* ctx, const v1::GetModelInfoRequest* request,
     v1::GetModelInfoResponse* response) {
-  return RunUnary(context_, ctx, "GetModelInfo", Access::kOpen,
-                  [request, response](ServerCore& core) {
-    return core.GetModelInfo(*request, response);
-  });
+  return RunUnary(context_, ctx, "GetModelInfo", Access::kOpen, &ServerCore::GetModelInfo,
+                  request, response);
 }
+
+// CalibrationService.
 
 grpc::ServerReadReactor<v1::CalibrateRequest>* CalibrationServiceImpl::Calibrate(
     grpc::CallbackServerContext* ctx, v1::CalibrateResponse* response) {
@@ -384,52 +417,78 @@ grpc::ServerReadReactor<v1::CalibrateRequest>* CalibrationServiceImpl::Calibrate
 grpc::ServerUnaryReactor* CalibrationServiceImpl::Apply(grpc::CallbackServerContext* ctx,
                                                         const v1::ApplyRequest* request,
                                                         v1::ApplyResponse* response) {
-  return RunUnary(context_, ctx, "Apply", Access::kDetect, [request, response](ServerCore& core) {
-    return core.Apply(*request, response);
-  });
+  return RunUnary(context_, ctx, "Apply", Access::kDetect, &ServerCore::Apply, request, response);
 }
 
 grpc::ServerUnaryReactor* CalibrationServiceImpl::Merge(grpc::CallbackServerContext* ctx,
                                                         const v1::MergeRequest* request,
                                                         v1::MergeResponse* response) {
-  ServiceContext* context = context_;
-  return RunUnary(
-      context_, ctx, "Merge", Access::kAdmin,
-      [request, response](ServerCore& core) { return core.Merge(*request, response); },
-      [context](ServerCore& core) { RefreshActiveVersion(context, core); });
+  return RunUnary(context_, ctx, "Merge", Access::kAdmin, &ServerCore::Merge, request, response);
 }
 
 grpc::ServerUnaryReactor* CalibrationServiceImpl::GetCalibrationJob(
     grpc::CallbackServerContext* ctx, const v1::GetCalibrationJobRequest* request,
     v1::CalibrationJob* response) {
   return RunUnary(context_, ctx, "GetCalibrationJob", Access::kOpen,
-                  [request, response](ServerCore& core) {
-                    return core.GetCalibrationJob(*request, response);
-                  });
+                  &ServerCore::GetCalibrationJob, request, response);
 }
 
-// The store RPCs: reads and writes hit the database, so they run on the executor as well.
-#define LOGN_STORE_RPC(Method, Request, Response, mutates)                                    \
-  grpc::ServerUnaryReactor* StatsStoreServiceImpl::Method(                                     \
-      grpc::CallbackServerContext* ctx, const v1::Request* request, v1::Response* response) { \
-    ServiceContext* context = context_;                                                       \
-    std::function<void(ServerCore&)> after;                                                   \
-    if (mutates) after = [context](ServerCore& core) { RefreshActiveVersion(context, core); }; \
-    return RunUnary(                                                                          \
-        context_, ctx, #Method, mutates ? Access::kAdmin : Access::kOpen,                     \
-        [request, response](ServerCore& core) { return core.Method(*request, response); },    \
-        std::move(after));                                                                    \
-  }
+// StatsStoreService: reads and writes hit the database, so they run on the executor as well.
 
-LOGN_STORE_RPC(ListVersions, ListVersionsRequest, ListVersionsResponse, false)
-LOGN_STORE_RPC(GetVersion, GetVersionRequest, GetVersionResponse, false)
-LOGN_STORE_RPC(SetAlias, SetAliasRequest, SetAliasResponse, true)
-LOGN_STORE_RPC(Activate, ActivateRequest, ActivateResponse, true)
-LOGN_STORE_RPC(Rollback, RollbackRequest, RollbackResponse, true)
-LOGN_STORE_RPC(DeleteVersion, DeleteVersionRequest, DeleteVersionResponse, true)
-LOGN_STORE_RPC(ExportVersion, ExportVersionRequest, ExportVersionResponse, false)
-LOGN_STORE_RPC(ImportVersion, ImportVersionRequest, ImportVersionResponse, true)
+grpc::ServerUnaryReactor* StatsStoreServiceImpl::ListVersions(
+    grpc::CallbackServerContext* ctx, const v1::ListVersionsRequest* request,
+    v1::ListVersionsResponse* response) {
+  return RunUnary(context_, ctx, "ListVersions", Access::kOpen, &ServerCore::ListVersions,
+                  request, response);
+}
 
-#undef LOGN_STORE_RPC
+grpc::ServerUnaryReactor* StatsStoreServiceImpl::GetVersion(grpc::CallbackServerContext* ctx,
+                                                            const v1::GetVersionRequest* request,
+                                                            v1::GetVersionResponse* response) {
+  return RunUnary(context_, ctx, "GetVersion", Access::kOpen, &ServerCore::GetVersion, request,
+                  response);
+}
+
+grpc::ServerUnaryReactor* StatsStoreServiceImpl::SetAlias(grpc::CallbackServerContext* ctx,
+                                                          const v1::SetAliasRequest* request,
+                                                          v1::SetAliasResponse* response) {
+  return RunUnary(context_, ctx, "SetAlias", Access::kAdmin, &ServerCore::SetAlias, request,
+                  response);
+}
+
+grpc::ServerUnaryReactor* StatsStoreServiceImpl::Activate(grpc::CallbackServerContext* ctx,
+                                                          const v1::ActivateRequest* request,
+                                                          v1::ActivateResponse* response) {
+  return RunUnary(context_, ctx, "Activate", Access::kAdmin, &ServerCore::Activate, request,
+                  response);
+}
+
+grpc::ServerUnaryReactor* StatsStoreServiceImpl::Rollback(grpc::CallbackServerContext* ctx,
+                                                          const v1::RollbackRequest* request,
+                                                          v1::RollbackResponse* response) {
+  return RunUnary(context_, ctx, "Rollback", Access::kAdmin, &ServerCore::Rollback, request,
+                  response);
+}
+
+grpc::ServerUnaryReactor* StatsStoreServiceImpl::DeleteVersion(
+    grpc::CallbackServerContext* ctx, const v1::DeleteVersionRequest* request,
+    v1::DeleteVersionResponse* response) {
+  return RunUnary(context_, ctx, "DeleteVersion", Access::kAdmin, &ServerCore::DeleteVersion,
+                  request, response);
+}
+
+grpc::ServerUnaryReactor* StatsStoreServiceImpl::ExportVersion(
+    grpc::CallbackServerContext* ctx, const v1::ExportVersionRequest* request,
+    v1::ExportVersionResponse* response) {
+  return RunUnary(context_, ctx, "ExportVersion", Access::kOpen, &ServerCore::ExportVersion,
+                  request, response);
+}
+
+grpc::ServerUnaryReactor* StatsStoreServiceImpl::ImportVersion(
+    grpc::CallbackServerContext* ctx, const v1::ImportVersionRequest* request,
+    v1::ImportVersionResponse* response) {
+  return RunUnary(context_, ctx, "ImportVersion", Access::kAdmin, &ServerCore::ImportVersion,
+                  request, response);
+}
 
 }  // namespace logn

@@ -15,7 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "server/runtime/manifest.h"
-#include "server/runtime/sha256.h"
+#include "common/sha256.h"
 
 namespace logn {
 namespace {
@@ -43,6 +43,17 @@ void ScaleBoxes(float* boxes, int64_t count, float sx, float sy) {
     boxes[4 * i + 2] *= sx;
     boxes[4 * i + 3] *= sy;
   }
+}
+
+// Loads the shared library registering a model's custom ops (none when `path` is empty).
+absl::Status LoadOpsLibrary(const std::string& path) {
+  if (path.empty()) return absl::OkStatus();
+  // Registering ops happens in the library's static initialisers; it is never unloaded.
+  if (dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL) == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot load ops library ", path, ": ", dlerror()));
+  }
+  return absl::OkStatus();
 }
 
 std::vector<float> ToVector(const at::Tensor& t) {
@@ -259,6 +270,14 @@ struct DetectorRuntime::Impl {
     return prepared;
   }
 
+  // Load steps: the device and intra-op threads; the TorchScript file (hashed) and the
+  // normalisation constants on the device; forward (and classify_rois) on a blank image, checked
+  // against the manifest (FAILED_PRECONDITION naming both files).
+  absl::Status SetDevice(const Options& options);
+  absl::Status LoadModule(const std::string& model_path);
+  absl::Status ValidateOnBlankImage(const std::string& model_path,
+                                    const std::string& manifest_path) const;
+
   absl::StatusOr<std::vector<ModelOutputs>> TimedForward(const std::vector<Prepared>& batch,
                                                          StageTimings& timings,
                                                          absl::StatusCode violation_code) const {
@@ -289,15 +308,22 @@ absl::StatusOr<std::unique_ptr<DetectorRuntime>> DetectorRuntime::Load(const Opt
   impl->layout = ManifestLayout(impl->manifest);
   impl->class_specific = impl->manifest.box_layout() == v1::BOX_LAYOUT_CLASS_SPECIFIC;
   impl->has_classify_rois = impl->manifest.has_classify_rois();
+  LOGN_RETURN_IF_ERROR(impl->SetDevice(options));
+  LOGN_RETURN_IF_ERROR(LoadOpsLibrary(options.ops_library_path));
+  LOGN_RETURN_IF_ERROR(impl->LoadModule(options.model_path));
+  LOGN_RETURN_IF_ERROR(impl->ValidateOnBlankImage(options.model_path, manifest_path));
+  return std::unique_ptr<DetectorRuntime>(new DetectorRuntime(std::move(impl)));
+}
 
+absl::Status DetectorRuntime::Impl::SetDevice(const Options& options) {
   try {
-    impl->device = torch::Device(options.device);
+    device = torch::Device(options.device);
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(
         absl::StrCat("bad device \"", options.device, "\" (want cpu, cuda or cuda:N): ", e.what()));
   }
-  impl->device_string = impl->device.str();
-  if (impl->device.is_cuda() && !torch::cuda::is_available()) {
+  device_string = device.str();
+  if (device.is_cuda() && !torch::cuda::is_available()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "device ", options.device, " requested but CUDA is not available to this LibTorch"));
   }
@@ -305,18 +331,13 @@ absl::StatusOr<std::unique_ptr<DetectorRuntime>> DetectorRuntime::Load(const Opt
                               ? options.intra_op_threads
                               : std::max(1u, std::thread::hardware_concurrency());
   at::set_num_threads(threads);
+  return absl::OkStatus();
+}
 
-  if (!options.ops_library_path.empty()) {
-    // Registering ops happens in the library's static initialisers; it is never unloaded.
-    if (dlopen(options.ops_library_path.c_str(), RTLD_NOW | RTLD_LOCAL) == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("cannot load ops library ", options.ops_library_path, ": ", dlerror()));
-    }
-  }
-
-  LOGN_ASSIGN_OR_RETURN(impl->sha256, Sha256File(options.model_path));
+absl::Status DetectorRuntime::Impl::LoadModule(const std::string& model_path) {
+  LOGN_ASSIGN_OR_RETURN(sha256, Sha256File(model_path));
   try {
-    impl->module = torch::jit::load(options.model_path, impl->device);
+    module = torch::jit::load(model_path, device);
   } catch (const std::exception& e) {
     std::string hint;
     if (std::string(e.what()).find("torchvision::") != std::string::npos) {
@@ -324,26 +345,30 @@ absl::StatusOr<std::unique_ptr<DetectorRuntime>> DetectorRuntime::Load(const Opt
           " (the model uses torchvision ops: pass the torchvision _C library as the ops library)";
     }
     return absl::FailedPreconditionError(
-        absl::StrCat("cannot load TorchScript model ", options.model_path, hint, ": ", e.what()));
+        absl::StrCat("cannot load TorchScript model ", model_path, hint, ": ", e.what()));
   }
-  impl->module.eval();
-  if (impl->has_classify_rois && !impl->module.find_method("classify_rois").has_value()) {
+  module.eval();
+  if (has_classify_rois && !module.find_method("classify_rois").has_value()) {
     return absl::FailedPreconditionError(absl::StrCat("the manifest declares hasClassifyRois but ",
-                                                      options.model_path,
-                                                      " has no classify_rois method"));
+                                                      model_path, " has no classify_rois method"));
   }
-  const v1::InputPolicy& input = impl->manifest.input();
-  impl->pixel_mean =
+  const v1::InputPolicy& input = manifest.input();
+  pixel_mean =
       torch::tensor(std::vector<float>(input.pixel_mean().begin(), input.pixel_mean().end()))
           .view({3, 1, 1})
-          .to(impl->device);
-  impl->pixel_std =
+          .to(device);
+  pixel_std =
       torch::tensor(std::vector<float>(input.pixel_std().begin(), input.pixel_std().end()))
           .view({3, 1, 1})
-          .to(impl->device);
+          .to(device);
+  return absl::OkStatus();
+}
 
-  // Validate with a blank (mid-grey) image that needs no resize.
+absl::Status DetectorRuntime::Impl::ValidateOnBlankImage(const std::string& model_path,
+                                                         const std::string& manifest_path) const {
+  // A blank (mid-grey) image that needs no resize.
   c10::InferenceMode inference_mode;
+  const v1::InputPolicy& input = manifest.input();
   int32_t height, width;
   if (input.has_fixed()) {
     height = input.fixed().height();
@@ -358,27 +383,27 @@ absl::StatusOr<std::unique_ptr<DetectorRuntime>> DetectorRuntime::Load(const Opt
   blank.pixels.assign(static_cast<size_t>(height) * width * 3, 128);
   std::vector<Prepared> batch;
   try {
-    batch.push_back(impl->Prepare(blank));
+    batch.push_back(Prepare(blank));
   } catch (const std::exception& e) {
     return absl::FailedPreconditionError(absl::StrCat("preprocessing failed: ", e.what()));
   }
   const auto checked = [&](absl::Status status) {
     return absl::Status(
         status.code(),
-        absl::StrCat(options.model_path, " does not match its manifest ", manifest_path,
-                     " on a blank ", height, "x", width, " image: ", status.message()));
+        absl::StrCat(model_path, " does not match its manifest ", manifest_path, " on a blank ",
+                     height, "x", width, " image: ", status.message()));
   };
   absl::StatusOr<std::vector<ModelOutputs>> outputs =
-      impl->RunForward(batch, absl::StatusCode::kFailedPrecondition);
+      RunForward(batch, absl::StatusCode::kFailedPrecondition);
   if (!outputs.ok()) return checked(outputs.status());
-  if (impl->has_classify_rois) {
+  if (has_classify_rois) {
     std::vector<at::Tensor> rois = {
-        torch::tensor({0.0f, 0.0f, width / 2.0f, height / 2.0f}).view({1, 4}).to(impl->device)};
+        torch::tensor({0.0f, 0.0f, width / 2.0f, height / 2.0f}).view({1, 4}).to(device)};
     absl::StatusOr<std::vector<at::Tensor>> logits =
-        impl->RunClassifyRois(batch, rois, absl::StatusCode::kFailedPrecondition);
+        RunClassifyRois(batch, rois, absl::StatusCode::kFailedPrecondition);
     if (!logits.ok()) return checked(logits.status());
   }
-  return std::unique_ptr<DetectorRuntime>(new DetectorRuntime(std::move(impl)));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<DetectorRuntime::ForwardResult> DetectorRuntime::Forward(
@@ -451,8 +476,8 @@ absl::StatusOr<DetectorRuntime::RoiResult> DetectorRuntime::ClassifyRois(
   return result;
 }
 
-absl::StatusOr<DetectorRuntime::DetectResult> DetectorRuntime::Detect(
-    absl::Span<const ImageSource> images, absl::Span<const Calibrator* const> calibrators,
+absl::StatusOr<DetectorRuntime::Detections> DetectorRuntime::PostprocessOutputs(
+    absl::Span<const RawOutputs> outputs, absl::Span<const Calibrator* const> calibrators,
     const PostprocessOptions& options) const {
   if (calibrators.empty()) return absl::InvalidArgumentError("no calibration setting");
   for (size_t s = 0; s < calibrators.size(); ++s) {
@@ -466,36 +491,16 @@ absl::StatusOr<DetectorRuntime::DetectResult> DetectorRuntime::Detect(
     }
   }
   LOGN_RETURN_IF_ERROR(options.Validate());
-  c10::InferenceMode inference_mode;
-  DetectResult result;
-  LOGN_ASSIGN_OR_RETURN(std::vector<Prepared> batch,
-                        impl_->DecodeAndPrepare(images, result.timings));
-  LOGN_ASSIGN_OR_RETURN(std::vector<ModelOutputs> outputs,
-                        impl_->TimedForward(batch, result.timings, absl::StatusCode::kInternal));
-  const absl::Time start = absl::Now();
-  result.detections.resize(calibrators.size());
+  Detections detections(calibrators.size());
   for (size_t s = 0; s < calibrators.size(); ++s) {
-    result.detections[s].reserve(batch.size());
-    for (size_t i = 0; i < batch.size(); ++i) {
-      const ModelOutputs& out = outputs[i];
-      // Post-process in input pixels (min_box_size is in the model's pixels), then map back.
-      CandidatesView view;
-      view.num_candidates = out.logits.size(0);
-      view.class_specific = impl_->class_specific;
-      view.boxes = absl::MakeConstSpan(out.boxes.data_ptr<float>(), out.boxes.numel());
-      view.logits = absl::MakeConstSpan(out.logits.data_ptr<float>(), out.logits.numel());
-      LOGN_ASSIGN_OR_RETURN(std::vector<Detection> detections,
-                            Postprocess(*calibrators[s], view, options));
-      const float sx =
-          static_cast<float>(batch[i].image_width) / static_cast<float>(batch[i].input_width);
-      const float sy =
-          static_cast<float>(batch[i].image_height) / static_cast<float>(batch[i].input_height);
-      for (Detection& d : detections) ScaleBoxes(d.box, 1, sx, sy);
-      result.detections[s].push_back(std::move(detections));
+    detections[s].reserve(outputs.size());
+    for (const RawOutputs& raw : outputs) {
+      LOGN_ASSIGN_OR_RETURN(std::vector<Detection> image,
+                            Postprocess(*calibrators[s], raw.view(), options));
+      detections[s].push_back(std::move(image));
     }
   }
-  result.timings.postprocess = absl::Now() - start;
-  return result;
+  return detections;
 }
 
 }  // namespace logn

@@ -2,7 +2,8 @@
 #define LOGN_SERVER_RUNTIME_DETECTOR_RUNTIME_H_
 
 // The detector runtime: hosts one TorchScript detector that follows the model contract
-// (docs/model-contract.md) and turns images into raw outputs or calibrated detections.
+// (docs/model-contract.md) and turns images into raw outputs, and raw outputs into calibrated
+// detections.
 // No torch type appears here (pimpl): only this component's .cc files include torch headers.
 
 #include <cstdint>
@@ -34,7 +35,6 @@ struct StageTimings {
   absl::Duration decode;       // JPEG/PNG/raw -> RGB
   absl::Duration preprocess;   // upload, normalise, resize (per the manifest)
   absl::Duration forward;      // the TorchScript method
-  absl::Duration postprocess;  // calibration, softmax, threshold, NMS, top-k (all settings)
 };
 
 // One image's raw model outputs, boxes mapped back to the original image's pixels.
@@ -96,7 +96,7 @@ class DetectorRuntime {
 
   struct ForwardResult {
     std::vector<RawOutputs> images;
-    StageTimings timings;  // postprocess is zero
+    StageTimings timings;
   };
   absl::StatusOr<ForwardResult> Forward(absl::Span<const ImageSource> images) const;
 
@@ -110,16 +110,17 @@ class DetectorRuntime {
   absl::StatusOr<RoiResult> ClassifyRois(absl::Span<const ImageSource> images,
                                          absl::Span<const std::vector<float>> rois) const;
 
-  // decode -> resize -> forward (once) -> post-process for each calibrator (each must have
-  // layout() == this->layout(), INVALID_ARGUMENT otherwise; at least one). detections[s][i] are
-  // image i's detections under calibrators[s], best first, boxes in original image pixels.
-  struct DetectResult {
-    std::vector<std::vector<std::vector<Detection>>> detections;
-    StageTimings timings;
-  };
-  absl::StatusOr<DetectResult> Detect(absl::Span<const ImageSource> images,
-                                      absl::Span<const Calibrator* const> calibrators,
-                                      const PostprocessOptions& options) const;
+  // The post-processing of Forward's outputs: the one detection path, which the server serves
+  // and the torchvision parity test checks. For each calibrator (at least one; each must have
+  // layout() == this->layout(), INVALID_ARGUMENT otherwise) and each image, Postprocess on the
+  // image's candidates in original-image pixels (so options.min_box_size is in those pixels).
+  // IoU, and so NMS, is unchanged by the per-axis scaling back from the model's input pixels;
+  // only float rounding differs from post-processing before it. detections[s][i] are image i's
+  // detections under calibrators[s], best first. Pure C++: no forward pass, thread-safe.
+  using Detections = std::vector<std::vector<std::vector<Detection>>>;
+  absl::StatusOr<Detections> PostprocessOutputs(absl::Span<const RawOutputs> outputs,
+                                                absl::Span<const Calibrator* const> calibrators,
+                                                const PostprocessOptions& options) const;
 
  private:
   struct Impl;

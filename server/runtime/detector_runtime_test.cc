@@ -15,7 +15,8 @@
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "server/runtime/manifest.h"
-#include "server/runtime/sha256.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
 
 // Models and references come from tools/make_contract_models.py and tools/export_torchvision.py,
 // run as ctest fixtures into LOGN_RUNTIME_TEST_DIR.
@@ -85,7 +86,9 @@ std::vector<Reference> LoadReferences(const std::string& dir) {
       r.tv_options.score_threshold = static_cast<float>(t.at("score_thresh").number_value());
       r.tv_options.nms_iou_threshold = static_cast<float>(t.at("nms_thresh").number_value());
       r.tv_options.top_k = static_cast<int32_t>(t.at("detections_per_img").number_value());
-      r.tv_options.min_box_size = 1e-2f;  // torchvision's remove_small_boxes
+      // torchvision's remove_small_boxes (in its input pixels; the server's path applies it in
+      // original-image pixels, which only matters for boxes within the resize scale of 1e-2).
+      r.tv_options.min_box_size = 1e-2f;
       r.tv_boxes = Floats(t.at("boxes"));
       r.tv_scores = Floats(t.at("scores"));
       r.tv_labels = Floats(t.at("labels"));
@@ -108,6 +111,15 @@ void ExpectAllNear(const std::vector<float>& got, const std::vector<float>& want
   float worst = 0;
   for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(got[i] - want[i]));
   EXPECT_LE(worst, tol) << what << ": max abs difference " << worst;
+}
+
+// The server's detection path: one forward pass, then PostprocessOutputs.
+absl::StatusOr<DetectorRuntime::Detections> Detect(const DetectorRuntime& runtime,
+                                                   absl::Span<const ImageSource> images,
+                                                   absl::Span<const Calibrator* const> calibrators,
+                                                   const PostprocessOptions& options) {
+  LOGN_ASSIGN_OR_RETURN(const DetectorRuntime::ForwardResult forward, runtime.Forward(images));
+  return runtime.PostprocessOutputs(forward.images, calibrators, options);
 }
 
 DetectorRuntime::Options ContractOptions(const std::string& name) {
@@ -336,7 +348,7 @@ void CheckDetections(const std::vector<Detection>& dets, const RawOutputs& raw,
   }
 }
 
-TEST(DetectorRuntimeTest, DetectGivesCalibratedDetectionsForSeveralSettingsFromOneForward) {
+TEST(DetectorRuntimeTest, PostprocessGivesCalibratedDetectionsForSeveralSettingsFromOneForward) {
   for (const std::string name : {"contract_agnostic", "contract_specific"}) {
     auto runtime = LoadOrDie(ContractOptions(name));
     ASSERT_NE(runtime, nullptr);
@@ -354,10 +366,10 @@ TEST(DetectorRuntimeTest, DetectGivesCalibratedDetectionsForSeveralSettingsFromO
     const Calibrator* settings[] = {&none, &logn, &loga};
     PostprocessOptions options;
     options.top_k = 25;
-    const auto result = runtime->Detect(sources, settings, options);
+    const auto result = runtime->PostprocessOutputs(raw->images, settings, options);
     ASSERT_TRUE(result.ok()) << result.status();
-    ASSERT_EQ(result->detections.size(), 3u);
-    EXPECT_GT(result->timings.forward, absl::ZeroDuration());
+    ASSERT_EQ(result->size(), 3u);
+    EXPECT_GT(raw->timings.forward, absl::ZeroDuration());
 
     double beta = INFINITY, total = 0;
     for (int32_t c = 0; c < layout.num_classes; ++c) {
@@ -380,22 +392,22 @@ TEST(DetectorRuntimeTest, DetectGivesCalibratedDetectionsForSeveralSettingsFromO
         },
     };
     for (size_t s = 0; s < 3; ++s) {
-      ASSERT_EQ(result->detections[s].size(), refs.size());
+      ASSERT_EQ((*result)[s].size(), refs.size());
       for (size_t i = 0; i < refs.size(); ++i) {
         SCOPED_TRACE(absl::StrCat(name, " setting ", s, " image ", i));
-        CheckDetections(result->detections[s][i], raw->images[i], layout, calibs[s], options);
+        CheckDetections((*result)[s][i], raw->images[i], layout, calibs[s], options);
       }
     }
     // Calibration changes what is detected, not just the numbers.
     bool differs = false;
-    for (size_t k = 0; k < result->detections[0][0].size(); ++k) {
-      differs |= result->detections[0][0][k].label != result->detections[1][0][k].label;
+    for (size_t k = 0; k < (*result)[0][0].size(); ++k) {
+      differs |= (*result)[0][0][k].label != (*result)[1][0][k].label;
     }
     EXPECT_TRUE(differs) << name;
   }
 }
 
-TEST(DetectorRuntimeTest, DetectRejectsBadInputs) {
+TEST(DetectorRuntimeTest, DetectionPathRejectsBadInputs) {
   auto runtime = LoadOrDie(ContractOptions("contract_agnostic"));
   ASSERT_NE(runtime, nullptr);
   const Calibrator none = Calibrator::Identity(runtime->layout());
@@ -403,19 +415,23 @@ TEST(DetectorRuntimeTest, DetectRejectsBadInputs) {
   const std::vector<Reference> refs = LoadReferences(kDir + "/contract/contract_agnostic_ref");
   const ImageSource bad[] = {ImageSource::Raw(refs[0].pixels, refs[0].height, refs[0].width, 3),
                              ImageSource::Encoded("\x89PNG\r\n\x1a\n garbage")};
-  absl::Status status = runtime->Detect(bad, settings, {}).status();
+  absl::Status status = Detect(*runtime, bad, settings, {}).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(status.message()), HasSubstr("image 1: PNG"));
-  EXPECT_EQ(runtime->Detect({}, settings, {}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Detect(*runtime, {}, settings, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
 
   LogitLayout other = runtime->layout();
   other.background = BackgroundPosition::kLast;
   const Calibrator wrong = Calibrator::Identity(other);
   const Calibrator* wrong_settings[] = {&wrong};
   const ImageSource good[] = {bad[0]};
-  status = runtime->Detect(good, wrong_settings, {}).status();
+  status = Detect(*runtime, good, wrong_settings, {}).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(status.message()), HasSubstr("calibrator 0 is for"));
+  const std::vector<RawOutputs> no_outputs;
+  EXPECT_EQ(runtime->PostprocessOutputs(no_outputs, {}, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);  // no calibration setting
 }
 
 TEST(DetectorRuntimeTest, ConcurrentCallsGiveTheSameResults) {
@@ -425,21 +441,21 @@ TEST(DetectorRuntimeTest, ConcurrentCallsGiveTheSameResults) {
   const std::vector<ImageSource> sources = Sources(refs);
   const Calibrator none = Calibrator::Identity(runtime->layout());
   const Calibrator* settings[] = {&none};
-  const auto expected = runtime->Detect(sources, settings, {});
+  const auto expected = Detect(*runtime, sources, settings, {});
   ASSERT_TRUE(expected.ok());
   std::vector<std::thread> threads;
   std::vector<int> mismatches(4, 0);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int k = 0; k < 5; ++k) {
-        const auto got = runtime->Detect(sources, settings, {});
+        const auto got = Detect(*runtime, sources, settings, {});
         if (!got.ok()) {
           ++mismatches[t];
           continue;
         }
         for (size_t i = 0; i < refs.size(); ++i) {
-          const auto& a = got->detections[0][i];
-          const auto& b = expected->detections[0][i];
+          const auto& a = (*got)[0][i];
+          const auto& b = (*expected)[0][i];
           if (a.size() != b.size()) {
             ++mismatches[t];
             continue;
@@ -506,14 +522,15 @@ TEST(TorchvisionExportTest, PreNmsOutputsAndDetectionsMatchPython) {
     ExpectAllNear(roi_result->logits[i], refs[i].roi_logits, 1e-4f, "torchvision roi logits");
   }
 
-  // With no calibration and torchvision's thresholds, Detect reproduces torchvision's own
-  // pipeline (its transform, postprocess_detections and resize back) detection for detection.
+  // With no calibration and torchvision's thresholds, the server's detection path (Forward, then
+  // PostprocessOutputs in original-image pixels) reproduces torchvision's own pipeline (its
+  // transform, postprocess_detections in input pixels and resize back) detection for detection.
   ASSERT_TRUE(refs[0].has_torchvision);
   const Calibrator identity = Calibrator::Identity(runtime->layout());
   const Calibrator* identity_setting[] = {&identity};
-  const auto tv = runtime->Detect(Sources(refs), identity_setting, refs[0].tv_options);
+  const auto tv = runtime->PostprocessOutputs(result->images, identity_setting, refs[0].tv_options);
   ASSERT_TRUE(tv.ok()) << tv.status();
-  const std::vector<Detection>& ours = tv->detections[0][0];
+  const std::vector<Detection>& ours = (*tv)[0][0];
   ASSERT_EQ(ours.size(), refs[0].tv_scores.size());
   EXPECT_GT(ours.size(), 10u);
   for (size_t k = 0; k < ours.size(); ++k) {
@@ -528,10 +545,10 @@ TEST(TorchvisionExportTest, PreNmsOutputsAndDetectionsMatchPython) {
   const Calibrator none = Calibrator::Identity(runtime->layout());
   const Calibrator loga = Calibrator::ForLogA(runtime->layout(), counts, LogAOptions()).value();
   const Calibrator* settings[] = {&none, &loga};
-  const auto detections = runtime->Detect(Sources(refs), settings, PostprocessOptions());
+  const auto detections = Detect(*runtime, Sources(refs), settings, PostprocessOptions());
   ASSERT_TRUE(detections.ok()) << detections.status();
   for (int s = 0; s < 2; ++s) {
-    const std::vector<Detection>& dets = detections->detections[s][0];
+    const std::vector<Detection>& dets = (*detections)[s][0];
     ASSERT_FALSE(dets.empty()) << s;
     EXPECT_LE(dets.size(), 300u);
     EXPECT_LE(dets[0].box[2], refs[0].width + 1e-3);
@@ -539,8 +556,7 @@ TEST(TorchvisionExportTest, PreNmsOutputsAndDetectionsMatchPython) {
   }
   // LogA raises the rare (late, small-count) classes: the top detection's label changes to a
   // class with fewer training instances.
-  EXPECT_LT(counts[detections->detections[1][0][0].label],
-            counts[detections->detections[0][0][0].label]);
+  EXPECT_LT(counts[(*detections)[1][0][0].label], counts[(*detections)[0][0][0].label]);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "calibration/softmax.h"
 #include "common/status_macros.h"
 
 namespace logn {

@@ -23,8 +23,8 @@ struct PostprocessOptions {
   float nms_iou_threshold = 0.5f;
   // Detections kept per image (the LVIS evaluation limit), best first. > 0.
   int32_t top_k = 300;
-  // Boxes narrower or shorter than this (input pixels) are dropped before NMS; torchvision uses
-  // 1e-2. 0 keeps every box.
+  // Boxes narrower or shorter than this (in the pixels of the boxes given: original-image pixels
+  // on the serving path) are dropped before NMS; torchvision uses 1e-2. 0 keeps every box.
   float min_box_size = 0.0f;
 
   // INVALID_ARGUMENT on a threshold outside [0, 1], top_k <= 0 or a negative min_box_size.

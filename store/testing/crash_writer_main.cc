@@ -13,8 +13,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/sha256.h"
 #include "store/stats_store.h"
-#include "store/store_internal.h"
 #include "store/testing/test_stats.h"
 
 int main(int argc, char** argv) {
@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
     std::cerr << "open: " << store.status() << "\n";
     return 1;
   }
-  const logn::ModelKey model{argv[2], logn::store_internal::Sha256Hex(argv[2])};
+  const logn::ModelKey model{argv[2], logn::Sha256Hex(argv[2])};
   for (uint64_t i = 0;; ++i) {
     const uint64_t seed = seed_base + i;
     logn::NewVersion v;

@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "store/store_internal.h"
+#include "common/sha256.h"
 
 namespace logn {
 namespace store_testing {
@@ -48,7 +48,7 @@ ModelKey UniqueModel(const std::string& prefix) {
   ModelKey key;
   key.name = absl::StrCat(prefix, "-", getpid(), "-", counter.fetch_add(1), "-",
                           absl::ToUnixNanos(absl::Now()) % 1'000'000'007);
-  key.sha256 = store_internal::Sha256Hex(key.name);
+  key.sha256 = Sha256Hex(key.name);
   return key;
 }
 

@@ -625,8 +625,12 @@ def check_job(repo):
     require(arg("--server").endswith(":8500"), f"{path}: --server should be a :8500 target")
     arg("--dataset")
     arg("--images")
-    with open(os.path.join(repo, "client", "cli", "main.cc")) as f:
-        cli_source = f.read()
+    cli_source = ""
+    for root, _, files in os.walk(os.path.join(repo, "client", "cli")):  # one file per command
+        for name in files:
+            if name.endswith(".cc") and not name.endswith("_test.cc"):
+                with open(os.path.join(root, name)) as f:
+                    cli_source += f.read()
     for a in cmd:
         if a.startswith("--"):
             require(f'"{a}"' in cli_source, f"{path}: the logn CLI has no flag {a}")

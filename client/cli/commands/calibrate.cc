@@ -1,0 +1,350 @@
+// logn calibrate: streams a dataset's images (with ground truth) or a logits file through one
+// Calibrate stream and commits a statistics version. Shards and resumed jobs follow
+// client/lib/calibration_jobs.h.
+
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "client/cli/commands.h"
+#include "client/cli/errors.h"
+#include "client/cli/logits_file.h"
+#include "client/cli/output.h"
+#include "client/cli/progress.h"
+#include "client/eval/lvis_dataset.h"
+#include "client/lib/calibration_jobs.h"
+
+namespace logn::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The job's input, opened before the stream so that a bad file costs no server job.
+struct CalibrationInput {
+  // From a dataset: its images in file order, and each image's annotations.
+  LvisDataset dataset;
+  absl::flat_hash_map<int64_t, std::vector<const LvisAnnotation*>> annotations;
+  // From a logits file.
+  std::unique_ptr<LogitsReader> reader;
+  int64_t total = 0;  // images or rows
+  int64_t per_batch = 0;
+};
+
+absl::StatusOr<std::unique_ptr<CalibrationInput>> OpenInput(const CalibrateOptions& options) {
+  auto input = std::make_unique<CalibrationInput>();
+  if (!options.dataset_path.empty()) {
+    absl::StatusOr<LvisDataset> read = ReadLvisDataset(options.dataset_path);
+    if (!read.ok()) return read.status();
+    input->dataset = *std::move(read);
+    for (const LvisAnnotation& a : input->dataset.annotations) {
+      input->annotations[a.image_id].push_back(&a);
+    }
+    input->total = static_cast<int64_t>(input->dataset.images.size());
+    input->per_batch = options.images_per_batch;
+    return input;
+  }
+  absl::StatusOr<std::unique_ptr<LogitsReader>> opened =
+      LogitsReader::Open(options.logits_path, options.width);
+  if (!opened.ok()) return opened.status();
+  input->reader = *std::move(opened);
+  input->total = input->reader->rows();
+  input->per_batch = options.rows_per_batch > 0 ? options.rows_per_batch
+                                                : DefaultRowsPerBatch(input->reader->width());
+  return input;
+}
+
+v1::CalibrateHeader HeaderFor(const CalibrateOptions& options) {
+  v1::CalibrateHeader header;
+  header.set_source(options.dataset_path.empty() ? v1::CALIBRATION_SOURCE_LOGITS
+                                                 : v1::CALIBRATION_SOURCE_IMAGES);
+  header.set_description(options.description);
+  header.set_activate_on_commit(options.activate);
+  header.set_job_id(options.job_id);
+  header.set_partial(options.partial);
+  header.set_checkpoint_every_batches(options.checkpoint_every);
+  if (options.ema_momentum.has_value()) {
+    header.mutable_ema()->set_momentum(*options.ema_momentum);
+    if (options.ema_init.has_value()) *header.mutable_ema()->mutable_init() = *options.ema_init;
+  } else {
+    header.mutable_exact();
+  }
+  return header;
+}
+
+// --resume: where the job continues, said on stderr.
+absl::StatusOr<ResumePoint> Resume(Client& client, v1::CalibrateHeader* header, const Io& io) {
+  absl::StatusOr<ResumePoint> resume = PrepareResume(client, header);
+  if (!resume.ok()) return resume.status();
+  if (resume->checkpoint.has_value()) {
+    *io.err << "calibrate: resuming job '" << header->job_id() << "' after batch "
+            << resume->first_batch << " (" << resume->checkpoint->rows() << " rows, "
+            << resume->checkpoint->images() << " images)\n";
+  } else {
+    *io.err << "calibrate: job '" << header->job_id()
+            << "' has no checkpoint: starting from the beginning\n";
+  }
+  return resume;
+}
+
+// LVIS ground truth boxes are xywh; the service speaks x1y1x2y2.
+v1::BoundingBox ToProtoBox(const BoxXywh& box) {
+  v1::BoundingBox out;
+  out.set_x1(static_cast<float>(box.x));
+  out.set_y1(static_cast<float>(box.y));
+  out.set_x2(static_cast<float>(box.x + box.w));
+  out.set_y2(static_cast<float>(box.y + box.h));
+  return out;
+}
+
+// The dataset's images [begin, end) with their ground truth.
+absl::StatusOr<v1::ImageBatch> BuildImageBatch(const CalibrateOptions& options,
+                                               const CalibrationInput& input, int64_t begin,
+                                               int64_t end) {
+  v1::ImageBatch batch;
+  for (int64_t i = begin; i < end; ++i) {
+    const LvisImage& image = input.dataset.images[static_cast<size_t>(i)];
+    if (image.file_name.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(options.dataset_path, ": image ", image.id, " has no file_name"));
+    }
+    absl::StatusOr<std::string> bytes =
+        ReadFileToString((fs::path(options.images_dir) / image.file_name).string());
+    if (!bytes.ok()) return bytes.status();
+    v1::AnnotatedImage* annotated = batch.add_images();
+    annotated->mutable_image()->set_encoded(*std::move(bytes));
+    annotated->mutable_image()->set_id(absl::StrCat(image.id));
+    auto it = input.annotations.find(image.id);
+    if (it == input.annotations.end()) continue;
+    for (const LvisAnnotation* a : it->second) {
+      *annotated->mutable_ground_truth()->add_boxes() = ToProtoBox(a->bbox);
+      annotated->mutable_ground_truth()->add_category_ids(static_cast<int32_t>(a->category_id));
+    }
+  }
+  return batch;
+}
+
+absl::Status SendImages(const CalibrateOptions& options, const CalibrationInput& input,
+                        const ItemRange& range, CalibrationWriter& writer,
+                        ProgressReporter& progress) {
+  for (int64_t begin = range.begin; begin < range.end; begin += input.per_batch) {
+    const int64_t end = std::min(range.end, begin + input.per_batch);
+    absl::StatusOr<v1::ImageBatch> batch = BuildImageBatch(options, input, begin, end);
+    if (!batch.ok()) return batch.status();
+    if (absl::Status s = writer.WriteImages(*batch); !s.ok()) return s;
+    progress.Update(0, end - range.begin);
+  }
+  return absl::OkStatus();
+}
+
+// The file's rows [range.begin, range.end); the reader is positioned at range.begin.
+absl::Status SendLogits(const CalibrationInput& input, const ItemRange& range,
+                        CalibrationWriter& writer, ProgressReporter& progress) {
+  LogitsReader& reader = *input.reader;
+  std::vector<float> values;
+  while (reader.rows_read() < range.end) {
+    absl::StatusOr<int64_t> n =
+        reader.Read(std::min(input.per_batch, range.end - reader.rows_read()), &values);
+    if (!n.ok()) return n.status();
+    if (*n == 0) break;
+    if (absl::Status s = writer.WriteLogits(values.data(), *n, reader.width()); !s.ok()) return s;
+    progress.Update(reader.rows_read() - range.begin, 0);
+  }
+  return absl::OkStatus();
+}
+
+// Streams `range` of the input on one Calibrate stream (cancelled on error) and commits it.
+absl::StatusOr<v1::CalibrateResponse> Stream(Client& client, const v1::CalibrateHeader& header,
+                                             const CalibrateOptions& options,
+                                             const CalibrationInput& input, const ItemRange& range,
+                                             const Io& io) {
+  ProgressOptions progress_options;
+  progress_options.terminal = io.terminal;
+  progress_options.interval = options.progress_interval;
+  progress_options.rows_known = input.reader != nullptr;
+  if (input.reader) {
+    progress_options.total_rows = range.size();
+  } else {
+    progress_options.total_images = range.size();
+  }
+  absl::StatusOr<std::unique_ptr<CalibrationWriter>> writer = client.Calibrate(header);
+  if (!writer.ok()) return writer.status();
+  // Progress goes to stdout's terminal when there is one, else to stderr as plain lines.
+  ProgressReporter progress(io.terminal ? io.out : io.err, progress_options);
+  absl::Status sent = input.reader ? SendLogits(input, range, **writer, progress)
+                                   : SendImages(options, input, range, **writer, progress);
+  if (!sent.ok()) {
+    (*writer)->Cancel();
+    return sent;
+  }
+  absl::StatusOr<v1::CalibrateResponse> response = (*writer)->Commit();
+  if (!response.ok()) return response.status();
+  progress.Update(response->rows(), response->images());
+  progress.Finish();
+  return response;
+}
+
+// The input's part this run sends: the shard, less what a resumed job already holds.
+absl::StatusOr<ItemRange> RangeToSend(Client& client, const CalibrateOptions& options,
+                                      const CalibrationInput& input, v1::CalibrateHeader* header,
+                                      const Io& io) {
+  absl::StatusOr<ItemRange> shard = ShardRange(
+      input.total, options.shard_index, options.shard_count, input.reader ? "rows" : "images");
+  if (!shard.ok()) return shard.status();
+  ResumePoint resume;
+  if (options.resume) {
+    absl::StatusOr<ResumePoint> resumed = Resume(client, header, io);
+    if (!resumed.ok()) return resumed.status();
+    resume = *std::move(resumed);
+  }
+  absl::StatusOr<ItemRange> range = RemainingItems(*shard, input.per_batch, resume, options.job_id);
+  if (range.ok() && input.reader) {
+    if (absl::Status s = input.reader->Skip(range->begin); !s.ok()) return s;
+  }
+  return range;
+}
+
+// The input flags: a dataset with its images, or a logits file.
+void ParseInput(const Args& args, CalibrateOptions& o) {
+  o.dataset_path = args.Get("--dataset");
+  o.images_dir = args.Get("--images");
+  o.logits_path = args.Get("--logits");
+  if (o.dataset_path.empty() == o.logits_path.empty()) {
+    args.Fail("give exactly one of --dataset or --logits");
+  }
+  if (!o.dataset_path.empty() && o.images_dir.empty()) args.Fail("--dataset needs --images DIR");
+  if (o.dataset_path.empty() && !o.images_dir.empty()) {
+    args.Fail("--images only applies with --dataset");
+  }
+  if (!o.logits_path.empty() && !IsNpyPath(o.logits_path) && !args.Has("--width")) {
+    args.Fail("raw logits file needs --width (or use a .npy file)");
+  }
+  o.width = static_cast<int32_t>(args.Int("--width", 0, 1, 1 << 20));
+  o.images_per_batch = static_cast<int>(args.Int("--batch-images", 8, 1, 4096));
+  o.rows_per_batch = args.Int("--batch-rows", 0, 1, int64_t{1} << 30);
+}
+
+// --shard I/N.
+void ParseShard(const Args& args, CalibrateOptions& o) {
+  if (!args.Has("--shard")) return;
+  const std::vector<std::string> parts = absl::StrSplit(args.Get("--shard"), '/');
+  int i = -1, n = 0;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &i) || !absl::SimpleAtoi(parts[1], &n) ||
+      n < 1 || i < 0 || i >= n) {
+    args.Fail("--shard takes I/N with 0 <= I < N, got '" + args.Get("--shard") + "'");
+  }
+  o.shard_index = i;
+  o.shard_count = n;
+}
+
+// How the job accumulates and commits: EMA, activation, job id, shard, partial, checkpoints.
+void ParseJob(const Args& args, CalibrateOptions& o) {
+  o.activate = args.Has("--activate");
+  if (args.Has("--ema")) {
+    const double m = args.Double("--ema", 0, 0, 1);
+    if (m <= 0) args.Fail("--ema momentum must be in (0, 1]");
+    o.ema_momentum = m;
+  }
+  if (args.Has("--ema-init")) {
+    if (!o.ema_momentum) args.Fail("--ema-init only applies with --ema");
+    o.ema_init = ParseSelectorText(args, args.Get("--ema-init"));
+  }
+  o.description = args.Get("--description");
+  o.job_id = args.Get("--job-id");
+  ParseShard(args, o);
+  o.partial = args.Has("--partial");
+  if (o.partial && o.activate) args.Fail("--partial versions cannot be --activate'd");
+  if (args.Has("--checkpoint-every")) {
+    // 0 on the command line means never; the server's default is what omitting the flag gets.
+    const int64_t every = args.Int("--checkpoint-every", 0, 0, 1 << 30);
+    o.checkpoint_every = every == 0 ? -1 : static_cast<int32_t>(every);
+  }
+  o.resume = args.Has("--resume");
+  if ((o.resume || args.Has("--checkpoint-every")) && o.job_id.empty()) {
+    args.Fail("--resume and --checkpoint-every need --job-id");
+  }
+}
+
+CalibrateOptions ParseCalibrateOptions(const Args& args) {
+  CalibrateOptions o;
+  ParseInput(args, o);
+  ParseJob(args, o);
+  o.json = args.Has("--json");
+  o.progress_interval = absl::Seconds(args.Double("--progress-interval", 2, 0, 86400));
+  return o;
+}
+
+int RunCalibrate(Client& client, const CalibrateOptions& options, const Io& io) {
+  absl::StatusOr<std::unique_ptr<CalibrationInput>> input = OpenInput(options);
+  if (!input.ok()) return ReportError(io, "calibrate", input.status());
+  v1::CalibrateHeader header = HeaderFor(options);
+  absl::StatusOr<ItemRange> range = RangeToSend(client, options, **input, &header, io);
+  if (!range.ok()) return ReportError(io, "calibrate", range.status());
+  const absl::Time start = absl::Now();
+  absl::StatusOr<v1::CalibrateResponse> response =
+      Stream(client, header, options, **input, *range, io);
+  if (!response.ok()) return ReportError(io, "calibrate", response.status());
+  if (options.json) {
+    *io.out << ProtoJson(*response) << "\n";
+  } else {
+    *io.out << absl::StrFormat("committed version %d: %d rows, %d images, %d batches in %s%s%s\n",
+                               response->version().version(), response->rows(), response->images(),
+                               response->batches(), FormatSeconds(absl::Now() - start),
+                               options.partial ? " (partial)" : "",
+                               options.activate ? " (active)" : "");
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+Command CalibrateCommand() {
+  return {
+      "calibrate",
+      "compute a new LogN statistics version from a dataset or logits",
+      absl::StrCat(
+          R"(usage: logn calibrate --server ADDR (--dataset TRAIN.json --images DIR | --logits FILE)
+                      [flags]
+
+Streams a training set through the service and commits one new statistics version.
+  --dataset FILE         LVIS/COCO-format training annotations; images are sent with
+                         their ground-truth boxes and category ids
+  --images DIR           directory holding the dataset's file_name entries
+  --batch-images N       images per ImageBatch message (default 8)
+  --logits FILE          precomputed logits: .npy float32 2-D, or raw float32
+  --width N              columns per row of a raw logits file (C+1)
+  --batch-rows N         rows per LogitBatch message (default: ~4 MiB)
+  --ema MOMENTUM         exponential moving average in (0, 1] instead of exact
+  --ema-init VERSION     start the EMA from this version or alias
+  --activate             point "active" at the new version on commit
+  --description TEXT     stored with the version
+  --job-id ID            recorded in the version's provenance; with it the server
+                         checkpoints the job so that --resume can continue it
+  --shard I/N            send only the I-th (0-based) of N contiguous slices of the
+                         images (file order) or rows, e.g. one per replica
+  --partial              commit a partial version, to merge with `logn stats merge`
+  --checkpoint-every N   checkpoint every N batches (default: the server's; 0 never)
+  --resume               continue --job-id from its last checkpoint, on any replica
+                         sharing the store (same input, shard and batch size)
+  --json                 print the CalibrateResponse as JSON
+  --progress-interval S  seconds between plain progress lines (default 2)
+
+Progress (rows/s, images/s, ETA) is a bar when stdout is a terminal, periodic lines
+on stderr otherwise.
+
+)",
+          ConnectionGroup().help),
+      FlagSpec{{"--dataset", "--images", "--batch-images", "--logits", "--width", "--batch-rows",
+                "--ema", "--ema-init", "--description", "--job-id", "--progress-interval",
+                "--shard", "--checkpoint-every"},
+               {"--activate", "--json", "--partial", "--resume"}},
+      ParseInto(&ParseCalibrateOptions),
+      RunWithClient(&RunCalibrate)};
+}
+
+}  // namespace logn::cli

@@ -1,0 +1,30 @@
+// logn stats import FILE: a version from an exported file.
+
+#include "client/cli/commands/stats_actions.h"
+#include "client/cli/errors.h"
+#include "client/eval/lvis_dataset.h"
+
+namespace logn::cli {
+
+void ParseStatsImport(const std::vector<std::string>& pos, const Args&, StatsOptions* o) {
+  o->path = pos[1];
+}
+
+int RunStatsImport(Client& client, const StatsOptions& options, const Io& io) {
+  absl::StatusOr<std::string> content = ReadFileToString(options.path);
+  if (!content.ok()) return ReportError(io, "stats import", content.status());
+  v1::ImportVersionRequest request;
+  request.set_content(*std::move(content));
+  request.set_format(options.format);
+  request.set_description(options.description);
+  request.set_activate(options.activate);
+  return PrintOrReport(io, "stats import", client.ImportVersion(request),
+                       [&](const v1::ImportVersionResponse& r) {
+                         PrintJsonOrText(io, options.json, r.version(), [&] {
+                           *io.out << "imported as version " << r.version().version()
+                                   << (options.activate ? " (active)" : "") << "\n";
+                         });
+                       });
+}
+
+}  // namespace logn::cli

@@ -1,0 +1,24 @@
+// logn stats job JOB_ID: a resumable calibration job's last checkpoint.
+
+#include "client/cli/commands/stats_actions.h"
+#include "client/cli/errors.h"
+
+namespace logn::cli {
+
+void ParseStatsJob(const std::vector<std::string>& pos, const Args&, StatsOptions* o) {
+  o->job_id = pos[1];
+}
+
+int RunStatsJob(Client& client, const StatsOptions& options, const Io& io) {
+  v1::GetCalibrationJobRequest request;
+  request.set_job_id(options.job_id);
+  return PrintOrReport(
+      io, "stats job", client.GetCalibrationJob(request), [&](const v1::CalibrationJob& job) {
+        PrintJsonOrText(io, options.json, job, [&] {
+          *io.out << "job '" << job.job_id() << "' checkpointed after batch " << job.batches()
+                  << ": " << job.rows() << " rows, " << job.images() << " images\n";
+        });
+      });
+}
+
+}  // namespace logn::cli

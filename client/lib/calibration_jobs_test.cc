@@ -1,0 +1,252 @@
+// The job helpers against in-process fakes of GetCalibrationJob and ListVersions, so every
+// branch (checkpoint, none, committed, server errors, several pages) is reached on purpose.
+#include "client/lib/calibration_jobs.h"
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "gtest/gtest.h"
+
+namespace logn {
+namespace {
+
+using ::testing::HasSubstr;
+
+// GetCalibrationJob: the checkpoints in `jobs`, NOT_FOUND for the rest, or `error` when set.
+class FakeCalibration final : public v1::CalibrationService::Service {
+ public:
+  grpc::Status GetCalibrationJob(grpc::ServerContext*, const v1::GetCalibrationJobRequest* request,
+                                 v1::CalibrationJob* response) override {
+    absl::MutexLock lock(&mu);
+    if (!error.ok()) return error;
+    auto it = jobs.find(request->job_id());
+    if (it == jobs.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "no checkpoint");
+    *response = it->second;
+    return grpc::Status::OK;
+  }
+
+  absl::Mutex mu;
+  std::map<std::string, v1::CalibrationJob> jobs ABSL_GUARDED_BY(mu);
+  grpc::Status error ABSL_GUARDED_BY(mu);
+};
+
+// ListVersions over `versions`, `page_size` at a time (the token is the next index); NOT_FOUND
+// while there is no version, like the real server.
+class FakeStats final : public v1::StatsStoreService::Service {
+ public:
+  grpc::Status ListVersions(grpc::ServerContext*, const v1::ListVersionsRequest* request,
+                            v1::ListVersionsResponse* response) override {
+    absl::MutexLock lock(&mu);
+    ++pages;
+    if (!error.ok()) return error;
+    if (versions.empty()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "no version yet");
+    size_t begin = 0;
+    if (!request->page_token().empty() && !absl::SimpleAtoi(request->page_token(), &begin)) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad token");
+    }
+    const size_t end = std::min(versions.size(), begin + static_cast<size_t>(request->page_size()));
+    for (size_t i = begin; i < end; ++i) *response->add_versions() = versions[i];
+    if (end < versions.size()) response->set_next_page_token(absl::StrCat(end));
+    return grpc::Status::OK;
+  }
+
+  absl::Mutex mu;
+  std::vector<v1::VersionInfo> versions ABSL_GUARDED_BY(mu);
+  grpc::Status error ABSL_GUARDED_BY(mu);
+  int pages ABSL_GUARDED_BY(mu) = 0;
+};
+
+class CalibrationJobsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    int port = 0;
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&calibration_);
+    builder.RegisterService(&stats_);
+    server_ = builder.BuildAndStart();
+    ASSERT_GT(port, 0);
+    ClientOptions options;
+    options.target = absl::StrCat("127.0.0.1:", port);
+    options.retry.max_attempts = 1;
+    auto client = Client::Create(options);
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = *std::move(client);
+  }
+  void TearDown() override { server_->Shutdown(); }
+
+  // Versions 1..n; version k was committed by job "job-k".
+  void AddVersions(int n) {
+    absl::MutexLock lock(&stats_.mu);
+    for (int k = 1; k <= n; ++k) {
+      v1::VersionInfo v;
+      v.set_version(k);
+      v.set_job_id(absl::StrCat("job-", k));
+      stats_.versions.push_back(v);
+    }
+  }
+  void AddCheckpoint(const std::string& job_id, int64_t batches) {
+    absl::MutexLock lock(&calibration_.mu);
+    v1::CalibrationJob& job = calibration_.jobs[job_id];
+    job.set_job_id(job_id);
+    job.set_batches(batches);
+    job.set_rows(batches * 10);
+  }
+  int Pages() {
+    absl::MutexLock lock(&stats_.mu);
+    return stats_.pages;
+  }
+  v1::CalibrateHeader Header(const std::string& job_id) {
+    v1::CalibrateHeader header;
+    header.set_job_id(job_id);
+    return header;
+  }
+
+  FakeCalibration calibration_;
+  FakeStats stats_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<Client> client_;
+};
+
+TEST(DefaultRowsPerBatchTest, AboutFourMebibytesAndAtLeastOneRow) {
+  EXPECT_EQ(DefaultRowsPerBatch(6), (4 << 20) / 24);
+  EXPECT_EQ(DefaultRowsPerBatch(1204), (4 << 20) / (4 * 1204));
+  EXPECT_EQ(DefaultRowsPerBatch(0), 1 << 20);  // treated as one column
+  EXPECT_EQ(DefaultRowsPerBatch(1 << 21), 1);
+}
+
+TEST(ShardRangeTest, ContiguousSlicesCoverTheInputOnce) {
+  int64_t next = 0;
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<ItemRange> range = ShardRange(1001, i, 3, "rows");
+    ASSERT_TRUE(range.ok()) << range.status();
+    EXPECT_EQ(range->begin, next);
+    EXPECT_GE(range->size(), 333);
+    EXPECT_LE(range->size(), 334);
+    next = range->end;
+  }
+  EXPECT_EQ(next, 1001);
+  absl::StatusOr<ItemRange> whole = ShardRange(7, 0, 1, "images");
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(whole->begin, 0);
+  EXPECT_EQ(whole->end, 7);
+}
+
+TEST(ShardRangeTest, EmptyAndInvalidShardsAreRefused) {
+  absl::StatusOr<ItemRange> empty = ShardRange(10, 0, 11, "rows");
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(empty.status().message(), "shard 0/11 of 10 rows is empty: use fewer shards");
+  EXPECT_THAT(ShardRange(0, 0, 1, "images").status().message(), HasSubstr("0 images is empty"));
+  for (auto [index, count] : {std::pair{3, 3}, std::pair{-1, 2}, std::pair{0, 0}}) {
+    EXPECT_EQ(ShardRange(100, index, count, "rows").status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << index << "/" << count;
+  }
+}
+
+TEST(RemainingItemsTest, SkipsTheCheckpointedBatchesOfTheShard) {
+  const ItemRange shard{100, 200};
+  ResumePoint resume;
+  absl::StatusOr<ItemRange> all = RemainingItems(shard, 30, resume, "j");
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->begin, 100);
+  resume.first_batch = 3;
+  absl::StatusOr<ItemRange> rest = RemainingItems(shard, 30, resume, "j");
+  ASSERT_TRUE(rest.ok());
+  EXPECT_EQ(rest->begin, 190);
+  EXPECT_EQ(rest->end, 200);
+  resume.first_batch = 4;  // 220: another input or batch size than the job's
+  absl::StatusOr<ItemRange> past = RemainingItems(shard, 30, resume, "j");
+  EXPECT_EQ(past.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(past.status().message(),
+            "job 'j' checkpointed after batch 4, past the end of this input: is it the same "
+            "input and batch size?");
+}
+
+TEST_F(CalibrationJobsTest, FindVersionByJobIdPagesThroughEveryVersion) {
+  AddVersions(2500);
+  absl::StatusOr<int64_t> found = FindVersionByJobId(*client_, "job-2345");
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(*found, 2345);
+  EXPECT_EQ(Pages(), 3);
+  absl::StatusOr<int64_t> missing = FindVersionByJobId(*client_, "job-0");
+  ASSERT_TRUE(missing.ok()) << missing.status();
+  EXPECT_EQ(*missing, 0);
+  EXPECT_EQ(Pages(), 6);
+  found = FindVersionByJobId(*client_, "job-7");
+  ASSERT_TRUE(found.ok());
+  EXPECT_EQ(*found, 7);
+  EXPECT_EQ(Pages(), 7) << "stops at the first page holding the job";
+}
+
+TEST_F(CalibrationJobsTest, FindVersionByJobIdOnAnEmptyStoreAndOnErrors) {
+  absl::StatusOr<int64_t> none = FindVersionByJobId(*client_, "job-1");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(*none, 0);
+  {
+    absl::MutexLock lock(&stats_.mu);
+    stats_.error = grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "no listing for you");
+  }
+  absl::StatusOr<int64_t> denied = FindVersionByJobId(*client_, "job-1");
+  EXPECT_EQ(denied.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(denied.status().message(), "no listing for you");
+}
+
+TEST_F(CalibrationJobsTest, PrepareResumeContinuesAfterTheCheckpoint) {
+  AddCheckpoint("job-42", 5);
+  v1::CalibrateHeader header = Header("job-42");
+  absl::StatusOr<ResumePoint> resume = PrepareResume(*client_, &header);
+  ASSERT_TRUE(resume.ok()) << resume.status();
+  EXPECT_EQ(resume->first_batch, 5);
+  ASSERT_TRUE(resume->checkpoint.has_value());
+  EXPECT_EQ(resume->checkpoint->rows(), 50);
+  EXPECT_TRUE(header.resume());
+  EXPECT_EQ(header.resume_from_batch(), 5);
+  EXPECT_EQ(Pages(), 0) << "a checkpoint needs no version lookup";
+}
+
+TEST_F(CalibrationJobsTest, PrepareResumeWithoutCheckpointStartsOver) {
+  AddVersions(3);
+  v1::CalibrateHeader header = Header("job-new");
+  absl::StatusOr<ResumePoint> resume = PrepareResume(*client_, &header);
+  ASSERT_TRUE(resume.ok()) << resume.status();
+  EXPECT_EQ(resume->first_batch, 0);
+  EXPECT_FALSE(resume->checkpoint.has_value());
+  EXPECT_FALSE(header.resume());
+  EXPECT_EQ(header.resume_from_batch(), 0);
+}
+
+TEST_F(CalibrationJobsTest, PrepareResumeRefusesACommittedJob) {
+  AddVersions(3);
+  v1::CalibrateHeader header = Header("job-2");
+  absl::StatusOr<ResumePoint> resume = PrepareResume(*client_, &header);
+  EXPECT_EQ(resume.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(resume.status().message(),
+            "job 'job-2' already committed as version 2; nothing to resume");
+  EXPECT_FALSE(header.resume());
+}
+
+TEST_F(CalibrationJobsTest, PrepareResumePassesServerErrorsAndNeedsAJobId) {
+  {
+    absl::MutexLock lock(&calibration_.mu);
+    calibration_.error = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "who are you");
+  }
+  v1::CalibrateHeader header = Header("job-1");
+  EXPECT_EQ(PrepareResume(*client_, &header).status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(Pages(), 0);
+  v1::CalibrateHeader anonymous;
+  EXPECT_EQ(PrepareResume(*client_, &anonymous).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace logn

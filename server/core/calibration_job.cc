@@ -1,0 +1,270 @@
+#include "server/core/calibration_job.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "server/core/proto_convert.h"
+#include "server/core/versions.h"
+
+namespace logn {
+namespace {
+
+// The interval a header asks for: its own when > 0, the server's default when 0, never when
+// negative or without a job_id (nothing could resume it).
+int32_t CheckpointInterval(const CalibrationJobHeader& header, int32_t server_default) {
+  if (header.job_id.empty()) return 0;
+  if (header.checkpoint_every_batches > 0) return header.checkpoint_every_batches;
+  if (header.checkpoint_every_batches == 0) return std::max(0, server_default);
+  return 0;
+}
+
+absl::Status CheckHeader(const CalibrationJobHeader& header) {
+  if (header.partial && header.activate_on_commit) {
+    return absl::InvalidArgumentError(
+        "a partial version cannot be activated: merge the shards, then activate the merge");
+  }
+  if (header.resume && header.job_id.empty()) {
+    return absl::InvalidArgumentError("resume needs the job_id of the job to continue");
+  }
+  return absl::OkStatus();
+}
+
+// FAILED_PRECONDITION unless the stream resumes the checkpointed job exactly where it stopped.
+absl::Status CheckResumable(const CalibrationJobHeader& header, const JobCheckpoint& checkpoint) {
+  if (checkpoint.source != header.source || checkpoint.statistics.method != header.method) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job '", header.job_id, "' started with source ", VersionSourceName(checkpoint.source),
+        " and mode ", AccumulationMethodName(checkpoint.statistics.method),
+        "; resume it with the same source and mode"));
+  }
+  if (header.resume_from_batch != checkpoint.batches) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job '", header.job_id, "' has a checkpoint after batch ", checkpoint.batches,
+        ", but the stream resumes from batch ", header.resume_from_batch,
+        ": send its batches from ", checkpoint.batches, " on (resume_from_batch = ",
+        checkpoint.batches, ")"));
+  }
+  if (header.method == AccumulationMethod::kEma &&
+      checkpoint.statistics.momentum != header.ema_momentum) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job '", header.job_id, "' runs with EMA momentum ", checkpoint.statistics.momentum,
+        ", not ", header.ema_momentum, "; resume it with the same momentum"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CalibrationJob>> CalibrationJob::Start(
+    CalibrationJobDeps deps, const v1::CalibrateHeader& header_proto) {
+  LOGN_ASSIGN_OR_RETURN(CalibrationJobHeader header, JobHeaderFromProto(header_proto));
+  LOGN_RETURN_IF_ERROR(CheckHeader(header));
+  std::unique_ptr<CalibrationJob> job(new CalibrationJob(std::move(deps), std::move(header)));
+  if (job->header_.resume) {
+    LOGN_RETURN_IF_ERROR(job->Resume());
+  } else {
+    LOGN_RETURN_IF_ERROR(job->CreateAccumulator(nullptr));
+  }
+  return job;
+}
+
+CalibrationJob::CalibrationJob(CalibrationJobDeps deps, CalibrationJobHeader header)
+    : deps_(std::move(deps)),
+      header_(std::move(header)),
+      checkpoint_every_(CheckpointInterval(header_, deps_.default_checkpoint_every_batches)) {}
+
+absl::Status CalibrationJob::Resume() {
+  LOGN_ASSIGN_OR_RETURN(JobCheckpoint checkpoint,
+                        deps_.store->GetCheckpoint(deps_.model, header_.job_id));
+  LOGN_RETURN_IF_ERROR(CheckResumable(header_, checkpoint));
+  rows_ = checkpoint.statistics.count;
+  images_ = checkpoint.images_seen;
+  batches_ = checkpoint.batches;
+  return CreateAccumulator(&checkpoint);
+}
+
+absl::Status CalibrationJob::CreateAccumulator(const JobCheckpoint* checkpoint) {
+  const LogitLayout& layout = deps_.runtime->layout();
+  if (header_.method == AccumulationMethod::kExact) {
+    exact_ = std::make_unique<ExactAccumulator>(layout);
+    if (checkpoint != nullptr) LOGN_RETURN_IF_ERROR(exact_->MergeSnapshot(checkpoint->statistics));
+    return absl::OkStatus();
+  }
+  absl::StatusOr<EmaAccumulator> ema;
+  if (checkpoint != nullptr) {
+    ema = EmaAccumulator::CreateFrom(checkpoint->statistics, header_.ema_momentum);
+  } else if (header_.ema_init.has_value()) {
+    LOGN_ASSIGN_OR_RETURN(const VersionSelector selector, *header_.ema_init);
+    LOGN_ASSIGN_OR_RETURN(VersionRecord init, deps_.store->Get(deps_.model, selector));
+    ema = EmaAccumulator::CreateFrom(init.statistics, header_.ema_momentum);
+  } else {
+    ema = EmaAccumulator::Create(layout, header_.ema_momentum);
+  }
+  if (!ema.ok()) return ema.status();
+  ema_ = std::make_unique<EmaAccumulator>(*std::move(ema));
+  return absl::OkStatus();
+}
+
+absl::Status CalibrationJob::CheckSource(VersionSource batch_source) const {
+  if (header_.source == batch_source) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      batch_source == VersionSource::kLogits
+          ? "this job's header declared source IMAGES, but a logit batch arrived"
+          : "this job's header declared source LOGITS, but an image batch arrived");
+}
+
+absl::Status CalibrationJob::AddRows(const float* data, int64_t rows) {
+  if (rows_ + rows > deps_.max_rows_per_job) {
+    return absl::ResourceExhaustedError(absl::StrCat("calibration job would exceed ",
+                                                     deps_.max_rows_per_job,
+                                                     " rows; split it into several jobs"));
+  }
+  const LogitBatchView view{data, rows, deps_.runtime->layout().width()};
+  absl::Status status = exact_ ? exact_->Add(view) : ema_->Add(view);
+  if (!status.ok()) {
+    return absl::Status(status.code(),
+                        absl::StrCat("batch ", batches_ + 1, ": ", status.message()));
+  }
+  rows_ += rows;
+  return absl::OkStatus();
+}
+
+absl::Status CalibrationJob::AddLogits(const v1::LogitBatch& batch) {
+  LOGN_RETURN_IF_ERROR(CheckSource(VersionSource::kLogits));
+  // Size and width first, so an oversized or mis-shaped batch is refused before it is copied.
+  if (batch.rows() > deps_.max_rows_per_batch) {
+    return absl::ResourceExhaustedError(absl::StrCat("logit batch of ", batch.rows(),
+                                                     " rows is over the limit of ",
+                                                     deps_.max_rows_per_batch, " rows per batch"));
+  }
+  const LogitLayout& layout = deps_.runtime->layout();
+  if (batch.width() != layout.width()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "batch ", batches_ + 1, ": logit batch has width ", batch.width(), " but model '",
+        deps_.model.name, "' has ", layout.width(), " logits per row (", layout.DebugString(),
+        ")"));
+  }
+  LOGN_ASSIGN_OR_RETURN(std::vector<float> values, LogitsFromProto(batch));
+  LOGN_RETURN_IF_ERROR(AddRows(values.data(), batch.rows()));
+  return FinishBatch();
+}
+
+absl::Status CalibrationJob::AddImages(const v1::ImageBatch& batch) {
+  LOGN_RETURN_IF_ERROR(CheckSource(VersionSource::kImages));
+  // The image count first, so an oversized batch is refused before anything is converted.
+  const int64_t num_images = batch.images_size();
+  if (num_images == 0) return absl::InvalidArgumentError("image batch has no images");
+  if (num_images > deps_.max_images_per_batch) {
+    return absl::ResourceExhaustedError(absl::StrCat("image batch of ", num_images,
+                                                     " images is over the limit of ",
+                                                     deps_.max_images_per_batch, " per batch"));
+  }
+  LOGN_ASSIGN_OR_RETURN(const std::vector<AnnotatedImageInput> images,
+                        ImageBatchFromProto(batch));
+  LOGN_ASSIGN_OR_RETURN(const std::vector<float> rows, RowsFromImages(images));
+  const int64_t num_rows =
+      static_cast<int64_t>(rows.size()) / deps_.runtime->layout().width();
+  if (num_rows == 0) {
+    // Nothing to accumulate from these images (no candidates): not an error.
+    images_ += num_images;
+    return FinishBatch();
+  }
+  if (header_.method == AccumulationMethod::kEma && num_rows < 2) {
+    return absl::InvalidArgumentError(
+        "EMA calibration needs at least 2 RoIs per batch; send more images per batch");
+  }
+  LOGN_RETURN_IF_ERROR(AddRows(rows.data(), num_rows));
+  images_ += num_images;
+  return FinishBatch();
+}
+
+absl::StatusOr<std::vector<float>> CalibrationJob::RowsFromImages(
+    const std::vector<AnnotatedImageInput>& batch) const {
+  const DetectorRuntime& runtime = *deps_.runtime;
+  const bool any_ground_truth =
+      std::any_of(batch.begin(), batch.end(),
+                  [](const AnnotatedImageInput& image) { return !image.ground_truth.empty(); });
+  if (any_ground_truth && !runtime.has_classify_rois()) {
+    return absl::FailedPreconditionError(
+        "ground truth was sent, but the model has no classify_rois method to score sampled RoIs; "
+        "send images without ground truth to use the model's own candidates");
+  }
+  std::vector<ImageSource> images;
+  for (const AnnotatedImageInput& image : batch) images.push_back(image.image);
+  LOGN_ASSIGN_OR_RETURN(DetectorRuntime::ForwardResult forward, runtime.Forward(images));
+  std::vector<float> rows;
+  if (!any_ground_truth) {
+    for (const RawOutputs& raw : forward.images) {
+      rows.insert(rows.end(), raw.logits.begin(), raw.logits.end());
+    }
+    return rows;
+  }
+  std::vector<std::vector<float>> rois(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    rois[i] = SampleImageRois(forward.images[i].view(), runtime.layout(), batch[i].ground_truth,
+                              batch[i].image, deps_.sampling, deps_.sampling_seed);
+  }
+  LOGN_ASSIGN_OR_RETURN(DetectorRuntime::RoiResult scored, runtime.ClassifyRois(images, rois));
+  for (const std::vector<float>& logits : scored.logits) {
+    rows.insert(rows.end(), logits.begin(), logits.end());
+  }
+  return rows;
+}
+
+absl::Status CalibrationJob::FinishBatch() {
+  ++batches_;
+  if (checkpoint_every_ <= 0 || batches_ % checkpoint_every_ != 0 || rows_ == 0) {
+    return absl::OkStatus();
+  }
+  JobCheckpoint checkpoint;
+  checkpoint.model = deps_.model;
+  checkpoint.job_id = header_.job_id;
+  checkpoint.batches = batches_;
+  checkpoint.images_seen = images_;
+  checkpoint.source = header_.source;
+  LOGN_ASSIGN_OR_RETURN(checkpoint.statistics, SnapshotStatistics());
+  if (absl::Status s = deps_.store->PutCheckpoint(checkpoint); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("batch ", batches_,
+                                               " was accumulated but its checkpoint could not "
+                                               "be saved (resume from the previous one): ",
+                                               s.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Statistics> CalibrationJob::SnapshotStatistics() const {
+  if (exact_) return exact_->Snapshot();
+  return ema_->Snapshot();
+}
+
+absl::StatusOr<v1::CalibrateResponse> CalibrationJob::Commit() {
+  if (committed_) return absl::FailedPreconditionError("calibration job already committed");
+  if (rows_ == 0) {
+    return absl::FailedPreconditionError(
+        "calibration stream had no rows: send at least one batch after the header");
+  }
+  LOGN_ASSIGN_OR_RETURN(Statistics stats, SnapshotStatistics());
+  VersionOrigin origin;
+  origin.source = header_.source;
+  origin.job_id = header_.job_id;
+  origin.description = header_.description;
+  origin.images_seen = images_;
+  origin.batches_seen = batches_;
+  origin.partial = header_.partial;
+  origin.clear_job_checkpoint = !header_.job_id.empty();
+  const NewVersion version =
+      BuildNewVersion(deps_.model, std::move(stats), std::move(origin), deps_.now());
+  LOGN_ASSIGN_OR_RETURN(StoredVersion stored,
+                        StoreNewVersion(*deps_.store, version, header_.activate_on_commit));
+  committed_ = true;
+  v1::CalibrateResponse response;
+  VersionInfoToProto(stored.info, stored.aliases, response.mutable_version());
+  response.set_rows(rows_);
+  response.set_images(images_);
+  response.set_batches(batches_);
+  return response;
+}
+
+}  // namespace logn

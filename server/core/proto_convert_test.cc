@@ -1,0 +1,283 @@
+#include "server/core/proto_convert.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace logn {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+TEST(ProtoConvertTest, CalibrationMethodRoundTripsAndUnspecifiedIsLogN) {
+  for (CalibrationMethod m :
+       {CalibrationMethod::kNone, CalibrationMethod::kLogN, CalibrationMethod::kLogA}) {
+    EXPECT_EQ(CalibrationMethodFromProto(CalibrationMethodToProto(m)).value(), m);
+  }
+  EXPECT_EQ(CalibrationMethodFromProto(v1::CALIBRATION_METHOD_UNSPECIFIED).value(),
+            CalibrationMethod::kLogN);
+  const absl::Status unknown =
+      CalibrationMethodFromProto(static_cast<v1::CalibrationMethod>(99)).status();
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(unknown.message()), HasSubstr("unknown calibration method 99"));
+}
+
+TEST(ProtoConvertTest, BetaPolicyRoundTripsAndUnspecifiedIsMinForegroundMean) {
+  for (BetaPolicy p : {BetaPolicy::kMinForegroundMean, BetaPolicy::kAvgForegroundMean,
+                       BetaPolicy::kMaxForegroundMean, BetaPolicy::kBackgroundMean,
+                       BetaPolicy::kConstant}) {
+    EXPECT_EQ(BetaPolicyFromProto(BetaPolicyToProto(p)).value(), p);
+  }
+  EXPECT_EQ(BetaPolicyFromProto(v1::BETA_POLICY_UNSPECIFIED).value(),
+            BetaPolicy::kMinForegroundMean);
+  EXPECT_THAT(std::string(BetaPolicyFromProto(static_cast<v1::BetaPolicy>(42)).status().message()),
+              HasSubstr("unknown beta policy 42"));
+}
+
+TEST(ProtoConvertTest, SourcesAndAccumulationMethods) {
+  EXPECT_EQ(VersionSourceToProto(VersionSource::kLogits), v1::VERSION_SOURCE_LOGITS);
+  EXPECT_EQ(VersionSourceToProto(VersionSource::kImages), v1::VERSION_SOURCE_IMAGES);
+  EXPECT_EQ(VersionSourceToProto(VersionSource::kMerge), v1::VERSION_SOURCE_MERGE);
+  EXPECT_EQ(VersionSourceToProto(VersionSource::kImport), v1::VERSION_SOURCE_IMPORT);
+  EXPECT_EQ(AccumulationMethodToProto(AccumulationMethod::kExact), v1::ACCUMULATION_METHOD_EXACT);
+  EXPECT_EQ(AccumulationMethodToProto(AccumulationMethod::kEma), v1::ACCUMULATION_METHOD_EMA);
+
+  for (VersionSource s : {VersionSource::kLogits, VersionSource::kImages}) {
+    EXPECT_EQ(CalibrationSourceFromProto(CalibrationSourceToProto(s)).value(), s);
+  }
+  const absl::Status none = CalibrationSourceFromProto(v1::CALIBRATION_SOURCE_UNSPECIFIED).status();
+  EXPECT_EQ(none.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(none.message()), HasSubstr("CALIBRATION_SOURCE_LOGITS"));
+}
+
+TEST(ProtoConvertTest, SpecDefaultsAreFilledInAndEchoed) {
+  v1::CalibrationSetting setting;
+  setting.set_name("bn");
+  setting.mutable_logn()->set_use_beta(false);
+  setting.mutable_logn()->set_beta_policy(v1::BETA_POLICY_CONSTANT);
+  setting.mutable_logn()->set_beta_constant(-4);
+  const CalibrationSpec spec = SpecFromProto(setting).value();
+  EXPECT_EQ(spec.method, CalibrationMethod::kLogN);
+  EXPECT_FALSE(spec.logn.use_beta);
+  EXPECT_TRUE(spec.logn.use_mean);  // default
+  EXPECT_EQ(spec.logn.beta_policy, BetaPolicy::kConstant);
+  const v1::CalibrationSetting echoed = SpecToProto(spec, "bn");
+  EXPECT_EQ(echoed.name(), "bn");
+  EXPECT_EQ(echoed.method(), v1::CALIBRATION_METHOD_LOGN);
+  EXPECT_TRUE(echoed.logn().has_use_mean());
+  EXPECT_EQ(echoed.logn().beta_constant(), -4);
+  EXPECT_EQ(SpecFromProto(echoed).value().logn, spec.logn);
+
+  v1::CalibrationSetting loga;
+  loga.set_method(v1::CALIBRATION_METHOD_LOGA);
+  loga.mutable_loga()->set_tau(0.5);
+  const v1::CalibrationSetting loga_echo = SpecToProto(SpecFromProto(loga).value(), "");
+  EXPECT_EQ(loga_echo.loga().tau(), 0.5);
+  EXPECT_FALSE(loga_echo.has_logn());
+}
+
+TEST(ProtoConvertTest, Selectors) {
+  EXPECT_EQ(SelectorFromProto({}).value().alias, "active");
+  v1::StatisticsSelector selector;
+  selector.set_version(7);
+  EXPECT_EQ(SelectorFromProto(selector).value().version, 7);
+  selector.set_version(0);
+  EXPECT_EQ(SelectorFromProto(selector).status().code(), absl::StatusCode::kInvalidArgument);
+  selector.set_alias("Not An Alias");
+  EXPECT_EQ(SelectorFromProto(selector).status().code(), absl::StatusCode::kInvalidArgument);
+  // A bad selector is kept with its error: only a setting that needs statistics reports it.
+  const StatisticsChoice choice = StatisticsChoiceFromProto(selector, true);
+  EXPECT_FALSE(choice.selector.ok());
+  EXPECT_TRUE(choice.explicitly_set);
+}
+
+TEST(ProtoConvertTest, PostprocessOverridesAndRanges) {
+  v1::PostprocessOptions proto;
+  proto.set_score_threshold(0.05f);
+  proto.set_max_detections(100);
+  const PostprocessOptions options = PostprocessFromProto(proto).value();
+  EXPECT_FLOAT_EQ(options.score_threshold, 0.05f);
+  EXPECT_FLOAT_EQ(options.nms_iou_threshold, 0.5f);  // default
+  EXPECT_EQ(options.top_k, 100);
+  proto.set_nms_iou(1.5f);
+  EXPECT_EQ(PostprocessFromProto(proto).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ProtoConvertTest, ImagesAndLogits) {
+  v1::Image empty;
+  EXPECT_THAT(std::string(ImageFromProto(empty, 3).status().message()),
+              HasSubstr("image 3 has no data"));
+  v1::Image raw;
+  raw.mutable_raw()->set_height(2);
+  raw.mutable_raw()->set_width(3);
+  raw.mutable_raw()->set_channels(3);
+  raw.mutable_raw()->set_data(std::string(17, 'x'));
+  EXPECT_EQ(ImageFromProto(raw, 0).status().code(), absl::StatusCode::kInvalidArgument);
+  raw.mutable_raw()->set_data(std::string(18, 'x'));
+  const ImageSource source = ImageFromProto(raw, 0).value();
+  EXPECT_TRUE(source.is_raw());
+  EXPECT_EQ(source.raw_pixels().size(), 18u);
+
+  const std::vector<float> values = {1, 2, 3, 4, 5, 6};
+  v1::LogitBatch batch;
+  LogitsToProto(values, 2, 3, &batch);
+  EXPECT_EQ(LogitsFromProto(batch).value(), values);
+  batch.set_rows(3);
+  EXPECT_EQ(LogitsFromProto(batch).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ProtoConvertTest, VersionInfoAndCheckpoint) {
+  VersionInfo info;
+  info.model = ModelKey{"m", std::string(64, 'a')};
+  info.version = 4;
+  info.created_at = absl::FromUnixMicros(1'600'000'000'123'456);
+  info.source = VersionSource::kMerge;
+  info.method = AccumulationMethod::kEma;
+  info.parent_versions = {1, 2};
+  v1::VersionInfo proto;
+  VersionInfoToProto(info, {"active", "canary"}, &proto);
+  EXPECT_EQ(proto.version(), 4);
+  EXPECT_EQ(proto.source(), v1::VERSION_SOURCE_MERGE);
+  EXPECT_EQ(proto.method(), v1::ACCUMULATION_METHOD_EMA);
+  EXPECT_EQ(proto.created_at().seconds(), 1'600'000'000);
+  EXPECT_EQ(proto.created_at().nanos(), 123'456'000);
+  EXPECT_THAT(proto.parent_versions(), ElementsAre(1, 2));
+  EXPECT_THAT(proto.aliases(), ElementsAre("active", "canary"));
+
+  JobCheckpoint checkpoint;
+  checkpoint.job_id = "job";
+  checkpoint.batches = 3;
+  checkpoint.images_seen = 12;
+  checkpoint.source = VersionSource::kImages;
+  checkpoint.statistics.count = 300;
+  v1::CalibrationJob job;
+  CheckpointToProto(checkpoint, &job);
+  EXPECT_EQ(job.job_id(), "job");
+  EXPECT_EQ(job.rows(), 300);
+  EXPECT_EQ(job.images(), 12);
+  EXPECT_EQ(job.source(), v1::CALIBRATION_SOURCE_IMAGES);
+  EXPECT_EQ(job.method(), v1::ACCUMULATION_METHOD_EXACT);
+}
+
+TEST(ProtoConvertTest, DetectQueryHasTheDefaultSettingAndImageIds) {
+  v1::DetectRequest request;
+  request.set_request_id("r1");
+  request.add_images()->set_encoded("jpeg bytes");
+  request.mutable_images(0)->set_id("a");
+  request.add_images()->set_encoded("png bytes");
+  request.mutable_postprocess()->set_include_uncalibrated_score(true);
+  const DetectQuery query = DetectQueryFromProto(request).value();
+  EXPECT_EQ(query.request_id, "r1");
+  ASSERT_EQ(query.settings.size(), 1u);
+  EXPECT_EQ(query.settings[0].spec.method, CalibrationMethod::kLogN);
+  EXPECT_EQ(query.settings[0].name, "");
+  EXPECT_THAT(query.image_ids, ElementsAre("a", ""));
+  EXPECT_EQ(query.images[1].bytes(), "png bytes");
+  EXPECT_TRUE(query.include_uncalibrated_score);
+  EXPECT_FALSE(query.statistics.explicitly_set);
+  EXPECT_EQ(query.statistics.selector.value().alias, "active");
+
+  // Method NONE with a malformed alias converts: the alias is never used.
+  request.add_calibrations()->set_method(v1::CALIBRATION_METHOD_NONE);
+  request.mutable_statistics()->set_alias("Bad Alias");
+  const DetectQuery none = DetectQueryFromProto(request).value();
+  EXPECT_FALSE(none.statistics.selector.ok());
+  EXPECT_TRUE(none.statistics.explicitly_set);
+
+  request.add_images();  // no data
+  EXPECT_THAT(std::string(DetectQueryFromProto(request).status().message()),
+              HasSubstr("image 2 has no data"));
+}
+
+TEST(ProtoConvertTest, DetectOutcomeNamesCategoriesAndScores) {
+  v1::ModelManifest manifest;
+  manifest.add_classes()->set_id(10);
+  manifest.add_classes()->set_id(20);
+  DetectOutcome outcome;
+  outcome.request_id = "r";
+  outcome.statistics_version = 3;
+  outcome.decode = absl::Milliseconds(2);
+  outcome.inference = absl::Milliseconds(30);
+  outcome.postprocess = absl::Milliseconds(1);
+  DetectOutcome::Setting& setting = outcome.results.emplace_back();
+  setting.setting.name = "raw";
+  setting.setting.spec.method = CalibrationMethod::kNone;
+  DetectOutcome::Image& with = setting.images.emplace_back();
+  with.image_id = "a";
+  with.detections.push_back(Detection{{1, 2, 3, 4}, 0.5f, 1, 0});
+  with.uncalibrated_scores = {0.25f};
+  DetectOutcome::Image& without = setting.images.emplace_back();
+  without.detections.push_back(Detection{{5, 6, 7, 8}, 0.75f, 0, 2});
+
+  v1::DetectResponse response;
+  response.mutable_timing()->set_queue_seconds(0.5);  // the transport's, kept
+  DetectOutcomeToProto(outcome, manifest, &response);
+  EXPECT_EQ(response.request_id(), "r");
+  EXPECT_EQ(response.statistics_version(), 3);
+  ASSERT_EQ(response.results_size(), 1);
+  EXPECT_EQ(response.results(0).setting().name(), "raw");
+  EXPECT_EQ(response.results(0).setting().method(), v1::CALIBRATION_METHOD_NONE);
+  ASSERT_EQ(response.results(0).images_size(), 2);
+  const v1::Detection& d = response.results(0).images(0).detections(0);
+  EXPECT_EQ(response.results(0).images(0).image_id(), "a");
+  EXPECT_EQ(d.category_id(), 20);
+  EXPECT_FLOAT_EQ(d.score(), 0.5f);
+  EXPECT_FLOAT_EQ(d.box().x2(), 3);
+  ASSERT_TRUE(d.has_uncalibrated_score());
+  EXPECT_FLOAT_EQ(d.uncalibrated_score(), 0.25f);
+  const v1::Detection& e = response.results(0).images(1).detections(0);
+  EXPECT_EQ(e.category_id(), 10);
+  EXPECT_FALSE(e.has_uncalibrated_score());
+  EXPECT_DOUBLE_EQ(response.timing().queue_seconds(), 0.5);
+  EXPECT_DOUBLE_EQ(response.timing().decode_seconds(), 0.002);
+  EXPECT_DOUBLE_EQ(response.timing().inference_seconds(), 0.03);
+  EXPECT_DOUBLE_EQ(response.timing().postprocess_seconds(), 0.001);
+}
+
+TEST(ProtoConvertTest, ImageBatchFlattensGroundTruth) {
+  v1::ImageBatch batch;
+  v1::AnnotatedImage* image = batch.add_images();
+  image->mutable_image()->set_encoded("bytes");
+  v1::BoundingBox* box = image->mutable_ground_truth()->add_boxes();
+  box->set_x1(1);
+  box->set_y1(2);
+  box->set_x2(3);
+  box->set_y2(4);
+  image->mutable_ground_truth()->add_category_ids(7);
+  batch.add_images()->mutable_image()->set_encoded("more bytes");
+  const std::vector<AnnotatedImageInput> images = ImageBatchFromProto(batch).value();
+  ASSERT_EQ(images.size(), 2u);
+  EXPECT_THAT(images[0].ground_truth, ElementsAre(1, 2, 3, 4));
+  EXPECT_TRUE(images[1].ground_truth.empty());
+
+  batch.mutable_images(1)->mutable_ground_truth()->add_category_ids(7);
+  EXPECT_THAT(std::string(ImageBatchFromProto(batch).status().message()),
+              HasSubstr("image 1: ground truth has 0 boxes but 1 category ids"));
+}
+
+TEST(ProtoConvertTest, JobHeader) {
+  v1::CalibrateHeader header;
+  EXPECT_EQ(JobHeaderFromProto(header).status().code(), absl::StatusCode::kInvalidArgument);
+  header.set_source(v1::CALIBRATION_SOURCE_IMAGES);
+  header.set_job_id("j");
+  header.set_checkpoint_every_batches(-1);
+  CalibrationJobHeader exact = JobHeaderFromProto(header).value();
+  EXPECT_EQ(exact.source, VersionSource::kImages);
+  EXPECT_EQ(exact.method, AccumulationMethod::kExact);
+  EXPECT_EQ(exact.checkpoint_every_batches, -1);
+  EXPECT_FALSE(exact.ema_init.has_value());
+
+  header.mutable_ema()->set_momentum(0.1);
+  header.mutable_ema()->mutable_init()->set_alias("Bad Alias");
+  const CalibrationJobHeader ema = JobHeaderFromProto(header).value();
+  EXPECT_EQ(ema.method, AccumulationMethod::kEma);
+  EXPECT_DOUBLE_EQ(ema.ema_momentum, 0.1);
+  ASSERT_TRUE(ema.ema_init.has_value());
+  EXPECT_FALSE(ema.ema_init->ok());  // reported only if the job starts from it
+}
+
+}  // namespace
+}  // namespace logn

@@ -1,0 +1,96 @@
+#ifndef LOGN_SERVER_CORE_REQUESTS_H_
+#define LOGN_SERVER_CORE_REQUESTS_H_
+
+// Requests and results of the server core in core types. proto_convert turns the API messages
+// into these once, at the edge, and the results back into messages at the end; the core's logic
+// in between never reads a proto field.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "calibration/calibrator.h"
+#include "calibration/statistics.h"
+#include "server/runtime/image.h"
+#include "server/runtime/postprocess.h"
+#include "store/stats_store.h"
+
+namespace logn {
+
+// One named calibration setting of a request.
+struct NamedSpec {
+  CalibrationSpec spec;
+  std::string name;
+};
+
+// Which statistics a request's LogN settings use. The selector is kept with its conversion error
+// (a malformed alias, a non-positive number) because the error only matters when a setting needs
+// statistics: a request for method NONE alone ignores it.
+struct StatisticsChoice {
+  absl::StatusOr<VersionSelector> selector = VersionSelector::Active();
+  bool explicitly_set = false;  // the request named a version or an alias
+};
+
+// A Detect request. The images are views into the request message, which must outlive this.
+struct DetectQuery {
+  std::string model;  // empty: the served model
+  std::string request_id;
+  std::vector<ImageSource> images;
+  std::vector<std::string> image_ids;  // one per image
+  std::vector<NamedSpec> settings;     // at least one: the default LogN when the request has none
+  StatisticsChoice statistics;
+  PostprocessOptions postprocess;      // validated
+  bool include_uncalibrated_score = false;
+};
+
+// A Detect result: for each setting, in request order, each image's detections.
+struct DetectOutcome {
+  struct Image {
+    std::string image_id;
+    std::vector<Detection> detections;  // best first, boxes in original-image pixels
+    // Per detection, the softmax score of the same class without calibration; empty unless the
+    // request asked for it.
+    std::vector<float> uncalibrated_scores;
+  };
+  struct Setting {
+    NamedSpec setting;
+    std::vector<Image> images;
+  };
+  std::string request_id;
+  int64_t statistics_version = 0;  // 0 when no setting needed statistics
+  std::vector<Setting> results;
+  absl::Duration decode;
+  absl::Duration inference;  // preprocessing and the forward pass
+  absl::Duration postprocess;
+};
+
+// One image of a Calibrate image batch (a view into the request message).
+struct AnnotatedImageInput {
+  ImageSource image;
+  std::vector<float> ground_truth;  // G·4 floats, xyxy, original-image pixels
+};
+
+// A Calibrate stream's header.
+struct CalibrationJobHeader {
+  std::string model;  // empty: the served model
+  VersionSource source = VersionSource::kLogits;  // kLogits or kImages
+  std::string description;
+  std::string job_id;  // empty: no checkpoints, not resumable
+  bool activate_on_commit = false;
+  bool partial = false;
+  // As sent: > 0 an interval in batches, 0 the server's default, < 0 never.
+  int32_t checkpoint_every_batches = 0;
+  bool resume = false;
+  int64_t resume_from_batch = 0;
+  AccumulationMethod method = AccumulationMethod::kExact;
+  double ema_momentum = 0.0;  // EMA only, validated by the accumulator
+  // EMA only: the stored version to start the running averages from (converted when used).
+  std::optional<absl::StatusOr<VersionSelector>> ema_init;
+};
+
+}  // namespace logn
+
+#endif  // LOGN_SERVER_CORE_REQUESTS_H_

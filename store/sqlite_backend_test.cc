@@ -1,0 +1,145 @@
+#include "store/sqlite_backend.h"
+
+#include <sqlite3.h>
+
+#include <memory>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "store/stats_store.h"
+#include "store/testing/test_stats.h"
+
+// What only the SQLite backend promises: WAL, its schema versioning and migrations, readers
+// that a writer never blocks, busy writers as UNAVAILABLE, corruption and a full database.
+// The contract both backends share is the typed suite in stats_store_test.cc.
+
+namespace logn {
+namespace {
+
+using ::testing::HasSubstr;
+using store_testing::RandomStatistics;
+using store_testing::UniqueModel;
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = store_testing::FreshSqliteUrl("sqlite-test");
+    path_ = url_.substr(std::string("sqlite://").size());
+  }
+  sqlite3* RawOpen() {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    return db;
+  }
+  std::string url_, path_;
+};
+
+TEST_F(SqliteStoreTest, UsesWalAndRecordsTheSchemaVersion) {
+  ASSERT_TRUE(OpenStatsStore(url_).ok());
+  sqlite3* db = RawOpen();
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)), "wal");
+  sqlite3_finalize(stmt);
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), kSqliteSchemaVersion);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+}
+
+TEST_F(SqliteStoreTest, MigratesAnOlderSchemaForward) {
+  sqlite3* db = RawOpen();
+  ASSERT_EQ(sqlite3_exec(db, kSqliteMigrations[0], nullptr, nullptr, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 1", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  absl::StatusOr<std::unique_ptr<StatsStore>> store = OpenStatsStore(url_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const ModelKey model = UniqueModel("mig");
+  NewVersion v{model, RandomStatistics(3, 1)};
+  ASSERT_TRUE((*store)->Put(v).ok());
+  ASSERT_TRUE((*store)->Activate(model, 1).ok());  // needs the v2 alias epoch table
+  JobCheckpoint cp{model, "job", 1, 0, VersionSource::kLogits, RandomStatistics(3, 2)};
+  ASSERT_TRUE((*store)->PutCheckpoint(cp).ok());  // needs the v3 checkpoint table
+}
+
+TEST_F(SqliteStoreTest, RefusesASchemaFromTheFuture) {
+  sqlite3* db = RawOpen();
+  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  absl::Status s = OpenStatsStore(url_).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(s.message(), HasSubstr("99"));
+}
+
+TEST_F(SqliteStoreTest, ReadersAreNotBlockedByAWriterAndWritersTimeOutAsUnavailable) {
+  StatsStoreOptions options;
+  options.busy_timeout = absl::Milliseconds(100);
+  absl::StatusOr<std::unique_ptr<StatsStore>> store = OpenStatsStore(url_, options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const ModelKey model = UniqueModel("busy");
+  ASSERT_TRUE((*store)->Put(NewVersion{model, RandomStatistics(3, 1)}).ok());
+
+  // Another process holding the write lock mid-transaction.
+  sqlite3* db = RawOpen();
+  ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE; UPDATE stats_meta SET value = value + 1;", nullptr,
+                         nullptr, nullptr),
+            SQLITE_OK);
+  absl::StatusOr<VersionRecord> got = (*store)->Get(model, VersionSelector::Number(1));
+  EXPECT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE((*store)->List(model, "", 10).ok());
+  absl::Status s = (*store)->Put(NewVersion{model, RandomStatistics(3, 2)}).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  ASSERT_EQ(sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  absl::StatusOr<VersionRecord> after = (*store)->Put(NewVersion{model, RandomStatistics(3, 2)});
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->info.version, 2);
+}
+
+TEST_F(SqliteStoreTest, CorruptPayloadIsDataLoss) {
+  absl::StatusOr<std::unique_ptr<StatsStore>> store = OpenStatsStore(url_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const ModelKey model = UniqueModel("corrupt");
+  ASSERT_TRUE((*store)->Put(NewVersion{model, RandomStatistics(3, 1)}).ok());
+  sqlite3* db = RawOpen();
+  ASSERT_EQ(sqlite3_exec(db,
+                         "UPDATE stats_versions SET payload = CAST(substr(payload, 1, "
+                         "length(payload) - 1) || x'00' AS BLOB)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  absl::Status s = (*store)->Get(model, VersionSelector::Number(1)).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_THAT(s.message(), HasSubstr("corrupt"));
+}
+
+TEST(SqliteLimitsTest, AFullDatabaseIsResourceExhaustedAndStaysReadable) {
+  StatsStoreOptions options;
+  options.sqlite_max_bytes = 256 * 1024;
+  absl::StatusOr<std::unique_ptr<StatsStore>> store =
+      OpenStatsStore(store_testing::FreshSqliteUrl("full-test"), options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const ModelKey model = UniqueModel("full");
+  absl::Status last;
+  int written = 0;
+  for (int i = 0; i < 100 && last.ok(); ++i) {
+    absl::StatusOr<VersionRecord> r = (*store)->Put(NewVersion{model, RandomStatistics(1203, i)});
+    last = r.status();
+    if (r.ok()) ++written;
+  }
+  ASSERT_EQ(last.code(), absl::StatusCode::kResourceExhausted) << last;
+  EXPECT_THAT(last.message(), HasSubstr("full"));
+  ASSERT_GT(written, 0);
+  // Nothing half-written; earlier versions still read and the numbering continues afterwards.
+  absl::StatusOr<VersionPage> page = (*store)->List(model, "", 1000);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(static_cast<int>(page->versions.size()), written);
+  EXPECT_TRUE((*store)->Get(model, VersionSelector::Number(written)).ok());
+  ASSERT_TRUE((*store)->Delete(model, 1).ok());  // deleting frees pages for a small write
+}
+
+}  // namespace
+}  // namespace logn
