@@ -16,7 +16,7 @@ RUN ./scripts/stage-runtime /src/build /stage
 
 FROM debian:bookworm-slim
 WORKDIR /opt/logn
-COPY scripts/install-runtime-deps /usr/local/share/logn/scripts/install-runtime-deps
+COPY scripts/install-runtime-deps scripts/select-blas /usr/local/share/logn/scripts/
 RUN /usr/local/share/logn/scripts/install-runtime-deps --clean
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /var/lib/logn \
       --shell /usr/sbin/nologin logn \

@@ -117,7 +117,7 @@ void DetectFigure() {
   auto request = [&](int i) {
     v1::DetectRequest r;
     r.add_images()->set_encoded(images[static_cast<size_t>(i) % images.size()]);
-    r.add_calibrations()->set_method(v1::CALIBRATION_METHOD_NONE);
+    r.add_calibrations()->set_calibration_method(v1::CALIBRATION_METHOD_NONE);
     return r;
   };
   std::vector<double> inproc, over_grpc;
@@ -165,9 +165,9 @@ void IngestFigure() {
   std::vector<float> values(kRows * kWidth);
   for (float& v : values) v = static_cast<float>(absl::Gaussian<double>(gen, -2.0, 1.5));
   v1::CalibrateRequest batch;
-  LogitsToProto(values, kRows, kWidth, batch.mutable_logits());
+  LogitsToProto(values, kRows, kWidth, batch.mutable_logit_batch());
   bench::Chunk chunk;
-  chunk.set_data(batch.logits().data());
+  chunk.set_data(batch.logit_batch().data());
   const int k = absl::GetFlag(FLAGS_batches);
   const double bytes = static_cast<double>(k) * kRows * kWidth * 4;
 
@@ -178,12 +178,12 @@ void IngestFigure() {
       v1::CalibrateResponse response;
       auto writer = calibration->Calibrate(&ctx, &response);
       v1::CalibrateRequest header;
-      header.mutable_header()->set_source(v1::CALIBRATION_SOURCE_LOGITS);
+      header.mutable_header()->set_source(v1::VERSION_SOURCE_LOGITS);
       const absl::Time t0 = absl::Now();
       writer->Write(header);
       for (int i = 0; i < k; ++i) writer->Write(batch);
       writer->WritesDone();
-      if (!writer->Finish().ok() || response.rows() != k * kRows) std::abort();
+      if (!writer->Finish().ok() || response.rows_seen() != k * kRows) std::abort();
       best_calibrate = std::max(best_calibrate, bytes / absl::ToDoubleSeconds(absl::Now() - t0));
     }
     {

@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "calibration/proto_enums.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -11,40 +12,27 @@ namespace logn {
 v1::LogitLayout LayoutToProto(const LogitLayout& layout) {
   v1::LogitLayout proto;
   proto.set_num_classes(layout.num_classes);
-  switch (layout.background) {
-    case BackgroundPosition::kFirst:
-      proto.set_background(v1::BACKGROUND_POSITION_FIRST);
-      break;
-    case BackgroundPosition::kLast:
-      proto.set_background(v1::BACKGROUND_POSITION_LAST);
-      break;
-    case BackgroundPosition::kNone:
-      proto.set_background(v1::BACKGROUND_POSITION_NONE);
-      break;
-  }
+  proto.set_background(BackgroundPositionToProto(layout.background));
   return proto;
 }
 
 absl::StatusOr<LogitLayout> LayoutFromProto(const v1::LogitLayout& proto) {
   LogitLayout layout;
   layout.num_classes = proto.num_classes();
-  switch (proto.background()) {
-    case v1::BACKGROUND_POSITION_FIRST:
-      layout.background = BackgroundPosition::kFirst;
-      break;
-    case v1::BACKGROUND_POSITION_LAST:
-      layout.background = BackgroundPosition::kLast;
-      break;
-    case v1::BACKGROUND_POSITION_NONE:
-      layout.background = BackgroundPosition::kNone;
-      break;
-    default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "layout.background must be BACKGROUND_POSITION_FIRST, _LAST or _NONE, got ",
-          static_cast<int>(proto.background())));
+  absl::StatusOr<BackgroundPosition> background = BackgroundPositionFromProto(proto.background());
+  if (!background.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("layout.", background.status().message()));
   }
+  layout.background = *background;
   LOGN_RETURN_IF_ERROR(layout.Validate());
   return layout;
+}
+
+void TimeToProto(absl::Time time, google::protobuf::Timestamp* proto) {
+  const int64_t seconds = absl::ToUnixSeconds(time);  // floors
+  proto->set_seconds(seconds);
+  proto->set_nanos(
+      static_cast<int32_t>(absl::ToInt64Nanoseconds(time - absl::FromUnixSeconds(seconds))));
 }
 
 void StatisticsToProto(const Statistics& stats, v1::Statistics* proto) {
@@ -53,16 +41,12 @@ void StatisticsToProto(const Statistics& stats, v1::Statistics* proto) {
   proto->set_count(stats.count);
   proto->mutable_mean()->Add(stats.mean.begin(), stats.mean.end());
   proto->mutable_variance()->Add(stats.variance.begin(), stats.variance.end());
-  proto->set_method(stats.method == AccumulationMethod::kEma ? v1::ACCUMULATION_METHOD_EMA
-                                                             : v1::ACCUMULATION_METHOD_EXACT);
+  proto->set_method(AccumulationMethodToProto(stats.method));
   proto->set_momentum(stats.momentum);
   v1::StatisticsProvenance* provenance = proto->mutable_provenance();
   provenance->set_model_name(stats.provenance.model_name);
   provenance->set_model_sha256(stats.provenance.model_sha256);
-  const int64_t seconds = absl::ToUnixSeconds(stats.provenance.created_at);  // floors
-  provenance->mutable_created_at()->set_seconds(seconds);
-  provenance->mutable_created_at()->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(
-      stats.provenance.created_at - absl::FromUnixSeconds(seconds))));
+  TimeToProto(stats.provenance.created_at, provenance->mutable_created_at());
   provenance->set_description(stats.provenance.description);
   provenance->set_images_seen(stats.provenance.images_seen);
   provenance->set_batches_seen(stats.provenance.batches_seen);
@@ -74,18 +58,7 @@ absl::StatusOr<Statistics> StatisticsFromProto(const v1::Statistics& proto) {
   stats.count = proto.count();
   stats.mean.assign(proto.mean().begin(), proto.mean().end());
   stats.variance.assign(proto.variance().begin(), proto.variance().end());
-  switch (proto.method()) {
-    case v1::ACCUMULATION_METHOD_EXACT:
-      stats.method = AccumulationMethod::kExact;
-      break;
-    case v1::ACCUMULATION_METHOD_EMA:
-      stats.method = AccumulationMethod::kEma;
-      break;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("method must be ACCUMULATION_METHOD_EXACT or _EMA, got ",
-                       static_cast<int>(proto.method())));
-  }
+  LOGN_ASSIGN_OR_RETURN(stats.method, AccumulationMethodFromProto(proto.method()));
   stats.momentum = proto.momentum();
   const v1::StatisticsProvenance& provenance = proto.provenance();
   stats.provenance.model_name = provenance.model_name();
@@ -121,29 +94,38 @@ absl::StatusOr<Statistics> StatisticsFromBinary(absl::string_view bytes) {
   return StatisticsFromProto(proto);
 }
 
-std::string StatisticsToJson(const Statistics& stats) {
-  v1::Statistics proto;
-  StatisticsToProto(stats, &proto);
+std::string MessageToFileJson(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;
   options.always_print_primitive_fields = true;
   options.preserve_proto_field_names = true;
   std::string json;
   // Printing a valid message cannot fail.
-  (void)google::protobuf::util::MessageToJsonString(proto, &json, options);
+  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
   return json;
+}
+
+absl::Status MessageFromFileJson(absl::string_view json, absl::string_view what,
+                                 google::protobuf::Message* message) {
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  const auto status = google::protobuf::util::JsonStringToMessage(
+      google::protobuf::StringPiece(json.data(), json.size()), message, options);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " JSON does not parse: ", status.ToString()));
+  }
+  return absl::OkStatus();
+}
+
+std::string StatisticsToJson(const Statistics& stats) {
+  v1::Statistics proto;
+  StatisticsToProto(stats, &proto);
+  return MessageToFileJson(proto);
 }
 
 absl::StatusOr<Statistics> StatisticsFromJson(absl::string_view json) {
   v1::Statistics proto;
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = false;
-  const auto status = google::protobuf::util::JsonStringToMessage(
-      google::protobuf::StringPiece(json.data(), json.size()), &proto, options);
-  if (!status.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("statistics JSON does not parse: ", status.ToString()));
-  }
+  LOGN_RETURN_IF_ERROR(MessageFromFileJson(json, "statistics", &proto));
   return StatisticsFromProto(proto);
 }
 

@@ -4,8 +4,11 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "calibration/statistics.h"
+#include "google/protobuf/message.h"
 #include "logn/v1/statistics.pb.h"
 
 namespace logn {
@@ -25,9 +28,18 @@ absl::StatusOr<Statistics> StatisticsFromBinary(absl::string_view bytes);
 std::string StatisticsToJson(const Statistics& stats);
 absl::StatusOr<Statistics> StatisticsFromJson(absl::string_view json);
 
-// Layout conversion helpers shared with other codecs.
+// Helpers shared with other codecs. LayoutFromProto refuses an unknown background and a layout
+// that does not validate.
 v1::LogitLayout LayoutToProto(const LogitLayout& layout);
 absl::StatusOr<LogitLayout> LayoutFromProto(const v1::LogitLayout& proto);
+// The JSON form of every file the project writes (statistics, version exports): pretty-printed,
+// .proto field names, every field printed; read back strictly (an unknown field is an error),
+// INVALID_ARGUMENT naming `what` when the text does not parse.
+std::string MessageToFileJson(const google::protobuf::Message& message);
+absl::Status MessageFromFileJson(absl::string_view json, absl::string_view what,
+                                 google::protobuf::Message* message);
+// Nanosecond-precise, seconds floored (so nanos is in [0, 1e9) before 1970 too).
+void TimeToProto(absl::Time time, google::protobuf::Timestamp* proto);
 
 }  // namespace logn
 

@@ -1,7 +1,8 @@
 // Every logn.v1 request message as the server receives it: the first byte picks the message,
 // the rest is its wire form. Runs the transport-free validation the RPCs apply before any model
 // or store work (images, logit batches, calibration settings, selectors, post-processing,
-// aliases), which must answer any message with a value or a status.
+// aliases, calibrate headers, version views, list filters), which must answer any message with
+// a value or a status.
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -75,21 +76,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t kind = data[0];
   ++data;
   --size;
-  switch (kind % 6) {
+  switch (kind % 7) {
     case 0: {
       v1::DetectRequest r;
       if (!Parse(data, size, &r)) return 0;
       for (const v1::Image& image : r.images()) CheckImage(image);
       for (const v1::CalibrationSetting& s : r.calibrations()) CheckSetting(s);
-      CheckSelector(r.statistics());
+      CheckSelector(r.selector());
       (void)PostprocessFromProto(r.postprocess());
       break;
     }
     case 1: {
       v1::CalibrateRequest r;
       if (!Parse(data, size, &r)) return 0;
-      if (r.has_logits()) CheckLogits(r.logits());
-      for (const v1::AnnotatedImage& image : r.images().images()) CheckImage(image.image());
+      if (r.has_logit_batch()) CheckLogits(r.logit_batch());
+      for (const v1::AnnotatedImage& image : r.image_batch().annotated_images()) {
+        CheckImage(image.image());
+      }
+      if (r.has_image_batch()) (void)ImageBatchFromProto(r.image_batch());
+      if (r.has_header()) (void)JobHeaderFromProto(r.header());
       if (r.has_header() && r.header().has_ema()) CheckSelector(r.header().ema().init());
       break;
     }
@@ -98,7 +103,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (!Parse(data, size, &r)) return 0;
       CheckLogits(r.logits());
       CheckSetting(r.calibration());
-      CheckSelector(r.statistics());
+      CheckSelector(r.selector());
       break;
     }
     case 3: {
@@ -111,13 +116,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 4: {
       v1::GetVersionRequest r;
       if (!Parse(data, size, &r)) return 0;
-      CheckSelector(r.version());
+      CheckSelector(r.selector());
+      (void)FullViewFromProto(r.view());
       break;
     }
     case 5: {
       v1::ExportVersionRequest r;
       if (!Parse(data, size, &r)) return 0;
-      CheckSelector(r.version());
+      CheckSelector(r.selector());
+      break;
+    }
+    case 6: {
+      v1::ListVersionsRequest r;
+      if (!Parse(data, size, &r)) return 0;
+      (void)VersionFilterFromProto(r);
       break;
     }
   }

@@ -1,6 +1,5 @@
 #include "store/stats_export.h"
 
-#include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
 
 #include <limits>
@@ -10,39 +9,15 @@
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "logn/v1/store.pb.h"
+#include "store/version_proto.h"
 
 namespace logn {
 namespace {
 
-v1::VersionSource SourceToProto(VersionSource s) {
-  switch (s) {
-    case VersionSource::kLogits: return v1::VERSION_SOURCE_LOGITS;
-    case VersionSource::kImages: return v1::VERSION_SOURCE_IMAGES;
-    case VersionSource::kMerge: return v1::VERSION_SOURCE_MERGE;
-    case VersionSource::kImport: return v1::VERSION_SOURCE_IMPORT;
-  }
-  return v1::VERSION_SOURCE_UNSPECIFIED;
-}
-
+// The export file: the version resource with its statistics (and no aliases: they belong to
+// the exporting store).
 void ToProto(const VersionRecord& record, v1::StatisticsVersion* p) {
-  const VersionInfo& info = record.info;
-  p->set_format(std::string(kVersionExportFormat));
-  p->mutable_model()->set_name(info.model.name);
-  p->mutable_model()->set_sha256(info.model.sha256);
-  p->set_version(info.version);
-  *p->mutable_created_at() =
-      google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(info.created_at));
-  p->set_job_id(info.job_id);
-  p->set_description(info.description);
-  p->set_source(SourceToProto(info.source));
-  p->set_rows_seen(info.rows_seen);
-  p->set_images_seen(info.images_seen);
-  p->set_method(info.method == AccumulationMethod::kEma ? v1::ACCUMULATION_METHOD_EMA
-                                                        : v1::ACCUMULATION_METHOD_EXACT);
-  p->set_momentum(info.momentum);
-  for (int64_t parent : info.parent_versions) p->add_parent_versions(parent);
-  p->set_payload_sha256(info.payload_sha256);
-  p->set_partial(info.partial);
+  VersionInfoToProto(record.info, p);
   StatisticsToProto(record.statistics, p->mutable_statistics());
 }
 
@@ -65,15 +40,12 @@ absl::StatusOr<VersionRecord> FromProto(const v1::StatisticsVersion& p) {
       google::protobuf::util::TimeUtil::TimestampToMicroseconds(p.created_at()));
   info.job_id = p.job_id();
   info.description = p.description();
-  switch (p.source()) {
-    case v1::VERSION_SOURCE_LOGITS: info.source = VersionSource::kLogits; break;
-    case v1::VERSION_SOURCE_IMAGES: info.source = VersionSource::kImages; break;
-    case v1::VERSION_SOURCE_MERGE: info.source = VersionSource::kMerge; break;
-    case v1::VERSION_SOURCE_IMPORT: info.source = VersionSource::kImport; break;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("export has no valid source (got ", static_cast<int>(p.source()), ")"));
+  absl::StatusOr<VersionSource> source = VersionSourceFromProto(p.source());
+  if (!source.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("export has no valid source (got ", static_cast<int>(p.source()), ")"));
   }
+  info.source = *source;
   info.rows_seen = p.rows_seen();
   info.images_seen = p.images_seen();
   info.parent_versions.assign(p.parent_versions().begin(), p.parent_versions().end());
@@ -99,13 +71,7 @@ absl::StatusOr<VersionRecord> FromProto(const v1::StatisticsVersion& p) {
 std::string VersionToJson(const VersionRecord& record) {
   v1::StatisticsVersion proto;
   ToProto(record, &proto);
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.always_print_primitive_fields = true;
-  options.preserve_proto_field_names = true;
-  std::string json;
-  (void)google::protobuf::util::MessageToJsonString(proto, &json, options);
-  return json;
+  return MessageToFileJson(proto);
 }
 
 std::string VersionToBinary(const VersionRecord& record) {
@@ -116,14 +82,7 @@ std::string VersionToBinary(const VersionRecord& record) {
 
 absl::StatusOr<VersionRecord> VersionFromJson(absl::string_view json) {
   v1::StatisticsVersion proto;
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = false;
-  const auto status = google::protobuf::util::JsonStringToMessage(
-      google::protobuf::StringPiece(json.data(), json.size()), &proto, options);
-  if (!status.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("version export JSON does not parse: ", status.ToString()));
-  }
+  LOGN_RETURN_IF_ERROR(MessageFromFileJson(json, "version export", &proto));
   return FromProto(proto);
 }
 

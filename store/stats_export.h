@@ -3,7 +3,9 @@
 
 // Export / import of one store version as a file: the JSON envelope documented in
 // docs/statistics-store.md (proto3 JSON of logn.v1.StatisticsVersion, whose `statistics` field
-// is exactly what StatisticsToJson writes) or its binary proto serialisation.
+// is exactly what StatisticsToJson writes) or its binary proto serialisation. The envelope is
+// the version resource the RPCs return (store/version_proto.h) with its statistics; `aliases`
+// stays empty in a file, and importing ignores it (aliases belong to the exporting store).
 
 #include <string>
 

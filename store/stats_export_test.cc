@@ -4,6 +4,7 @@
 #include "calibration/statistics_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "logn/v1/store.pb.h"
 #include "store/testing/test_stats.h"
 
 namespace logn {
@@ -66,6 +67,26 @@ TEST_F(StatsExportTest, JsonRoundTripsExactly) {
   absl::StatusOr<VersionRecord> back = VersionFromJson(json);
   ASSERT_TRUE(back.ok()) << back.status();
   ExpectSame(*back, record_);
+}
+
+TEST_F(StatsExportTest, FilesCarryNoAliasesAndImportIgnoresThem) {
+  EXPECT_THAT(VersionToJson(record_), HasSubstr("\"aliases\": []"));
+  // A full-view GetVersion response (aliases set) is itself a valid export.
+  v1::StatisticsVersion with_aliases;
+  ASSERT_TRUE(with_aliases.ParseFromString(VersionToBinary(record_)));
+  with_aliases.add_aliases("active");
+  absl::StatusOr<VersionRecord> back = VersionFromBinary(with_aliases.SerializeAsString());
+  ASSERT_TRUE(back.ok()) << back.status();
+  ExpectSame(*back, record_);
+}
+
+TEST_F(StatsExportTest, AnExportWithoutAValidSourceIsRefused) {
+  v1::StatisticsVersion proto;
+  ASSERT_TRUE(proto.ParseFromString(VersionToBinary(record_)));
+  proto.set_source(v1::VERSION_SOURCE_UNSPECIFIED);
+  const absl::Status s = VersionFromBinary(proto.SerializeAsString()).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(s.message(), HasSubstr("export has no valid source (got 0)"));
 }
 
 TEST_F(StatsExportTest, BinaryRoundTripsExactly) {

@@ -113,8 +113,9 @@ def main() -> int:
     class Detection(detection_service_pb2_grpc.DetectionServiceServicer):
         def Detect(self, request, context):
             arrived = time.perf_counter()
+            none = common_pb2.CALIBRATION_METHOD_NONE
             logn = (not request.calibrations or
-                    request.calibrations[0].method != common_pb2.CALIBRATION_METHOD_NONE)
+                    request.calibrations[0].calibration_method != none)
             post = request.postprocess
             results, (decode, forward, postprocess) = detector.detect(
                 [im.encoded for im in request.images], logn, post.score_threshold or 1e-4,
@@ -122,15 +123,17 @@ def main() -> int:
             response = detection_service_pb2.DetectResponse(request_id=request.request_id)
             result = response.results.add()
             for image, (boxes, scores, labels) in zip(request.images, results):
-                out = result.images.add(image_id=image.id)
+                out = result.image_detections.add(image_id=image.image_id)
                 for box, score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
                     d = out.detections.add(category_id=detector.class_ids[label], score=score)
                     d.box.x1, d.box.y1, d.box.x2, d.box.y2 = box
-            response.timing.decode_seconds = decode
-            response.timing.inference_seconds = forward
-            response.timing.postprocess_seconds = postprocess
-            response.timing.queue_seconds = max(0.0, time.perf_counter() - arrived - decode -
-                                                forward - postprocess)
+            timing = response.timing
+            queue = max(0.0, time.perf_counter() - arrived - decode - forward - postprocess)
+            for duration, seconds in ((timing.decode_duration, decode),
+                                      (timing.inference_duration, forward),
+                                      (timing.postprocess_duration, postprocess),
+                                      (timing.queue_duration, queue)):
+                duration.FromNanoseconds(int(seconds * 1e9))
             return response
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.workers))

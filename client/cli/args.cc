@@ -211,7 +211,7 @@ v1::CalibrationSetting ReadMethod(const Args& args) {
   const std::string method = absl::AsciiStrToLower(args.Get("--method", "logn"));
   v1::CalibrationMethod value;
   if (ParseEnumName(method, &value)) {
-    setting.set_method(value);
+    setting.set_calibration_method(value);
   } else {
     args.Fail("--method must be none, logn or loga, got '" + method + "'");
   }

@@ -123,10 +123,10 @@ TEST(FlagGroupsTest, SelectorText) {
 
 TEST(FlagGroupsTest, MethodIsCaseInsensitiveAndNamesTheSetting) {
   v1::CalibrationSetting def = ReadMethod(Parsed({}, GroupFlags()));
-  EXPECT_EQ(def.method(), v1::CALIBRATION_METHOD_LOGN);
+  EXPECT_EQ(def.calibration_method(), v1::CALIBRATION_METHOD_LOGN);
   EXPECT_EQ(def.name(), "logn");
   v1::CalibrationSetting loga = ReadMethod(Parsed({"--method", "LogA"}, GroupFlags()));
-  EXPECT_EQ(loga.method(), v1::CALIBRATION_METHOD_LOGA);
+  EXPECT_EQ(loga.calibration_method(), v1::CALIBRATION_METHOD_LOGA);
   EXPECT_EQ(loga.name(), "loga");
   Args bad = Parsed({"--method", "BOGUS"}, GroupFlags());
   ReadMethod(bad);

@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "client/cli/errors.h"
 #include "client/eval/lvis_dataset.h"
+#include "google/protobuf/util/time_util.h"
 
 namespace logn::cli {
 namespace {
@@ -31,6 +32,10 @@ struct LevelRecorder {
   std::vector<Sample> ok ABSL_GUARDED_BY(mu);
   std::map<std::string, int64_t> errors ABSL_GUARDED_BY(mu);
 };
+
+double Milliseconds(const google::protobuf::Duration& d) {
+  return static_cast<double>(google::protobuf::util::TimeUtil::DurationToNanoseconds(d)) / 1e6;
+}
 
 double Median(std::vector<Sample>& samples, double (*field)(const Sample&)) {
   std::vector<double> values;
@@ -62,17 +67,19 @@ BenchLevel Summarize(int concurrency, double rate, double seconds, std::vector<S
   level.p95_ms = Percentile(latencies, 0.95);
   level.p99_ms = Percentile(latencies, 0.99);
   level.max_ms = latencies.empty() ? 0 : latencies.back();
-  level.server_queue_ms = Median(ok, [](const Sample& s) { return 1e3 * s.timing.queue_seconds(); });
+  level.server_queue_ms =
+      Median(ok, [](const Sample& s) { return Milliseconds(s.timing.queue_duration()); });
   level.server_decode_ms =
-      Median(ok, [](const Sample& s) { return 1e3 * s.timing.decode_seconds(); });
+      Median(ok, [](const Sample& s) { return Milliseconds(s.timing.decode_duration()); });
   level.server_inference_ms =
-      Median(ok, [](const Sample& s) { return 1e3 * s.timing.inference_seconds(); });
+      Median(ok, [](const Sample& s) { return Milliseconds(s.timing.inference_duration()); });
   level.server_postprocess_ms =
-      Median(ok, [](const Sample& s) { return 1e3 * s.timing.postprocess_seconds(); });
+      Median(ok, [](const Sample& s) { return Milliseconds(s.timing.postprocess_duration()); });
   level.client_overhead_ms = Median(ok, [](const Sample& s) {
     const v1::ServerTiming& t = s.timing;
-    return s.latency_ms - 1e3 * (t.queue_seconds() + t.decode_seconds() + t.inference_seconds() +
-                                 t.postprocess_seconds());
+    return s.latency_ms -
+           (Milliseconds(t.queue_duration()) + Milliseconds(t.decode_duration()) +
+            Milliseconds(t.inference_duration()) + Milliseconds(t.postprocess_duration()));
   });
   return level;
 }

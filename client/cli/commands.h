@@ -26,8 +26,8 @@ namespace logn::cli {
 // ----- detect (commands/detect.cc) -----
 struct DetectOptions {
   std::vector<std::string> images;
-  v1::StatisticsSelector statistics;  // unset: "active"
-  v1::CalibrationSetting setting;     // method NONE / LOGN / LOGA
+  v1::StatisticsSelector selector;  // unset: "active"
+  v1::CalibrationSetting setting;   // calibration_method NONE / LOGN / LOGA
   v1::PostprocessOptions postprocess;
   int images_per_request = 4;
   // Write an LVIS/COCO results file instead of JSON lines.
@@ -76,7 +76,7 @@ struct ApplyOptions {
   int32_t width = 0;
   std::string out_path;
   std::string scores_path;  // optional softmax scores
-  v1::StatisticsSelector statistics;
+  v1::StatisticsSelector selector;
   v1::CalibrationSetting setting;
   int64_t rows_per_batch = 0;
 };
@@ -97,19 +97,22 @@ enum class StatsAction {
 };
 struct StatsOptions {
   StatsAction action = StatsAction::kList;
-  v1::StatisticsSelector version;   // show / export
+  v1::StatisticsSelector selector;  // show / export
   int64_t version_number = 0;       // activate / alias / delete
   std::string alias;                // alias NAME
   bool include_statistics = false;  // show --statistics
   bool json = false;
   std::string out_path;  // export --out (empty: stdout)
   std::string path;      // import FILE
-  v1::ExportFormat format = v1::EXPORT_FORMAT_UNSPECIFIED;
+  v1::ExportFormat export_format = v1::EXPORT_FORMAT_UNSPECIFIED;  // export
   std::string description;              // import / merge
   bool activate = false;                // import / merge
   std::vector<int64_t> merge_versions;  // merge
-  bool partial = false;                 // merge
-  std::string job_id;                   // merge (recorded) / job (looked up)
+  bool partial = false;                 // merge (store partial) / list (only partial versions)
+  bool complete = false;                // list (only complete versions)
+  // merge (recorded) / job (looked up) / list (only this job's versions; "": those without one).
+  std::optional<std::string> job_id;
+  std::optional<v1::VersionSource> source;  // list (only this source's versions)
 };
 Command StatsCommand();
 
@@ -126,7 +129,7 @@ Command EvalCommand();
 struct CompareOptions {
   std::string gt_path;
   std::string images_dir;
-  v1::StatisticsSelector statistics;
+  v1::StatisticsSelector selector;
   v1::PostprocessOptions postprocess;
   bool json = false;
   std::string out_path;  // the JSON table, also written when printing text

@@ -61,8 +61,8 @@ TEST(DetectCommandTest, Flags) {
   EXPECT_THAT(o.images, ElementsAre("a.png", "b.png"));
   EXPECT_EQ(o.images_per_request, 2);
   EXPECT_TRUE(o.stream);
-  EXPECT_EQ(o.statistics.alias(), "canary");
-  EXPECT_EQ(o.setting.method(), v1::CALIBRATION_METHOD_NONE);
+  EXPECT_EQ(o.selector.alias(), "canary");
+  EXPECT_EQ(o.setting.calibration_method(), v1::CALIBRATION_METHOD_NONE);
   EXPECT_EQ(o.lvis_results_path, "r.json");
   EXPECT_EQ(o.gt_path, "g.json");
   EXPECT_EQ(UsageError<DetectOptions>(DetectCommand(), {}), "no IMAGE given");
@@ -152,8 +152,8 @@ TEST(ApplyCommandTest, FlagsAndUsageErrors) {
                        "s.npy", "--version", "2", "--method", "loga"});
   EXPECT_EQ(o.width, 6);
   EXPECT_EQ(o.scores_path, "s.npy");
-  EXPECT_EQ(o.statistics.version(), 2);
-  EXPECT_EQ(o.setting.method(), v1::CALIBRATION_METHOD_LOGA);
+  EXPECT_EQ(o.selector.version(), 2);
+  EXPECT_EQ(o.setting.calibration_method(), v1::CALIBRATION_METHOD_LOGA);
   EXPECT_EQ(UsageError<ApplyOptions>(ApplyCommand(), {"--logits", "x.npy"}), "--out is required");
   EXPECT_EQ(UsageError<ApplyOptions>(ApplyCommand(), {"--logits", "x.f32", "--out", "o"}),
             "raw logits file needs --width (or use a .npy file)");
@@ -166,13 +166,13 @@ TEST(StatsCommandTest, ActionsAndTheirArguments) {
   EXPECT_EQ(o.version_number, 3);
   o = ParseAs<StatsOptions>(StatsCommand(), {"show", "canary", "--statistics", "--json"});
   EXPECT_EQ(o.action, StatsAction::kShow);
-  EXPECT_EQ(o.version.alias(), "canary");
+  EXPECT_EQ(o.selector.alias(), "canary");
   EXPECT_TRUE(o.include_statistics);
   EXPECT_TRUE(o.json);
   o = ParseAs<StatsOptions>(StatsCommand(), {"export", "2", "--format", "BINARY", "--out", "f"});
   EXPECT_EQ(o.action, StatsAction::kExport);
-  EXPECT_EQ(o.version.version(), 2);
-  EXPECT_EQ(o.format, v1::EXPORT_FORMAT_BINARY);
+  EXPECT_EQ(o.selector.version(), 2);
+  EXPECT_EQ(o.export_format, v1::EXPORT_FORMAT_BINARY);
   EXPECT_EQ(o.out_path, "f");
   o = ParseAs<StatsOptions>(StatsCommand(), {"merge", "1", "2", "3", "--partial", "--job-id", "m"});
   EXPECT_EQ(o.action, StatsAction::kMerge);
@@ -187,23 +187,45 @@ TEST(StatsCommandTest, ActionsAndTheirArguments) {
   EXPECT_TRUE(o.activate);
 }
 
+TEST(StatsCommandTest, ListFilters) {
+  StatsOptions o = ParseAs<StatsOptions>(StatsCommand(), {"list"});
+  EXPECT_EQ(o.action, StatsAction::kList);
+  EXPECT_FALSE(o.job_id.has_value());
+  EXPECT_FALSE(o.source.has_value());
+  EXPECT_FALSE(o.partial);
+  EXPECT_FALSE(o.complete);
+  o = ParseAs<StatsOptions>(StatsCommand(),
+                            {"list", "--job-id", "j", "--source", "Images", "--complete"});
+  EXPECT_EQ(o.job_id, "j");
+  EXPECT_EQ(o.source, v1::VERSION_SOURCE_IMAGES);
+  EXPECT_TRUE(o.complete);
+  o = ParseAs<StatsOptions>(StatsCommand(), {"list", "--job-id=", "--partial"});
+  EXPECT_EQ(o.job_id, "") << "set but empty: the versions without a job id";
+  EXPECT_TRUE(o.partial);
+}
+
 TEST(StatsCommandTest, UsageErrors) {
   ExpectUsageErrors<StatsOptions>(
-      StatsCommand(), {
-                          {{}, "missing ACTION (list, show, activate, ...)"},
-                          {{"bogus"}, "unknown stats action 'bogus'"},
-                          {{"list", "x"}, "stats list takes no arguments"},
-                          {{"show"}, "stats show takes VERSION|ALIAS"},
-                          {{"activate", "abc"}, "VERSION must be a positive integer, got 'abc'"},
-                          {{"alias", "x"}, "stats alias takes NAME VERSION"},
-                          {{"delete", "-3"}, "VERSION must be a positive integer, got '-3'"},
-                          {{"export", "1", "--format", "xml"}, "--format must be json or binary"},
-                          {{"bogus", "--format", "xml"}, "--format must be json or binary"},
-                          {{"merge", "1"}, "stats merge takes two or more VERSIONs"},
-                          {{"merge", "1", "2", "--partial", "--activate"},
-                           "a --partial merge cannot be --activate'd"},
-                          {{"job", "a", "b"}, "stats job takes JOB_ID"},
-                      });
+      StatsCommand(),
+      {
+          {{}, "missing ACTION (list, show, activate, ...)"},
+          {{"bogus"}, "unknown stats action 'bogus'"},
+          {{"list", "x"}, "stats list takes no arguments"},
+          {{"show"}, "stats show takes VERSION|ALIAS"},
+          {{"activate", "abc"}, "VERSION must be a positive integer, got 'abc'"},
+          {{"alias", "x"}, "stats alias takes NAME VERSION"},
+          {{"delete", "-3"}, "VERSION must be a positive integer, got '-3'"},
+          {{"export", "1", "--format", "xml"}, "--format must be json or binary"},
+          {{"bogus", "--format", "xml"}, "--format must be json or binary"},
+          {{"import", "v.json", "--format", "binary"},
+           "stats import takes no --format: the server detects it from the file's content"},
+          {{"list", "--source", "unspecified"}, "--source must be logits, images, merge or import"},
+          {{"list", "--partial", "--complete"}, "--partial and --complete are exclusive"},
+          {{"merge", "1"}, "stats merge takes two or more VERSIONs"},
+          {{"merge", "1", "2", "--partial", "--activate"},
+           "a --partial merge cannot be --activate'd"},
+          {{"job", "a", "b"}, "stats job takes JOB_ID"},
+      });
 }
 
 TEST(StatsCommandTest, MissingActionIsTheErrorEvenWithoutAServer) {
@@ -232,7 +254,8 @@ TEST(BenchCommandTest, Flags) {
   EXPECT_THAT(o.bench.concurrency, ElementsAre(1, 2, 8));
   EXPECT_EQ(o.bench.request_rate, 20);
   EXPECT_EQ(o.bench.images_per_request, 3);
-  EXPECT_EQ(o.bench.request_template.calibrations(0).method(), v1::CALIBRATION_METHOD_NONE);
+  EXPECT_EQ(o.bench.request_template.calibrations(0).calibration_method(),
+            v1::CALIBRATION_METHOD_NONE);
   EXPECT_THAT(ParseAs<BenchCommandOptions>(BenchCommand(), {"--images", "d"}).bench.concurrency,
               ElementsAre(1, 4, 8, 16));
   EXPECT_EQ(
@@ -264,7 +287,7 @@ TEST(CompareSettingsTest, ThePapersTablesInOrder) {
               ElementsAre("none", "loga", "bn", "logn", "t2:-", "t2:mu", "t2:sigma", "t2:beta",
                           "t2:mu+sigma+beta", "t3:const-4", "t3:const-12", "t3:background_mean",
                           "t3:max_fg_mean", "t3:avg_fg_mean", "t3:min_fg_mean"));
-  EXPECT_EQ(settings[1].method(), v1::CALIBRATION_METHOD_LOGA);
+  EXPECT_EQ(settings[1].calibration_method(), v1::CALIBRATION_METHOD_LOGA);
   EXPECT_FALSE(settings[2].logn().use_beta());
   EXPECT_TRUE(settings[2].logn().normalize_background());
   EXPECT_EQ(settings[9].logn().beta_constant(), -4);

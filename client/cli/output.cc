@@ -73,7 +73,7 @@ std::string VersionHeader() {
                          "rows", "images", "method", "source", "aliases", "description");
 }
 
-std::string VersionLine(const v1::VersionInfo& v) {
+std::string VersionLine(const v1::StatisticsVersion& v) {
   std::string method(EnumName(v.method()));
   if (v.method() == v1::ACCUMULATION_METHOD_EMA) {
     method = absl::StrFormat("%s(%g)", method, v.momentum());
@@ -85,7 +85,8 @@ std::string VersionLine(const v1::VersionInfo& v) {
 }
 
 std::string SettingName(const v1::CalibrationSetting& setting) {
-  return setting.name().empty() ? std::string(EnumName(setting.method())) : setting.name();
+  return setting.name().empty() ? std::string(EnumName(setting.calibration_method()))
+                                : setting.name();
 }
 
 std::string SelectorText(const v1::StatisticsSelector& selector) {

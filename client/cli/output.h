@@ -14,7 +14,7 @@
 #include "google/protobuf/timestamp.pb.h"
 #include "logn/v1/common.pb.h"
 #include "logn/v1/detection_service.pb.h"
-#include "logn/v1/stats_service.pb.h"
+#include "logn/v1/store.pb.h"
 
 namespace logn::cli {
 
@@ -33,7 +33,7 @@ std::string TimestampText(const google::protobuf::Timestamp& ts);
 // The version table of `logn stats list` / `show`: the header line (with its newline) and one
 // row per version (without).
 std::string VersionHeader();
-std::string VersionLine(const v1::VersionInfo& v);
+std::string VersionLine(const v1::StatisticsVersion& v);
 
 // A setting's name: its own, else its method's ("none", "logn", "loga").
 std::string SettingName(const v1::CalibrationSetting& setting);

@@ -36,7 +36,7 @@ TEST(OutputTest, TimesAndDurations) {
 }
 
 TEST(OutputTest, VersionTableRows) {
-  v1::VersionInfo v;
+  v1::StatisticsVersion v;
   v.set_version(12);
   v.set_rows_seen(3000);
   v.set_images_seen(40);
@@ -61,7 +61,7 @@ TEST(OutputTest, VersionTableRows) {
 
 TEST(OutputTest, SettingAndSelectorNames) {
   v1::CalibrationSetting setting;
-  setting.set_method(v1::CALIBRATION_METHOD_NONE);
+  setting.set_calibration_method(v1::CALIBRATION_METHOD_NONE);
   EXPECT_EQ(SettingName(setting), "none");
   setting.set_name("t2:mu");
   EXPECT_EQ(SettingName(setting), "t2:mu");

@@ -20,7 +20,7 @@
 #include "common/status_macros.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
-#include "logn/v1/lvis.pb.h"
+#include "logn/eval/v1/lvis.pb.h"
 
 namespace logn {
 namespace {
@@ -204,7 +204,7 @@ absl::Status ValidateLvisDataset(const LvisDataset& dataset) {
 }
 
 absl::StatusOr<LvisDataset> ParseLvisDataset(absl::string_view json) {
-  v1::LvisDatasetJson proto;
+  eval::v1::LvisDatasetJson proto;
   LOGN_RETURN_IF_ERROR(ParseJson(json, &proto, "dataset"));
   if (proto.images_size() == 0) return Invalid("images", "missing or empty");
   if (proto.categories_size() == 0) return Invalid("categories", "missing or empty");
@@ -212,7 +212,7 @@ absl::StatusOr<LvisDataset> ParseLvisDataset(absl::string_view json) {
   LvisDataset dataset;
   dataset.images.reserve(proto.images_size());
   for (int i = 0; i < proto.images_size(); ++i) {
-    const v1::LvisImageJson& p = proto.images(i);
+    const eval::v1::LvisImageJson& p = proto.images(i);
     const std::string where = absl::StrCat("images[", i, "]");
     LvisImage image;
     if (!p.has_id()) return Invalid(where + ".id", "missing");
@@ -234,7 +234,7 @@ absl::StatusOr<LvisDataset> ParseLvisDataset(absl::string_view json) {
 
   dataset.annotations.reserve(proto.annotations_size());
   for (int i = 0; i < proto.annotations_size(); ++i) {
-    const v1::LvisAnnotationJson& p = proto.annotations(i);
+    const eval::v1::LvisAnnotationJson& p = proto.annotations(i);
     const std::string where = absl::StrCat("annotations[", i, "]");
     LvisAnnotation a;
     if (!p.has_id()) return Invalid(where + ".id", "missing");
@@ -253,7 +253,7 @@ absl::StatusOr<LvisDataset> ParseLvisDataset(absl::string_view json) {
 
   dataset.categories.reserve(proto.categories_size());
   for (int i = 0; i < proto.categories_size(); ++i) {
-    const v1::LvisCategoryJson& p = proto.categories(i);
+    const eval::v1::LvisCategoryJson& p = proto.categories(i);
     const std::string where = absl::StrCat("categories[", i, "]");
     LvisCategory c;
     if (!p.has_id()) return Invalid(where + ".id", "missing");
@@ -283,13 +283,13 @@ absl::StatusOr<std::vector<Detection>> ParseLvisResults(absl::string_view json) 
   std::string wrapped;
   wrapped.reserve(json.size() + 16);
   absl::StrAppend(&wrapped, "{\"results\":", json, "}");
-  v1::LvisResultsJson proto;
+  eval::v1::LvisResultsJson proto;
   LOGN_RETURN_IF_ERROR(ParseJson(wrapped, &proto, "results"));
 
   std::vector<Detection> detections;
   detections.reserve(proto.results_size());
   for (int i = 0; i < proto.results_size(); ++i) {
-    const v1::LvisDetectionJson& p = proto.results(i);
+    const eval::v1::LvisDetectionJson& p = proto.results(i);
     const std::string where = absl::StrCat("results[", i, "]");
     Detection d;
     if (!p.has_image_id()) return Invalid(where + ".image_id", "missing");

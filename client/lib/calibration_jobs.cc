@@ -29,16 +29,16 @@ absl::StatusOr<ResumePoint> PrepareResume(Client& client, v1::CalibrateHeader* h
   }
   v1::GetCalibrationJobRequest request;
   request.set_job_id(header->job_id());
-  absl::StatusOr<v1::CalibrationJob> job = client.GetCalibrationJob(request);
+  absl::StatusOr<v1::GetCalibrationJobResponse> got = client.GetCalibrationJob(request);
   ResumePoint resume;
-  if (job.ok()) {
-    resume.first_batch = job->batches();
-    resume.checkpoint = *std::move(job);
+  if (got.ok()) {
+    resume.first_batch = got->job().batches_seen();
+    resume.checkpoint = std::move(*got->mutable_job());
     header->set_resume(true);
     header->set_resume_from_batch(resume.first_batch);
     return resume;
   }
-  if (!absl::IsNotFound(job.status())) return job.status();
+  if (!absl::IsNotFound(got.status())) return got.status();
   // No checkpoint: either the job never checkpointed, or it committed (which drops it).
   absl::StatusOr<int64_t> committed = FindVersionByJobId(client, header->job_id());
   if (!committed.ok()) return committed.status();
@@ -62,18 +62,16 @@ absl::StatusOr<ItemRange> RemainingItems(const ItemRange& shard, int64_t per_bat
 }
 
 absl::StatusOr<int64_t> FindVersionByJobId(Client& client, absl::string_view job_id) {
+  // The server filters; versions come in ascending order, so the first one is the job's
+  // earliest. Partial versions count: a shard's job commits one.
   v1::ListVersionsRequest request;
-  request.set_page_size(1000);
-  while (true) {
-    absl::StatusOr<v1::ListVersionsResponse> page = client.ListVersions(request);
-    if (absl::IsNotFound(page.status())) return 0;  // the model has no version yet
-    if (!page.ok()) return page.status();
-    for (const v1::VersionInfo& v : page->versions()) {
-      if (v.job_id() == job_id) return v.version();
-    }
-    if (page->next_page_token().empty()) return 0;
-    request.set_page_token(page->next_page_token());
-  }
+  request.set_job_id(std::string(job_id));
+  request.set_page_size(1);
+  absl::StatusOr<v1::ListVersionsResponse> page = client.ListVersions(request);
+  if (absl::IsNotFound(page.status())) return 0;  // the model has no version yet
+  if (!page.ok()) return page.status();
+  if (page->statistics_versions().empty()) return 0;
+  return page->statistics_versions(0).version();
 }
 
 }  // namespace logn

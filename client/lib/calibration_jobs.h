@@ -60,9 +60,9 @@ absl::StatusOr<ResumePoint> PrepareResume(Client& client, v1::CalibrateHeader* h
 absl::StatusOr<ItemRange> RemainingItems(const ItemRange& shard, int64_t per_batch,
                                          const ResumePoint& resume, absl::string_view job_id);
 
-// The version job `job_id` committed as; 0 when it committed none (or the model has no version
-// yet). The server's error otherwise. Pages through ListVersions: the one place to switch to a
-// server-side job-id filter once ListVersions has one.
+// The version job `job_id` committed as (partial or not; the lowest, should several versions
+// carry the id); 0 when it committed none (or the model has no version yet). The server's error
+// otherwise. One ListVersions call with the `job_id` filter.
 absl::StatusOr<int64_t> FindVersionByJobId(Client& client, absl::string_view job_id);
 
 }  // namespace logn

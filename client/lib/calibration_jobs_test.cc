@@ -1,5 +1,5 @@
 // The job helpers against in-process fakes of GetCalibrationJob and ListVersions, so every
-// branch (checkpoint, none, committed, server errors, several pages) is reached on purpose.
+// branch (checkpoint, none, committed, server errors) is reached on purpose.
 #include "client/lib/calibration_jobs.h"
 
 #include <map>
@@ -25,12 +25,12 @@ using ::testing::HasSubstr;
 class FakeCalibration final : public v1::CalibrationService::Service {
  public:
   grpc::Status GetCalibrationJob(grpc::ServerContext*, const v1::GetCalibrationJobRequest* request,
-                                 v1::CalibrationJob* response) override {
+                                 v1::GetCalibrationJobResponse* response) override {
     absl::MutexLock lock(&mu);
     if (!error.ok()) return error;
     auto it = jobs.find(request->job_id());
     if (it == jobs.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "no checkpoint");
-    *response = it->second;
+    *response->mutable_job() = it->second;
     return grpc::Status::OK;
   }
 
@@ -39,30 +39,43 @@ class FakeCalibration final : public v1::CalibrationService::Service {
   grpc::Status error ABSL_GUARDED_BY(mu);
 };
 
-// ListVersions over `versions`, `page_size` at a time (the token is the next index); NOT_FOUND
-// while there is no version, like the real server.
+// ListVersions over `versions` with the real server's filters, `page_size` at a time (the token
+// is the next index); NOT_FOUND while there is no version, as a server may answer.
 class FakeStats final : public v1::StatsStoreService::Service {
  public:
   grpc::Status ListVersions(grpc::ServerContext*, const v1::ListVersionsRequest* request,
                             v1::ListVersionsResponse* response) override {
     absl::MutexLock lock(&mu);
     ++pages;
+    last_request = *request;
     if (!error.ok()) return error;
     if (versions.empty()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "no version yet");
-    size_t begin = 0;
-    if (!request->page_token().empty() && !absl::SimpleAtoi(request->page_token(), &begin)) {
+    size_t next = 0;
+    if (!request->page_token().empty() && !absl::SimpleAtoi(request->page_token(), &next)) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad token");
     }
-    const size_t end = std::min(versions.size(), begin + static_cast<size_t>(request->page_size()));
-    for (size_t i = begin; i < end; ++i) *response->add_versions() = versions[i];
-    if (end < versions.size()) response->set_next_page_token(absl::StrCat(end));
+    const int page_size = request->page_size() > 0 ? request->page_size() : 100;
+    for (; next < versions.size(); ++next) {
+      if (response->statistics_versions_size() == page_size) {
+        response->set_next_page_token(absl::StrCat(next));
+        break;
+      }
+      if (Matches(*request, versions[next])) *response->add_statistics_versions() = versions[next];
+    }
     return grpc::Status::OK;
   }
 
+  static bool Matches(const v1::ListVersionsRequest& filter, const v1::StatisticsVersion& v) {
+    return (!filter.has_job_id() || filter.job_id() == v.job_id()) &&
+           (!filter.has_source() || filter.source() == v.source()) &&
+           (!filter.has_partial() || filter.partial() == v.partial());
+  }
+
   absl::Mutex mu;
-  std::vector<v1::VersionInfo> versions ABSL_GUARDED_BY(mu);
+  std::vector<v1::StatisticsVersion> versions ABSL_GUARDED_BY(mu);
   grpc::Status error ABSL_GUARDED_BY(mu);
   int pages ABSL_GUARDED_BY(mu) = 0;
+  v1::ListVersionsRequest last_request ABSL_GUARDED_BY(mu);
 };
 
 class CalibrationJobsTest : public ::testing::Test {
@@ -84,26 +97,32 @@ class CalibrationJobsTest : public ::testing::Test {
   }
   void TearDown() override { server_->Shutdown(); }
 
-  // Versions 1..n; version k was committed by job "job-k".
+  // Versions 1..n; version k was committed by job "job-k", partial when k is odd.
   void AddVersions(int n) {
     absl::MutexLock lock(&stats_.mu);
-    for (int k = 1; k <= n; ++k) {
-      v1::VersionInfo v;
-      v.set_version(k);
-      v.set_job_id(absl::StrCat("job-", k));
-      stats_.versions.push_back(v);
-    }
+    for (int k = 1; k <= n; ++k) AddVersion(absl::StrCat("job-", k), k % 2 == 1);
+  }
+  void AddVersion(const std::string& job_id, bool partial)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(stats_.mu) {
+    v1::StatisticsVersion& v = stats_.versions.emplace_back();
+    v.set_version(static_cast<int64_t>(stats_.versions.size()));
+    v.set_job_id(job_id);
+    v.set_partial(partial);
   }
   void AddCheckpoint(const std::string& job_id, int64_t batches) {
     absl::MutexLock lock(&calibration_.mu);
     v1::CalibrationJob& job = calibration_.jobs[job_id];
     job.set_job_id(job_id);
-    job.set_batches(batches);
-    job.set_rows(batches * 10);
+    job.set_batches_seen(batches);
+    job.set_rows_seen(batches * 10);
   }
   int Pages() {
     absl::MutexLock lock(&stats_.mu);
     return stats_.pages;
+  }
+  v1::ListVersionsRequest LastListRequest() {
+    absl::MutexLock lock(&stats_.mu);
+    return stats_.last_request;
   }
   v1::CalibrateHeader Header(const std::string& job_id) {
     v1::CalibrateHeader header;
@@ -172,20 +191,40 @@ TEST(RemainingItemsTest, SkipsTheCheckpointedBatchesOfTheShard) {
             "input and batch size?");
 }
 
-TEST_F(CalibrationJobsTest, FindVersionByJobIdPagesThroughEveryVersion) {
+TEST_F(CalibrationJobsTest, FindVersionByJobIdAsksTheServerToFilter) {
   AddVersions(2500);
   absl::StatusOr<int64_t> found = FindVersionByJobId(*client_, "job-2345");
   ASSERT_TRUE(found.ok()) << found.status();
-  EXPECT_EQ(*found, 2345);
-  EXPECT_EQ(Pages(), 3);
+  EXPECT_EQ(*found, 2345) << "a partial version counts";
+  EXPECT_EQ(Pages(), 1);
+  const v1::ListVersionsRequest request = LastListRequest();
+  EXPECT_TRUE(request.has_job_id());
+  EXPECT_EQ(request.job_id(), "job-2345");
+  EXPECT_FALSE(request.has_partial());
+  EXPECT_FALSE(request.has_source());
   absl::StatusOr<int64_t> missing = FindVersionByJobId(*client_, "job-0");
   ASSERT_TRUE(missing.ok()) << missing.status();
   EXPECT_EQ(*missing, 0);
-  EXPECT_EQ(Pages(), 6);
-  found = FindVersionByJobId(*client_, "job-7");
+  EXPECT_EQ(Pages(), 2);
+  found = FindVersionByJobId(*client_, "job-2000");
   ASSERT_TRUE(found.ok());
-  EXPECT_EQ(*found, 7);
-  EXPECT_EQ(Pages(), 7) << "stops at the first page holding the job";
+  EXPECT_EQ(*found, 2000) << "a complete version counts";
+}
+
+TEST_F(CalibrationJobsTest, FindVersionByJobIdReturnsTheJobsFirstVersion) {
+  {
+    absl::MutexLock lock(&stats_.mu);
+    AddVersion("other", false);
+    AddVersion("twice", true);
+    AddVersion("", false);
+    AddVersion("twice", false);
+  }
+  absl::StatusOr<int64_t> found = FindVersionByJobId(*client_, "twice");
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(*found, 2);
+  absl::StatusOr<int64_t> anonymous = FindVersionByJobId(*client_, "");
+  ASSERT_TRUE(anonymous.ok()) << anonymous.status();
+  EXPECT_EQ(*anonymous, 3) << "an empty id finds the versions without one";
 }
 
 TEST_F(CalibrationJobsTest, FindVersionByJobIdOnAnEmptyStoreAndOnErrors) {
@@ -208,7 +247,7 @@ TEST_F(CalibrationJobsTest, PrepareResumeContinuesAfterTheCheckpoint) {
   ASSERT_TRUE(resume.ok()) << resume.status();
   EXPECT_EQ(resume->first_batch, 5);
   ASSERT_TRUE(resume->checkpoint.has_value());
-  EXPECT_EQ(resume->checkpoint->rows(), 50);
+  EXPECT_EQ(resume->checkpoint->rows_seen(), 50);
   EXPECT_TRUE(header.resume());
   EXPECT_EQ(header.resume_from_batch(), 5);
   EXPECT_EQ(Pages(), 0) << "a checkpoint needs no version lookup";

@@ -91,7 +91,8 @@ absl::Status CalibrationWriter::Write(const v1::CalibrateRequest& batch) {
   if (done_)
     return absl::FailedPreconditionError("Calibrate stream already committed or cancelled");
   if (batch.payload_case() == v1::CalibrateRequest::kHeader) {
-    return absl::InvalidArgumentError("the header was already sent; write logits or images");
+    return absl::InvalidArgumentError(
+        "the header was already sent; write a logit_batch or an image_batch");
   }
   if (!writer_->Write(batch)) return FinishWithError();
   ++batches_written_;
@@ -103,7 +104,7 @@ absl::Status CalibrationWriter::WriteLogits(const float* values, int64_t rows, i
     return absl::InvalidArgumentError(absl::StrCat("bad logits shape ", rows, " x ", width));
   }
   v1::CalibrateRequest request;
-  v1::LogitBatch* logits = request.mutable_logits();
+  v1::LogitBatch* logits = request.mutable_logit_batch();
   logits->set_rows(rows);
   logits->set_width(width);
   logits->set_data(reinterpret_cast<const char*>(values),
@@ -113,7 +114,7 @@ absl::Status CalibrationWriter::WriteLogits(const float* values, int64_t rows, i
 
 absl::Status CalibrationWriter::WriteImages(const v1::ImageBatch& images) {
   v1::CalibrateRequest request;
-  *request.mutable_images() = images;
+  *request.mutable_image_batch() = images;
   return Write(request);
 }
 
@@ -149,15 +150,21 @@ DetectStream::~DetectStream() {
 }
 
 bool DetectStream::Write(const v1::DetectRequest& request) {
+  return Write(v1::DetectRequest(request));
+}
+
+bool DetectStream::Write(v1::DetectRequest&& request) {
   if (writes_done_ || finished_) return false;
-  return stream_->Write(request);
+  v1::DetectStreamRequest wrapped;
+  wrapped.mutable_request()->Swap(&request);
+  return stream_->Write(wrapped);
 }
 
 std::optional<v1::DetectResponse> DetectStream::Read() {
   if (finished_) return std::nullopt;
-  v1::DetectResponse response;
-  if (!stream_->Read(&response)) return std::nullopt;
-  return response;
+  v1::DetectStreamResponse wrapped;
+  if (!stream_->Read(&wrapped)) return std::nullopt;
+  return std::move(*wrapped.mutable_response());
 }
 
 void DetectStream::WritesDone() {
@@ -300,7 +307,7 @@ absl::StatusOr<v1::MergeResponse> Client::Merge(const v1::MergeRequest& request)
   return Unary("Merge", kMutation, *calibration_, &v1::CalibrationService::Stub::Merge, request);
 }
 
-absl::StatusOr<v1::CalibrationJob> Client::GetCalibrationJob(
+absl::StatusOr<v1::GetCalibrationJobResponse> Client::GetCalibrationJob(
     const v1::GetCalibrationJobRequest& request) {
   return Unary("GetCalibrationJob", kIdempotent, *calibration_,
                &v1::CalibrationService::Stub::GetCalibrationJob, request);

@@ -85,9 +85,9 @@ class CalibrationWriter {
   CalibrationWriter(const CalibrationWriter&) = delete;
   CalibrationWriter& operator=(const CalibrationWriter&) = delete;
 
-  // Sends one batch (a CalibrateRequest with `logits` or `images` set). After an error the
-  // stream is finished and every later call returns the same status; the status is the
-  // server's (e.g. INVALID_ARGUMENT naming the bad row) when it ended the stream.
+  // Sends one batch (a CalibrateRequest with `logit_batch` or `image_batch` set). After an error
+  // the stream is finished and every later call returns the same status; the status is the server's
+  // (e.g. INVALID_ARGUMENT naming the bad row) when it ended the stream.
   absl::Status Write(const v1::CalibrateRequest& batch);
   // Convenience: `rows` x `width` row-major float32 logits.
   absl::Status WriteLogits(const float* values, int64_t rows, int32_t width);
@@ -116,15 +116,18 @@ class CalibrationWriter {
 
 // One DetectStream: responses come back one per request, in order. Write blocks like
 // CalibrationWriter::Write. Reading and writing may happen on two different threads (one
-// each); nothing else is thread-safe.
+// each); nothing else is thread-safe. The wire messages wrap each request and response
+// (DetectStreamRequest / DetectStreamResponse); this class wraps and unwraps them.
 class DetectStream {
  public:
   ~DetectStream();
   DetectStream(const DetectStream&) = delete;
   DetectStream& operator=(const DetectStream&) = delete;
 
-  // False when the stream is broken; Finish then says why.
+  // False when the stream is broken; Finish then says why. The rvalue overload moves the
+  // request (its image bytes) into the wire message instead of copying it.
   bool Write(const v1::DetectRequest& request);
+  bool Write(v1::DetectRequest&& request);
   // The next response, or nullopt when the server has closed its side (then call Finish).
   std::optional<v1::DetectResponse> Read();
   // Half-closes the sending side; the responses still in flight can be read.
@@ -137,7 +140,8 @@ class DetectStream {
   DetectStream() = default;
 
   grpc::ClientContext context_;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::DetectRequest, v1::DetectResponse>> stream_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::DetectStreamRequest, v1::DetectStreamResponse>>
+      stream_;
   bool writes_done_ = false;
   bool finished_ = false;
 };
@@ -166,7 +170,7 @@ class Client {
   absl::StatusOr<v1::ApplyResponse> Apply(const v1::ApplyRequest& request);
   // Not retried: a retry after a lost response would store a second merged version.
   absl::StatusOr<v1::MergeResponse> Merge(const v1::MergeRequest& request);
-  absl::StatusOr<v1::CalibrationJob> GetCalibrationJob(
+  absl::StatusOr<v1::GetCalibrationJobResponse> GetCalibrationJob(
       const v1::GetCalibrationJobRequest& request);
 
   // StatsStoreService.

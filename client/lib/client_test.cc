@@ -153,8 +153,8 @@ class ClientTest : public ::testing::Test {
 
   int64_t CalibrateVersion(bool activate, int seed) {
     v1::CalibrateHeader header;
-    header.set_source(v1::CALIBRATION_SOURCE_LOGITS);
-    header.set_activate_on_commit(activate);
+    header.set_source(v1::VERSION_SOURCE_LOGITS);
+    header.set_activate(activate);
     header.set_description("client_test");
     auto writer = client_->Calibrate(header);
     EXPECT_TRUE(writer.ok()) << writer.status();
@@ -166,9 +166,9 @@ class ClientTest : public ::testing::Test {
     auto committed = (*writer)->Commit();
     EXPECT_TRUE(committed.ok()) << committed.status();
     if (!committed.ok()) return 0;
-    EXPECT_EQ(committed->rows(), 500);
-    EXPECT_EQ(committed->batches(), 2);
-    return committed->version().version();
+    EXPECT_EQ(committed->rows_seen(), 500);
+    EXPECT_EQ(committed->batches_seen(), 2);
+    return committed->statistics_version().version();
   }
 
   std::vector<int64_t> Versions() {
@@ -178,7 +178,7 @@ class ClientTest : public ::testing::Test {
     EXPECT_TRUE(list.ok()) << list.status();
     std::vector<int64_t> out;
     if (list.ok()) {
-      for (const auto& v : list->versions()) out.push_back(v.version());
+      for (const auto& v : list->statistics_versions()) out.push_back(v.version());
     }
     return out;
   }
@@ -253,7 +253,7 @@ TEST(ClientRetryTest, IdempotentCallsRetryOnUnavailableAndMutationsNever) {
   v1::MergeRequest merge;
   EXPECT_EQ((*client)->Merge(merge).status().code(), absl::StatusCode::kUnavailable);
   v1::CalibrateHeader header;
-  header.set_source(v1::CALIBRATION_SOURCE_LOGITS);
+  header.set_source(v1::VERSION_SOURCE_LOGITS);
   auto writer = (*client)->Calibrate(header);
   absl::Status calibrate_status = writer.ok() ? (*writer)->Commit().status() : writer.status();
   EXPECT_EQ(calibrate_status.code(), absl::StatusCode::kUnavailable);
@@ -438,13 +438,13 @@ TEST_F(ClientTest, EveryStatsRpcRoundTrips) {
   EXPECT_EQ(info->active_version(), first);
 
   v1::GetVersionRequest get;
-  get.mutable_version()->set_version(second);
-  get.set_include_statistics(true);
+  get.mutable_selector()->set_version(second);
+  get.set_view(v1::VERSION_VIEW_FULL);
   auto got = client_->GetVersion(get);
   ASSERT_TRUE(got.ok()) << got.status();
-  EXPECT_EQ(got->version().rows_seen(), 500);
-  EXPECT_EQ(got->version().description(), "client_test");
-  EXPECT_EQ(got->statistics().mean_size(), width_);
+  EXPECT_EQ(got->statistics_version().rows_seen(), 500);
+  EXPECT_EQ(got->statistics_version().description(), "client_test");
+  EXPECT_EQ(got->statistics_version().statistics().mean_size(), width_);
 
   v1::ActivateRequest activate;
   activate.set_version(second);
@@ -460,10 +460,10 @@ TEST_F(ClientTest, EveryStatsRpcRoundTrips) {
   alias.set_version(second);
   ASSERT_TRUE(client_->SetAlias(alias).ok());
   v1::GetVersionRequest by_alias;
-  by_alias.mutable_version()->set_alias("canary");
+  by_alias.mutable_selector()->set_alias("canary");
   auto canary = client_->GetVersion(by_alias);
   ASSERT_TRUE(canary.ok()) << canary.status();
-  EXPECT_EQ(canary->version().version(), second);
+  EXPECT_EQ(canary->statistics_version().version(), second);
 
   // Delete refuses an aliased version with the server's code and message intact.
   v1::DeleteVersionRequest del;
@@ -473,8 +473,8 @@ TEST_F(ClientTest, EveryStatsRpcRoundTrips) {
   EXPECT_FALSE(refused.message().empty());
 
   v1::ExportVersionRequest exp;
-  exp.mutable_version()->set_version(second);
-  exp.set_format(v1::EXPORT_FORMAT_BINARY);
+  exp.mutable_selector()->set_version(second);
+  exp.set_export_format(v1::EXPORT_FORMAT_BINARY);
   auto exported = client_->ExportVersion(exp);
   ASSERT_TRUE(exported.ok()) << exported.status();
   v1::ImportVersionRequest imp;
@@ -482,16 +482,18 @@ TEST_F(ClientTest, EveryStatsRpcRoundTrips) {
   imp.set_description("reimported");
   auto imported = client_->ImportVersion(imp);
   ASSERT_TRUE(imported.ok()) << imported.status();
-  EXPECT_GT(imported->version().version(), second);
-  EXPECT_EQ(imported->version().payload_sha256(), got->version().payload_sha256());
+  EXPECT_GT(imported->statistics_version().version(), second);
+  EXPECT_EQ(imported->statistics_version().payload_sha256(),
+            got->statistics_version().payload_sha256());
 
   v1::DeleteVersionRequest del_imported;
-  del_imported.set_version(imported->version().version());
+  del_imported.set_version(imported->statistics_version().version());
   ASSERT_TRUE(client_->DeleteVersion(del_imported).ok());
-  EXPECT_THAT(Versions(), ::testing::Not(::testing::Contains(imported->version().version())));
+  EXPECT_THAT(Versions(),
+              ::testing::Not(::testing::Contains(imported->statistics_version().version())));
 
   v1::GetVersionRequest missing;
-  missing.mutable_version()->set_version(987654);
+  missing.mutable_selector()->set_version(987654);
   EXPECT_EQ(client_->GetVersion(missing).status().code(), absl::StatusCode::kNotFound);
 }
 
@@ -504,11 +506,11 @@ TEST_F(ClientTest, MergeAndResumableJobs) {
   merge.set_description("client_test merge");
   auto merged = client_->Merge(merge);
   ASSERT_TRUE(merged.ok()) << merged.status();
-  EXPECT_EQ(merged->version().rows_seen(), 1000);
-  EXPECT_THAT(merged->version().parent_versions(), ::testing::ElementsAre(a, b));
+  EXPECT_EQ(merged->statistics_version().rows_seen(), 1000);
+  EXPECT_THAT(merged->statistics_version().parent_versions(), ::testing::ElementsAre(a, b));
 
   v1::CalibrateHeader header;
-  header.set_source(v1::CALIBRATION_SOURCE_LOGITS);
+  header.set_source(v1::VERSION_SOURCE_LOGITS);
   header.set_job_id("client-test-job");
   header.set_checkpoint_every_batches(1);
   auto writer = client_->Calibrate(header);
@@ -517,15 +519,15 @@ TEST_F(ClientTest, MergeAndResumableJobs) {
   ASSERT_TRUE((*writer)->WriteLogits(rows.data(), 100, width_).ok());
   v1::GetCalibrationJobRequest job;
   job.set_job_id("client-test-job");
-  absl::StatusOr<v1::CalibrationJob> checkpoint;
+  absl::StatusOr<v1::GetCalibrationJobResponse> checkpoint;
   for (int i = 0; i < 200; ++i) {  // the checkpoint is saved when the server has the batch
     checkpoint = client_->GetCalibrationJob(job);
     if (checkpoint.ok()) break;
     absl::SleepFor(absl::Milliseconds(10));
   }
   ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
-  EXPECT_EQ(checkpoint->batches(), 1);
-  EXPECT_EQ(checkpoint->rows(), 100);
+  EXPECT_EQ(checkpoint->job().batches_seen(), 1);
+  EXPECT_EQ(checkpoint->job().rows_seen(), 100);
   ASSERT_TRUE((*writer)->Commit().ok());
   EXPECT_EQ(client_->GetCalibrationJob(job).status().code(), absl::StatusCode::kNotFound);
 }
@@ -533,7 +535,7 @@ TEST_F(ClientTest, MergeAndResumableJobs) {
 TEST_F(ClientTest, CalibrationWriterReportsTheServersErrorAndCancelCommitsNothing) {
   const std::vector<int64_t> before = Versions();
   v1::CalibrateHeader header;
-  header.set_source(v1::CALIBRATION_SOURCE_LOGITS);
+  header.set_source(v1::VERSION_SOURCE_LOGITS);
   {
     auto writer = client_->Calibrate(header);
     ASSERT_TRUE(writer.ok());
@@ -560,22 +562,23 @@ TEST_F(ClientTest, DetectApplyAndDetectStream) {
   CalibrateVersion(/*activate=*/true, 4);
   v1::DetectRequest request;
   request.add_images()->set_encoded(Png(48, 64, 1));
-  request.mutable_images(0)->set_id("a");
+  request.mutable_images(0)->set_image_id("a");
   request.add_images()->set_encoded(Png(40, 56, 2));
-  request.mutable_images(1)->set_id("b");
-  request.add_calibrations()->set_method(v1::CALIBRATION_METHOD_NONE);
-  request.add_calibrations()->set_method(v1::CALIBRATION_METHOD_LOGN);
+  request.mutable_images(1)->set_image_id("b");
+  request.add_calibrations()->set_calibration_method(v1::CALIBRATION_METHOD_NONE);
+  request.add_calibrations()->set_calibration_method(v1::CALIBRATION_METHOD_LOGN);
   request.mutable_postprocess()->set_score_threshold(0.0f);
   auto detected = client_->Detect(request);
   ASSERT_TRUE(detected.ok()) << detected.status();
   ASSERT_EQ(detected->results_size(), 2);
-  EXPECT_EQ(detected->results(1).images(1).image_id(), "b");
-  EXPECT_GT(detected->statistics_version(), 0);
+  EXPECT_EQ(detected->results(1).image_detections(1).image_id(), "b");
+  EXPECT_GT(detected->version(), 0);
 
   std::unique_ptr<DetectStream> stream = client_->OpenDetectStream();
   for (int i = 0; i < 3; ++i) {
     request.set_request_id(absl::StrCat("r", i));
-    ASSERT_TRUE(stream->Write(request));
+    // Both overloads: a copy of `request`, and the last one moved.
+    ASSERT_TRUE(i < 2 ? stream->Write(request) : stream->Write(std::move(request)));
   }
   stream->WritesDone();
   std::vector<std::string> ids;
@@ -588,7 +591,7 @@ TEST_F(ClientTest, DetectApplyAndDetectStream) {
   apply.mutable_logits()->set_rows(4);
   apply.mutable_logits()->set_width(width_);
   apply.mutable_logits()->set_data(rows.data(), rows.size() * sizeof(float));
-  apply.mutable_calibration()->set_method(v1::CALIBRATION_METHOD_NONE);
+  apply.mutable_calibration()->set_calibration_method(v1::CALIBRATION_METHOD_NONE);
   apply.set_include_scores(true);
   auto applied = client_->Apply(apply);
   ASSERT_TRUE(applied.ok()) << applied.status();

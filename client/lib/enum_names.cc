@@ -80,6 +80,15 @@ bool ParseEnumName(absl::string_view name, v1::CalibrationMethod* out) {
   return ValueIn(kCalibrationMethods, name, out);
 }
 
+bool ParseEnumName(absl::string_view name, v1::VersionSource* out) {
+  v1::VersionSource source;
+  if (!ValueIn(kVersionSources, name, &source) || source == v1::VERSION_SOURCE_UNSPECIFIED) {
+    return false;
+  }
+  *out = source;
+  return true;
+}
+
 bool ParseEnumName(absl::string_view name, v1::ExportFormat* out) {
   return ValueIn(kExportFormats, name, out);
 }

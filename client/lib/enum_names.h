@@ -28,6 +28,7 @@ absl::string_view EnumName(ServingStatus status);
 // The inverse of EnumName, ignoring case ("LogN" parses). False, leaving *out alone, for any
 // other text, including "" and "unspecified".
 bool ParseEnumName(absl::string_view name, v1::CalibrationMethod* out);
+bool ParseEnumName(absl::string_view name, v1::VersionSource* out);
 bool ParseEnumName(absl::string_view name, v1::ExportFormat* out);
 
 }  // namespace logn

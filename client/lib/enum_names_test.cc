@@ -1,17 +1,36 @@
 #include "client/lib/enum_names.h"
 
+#include <initializer_list>
+
 #include "gtest/gtest.h"
 
 namespace logn {
 namespace {
 
-TEST(EnumNamesTest, CalibrationMethodsRoundTripAndUnspecifiedIsTheServersLogN) {
-  for (v1::CalibrationMethod m :
-       {v1::CALIBRATION_METHOD_NONE, v1::CALIBRATION_METHOD_LOGN, v1::CALIBRATION_METHOD_LOGA}) {
-    v1::CalibrationMethod parsed = v1::CALIBRATION_METHOD_UNSPECIFIED;
-    ASSERT_TRUE(ParseEnumName(EnumName(m), &parsed)) << EnumName(m);
-    EXPECT_EQ(parsed, m);
+// Each of `values` parses back from its name.
+template <typename Enum>
+void ExpectRoundTrips(std::initializer_list<Enum> values, Enum unset) {
+  for (Enum value : values) {
+    Enum parsed = unset;
+    ASSERT_TRUE(ParseEnumName(EnumName(value), &parsed)) << EnumName(value);
+    EXPECT_EQ(parsed, value);
   }
+}
+
+// None of `names` parses, and a failed parse leaves the output alone.
+template <typename Enum>
+void ExpectRejected(std::initializer_list<const char*> names, Enum before) {
+  for (const char* name : names) {
+    Enum out = before;
+    EXPECT_FALSE(ParseEnumName(name, &out)) << name;
+    EXPECT_EQ(out, before) << "left alone on failure";
+  }
+}
+
+TEST(EnumNamesTest, CalibrationMethodsRoundTripAndUnspecifiedIsTheServersLogN) {
+  ExpectRoundTrips(
+      {v1::CALIBRATION_METHOD_NONE, v1::CALIBRATION_METHOD_LOGN, v1::CALIBRATION_METHOD_LOGA},
+      v1::CALIBRATION_METHOD_UNSPECIFIED);
   EXPECT_EQ(EnumName(v1::CALIBRATION_METHOD_NONE), "none");
   EXPECT_EQ(EnumName(v1::CALIBRATION_METHOD_LOGA), "loga");
   EXPECT_EQ(EnumName(v1::CALIBRATION_METHOD_UNSPECIFIED), "logn");
@@ -22,16 +41,13 @@ TEST(EnumNamesTest, ParsingIgnoresCaseAndRejectsEverythingElse) {
   v1::CalibrationMethod method = v1::CALIBRATION_METHOD_NONE;
   EXPECT_TRUE(ParseEnumName("LogA", &method));
   EXPECT_EQ(method, v1::CALIBRATION_METHOD_LOGA);
-  for (const char* bad : {"", "bogus", "unspecified", "log n"}) {
-    EXPECT_FALSE(ParseEnumName(bad, &method)) << bad;
-    EXPECT_EQ(method, v1::CALIBRATION_METHOD_LOGA) << "left alone on failure";
-  }
+  ExpectRejected({"", "bogus", "unspecified", "log n"}, v1::CALIBRATION_METHOD_LOGA);
   v1::ExportFormat format = v1::EXPORT_FORMAT_UNSPECIFIED;
   EXPECT_TRUE(ParseEnumName("BINARY", &format));
   EXPECT_EQ(format, v1::EXPORT_FORMAT_BINARY);
   EXPECT_TRUE(ParseEnumName("json", &format));
   EXPECT_EQ(format, v1::EXPORT_FORMAT_JSON);
-  EXPECT_FALSE(ParseEnumName("xml", &format));
+  ExpectRejected({"xml", "unspecified"}, v1::EXPORT_FORMAT_JSON);
   EXPECT_EQ(EnumName(v1::EXPORT_FORMAT_UNSPECIFIED), "json");
   EXPECT_EQ(EnumName(v1::EXPORT_FORMAT_BINARY), "binary");
 }
@@ -43,6 +59,14 @@ TEST(EnumNamesTest, VersionSourcesAccumulationAndHealth) {
   EXPECT_EQ(EnumName(v1::VERSION_SOURCE_IMPORT), "import");
   EXPECT_EQ(EnumName(v1::VERSION_SOURCE_UNSPECIFIED), "unspecified");
   EXPECT_EQ(EnumName(static_cast<v1::VersionSource>(42)), "");
+  // Parsed for `logn stats list --source`; "unspecified" is printed but never a filter.
+  ExpectRoundTrips({v1::VERSION_SOURCE_LOGITS, v1::VERSION_SOURCE_IMAGES, v1::VERSION_SOURCE_MERGE,
+                    v1::VERSION_SOURCE_IMPORT},
+                   v1::VERSION_SOURCE_UNSPECIFIED);
+  v1::VersionSource source = v1::VERSION_SOURCE_MERGE;
+  EXPECT_TRUE(ParseEnumName("Logits", &source));
+  EXPECT_EQ(source, v1::VERSION_SOURCE_LOGITS);
+  ExpectRejected({"", "unspecified", "UNSPECIFIED", "shard"}, v1::VERSION_SOURCE_LOGITS);
   EXPECT_EQ(EnumName(v1::ACCUMULATION_METHOD_EXACT), "exact");
   EXPECT_EQ(EnumName(v1::ACCUMULATION_METHOD_EMA), "ema");
   EXPECT_EQ(EnumName(v1::ACCUMULATION_METHOD_UNSPECIFIED), "exact");

@@ -7,8 +7,7 @@
 namespace logn {
 
 // The client's one conversion from grpc::Status to absl::Status: same code (the two enums share
-// their numbering), same message. Named apart from the server's FromGrpcStatus so a binary may
-// link both libraries.
+// their numbering), same message. (The server maps only the other way, in grpc_status_util.)
 absl::Status GrpcToAbslStatus(const grpc::Status& status);
 
 }  // namespace logn

@@ -9,7 +9,8 @@ on every run, so nothing generated is checked in. (Debian's `python3 -m grpc_too
 be used: it bundles protoc 3.5, which rejects the proto3 `optional` fields our protos use.)
 
 Steps: GetModelInfo, Calibrate (random logits as a job with an id, activated on commit),
-ListVersions, the job's resume check, Detect (a generated PNG, raw and LogN-calibrated), Apply.
+ListVersions (with filters), the job's resume check, Detect (a generated PNG, raw and
+LogN-calibrated) and the same request over DetectStream, Apply.
 Exits non-zero if any call fails or returns something inconsistent.
 """
 import argparse
@@ -39,7 +40,8 @@ def compile_protos(proto_dir: str, out_dir: str) -> None:
     if not (protoc and plugin):
         raise SystemExit("needs protoc and grpc_python_plugin on PATH "
                          "(apt install protobuf-compiler protobuf-compiler-grpc)")
-    # -I/usr/include: google/protobuf/timestamp.proto from libprotobuf-dev / protobuf-compiler.
+    # -I/usr/include: google/protobuf/{timestamp,duration}.proto from libprotobuf-dev /
+    # protobuf-compiler.
     subprocess.run([protoc, f"--plugin=protoc-gen-grpc_python={plugin}", f"-I{proto_dir}",
                     "-I/usr/include", f"--python_out={out_dir}", f"--grpc_python_out={out_dir}",
                     *protos], check=True)
@@ -82,23 +84,17 @@ def png(width: int, height: int, seed: int) -> bytes:
 # Calibration jobs, the same steps as the C++ client's client/lib/calibration_jobs.h.
 
 def version_of_job(stats, stats_stub, job_id: str, timeout: float) -> int:
-    """The version job `job_id` committed as, 0 if none (FindVersionByJobId): pages through
-    ListVersions."""
+    """The version job `job_id` committed as, 0 if none (FindVersionByJobId): one ListVersions
+    call with the server-side `job_id` filter (the first match is the job's earliest version)."""
     import grpc
-    request = stats.ListVersionsRequest(page_size=1000)
-    while True:
-        try:
-            page = stats_stub.ListVersions(request, timeout=timeout)
-        except grpc.RpcError as e:
-            if e.code() == grpc.StatusCode.NOT_FOUND:  # the model has no version yet
-                return 0
-            raise
-        for v in page.versions:
-            if v.job_id == job_id:
-                return v.version
-        if not page.next_page_token:
+    try:
+        page = stats_stub.ListVersions(stats.ListVersionsRequest(job_id=job_id, page_size=1),
+                                       timeout=timeout)
+    except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.NOT_FOUND:  # the model has no version yet
             return 0
-        request.page_token = page.next_page_token
+        raise
+    return page.statistics_versions[0].version if page.statistics_versions else 0
 
 
 def prepare_resume(calibration, calibration_stub, stats, stats_stub, header,
@@ -109,10 +105,10 @@ def prepare_resume(calibration, calibration_stub, stats, stats_stub, header,
     import grpc
     try:
         job = calibration_stub.GetCalibrationJob(
-            calibration.GetCalibrationJobRequest(job_id=header.job_id), timeout=timeout)
+            calibration.GetCalibrationJobRequest(job_id=header.job_id), timeout=timeout).job
         header.resume = True
-        header.resume_from_batch = job.batches
-        return job.batches
+        header.resume_from_batch = job.batches_seen
+        return job.batches_seen
     except grpc.RpcError as e:
         if e.code() != grpc.StatusCode.NOT_FOUND:
             raise
@@ -137,6 +133,7 @@ def main() -> int:
         compile_protos(args.proto_dir, gen)
         sys.path.insert(0, gen)
         common = importlib.import_module("logn.v1.common_pb2")
+        store = importlib.import_module("logn.v1.store_pb2")
         detection = importlib.import_module("logn.v1.detection_service_pb2")
         detection_grpc = importlib.import_module("logn.v1.detection_service_pb2_grpc")
         calibration = importlib.import_module("logn.v1.calibration_service_pb2")
@@ -162,7 +159,7 @@ def main() -> int:
         rng = random.Random(0)
         rows_per_batch, batches = 200, 3
         header = calibration.CalibrateHeader(
-            source=calibration.CALIBRATION_SOURCE_LOGITS, activate_on_commit=True,
+            source=store.VERSION_SOURCE_LOGITS, activate=True,
             description="client/python/example.py",
             job_id=f"python-example-{os.getpid()}-{int(time.time())}")
         assert prepare_resume(calibration, calibration_stub, stats, stats_stub, header, t) == 0, \
@@ -173,20 +170,27 @@ def main() -> int:
             for _ in range(batches):
                 values = [rng.gauss(3.0 if j == 0 else -2.0 - 0.5 * j, 1.0)
                           for _ in range(rows_per_batch) for j in range(width)]
-                yield calibration.CalibrateRequest(logits=common.LogitBatch(
+                yield calibration.CalibrateRequest(logit_batch=common.LogitBatch(
                     rows=rows_per_batch, width=width, data=float32_bytes(values)))
 
         committed = calibration_stub.Calibrate(requests(), timeout=t)
-        version = committed.version.version
-        print(f"calibrated version {version}: {committed.rows} rows in {committed.batches} batches")
-        assert committed.rows == rows_per_batch * batches, committed
-        assert "active" in committed.version.aliases, committed.version
+        version = committed.statistics_version.version
+        print(f"calibrated version {version}: {committed.rows_seen} rows in "
+              f"{committed.batches_seen} batches")
+        assert committed.rows_seen == rows_per_batch * batches, committed
+        assert "active" in committed.statistics_version.aliases, committed.statistics_version
 
-        # 3. The store's versions.
+        # 3. The store's versions: every one, then (filtered by the server) the complete
+        # versions computed from logits.
         listed = stats_stub.ListVersions(stats.ListVersionsRequest(), timeout=t)
         print("versions:", ", ".join(f"{v.version}{'(' + ','.join(v.aliases) + ')' if v.aliases else ''}"
-                                     for v in listed.versions))
-        assert version in [v.version for v in listed.versions]
+                                     for v in listed.statistics_versions))
+        assert version in [v.version for v in listed.statistics_versions]
+        from_logits = stats_stub.ListVersions(stats.ListVersionsRequest(
+            source=store.VERSION_SOURCE_LOGITS, partial=False), timeout=t)
+        assert version in [v.version for v in from_logits.statistics_versions]
+        assert all(v.source == store.VERSION_SOURCE_LOGITS and not v.partial
+                   for v in from_logits.statistics_versions), from_logits
 
         # 3b. The job committed: found by its id, and resuming it is refused (what
         # `logn calibrate --job-id ID --resume` does after a dropped connection).
@@ -199,30 +203,46 @@ def main() -> int:
 
         # 4. Detect on a generated image, raw and LogN-calibrated, from one forward pass.
         request = detection.DetectRequest(
-            images=[common.Image(encoded=png(64, 48, 1), id="generated.png")],
-            calibrations=[common.CalibrationSetting(name="raw", method=common.CALIBRATION_METHOD_NONE),
-                          common.CalibrationSetting(name="logn", method=common.CALIBRATION_METHOD_LOGN)],
+            images=[common.Image(encoded=png(64, 48, 1), image_id="generated.png")],
+            calibrations=[
+                common.CalibrationSetting(name="raw",
+                                          calibration_method=common.CALIBRATION_METHOD_NONE),
+                common.CalibrationSetting(name="logn",
+                                          calibration_method=common.CALIBRATION_METHOD_LOGN)],
             postprocess=detection.PostprocessOptions(score_threshold=0.0, max_detections=5))
         detected = detect_stub.Detect(request, timeout=t)
-        assert detected.statistics_version == version, detected.statistics_version
+        assert detected.version == version, detected.version
         for result in detected.results:
-            dets = result.images[0].detections
+            dets = result.image_detections[0].detections
             top = ", ".join(f"class {d.category_id} {d.score:.3f}" for d in dets[:3])
             print(f"detect [{result.setting.name}]: {len(dets)} detections; top: {top}")
+        print(f"server time: {detected.timing.inference_duration.ToNanoseconds() / 1e6:.1f} ms "
+              "inference")
+
+        # 4b. The same request over DetectStream: each message wraps one DetectRequest, each
+        # answer one DetectResponse, in order.
+        streamed = list(detect_stub.DetectStream(
+            iter([detection.DetectStreamRequest(request=request)] * 2), timeout=t))
+        assert len(streamed) == 2, streamed
+        for answer in streamed:
+            assert answer.response.version == version, answer
+            assert [r.setting.name for r in answer.response.results] == ["raw", "logn"], answer
+        print(f"detect stream: {len(streamed)} responses")
 
         # 5. Apply the new statistics to logits computed elsewhere.
         logits = [rng.gauss(0.0, 2.0) for _ in range(4 * width)]
         applied = calibration_stub.Apply(calibration.ApplyRequest(
-            calibration=common.CalibrationSetting(method=common.CALIBRATION_METHOD_LOGN),
+            calibration=common.CalibrationSetting(
+                calibration_method=common.CALIBRATION_METHOD_LOGN),
             logits=common.LogitBatch(rows=4, width=width, data=float32_bytes(logits)),
             include_scores=True), timeout=t)
         scores = floats_from(applied.scores.data)
-        assert applied.statistics_version == version
+        assert applied.version == version
         assert len(scores) == 4 * width
         for r in range(4):
             row_sum = sum(scores[r * width:(r + 1) * width])
             assert abs(row_sum - 1.0) < 1e-4, row_sum
-        print(f"apply: {applied.logits.rows} rows calibrated with version {applied.statistics_version}; "
+        print(f"apply: {applied.logits.rows} rows calibrated with version {applied.version}; "
               f"scores of row 0: {[round(s, 4) for s in scores[:width]]}")
         channel.close()
     print("ok")

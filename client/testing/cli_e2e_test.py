@@ -51,11 +51,11 @@ class CliEndToEnd(unittest.TestCase):
 
     def version_info(self, selector):
         out, _ = logn("stats", "show", selector, "--server", self.addr, "--json")
-        return json.loads(out)["version"]
+        return json.loads(out)["statistics_version"]
 
     def stats_of(self, version):
         out, _ = logn("stats", "show", version, "--server", self.addr, "--json", "--statistics")
-        s = json.loads(out)["statistics"]
+        s = json.loads(out)["statistics_version"]["statistics"]
         return np.array(s["mean"], dtype=np.float64), np.array(s["variance"], dtype=np.float64)
 
     def random_logits(self, rows, seed):
@@ -94,6 +94,10 @@ class CliEndToEnd(unittest.TestCase):
             (["stats", "show", "--server", self.addr], "VERSION|ALIAS"),
             (["stats", "activate", "abc", "--server", self.addr], "positive integer"),
             (["stats", "export", "1", "--format", "xml", "--server", self.addr], "--format"),
+            (["stats", "import", "v.json", "--format", "json", "--server", self.addr],
+             "takes no --format"),
+            (["stats", "list", "--source", "shard", "--server", self.addr], "--source"),
+            (["stats", "list", "--partial", "--complete", "--server", self.addr], "exclusive"),
             (["calibrate", "--server", self.addr, "--logits", "x.npy", "--shard", "3/3"], "--shard"),
             (["calibrate", "--server", self.addr, "--logits", "x.npy", "--resume"], "--job-id"),
             (["calibrate", "--server", self.addr, "--logits", "x.npy", "--partial", "--activate"],
@@ -169,7 +173,7 @@ class CliEndToEnd(unittest.TestCase):
             json.dump(dataset, f)
         out, _ = logn("calibrate", "--server", self.addr, "--dataset", no_gt, "--images",
                       os.path.join(ARGS.data, "train"), "--json")
-        rows_without_gt = int(json.loads(out)["rows"])
+        rows_without_gt = int(json.loads(out)["rows_seen"])
         self.assertGreater(rows_without_gt, 0)
         self.assertNotEqual(rows_without_gt, rows_with_gt)
 
@@ -180,10 +184,10 @@ class CliEndToEnd(unittest.TestCase):
         out, err = logn("calibrate", "--server", self.addr, "--logits", npy, "--batch-rows", "400",
                         "--json", "--progress-interval", "0")
         response = json.loads(out)
-        self.assertEqual(int(response["rows"]), 1500)
-        self.assertEqual(int(response["batches"]), 4)
+        self.assertEqual(int(response["rows_seen"]), 1500)
+        self.assertEqual(int(response["batches_seen"]), 4)
         self.assertGreaterEqual(err.count("rows/s"), 4)  # a plain line per batch + the final one
-        version = response["version"]["version"]
+        version = response["statistics_version"]["version"]
         mean, var = self.stats_of(version)
         x = logits.astype(np.float64)
         np.testing.assert_allclose(mean, x.mean(axis=0), rtol=1e-9, atol=1e-9)
@@ -193,14 +197,14 @@ class CliEndToEnd(unittest.TestCase):
         logits.tofile(raw)
         out, _ = logn("calibrate", "--server", self.addr, "--logits", raw, "--width", "6", "--json",
                       "--batch-rows", "400")
-        raw_version = json.loads(out)["version"]["version"]
+        raw_version = json.loads(out)["statistics_version"]["version"]
         raw_mean, raw_var = self.stats_of(raw_version)
         np.testing.assert_array_equal(raw_mean, mean)
         np.testing.assert_array_equal(raw_var, var)
 
         out, _ = logn("calibrate", "--server", self.addr, "--logits", raw, "--width", "6", "--ema",
                       "0.5", "--ema-init", version, "--json")
-        ema = json.loads(out)["version"]
+        ema = json.loads(out)["statistics_version"]
         self.assertEqual(ema["method"], "ACCUMULATION_METHOD_EMA")
         self.assertAlmostEqual(ema["momentum"], 0.5)
 
@@ -220,9 +224,9 @@ class CliEndToEnd(unittest.TestCase):
                           "--partial", "--batch-rows", "100", "--job-id", f"e2e-shard-{i}",
                           "--json")
             response = json.loads(out)
-            self.assertTrue(response["version"]["partial"])
-            versions.append(response["version"]["version"])
-            rows += int(response["rows"])
+            self.assertTrue(response["statistics_version"]["partial"])
+            versions.append(response["statistics_version"]["version"])
+            rows += int(response["rows_seen"])
         self.assertEqual(rows, 1001)
         out, _ = logn("stats", "merge", *versions, "--server", self.addr, "--json")
         merged = json.loads(out)
@@ -231,6 +235,18 @@ class CliEndToEnd(unittest.TestCase):
         x = logits.astype(np.float64)
         np.testing.assert_allclose(mean, x.mean(axis=0), rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(var, x.var(axis=0, ddof=1), rtol=1e-9)
+        # The server filters the list: by job id, partial or complete, source.
+        def listed(*filters):
+            out, _ = logn("stats", "list", *filters, "--server", self.addr, "--json")
+            return [v["version"] for v in json.loads(out)]
+        self.assertEqual(listed("--job-id", "e2e-shard-1"), [versions[1]])
+        self.assertEqual(listed("--partial"), versions)
+        self.assertEqual(listed("--complete", "--source", "merge"), [merged["version"]])
+        without_job = listed("--job-id", "")
+        self.assertIn(merged["version"], without_job)
+        self.assertFalse(set(versions) & set(without_job))
+        text, _ = logn("stats", "list", "--partial", "--source", "logits", "--server", self.addr)
+        self.assertEqual(len(text.strip().splitlines()), 1 + len(versions))
         # The job committed (and its checkpoint went with it): resuming it again is refused.
         _, err = logn("calibrate", "--server", self.addr, "--logits", npy, "--shard", "0/3",
                       "--partial", "--batch-rows", "100", "--job-id", "e2e-shard-0", "--resume",
@@ -376,7 +392,7 @@ class CliEndToEnd(unittest.TestCase):
                       self.path("no_such.png"), expect=1)
         self.assertIn("no_such.png", err)
         out, _ = logn("detect", "--server", self.addr, "--alias", "canary", images[0])
-        self.assertEqual(json.loads(out)["statistics_version"], 2)
+        self.assertEqual(json.loads(out)["version"], 2)
 
         val = os.path.join(ARGS.data, "val.json")
         with open(val) as f:

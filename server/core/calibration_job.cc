@@ -21,7 +21,7 @@ int32_t CheckpointInterval(const CalibrationJobHeader& header, int32_t server_de
 }
 
 absl::Status CheckHeader(const CalibrationJobHeader& header) {
-  if (header.partial && header.activate_on_commit) {
+  if (header.partial && header.activate) {
     return absl::InvalidArgumentError(
         "a partial version cannot be activated: merge the shards, then activate the merge");
   }
@@ -154,7 +154,7 @@ absl::Status CalibrationJob::AddLogits(const v1::LogitBatch& batch) {
 absl::Status CalibrationJob::AddImages(const v1::ImageBatch& batch) {
   LOGN_RETURN_IF_ERROR(CheckSource(VersionSource::kImages));
   // The image count first, so an oversized batch is refused before anything is converted.
-  const int64_t num_images = batch.images_size();
+  const int64_t num_images = batch.annotated_images_size();
   if (num_images == 0) return absl::InvalidArgumentError("image batch has no images");
   if (num_images > deps_.max_images_per_batch) {
     return absl::ResourceExhaustedError(absl::StrCat("image batch of ", num_images,
@@ -257,13 +257,13 @@ absl::StatusOr<v1::CalibrateResponse> CalibrationJob::Commit() {
   const NewVersion version =
       BuildNewVersion(deps_.model, std::move(stats), std::move(origin), deps_.now());
   LOGN_ASSIGN_OR_RETURN(StoredVersion stored,
-                        StoreNewVersion(*deps_.store, version, header_.activate_on_commit));
+                        StoreNewVersion(*deps_.store, version, header_.activate));
   committed_ = true;
   v1::CalibrateResponse response;
-  VersionInfoToProto(stored.info, stored.aliases, response.mutable_version());
-  response.set_rows(rows_);
-  response.set_images(images_);
-  response.set_batches(batches_);
+  VersionToProto(stored, response.mutable_statistics_version());
+  response.set_rows_seen(rows_);
+  response.set_images_seen(images_);
+  response.set_batches_seen(batches_);
   return response;
 }
 

@@ -55,7 +55,7 @@ class CalibrationJobTest : public ::testing::Test {
 
   static v1::CalibrateHeader LogitsHeader() {
     v1::CalibrateHeader header;
-    header.set_source(v1::CALIBRATION_SOURCE_LOGITS);
+    header.set_source(v1::VERSION_SOURCE_LOGITS);
     return header;
   }
 
@@ -70,16 +70,16 @@ class CalibrationJobTest : public ::testing::Test {
 TEST_F(CalibrationJobTest, CommitsOneVersionStampedByTheGivenClockAndModel) {
   v1::CalibrateHeader header = LogitsHeader();
   header.set_description("from the test");
-  header.set_activate_on_commit(true);
+  header.set_activate(true);
   auto job = CalibrationJob::Start(deps_, header).value();
   ASSERT_TRUE(job->AddLogits(RandomBatch(40)).ok());
   ASSERT_TRUE(job->AddLogits(RandomBatch(60)).ok());
   const v1::CalibrateResponse response = job->Commit().value();
-  EXPECT_EQ(response.rows(), 100);
-  EXPECT_EQ(response.batches(), 2);
-  EXPECT_EQ(response.version().version(), 1);
-  EXPECT_EQ(response.version().source(), v1::VERSION_SOURCE_LOGITS);
-  EXPECT_THAT(response.version().aliases(), ::testing::ElementsAre("active"));
+  EXPECT_EQ(response.rows_seen(), 100);
+  EXPECT_EQ(response.batches_seen(), 2);
+  EXPECT_EQ(response.statistics_version().version(), 1);
+  EXPECT_EQ(response.statistics_version().source(), v1::VERSION_SOURCE_LOGITS);
+  EXPECT_THAT(response.statistics_version().aliases(), ::testing::ElementsAre("active"));
 
   const VersionRecord stored = store_->Get(deps_.model, VersionSelector::Active()).value();
   EXPECT_EQ(stored.statistics.count, 100);
@@ -107,11 +107,12 @@ TEST_F(CalibrationJobTest, LimitsComeFromTheDependencies) {
   EXPECT_EQ(job->batches(), 1);
 
   v1::CalibrateHeader images_header;
-  images_header.set_source(v1::CALIBRATION_SOURCE_IMAGES);
+  images_header.set_source(v1::VERSION_SOURCE_IMAGES);
   auto images_job = CalibrationJob::Start(deps_, images_header).value();
   v1::ImageBatch two;
   for (int i = 0; i < 2; ++i) {
-    two.add_images()->mutable_image()->set_encoded(SyntheticPng(40, 56, static_cast<uint8_t>(i)));
+    two.add_annotated_images()->mutable_image()->set_encoded(
+        SyntheticPng(40, 56, static_cast<uint8_t>(i)));
   }
   EXPECT_EQ(images_job->AddImages(two).code(), absl::StatusCode::kResourceExhausted);
 }
@@ -119,7 +120,7 @@ TEST_F(CalibrationJobTest, LimitsComeFromTheDependencies) {
 TEST_F(CalibrationJobTest, BatchesOfTheOtherSourceAndSenselessHeadersAreRefused) {
   auto job = CalibrationJob::Start(deps_, LogitsHeader()).value();
   v1::ImageBatch images;
-  images.add_images()->mutable_image()->set_encoded(SyntheticPng(40, 56, 1));
+  images.add_annotated_images()->mutable_image()->set_encoded(SyntheticPng(40, 56, 1));
   const absl::Status status = job->AddImages(images);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(status.message()), HasSubstr("declared source LOGITS"));
@@ -127,7 +128,7 @@ TEST_F(CalibrationJobTest, BatchesOfTheOtherSourceAndSenselessHeadersAreRefused)
 
   v1::CalibrateHeader header = LogitsHeader();
   header.set_partial(true);
-  header.set_activate_on_commit(true);
+  header.set_activate(true);
   EXPECT_EQ(CalibrationJob::Start(deps_, header).status().code(),
             absl::StatusCode::kInvalidArgument);
   header = LogitsHeader();
@@ -169,19 +170,21 @@ TEST_F(CalibrationJobTest, CheckpointIntervalFollowsTheHeaderThenTheDefault) {
   EXPECT_EQ(resumed->rows(), 40);
   EXPECT_EQ(resumed->batches(), 2);
   ASSERT_TRUE(resumed->AddLogits(RandomBatch(20)).ok());
-  EXPECT_EQ(resumed->Commit().value().rows(), 60);
+  EXPECT_EQ(resumed->Commit().value().rows_seen(), 60);
   EXPECT_EQ(store_->GetCheckpoint(deps_.model, "by-default").status().code(),
             absl::StatusCode::kNotFound);
 }
 
 TEST_F(CalibrationJobTest, ImagesWithoutGroundTruthAccumulateTheModelsCandidates) {
   v1::CalibrateHeader header;
-  header.set_source(v1::CALIBRATION_SOURCE_IMAGES);
+  header.set_source(v1::VERSION_SOURCE_IMAGES);
   auto job = CalibrationJob::Start(deps_, header).value();
   v1::ImageBatch batch;
   std::vector<std::string> pngs;
   for (int i = 0; i < 2; ++i) pngs.push_back(SyntheticPng(48, 64, static_cast<uint8_t>(i)));
-  for (const std::string& png : pngs) batch.add_images()->mutable_image()->set_encoded(png);
+  for (const std::string& png : pngs) {
+    batch.add_annotated_images()->mutable_image()->set_encoded(png);
+  }
   ASSERT_TRUE(job->AddImages(batch).ok());
   const std::vector<ImageSource> sources = {ImageSource::Encoded(pngs[0]),
                                             ImageSource::Encoded(pngs[1])};

@@ -43,9 +43,9 @@ class DetectBatcherTest : public ::testing::Test {
     for (int i = 0; i < images; ++i) {
       r.add_images()->set_encoded(
           core_testing::SyntheticPng(40 + 8 * i + seed, 56 + 4 * seed, seed + i));
-      r.mutable_images(i)->set_id(absl::StrCat(seed, "-", i));
+      r.mutable_images(i)->set_image_id(absl::StrCat(seed, "-", i));
     }
-    r.add_calibrations()->set_method(v1::CALIBRATION_METHOD_NONE);
+    r.add_calibrations()->set_calibration_method(v1::CALIBRATION_METHOD_NONE);
     r.mutable_postprocess()->set_include_uncalibrated_score(true);
     r.set_request_id(absl::StrCat("r", seed));
     return r;
@@ -89,7 +89,7 @@ TEST_F(DetectBatcherTest, BatchedDetectionsEqualUnbatchedOnes) {
     ASSERT_TRUE(o->status.ok()) << o->status;
     v1::DetectResponse alone;
     ASSERT_TRUE(core_->Detect(o->request, &alone).ok());
-    ASSERT_GT(alone.results(0).images(0).detections_size(), 0);
+    ASSERT_GT(alone.results(0).image_detections(0).detections_size(), 0);
     alone.clear_timing();
     o->response.clear_timing();
     EXPECT_EQ(o->response.SerializeAsString(), alone.SerializeAsString()) << o->request.request_id();

@@ -3,116 +3,19 @@
 #include <cstring>
 #include <limits>
 
+#include <google/protobuf/util/time_util.h>
+
 #include "absl/strings/str_cat.h"
+#include "calibration/proto_enums.h"
 #include "calibration/statistics_codec.h"
 #include "common/status_macros.h"
+#include "store/version_proto.h"
 
 namespace logn {
 
-absl::StatusOr<CalibrationMethod> CalibrationMethodFromProto(v1::CalibrationMethod method) {
-  switch (method) {
-    case v1::CALIBRATION_METHOD_UNSPECIFIED:
-    case v1::CALIBRATION_METHOD_LOGN:
-      return CalibrationMethod::kLogN;
-    case v1::CALIBRATION_METHOD_NONE:
-      return CalibrationMethod::kNone;
-    case v1::CALIBRATION_METHOD_LOGA:
-      return CalibrationMethod::kLogA;
-    default:
-      break;
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown calibration method ", static_cast<int>(method)));
-}
-
-v1::CalibrationMethod CalibrationMethodToProto(CalibrationMethod method) {
-  switch (method) {
-    case CalibrationMethod::kNone:
-      return v1::CALIBRATION_METHOD_NONE;
-    case CalibrationMethod::kLogA:
-      return v1::CALIBRATION_METHOD_LOGA;
-    case CalibrationMethod::kLogN:
-      break;
-  }
-  return v1::CALIBRATION_METHOD_LOGN;
-}
-
-absl::StatusOr<BetaPolicy> BetaPolicyFromProto(v1::BetaPolicy policy) {
-  switch (policy) {
-    case v1::BETA_POLICY_UNSPECIFIED:
-    case v1::BETA_POLICY_MIN_FOREGROUND_MEAN:
-      return BetaPolicy::kMinForegroundMean;
-    case v1::BETA_POLICY_AVG_FOREGROUND_MEAN:
-      return BetaPolicy::kAvgForegroundMean;
-    case v1::BETA_POLICY_MAX_FOREGROUND_MEAN:
-      return BetaPolicy::kMaxForegroundMean;
-    case v1::BETA_POLICY_BACKGROUND_MEAN:
-      return BetaPolicy::kBackgroundMean;
-    case v1::BETA_POLICY_CONSTANT:
-      return BetaPolicy::kConstant;
-    default:
-      break;
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown beta policy ", static_cast<int>(policy)));
-}
-
-v1::BetaPolicy BetaPolicyToProto(BetaPolicy policy) {
-  switch (policy) {
-    case BetaPolicy::kAvgForegroundMean:
-      return v1::BETA_POLICY_AVG_FOREGROUND_MEAN;
-    case BetaPolicy::kMaxForegroundMean:
-      return v1::BETA_POLICY_MAX_FOREGROUND_MEAN;
-    case BetaPolicy::kBackgroundMean:
-      return v1::BETA_POLICY_BACKGROUND_MEAN;
-    case BetaPolicy::kConstant:
-      return v1::BETA_POLICY_CONSTANT;
-    case BetaPolicy::kMinForegroundMean:
-      break;
-  }
-  return v1::BETA_POLICY_MIN_FOREGROUND_MEAN;
-}
-
-v1::AccumulationMethod AccumulationMethodToProto(AccumulationMethod method) {
-  return method == AccumulationMethod::kEma ? v1::ACCUMULATION_METHOD_EMA
-                                            : v1::ACCUMULATION_METHOD_EXACT;
-}
-
-v1::VersionSource VersionSourceToProto(VersionSource source) {
-  switch (source) {
-    case VersionSource::kLogits:
-      return v1::VERSION_SOURCE_LOGITS;
-    case VersionSource::kImages:
-      return v1::VERSION_SOURCE_IMAGES;
-    case VersionSource::kMerge:
-      return v1::VERSION_SOURCE_MERGE;
-    case VersionSource::kImport:
-      return v1::VERSION_SOURCE_IMPORT;
-  }
-  return v1::VERSION_SOURCE_UNSPECIFIED;
-}
-
-absl::StatusOr<VersionSource> CalibrationSourceFromProto(v1::CalibrationSource source) {
-  switch (source) {
-    case v1::CALIBRATION_SOURCE_LOGITS:
-      return VersionSource::kLogits;
-    case v1::CALIBRATION_SOURCE_IMAGES:
-      return VersionSource::kImages;
-    default:
-      break;
-  }
-  return absl::InvalidArgumentError(
-      "calibrate header needs source CALIBRATION_SOURCE_LOGITS or CALIBRATION_SOURCE_IMAGES");
-}
-
-v1::CalibrationSource CalibrationSourceToProto(VersionSource source) {
-  return source == VersionSource::kImages ? v1::CALIBRATION_SOURCE_IMAGES
-                                          : v1::CALIBRATION_SOURCE_LOGITS;
-}
-
 absl::StatusOr<CalibrationSpec> SpecFromProto(const v1::CalibrationSetting& setting) {
   CalibrationSpec spec;
-  LOGN_ASSIGN_OR_RETURN(spec.method, CalibrationMethodFromProto(setting.method()));
+  LOGN_ASSIGN_OR_RETURN(spec.method, CalibrationMethodFromProto(setting.calibration_method()));
   const v1::LogNParams& p = setting.logn();
   LogNOptions& o = spec.logn;
   if (p.has_use_mean()) o.use_mean = p.use_mean();
@@ -130,7 +33,7 @@ absl::StatusOr<CalibrationSpec> SpecFromProto(const v1::CalibrationSetting& sett
 v1::CalibrationSetting SpecToProto(const CalibrationSpec& spec, const std::string& name) {
   v1::CalibrationSetting setting;
   setting.set_name(name);
-  setting.set_method(CalibrationMethodToProto(spec.method));
+  setting.set_calibration_method(CalibrationMethodToProto(spec.method));
   switch (spec.method) {
     case CalibrationMethod::kNone:
       return setting;
@@ -157,7 +60,7 @@ absl::StatusOr<VersionSelector> SelectorFromProto(const v1::StatisticsSelector& 
     case v1::StatisticsSelector::kVersion:
       if (selector.version() <= 0) {
         return absl::InvalidArgumentError(
-            absl::StrCat("statistics.version must be > 0, got ", selector.version()));
+            absl::StrCat("selector.version must be > 0, got ", selector.version()));
       }
       return VersionSelector::Number(selector.version());
     case v1::StatisticsSelector::kAlias:
@@ -239,45 +142,62 @@ void LogitsToProto(const std::vector<float>& values, int64_t rows, int32_t width
   batch->set_data(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
 }
 
-void TimeToProto(absl::Time time, google::protobuf::Timestamp* proto) {
-  const int64_t seconds = absl::ToUnixSeconds(time);
-  proto->set_seconds(seconds);
-  proto->set_nanos(
-      static_cast<int32_t>(absl::ToInt64Nanoseconds(time - absl::FromUnixSeconds(seconds))));
+google::protobuf::Duration DurationToProto(absl::Duration duration) {
+  return google::protobuf::util::TimeUtil::NanosecondsToDuration(
+      absl::ToInt64Nanoseconds(duration));
 }
 
-void VersionInfoToProto(const VersionInfo& info, const std::vector<std::string>& aliases,
-                        v1::VersionInfo* proto) {
-  proto->mutable_model()->set_name(info.model.name);
-  proto->mutable_model()->set_sha256(info.model.sha256);
-  proto->set_version(info.version);
-  TimeToProto(info.created_at, proto->mutable_created_at());
-  proto->set_job_id(info.job_id);
-  proto->set_description(info.description);
-  proto->set_source(VersionSourceToProto(info.source));
-  proto->set_rows_seen(info.rows_seen);
-  proto->set_images_seen(info.images_seen);
-  proto->set_method(AccumulationMethodToProto(info.method));
-  proto->set_momentum(info.momentum);
-  for (int64_t parent : info.parent_versions) proto->add_parent_versions(parent);
-  proto->set_payload_sha256(info.payload_sha256);
-  proto->set_partial(info.partial);
-  for (const std::string& alias : aliases) proto->add_aliases(alias);
+absl::Duration DurationFromProto(const google::protobuf::Duration& duration) {
+  return absl::Nanoseconds(google::protobuf::util::TimeUtil::DurationToNanoseconds(duration));
+}
+
+void VersionToProto(const VersionInfo& info, const std::vector<std::string>& aliases,
+                    v1::StatisticsVersion* proto) {
+  VersionInfoToProto(info, proto);
+  proto->mutable_aliases()->Add(aliases.begin(), aliases.end());
+}
+
+void VersionToProto(const StoredVersion& stored, v1::StatisticsVersion* proto) {
+  VersionToProto(stored.info, stored.aliases, proto);
+}
+
+absl::StatusOr<bool> FullViewFromProto(v1::VersionView view) {
+  switch (view) {
+    case v1::VERSION_VIEW_UNSPECIFIED:
+    case v1::VERSION_VIEW_BASIC:
+      return false;
+    case v1::VERSION_VIEW_FULL:
+      return true;
+    default:
+      break;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "view must be VERSION_VIEW_BASIC or VERSION_VIEW_FULL, got ", static_cast<int>(view)));
 }
 
 void CheckpointToProto(const JobCheckpoint& checkpoint, v1::CalibrationJob* proto) {
   proto->set_job_id(checkpoint.job_id);
-  proto->set_batches(checkpoint.batches);
-  proto->set_rows(checkpoint.statistics.count);
-  proto->set_images(checkpoint.images_seen);
-  proto->set_source(CalibrationSourceToProto(checkpoint.source));
+  proto->set_batches_seen(checkpoint.batches);
+  proto->set_rows_seen(checkpoint.statistics.count);
+  proto->set_images_seen(checkpoint.images_seen);
+  proto->set_source(VersionSourceToProto(checkpoint.source));
   proto->set_method(AccumulationMethodToProto(checkpoint.statistics.method));
   TimeToProto(checkpoint.updated_at, proto->mutable_checkpointed_at());
 }
 
+absl::StatusOr<VersionFilter> VersionFilterFromProto(const v1::ListVersionsRequest& request) {
+  VersionFilter filter;
+  if (request.has_job_id()) filter.job_id = request.job_id();
+  if (request.has_source()) {
+    LOGN_ASSIGN_OR_RETURN(filter.source, VersionSourceFromProto(request.source()));
+  }
+  if (request.has_partial()) filter.partial = request.partial();
+  return filter;
+}
+
 absl::StatusOr<DetectQuery> DetectQueryFromProto(const v1::DetectRequest& request) {
   DetectQuery query;
-  query.model = request.model();
+  query.model = request.model_name();
   query.request_id = request.request_id();
   LOGN_ASSIGN_OR_RETURN(query.postprocess, PostprocessFromProto(request.postprocess()));
   query.include_uncalibrated_score = request.postprocess().include_uncalibrated_score();
@@ -286,12 +206,12 @@ absl::StatusOr<DetectQuery> DetectQueryFromProto(const v1::DetectRequest& reques
     LOGN_ASSIGN_OR_RETURN(CalibrationSpec spec, SpecFromProto(setting));
     query.settings.push_back(NamedSpec{spec, setting.name()});
   }
-  query.statistics = StatisticsChoiceFromProto(request.statistics(), request.has_statistics());
+  query.statistics = StatisticsChoiceFromProto(request.selector(), request.has_selector());
   query.images.reserve(request.images_size());
   for (int i = 0; i < request.images_size(); ++i) {
     LOGN_ASSIGN_OR_RETURN(ImageSource image, ImageFromProto(request.images(i), i));
     query.images.push_back(image);
-    query.image_ids.push_back(request.images(i).id());
+    query.image_ids.push_back(request.images(i).image_id());
   }
   return query;
 }
@@ -313,12 +233,12 @@ void DetectionToProto(const Detection& d, const v1::ModelManifest& manifest,
 void DetectOutcomeToProto(const DetectOutcome& outcome, const v1::ModelManifest& manifest,
                           v1::DetectResponse* response) {
   response->set_request_id(outcome.request_id);
-  response->set_statistics_version(outcome.statistics_version);
+  response->set_version(outcome.statistics_version);
   for (const DetectOutcome::Setting& setting : outcome.results) {
     v1::CalibrationResult* result = response->add_results();
     *result->mutable_setting() = SpecToProto(setting.setting.spec, setting.setting.name);
     for (const DetectOutcome::Image& image : setting.images) {
-      v1::ImageDetections* out = result->add_images();
+      v1::ImageDetections* out = result->add_image_detections();
       out->set_image_id(image.image_id);
       for (size_t k = 0; k < image.detections.size(); ++k) {
         v1::Detection* detection = out->add_detections();
@@ -330,18 +250,19 @@ void DetectOutcomeToProto(const DetectOutcome& outcome, const v1::ModelManifest&
     }
   }
   v1::ServerTiming* timing = response->mutable_timing();
-  timing->set_decode_seconds(absl::ToDoubleSeconds(outcome.decode));
-  timing->set_inference_seconds(absl::ToDoubleSeconds(outcome.inference));
-  timing->set_postprocess_seconds(absl::ToDoubleSeconds(outcome.postprocess));
+  *timing->mutable_decode_duration() = DurationToProto(outcome.decode);
+  *timing->mutable_inference_duration() = DurationToProto(outcome.inference);
+  *timing->mutable_postprocess_duration() = DurationToProto(outcome.postprocess);
 }
 
 absl::StatusOr<std::vector<AnnotatedImageInput>> ImageBatchFromProto(const v1::ImageBatch& batch) {
   std::vector<AnnotatedImageInput> images;
-  images.reserve(batch.images_size());
-  for (int i = 0; i < batch.images_size(); ++i) {
-    LOGN_ASSIGN_OR_RETURN(ImageSource image, ImageFromProto(batch.images(i).image(), i));
+  images.reserve(batch.annotated_images_size());
+  for (int i = 0; i < batch.annotated_images_size(); ++i) {
+    const v1::AnnotatedImage& annotated = batch.annotated_images(i);
+    LOGN_ASSIGN_OR_RETURN(ImageSource image, ImageFromProto(annotated.image(), i));
     AnnotatedImageInput input{image, {}};
-    const v1::GroundTruth& gt = batch.images(i).ground_truth();
+    const v1::GroundTruth& gt = annotated.ground_truth();
     if (gt.boxes_size() != gt.category_ids_size()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "image ", i, ": ground truth has ", gt.boxes_size(), " boxes but ",
@@ -357,11 +278,16 @@ absl::StatusOr<std::vector<AnnotatedImageInput>> ImageBatchFromProto(const v1::I
 
 absl::StatusOr<CalibrationJobHeader> JobHeaderFromProto(const v1::CalibrateHeader& header) {
   CalibrationJobHeader out;
-  out.model = header.model();
-  LOGN_ASSIGN_OR_RETURN(out.source, CalibrationSourceFromProto(header.source()));
+  out.model = header.model_name();
+  absl::StatusOr<VersionSource> source = VersionSourceFromProto(header.source());
+  if (!source.ok() || (*source != VersionSource::kLogits && *source != VersionSource::kImages)) {
+    return absl::InvalidArgumentError(
+        "calibrate header needs source VERSION_SOURCE_LOGITS or VERSION_SOURCE_IMAGES");
+  }
+  out.source = *source;
   out.description = header.description();
   out.job_id = header.job_id();
-  out.activate_on_commit = header.activate_on_commit();
+  out.activate = header.activate();
   out.partial = header.partial();
   out.checkpoint_every_batches = header.checkpoint_every_batches();
   out.resume = header.resume();

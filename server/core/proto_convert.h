@@ -2,14 +2,16 @@
 #define LOGN_SERVER_CORE_PROTO_CONVERT_H_
 
 // Conversions between the logn.v1 API messages and the C++ types of the calibration core, the
-// store, the runtime and the server core (requests.h): the server's only home for these
-// mappings, one converter per enum. Every decoder validates and answers bad input with
-// INVALID_ARGUMENT naming the field.
+// store, the runtime and the server core (requests.h). The enum converters live with their core
+// types (calibration/proto_enums.h, store/version_proto.h), once for the whole tree, and so does
+// the version resource (store/version_proto.h); this file builds the server's messages from
+// them. Every decoder validates and answers bad input with INVALID_ARGUMENT naming the field.
 
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "calibration/calibrator.h"
 #include "calibration/statistics.h"
 #include "logn/v1/calibration_service.pb.h"
@@ -18,26 +20,12 @@
 #include "logn/v1/model.pb.h"
 #include "logn/v1/stats_service.pb.h"
 #include "server/core/requests.h"
+#include "server/core/versions.h"
 #include "server/runtime/image.h"
 #include "server/runtime/postprocess.h"
 #include "store/stats_store.h"
 
 namespace logn {
-
-// ---- Enums. Decoders map UNSPECIFIED to the API's documented default where it has one.
-
-// UNSPECIFIED = LogN.
-absl::StatusOr<CalibrationMethod> CalibrationMethodFromProto(v1::CalibrationMethod method);
-v1::CalibrationMethod CalibrationMethodToProto(CalibrationMethod method);
-// UNSPECIFIED = min foreground mean.
-absl::StatusOr<BetaPolicy> BetaPolicyFromProto(v1::BetaPolicy policy);
-v1::BetaPolicy BetaPolicyToProto(BetaPolicy policy);
-v1::AccumulationMethod AccumulationMethodToProto(AccumulationMethod method);
-v1::VersionSource VersionSourceToProto(VersionSource source);
-// What a Calibrate stream reads: kLogits or kImages; anything else is INVALID_ARGUMENT.
-absl::StatusOr<VersionSource> CalibrationSourceFromProto(v1::CalibrationSource source);
-// kImages as IMAGES, every other source as LOGITS (jobs only ever have those two).
-v1::CalibrationSource CalibrationSourceToProto(VersionSource source);
 
 // ---- Messages.
 
@@ -64,13 +52,23 @@ absl::StatusOr<std::vector<float>> LogitsFromProto(const v1::LogitBatch& batch);
 void LogitsToProto(const std::vector<float>& values, int64_t rows, int32_t width,
                    v1::LogitBatch* batch);
 
-// Microsecond-precise times as google.protobuf.Timestamp.
-void TimeToProto(absl::Time time, google::protobuf::Timestamp* proto);
+google::protobuf::Duration DurationToProto(absl::Duration duration);  // nanosecond precision
+absl::Duration DurationFromProto(const google::protobuf::Duration& duration);
 
-void VersionInfoToProto(const VersionInfo& info, const std::vector<std::string>& aliases,
-                        v1::VersionInfo* proto);
+// A version as the RPCs return it in the basic view (store/version_proto.h's resource), with
+// the aliases that point at it. The full view adds `statistics` (StatisticsToProto).
+void VersionToProto(const VersionInfo& info, const std::vector<std::string>& aliases,
+                    v1::StatisticsVersion* proto);
+void VersionToProto(const StoredVersion& stored, v1::StatisticsVersion* proto);
+// Whether a GetVersion view includes the statistics: UNSPECIFIED and BASIC no, FULL yes;
+// INVALID_ARGUMENT for an unknown view.
+absl::StatusOr<bool> FullViewFromProto(v1::VersionView view);
 // A job's checkpoint as GetCalibrationJob reports it.
 void CheckpointToProto(const JobCheckpoint& checkpoint, v1::CalibrationJob* proto);
+
+// The ListVersions filter fields that are set; INVALID_ARGUMENT for a `source` that is set to
+// UNSPECIFIED or an unknown number.
+absl::StatusOr<VersionFilter> VersionFilterFromProto(const v1::ListVersionsRequest& request);
 
 // ---- Requests and results of the server core (views into `request`, which must outlive them).
 
@@ -85,7 +83,7 @@ void DetectOutcomeToProto(const DetectOutcome& outcome, const v1::ModelManifest&
 // whose boxes and category ids differ in number.
 absl::StatusOr<std::vector<AnnotatedImageInput>> ImageBatchFromProto(const v1::ImageBatch& batch);
 
-// INVALID_ARGUMENT for a source other than LOGITS or IMAGES.
+// INVALID_ARGUMENT for a source other than VERSION_SOURCE_LOGITS or VERSION_SOURCE_IMAGES.
 absl::StatusOr<CalibrationJobHeader> JobHeaderFromProto(const v1::CalibrateHeader& header);
 
 }  // namespace logn

@@ -1,5 +1,6 @@
 #include "server/core/proto_convert.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,47 +12,6 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-TEST(ProtoConvertTest, CalibrationMethodRoundTripsAndUnspecifiedIsLogN) {
-  for (CalibrationMethod m :
-       {CalibrationMethod::kNone, CalibrationMethod::kLogN, CalibrationMethod::kLogA}) {
-    EXPECT_EQ(CalibrationMethodFromProto(CalibrationMethodToProto(m)).value(), m);
-  }
-  EXPECT_EQ(CalibrationMethodFromProto(v1::CALIBRATION_METHOD_UNSPECIFIED).value(),
-            CalibrationMethod::kLogN);
-  const absl::Status unknown =
-      CalibrationMethodFromProto(static_cast<v1::CalibrationMethod>(99)).status();
-  EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(unknown.message()), HasSubstr("unknown calibration method 99"));
-}
-
-TEST(ProtoConvertTest, BetaPolicyRoundTripsAndUnspecifiedIsMinForegroundMean) {
-  for (BetaPolicy p : {BetaPolicy::kMinForegroundMean, BetaPolicy::kAvgForegroundMean,
-                       BetaPolicy::kMaxForegroundMean, BetaPolicy::kBackgroundMean,
-                       BetaPolicy::kConstant}) {
-    EXPECT_EQ(BetaPolicyFromProto(BetaPolicyToProto(p)).value(), p);
-  }
-  EXPECT_EQ(BetaPolicyFromProto(v1::BETA_POLICY_UNSPECIFIED).value(),
-            BetaPolicy::kMinForegroundMean);
-  EXPECT_THAT(std::string(BetaPolicyFromProto(static_cast<v1::BetaPolicy>(42)).status().message()),
-              HasSubstr("unknown beta policy 42"));
-}
-
-TEST(ProtoConvertTest, SourcesAndAccumulationMethods) {
-  EXPECT_EQ(VersionSourceToProto(VersionSource::kLogits), v1::VERSION_SOURCE_LOGITS);
-  EXPECT_EQ(VersionSourceToProto(VersionSource::kImages), v1::VERSION_SOURCE_IMAGES);
-  EXPECT_EQ(VersionSourceToProto(VersionSource::kMerge), v1::VERSION_SOURCE_MERGE);
-  EXPECT_EQ(VersionSourceToProto(VersionSource::kImport), v1::VERSION_SOURCE_IMPORT);
-  EXPECT_EQ(AccumulationMethodToProto(AccumulationMethod::kExact), v1::ACCUMULATION_METHOD_EXACT);
-  EXPECT_EQ(AccumulationMethodToProto(AccumulationMethod::kEma), v1::ACCUMULATION_METHOD_EMA);
-
-  for (VersionSource s : {VersionSource::kLogits, VersionSource::kImages}) {
-    EXPECT_EQ(CalibrationSourceFromProto(CalibrationSourceToProto(s)).value(), s);
-  }
-  const absl::Status none = CalibrationSourceFromProto(v1::CALIBRATION_SOURCE_UNSPECIFIED).status();
-  EXPECT_EQ(none.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(none.message()), HasSubstr("CALIBRATION_SOURCE_LOGITS"));
-}
 
 TEST(ProtoConvertTest, SpecDefaultsAreFilledInAndEchoed) {
   v1::CalibrationSetting setting;
@@ -66,13 +26,13 @@ TEST(ProtoConvertTest, SpecDefaultsAreFilledInAndEchoed) {
   EXPECT_EQ(spec.logn.beta_policy, BetaPolicy::kConstant);
   const v1::CalibrationSetting echoed = SpecToProto(spec, "bn");
   EXPECT_EQ(echoed.name(), "bn");
-  EXPECT_EQ(echoed.method(), v1::CALIBRATION_METHOD_LOGN);
+  EXPECT_EQ(echoed.calibration_method(), v1::CALIBRATION_METHOD_LOGN);
   EXPECT_TRUE(echoed.logn().has_use_mean());
   EXPECT_EQ(echoed.logn().beta_constant(), -4);
   EXPECT_EQ(SpecFromProto(echoed).value().logn, spec.logn);
 
   v1::CalibrationSetting loga;
-  loga.set_method(v1::CALIBRATION_METHOD_LOGA);
+  loga.set_calibration_method(v1::CALIBRATION_METHOD_LOGA);
   loga.mutable_loga()->set_tau(0.5);
   const v1::CalibrationSetting loga_echo = SpecToProto(SpecFromProto(loga).value(), "");
   EXPECT_EQ(loga_echo.loga().tau(), 0.5);
@@ -85,7 +45,9 @@ TEST(ProtoConvertTest, Selectors) {
   selector.set_version(7);
   EXPECT_EQ(SelectorFromProto(selector).value().version, 7);
   selector.set_version(0);
-  EXPECT_EQ(SelectorFromProto(selector).status().code(), absl::StatusCode::kInvalidArgument);
+  const absl::Status zero = SelectorFromProto(selector).status();
+  EXPECT_EQ(zero.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(zero.message()), HasSubstr("selector.version must be > 0, got 0"));
   selector.set_alias("Not An Alias");
   EXPECT_EQ(SelectorFromProto(selector).status().code(), absl::StatusCode::kInvalidArgument);
   // A bad selector is kept with its error: only a setting that needs statistics reports it.
@@ -129,7 +91,7 @@ TEST(ProtoConvertTest, ImagesAndLogits) {
   EXPECT_EQ(LogitsFromProto(batch).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST(ProtoConvertTest, VersionInfoAndCheckpoint) {
+TEST(ProtoConvertTest, VersionWithAliasesAndCheckpoint) {
   VersionInfo info;
   info.model = ModelKey{"m", std::string(64, 'a')};
   info.version = 4;
@@ -137,8 +99,9 @@ TEST(ProtoConvertTest, VersionInfoAndCheckpoint) {
   info.source = VersionSource::kMerge;
   info.method = AccumulationMethod::kEma;
   info.parent_versions = {1, 2};
-  v1::VersionInfo proto;
-  VersionInfoToProto(info, {"active", "canary"}, &proto);
+  v1::StatisticsVersion proto;
+  VersionToProto(info, {"active", "canary"}, &proto);
+  EXPECT_EQ(proto.format(), "logn.statistics_version.v1");
   EXPECT_EQ(proto.version(), 4);
   EXPECT_EQ(proto.source(), v1::VERSION_SOURCE_MERGE);
   EXPECT_EQ(proto.method(), v1::ACCUMULATION_METHOD_EMA);
@@ -146,6 +109,10 @@ TEST(ProtoConvertTest, VersionInfoAndCheckpoint) {
   EXPECT_EQ(proto.created_at().nanos(), 123'456'000);
   EXPECT_THAT(proto.parent_versions(), ElementsAre(1, 2));
   EXPECT_THAT(proto.aliases(), ElementsAre("active", "canary"));
+  EXPECT_FALSE(proto.has_statistics());  // the basic view
+  v1::StatisticsVersion stored;
+  VersionToProto(StoredVersion{info, {"active"}}, &stored);
+  EXPECT_THAT(stored.aliases(), ElementsAre("active"));
 
   JobCheckpoint checkpoint;
   checkpoint.job_id = "job";
@@ -156,17 +123,59 @@ TEST(ProtoConvertTest, VersionInfoAndCheckpoint) {
   v1::CalibrationJob job;
   CheckpointToProto(checkpoint, &job);
   EXPECT_EQ(job.job_id(), "job");
-  EXPECT_EQ(job.rows(), 300);
-  EXPECT_EQ(job.images(), 12);
-  EXPECT_EQ(job.source(), v1::CALIBRATION_SOURCE_IMAGES);
+  EXPECT_EQ(job.batches_seen(), 3);
+  EXPECT_EQ(job.rows_seen(), 300);
+  EXPECT_EQ(job.images_seen(), 12);
+  EXPECT_EQ(job.source(), v1::VERSION_SOURCE_IMAGES);
   EXPECT_EQ(job.method(), v1::ACCUMULATION_METHOD_EXACT);
+}
+
+TEST(ProtoConvertTest, VersionViews) {
+  EXPECT_FALSE(FullViewFromProto(v1::VERSION_VIEW_UNSPECIFIED).value());
+  EXPECT_FALSE(FullViewFromProto(v1::VERSION_VIEW_BASIC).value());
+  EXPECT_TRUE(FullViewFromProto(v1::VERSION_VIEW_FULL).value());
+  const absl::Status unknown = FullViewFromProto(static_cast<v1::VersionView>(3)).status();
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(unknown.message()), HasSubstr("view must be"));
+}
+
+TEST(ProtoConvertTest, ListFilterHasExactlyTheFieldsThatAreSet) {
+  v1::ListVersionsRequest request;
+  VersionFilter filter = VersionFilterFromProto(request).value();
+  EXPECT_FALSE(filter.job_id.has_value());
+  EXPECT_FALSE(filter.source.has_value());
+  EXPECT_FALSE(filter.partial.has_value());
+
+  request.set_job_id("");  // set to empty: only versions without a job id
+  request.set_source(v1::VERSION_SOURCE_MERGE);
+  request.set_partial(false);
+  filter = VersionFilterFromProto(request).value();
+  EXPECT_EQ(filter.job_id, std::optional<std::string>(""));
+  EXPECT_EQ(filter.source, std::optional<VersionSource>(VersionSource::kMerge));
+  EXPECT_EQ(filter.partial, std::optional<bool>(false));
+
+  for (v1::VersionSource bad :
+       {v1::VERSION_SOURCE_UNSPECIFIED, static_cast<v1::VersionSource>(9)}) {
+    request.set_source(bad);
+    const absl::Status status = VersionFilterFromProto(request).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(status.message()), HasSubstr("source must be VERSION_SOURCE_LOGITS"));
+  }
+}
+
+TEST(ProtoConvertTest, Durations) {
+  const absl::Duration duration = absl::Milliseconds(1500) + absl::Nanoseconds(7);
+  const google::protobuf::Duration d = DurationToProto(duration);
+  EXPECT_EQ(d.seconds(), 1);
+  EXPECT_EQ(d.nanos(), 500'000'007);
+  EXPECT_EQ(DurationFromProto(d), duration);
 }
 
 TEST(ProtoConvertTest, DetectQueryHasTheDefaultSettingAndImageIds) {
   v1::DetectRequest request;
   request.set_request_id("r1");
   request.add_images()->set_encoded("jpeg bytes");
-  request.mutable_images(0)->set_id("a");
+  request.mutable_images(0)->set_image_id("a");
   request.add_images()->set_encoded("png bytes");
   request.mutable_postprocess()->set_include_uncalibrated_score(true);
   const DetectQuery query = DetectQueryFromProto(request).value();
@@ -181,8 +190,8 @@ TEST(ProtoConvertTest, DetectQueryHasTheDefaultSettingAndImageIds) {
   EXPECT_EQ(query.statistics.selector.value().alias, "active");
 
   // Method NONE with a malformed alias converts: the alias is never used.
-  request.add_calibrations()->set_method(v1::CALIBRATION_METHOD_NONE);
-  request.mutable_statistics()->set_alias("Bad Alias");
+  request.add_calibrations()->set_calibration_method(v1::CALIBRATION_METHOD_NONE);
+  request.mutable_selector()->set_alias("Bad Alias");
   const DetectQuery none = DetectQueryFromProto(request).value();
   EXPECT_FALSE(none.statistics.selector.ok());
   EXPECT_TRUE(none.statistics.explicitly_set);
@@ -213,33 +222,35 @@ TEST(ProtoConvertTest, DetectOutcomeNamesCategoriesAndScores) {
   without.detections.push_back(Detection{{5, 6, 7, 8}, 0.75f, 0, 2});
 
   v1::DetectResponse response;
-  response.mutable_timing()->set_queue_seconds(0.5);  // the transport's, kept
+  *response.mutable_timing()->mutable_queue_duration() =
+      DurationToProto(absl::Milliseconds(500));  // the transport's, kept
   DetectOutcomeToProto(outcome, manifest, &response);
   EXPECT_EQ(response.request_id(), "r");
-  EXPECT_EQ(response.statistics_version(), 3);
+  EXPECT_EQ(response.version(), 3);
   ASSERT_EQ(response.results_size(), 1);
   EXPECT_EQ(response.results(0).setting().name(), "raw");
-  EXPECT_EQ(response.results(0).setting().method(), v1::CALIBRATION_METHOD_NONE);
-  ASSERT_EQ(response.results(0).images_size(), 2);
-  const v1::Detection& d = response.results(0).images(0).detections(0);
-  EXPECT_EQ(response.results(0).images(0).image_id(), "a");
+  EXPECT_EQ(response.results(0).setting().calibration_method(), v1::CALIBRATION_METHOD_NONE);
+  ASSERT_EQ(response.results(0).image_detections_size(), 2);
+  const v1::Detection& d = response.results(0).image_detections(0).detections(0);
+  EXPECT_EQ(response.results(0).image_detections(0).image_id(), "a");
   EXPECT_EQ(d.category_id(), 20);
   EXPECT_FLOAT_EQ(d.score(), 0.5f);
   EXPECT_FLOAT_EQ(d.box().x2(), 3);
   ASSERT_TRUE(d.has_uncalibrated_score());
   EXPECT_FLOAT_EQ(d.uncalibrated_score(), 0.25f);
-  const v1::Detection& e = response.results(0).images(1).detections(0);
+  const v1::Detection& e = response.results(0).image_detections(1).detections(0);
   EXPECT_EQ(e.category_id(), 10);
   EXPECT_FALSE(e.has_uncalibrated_score());
-  EXPECT_DOUBLE_EQ(response.timing().queue_seconds(), 0.5);
-  EXPECT_DOUBLE_EQ(response.timing().decode_seconds(), 0.002);
-  EXPECT_DOUBLE_EQ(response.timing().inference_seconds(), 0.03);
-  EXPECT_DOUBLE_EQ(response.timing().postprocess_seconds(), 0.001);
+  const v1::ServerTiming& timing = response.timing();
+  EXPECT_EQ(DurationFromProto(timing.queue_duration()), absl::Milliseconds(500));
+  EXPECT_EQ(DurationFromProto(timing.decode_duration()), absl::Milliseconds(2));
+  EXPECT_EQ(DurationFromProto(timing.inference_duration()), absl::Milliseconds(30));
+  EXPECT_EQ(DurationFromProto(timing.postprocess_duration()), absl::Milliseconds(1));
 }
 
 TEST(ProtoConvertTest, ImageBatchFlattensGroundTruth) {
   v1::ImageBatch batch;
-  v1::AnnotatedImage* image = batch.add_images();
+  v1::AnnotatedImage* image = batch.add_annotated_images();
   image->mutable_image()->set_encoded("bytes");
   v1::BoundingBox* box = image->mutable_ground_truth()->add_boxes();
   box->set_x1(1);
@@ -247,25 +258,37 @@ TEST(ProtoConvertTest, ImageBatchFlattensGroundTruth) {
   box->set_x2(3);
   box->set_y2(4);
   image->mutable_ground_truth()->add_category_ids(7);
-  batch.add_images()->mutable_image()->set_encoded("more bytes");
+  batch.add_annotated_images()->mutable_image()->set_encoded("more bytes");
   const std::vector<AnnotatedImageInput> images = ImageBatchFromProto(batch).value();
   ASSERT_EQ(images.size(), 2u);
   EXPECT_THAT(images[0].ground_truth, ElementsAre(1, 2, 3, 4));
   EXPECT_TRUE(images[1].ground_truth.empty());
 
-  batch.mutable_images(1)->mutable_ground_truth()->add_category_ids(7);
+  batch.mutable_annotated_images(1)->mutable_ground_truth()->add_category_ids(7);
   EXPECT_THAT(std::string(ImageBatchFromProto(batch).status().message()),
               HasSubstr("image 1: ground truth has 0 boxes but 1 category ids"));
 }
 
 TEST(ProtoConvertTest, JobHeader) {
   v1::CalibrateHeader header;
-  EXPECT_EQ(JobHeaderFromProto(header).status().code(), absl::StatusCode::kInvalidArgument);
-  header.set_source(v1::CALIBRATION_SOURCE_IMAGES);
+  // A job reads logits or images: no source, a merge or an import is not a job.
+  for (v1::VersionSource bad : {v1::VERSION_SOURCE_UNSPECIFIED, v1::VERSION_SOURCE_MERGE,
+                                v1::VERSION_SOURCE_IMPORT, static_cast<v1::VersionSource>(9)}) {
+    header.set_source(bad);
+    const absl::Status status = JobHeaderFromProto(header).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(status.message()),
+                HasSubstr("needs source VERSION_SOURCE_LOGITS or VERSION_SOURCE_IMAGES"));
+  }
+  header.set_model_name("m");
+  header.set_activate(true);
+  header.set_source(v1::VERSION_SOURCE_IMAGES);
   header.set_job_id("j");
   header.set_checkpoint_every_batches(-1);
   CalibrationJobHeader exact = JobHeaderFromProto(header).value();
   EXPECT_EQ(exact.source, VersionSource::kImages);
+  EXPECT_EQ(exact.model, "m");
+  EXPECT_TRUE(exact.activate);
   EXPECT_EQ(exact.method, AccumulationMethod::kExact);
   EXPECT_EQ(exact.checkpoint_every_batches, -1);
   EXPECT_FALSE(exact.ema_init.has_value());

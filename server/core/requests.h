@@ -79,7 +79,7 @@ struct CalibrationJobHeader {
   VersionSource source = VersionSource::kLogits;  // kLogits or kImages
   std::string description;
   std::string job_id;  // empty: no checkpoints, not resumable
-  bool activate_on_commit = false;
+  bool activate = false;  // point "active" at the committed version
   bool partial = false;
   // As sent: > 0 an interval in batches, 0 the server's default, < 0 never.
   int32_t checkpoint_every_batches = 0;

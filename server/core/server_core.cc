@@ -161,7 +161,7 @@ absl::StatusOr<std::shared_ptr<const CachedVersion>> ServerCore::CachedStatistic
   if (absl::IsNotFound(cached.status()) && (active || !statistics.explicitly_set)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "model '", model_key_.name,
-        "' has no active LogN statistics yet: run Calibrate (with activate_on_commit) or "
+        "' has no active LogN statistics yet: run Calibrate (with activate) or "
         "Activate a version, or ask for calibration method NONE / LOGA (",
         cached.status().message(), ")"));
   }
@@ -205,7 +205,7 @@ absl::StatusOr<ServerCore::Calibrators> ServerCore::ResolveCalibrators(
 absl::StatusOr<ServerCore::PreparedDetect> ServerCore::PrepareDetect(
     const v1::DetectRequest& request) {
   // The model and the image count first: cheap checks that need nothing converted.
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model()));
+  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
   if (request.images().empty()) {
     return absl::InvalidArgumentError("Detect needs at least one image");
   }
@@ -310,7 +310,7 @@ std::vector<absl::Status> ServerCore::DetectBatch(
 
 absl::Status ServerCore::GetModelInfo(const v1::GetModelInfoRequest& request,
                                       v1::GetModelInfoResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model()));
+  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
   *response->mutable_manifest() = runtime_->manifest();
   response->set_model_sha256(runtime_->model_sha256());
   response->set_active_version(ActiveVersion());
@@ -323,12 +323,12 @@ absl::Status ServerCore::GetModelInfo(const v1::GetModelInfoRequest& request,
 
 absl::StatusOr<std::unique_ptr<CalibrationJob>> ServerCore::StartCalibration(
     const v1::CalibrateHeader& header) {
-  LOGN_RETURN_IF_ERROR(CheckModel(header.model()));
+  LOGN_RETURN_IF_ERROR(CheckModel(header.model_name()));
   return CalibrationJob::Start(job_deps_, header);
 }
 
 absl::Status ServerCore::Apply(const v1::ApplyRequest& request, v1::ApplyResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model()));
+  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
   const LogitLayout& layout = runtime_->layout();
   const int32_t width = layout.width();
   if (request.logits().width() != width) {
@@ -348,10 +348,10 @@ absl::Status ServerCore::Apply(const v1::ApplyRequest& request, v1::ApplyRespons
   const NamedSpec setting{spec, request.calibration().name()};
   LOGN_ASSIGN_OR_RETURN(
       Calibrators resolved,
-      ResolveCalibrators({setting}, StatisticsChoiceFromProto(request.statistics(),
-                                                              request.has_statistics())));
+      ResolveCalibrators({setting}, StatisticsChoiceFromProto(request.selector(),
+                                                              request.has_selector())));
   resolved.calibrators[0].ApplyUnchecked(values.data(), view.rows);
-  response->set_statistics_version(resolved.statistics_version);
+  response->set_version(resolved.statistics_version);
   if (request.include_scores()) {
     std::vector<float> scores(values.size());
     SoftmaxRows(values.data(), scores.data(), view.rows, width);
@@ -385,14 +385,14 @@ absl::StatusOr<NewVersion> ServerCore::MergedVersion(VersionOrigin origin) {
 }
 
 absl::Status ServerCore::StoreVersion(const NewVersion& version, bool activate,
-                                      v1::VersionInfo* stored_version) {
+                                      v1::StatisticsVersion* stored_version) {
   LOGN_ASSIGN_OR_RETURN(const StoredVersion stored, StoreNewVersion(*store_, version, activate));
-  VersionInfoToProto(stored.info, stored.aliases, stored_version);
+  VersionToProto(stored, stored_version);
   return absl::OkStatus();
 }
 
 absl::Status ServerCore::Merge(const v1::MergeRequest& request, v1::MergeResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model()));
+  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
   if (request.versions_size() < 2) {
     return absl::InvalidArgumentError(
         absl::StrCat("Merge needs at least two versions, got ", request.versions_size()));
@@ -407,18 +407,18 @@ absl::Status ServerCore::Merge(const v1::MergeRequest& request, v1::MergeRespons
   origin.description = request.description();
   origin.partial = request.partial();
   LOGN_ASSIGN_OR_RETURN(const NewVersion version, MergedVersion(std::move(origin)));
-  return StoreVersion(version, request.activate(), response->mutable_version());
+  return StoreVersion(version, request.activate(), response->mutable_statistics_version());
 }
 
 absl::Status ServerCore::GetCalibrationJob(const v1::GetCalibrationJobRequest& request,
-                                           v1::CalibrationJob* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model()));
+                                           v1::GetCalibrationJobResponse* response) {
+  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
   if (request.job_id().empty()) {
     return absl::InvalidArgumentError("GetCalibrationJob needs a job_id");
   }
   LOGN_ASSIGN_OR_RETURN(const JobCheckpoint checkpoint,
                         store_->GetCheckpoint(model_key_, request.job_id()));
-  CheckpointToProto(checkpoint, response);
+  CheckpointToProto(checkpoint, response->mutable_job());
   return absl::OkStatus();
 }
 
@@ -432,14 +432,15 @@ absl::StatusOr<std::vector<std::string>> ServerCore::AliasesOf(int64_t version) 
 
 absl::Status ServerCore::ListVersions(const v1::ListVersionsRequest& request,
                                       v1::ListVersionsResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model()));
-  auto listed = store_->List(model_key_, request.page_token(), request.page_size());
+  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
+  LOGN_ASSIGN_OR_RETURN(const VersionFilter filter, VersionFilterFromProto(request));
+  auto listed = store_->List(model_key_, request.page_token(), request.page_size(), filter);
   // A model nothing was stored for yet simply has no versions.
   if (absl::IsNotFound(listed.status()) && request.page_token().empty()) return absl::OkStatus();
   LOGN_ASSIGN_OR_RETURN(const VersionPage page, std::move(listed));
   LOGN_ASSIGN_OR_RETURN(const std::vector<AliasInfo> aliases, store_->Aliases(model_key_));
   for (const VersionInfo& info : page.versions) {
-    VersionInfoToProto(info, AliasNames(aliases, info.version), response->add_versions());
+    VersionToProto(info, AliasNames(aliases, info.version), response->add_statistics_versions());
   }
   response->set_next_page_token(page.next_page_token);
   return absl::OkStatus();
@@ -447,20 +448,20 @@ absl::Status ServerCore::ListVersions(const v1::ListVersionsRequest& request,
 
 absl::Status ServerCore::GetVersion(const v1::GetVersionRequest& request,
                                     v1::GetVersionResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model()));
-  LOGN_ASSIGN_OR_RETURN(VersionSelector selector, SelectorFromProto(request.version()));
+  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
+  LOGN_ASSIGN_OR_RETURN(const bool full, FullViewFromProto(request.view()));
+  LOGN_ASSIGN_OR_RETURN(VersionSelector selector, SelectorFromProto(request.selector()));
   LOGN_ASSIGN_OR_RETURN(VersionRecord record, store_->Get(model_key_, selector));
   LOGN_ASSIGN_OR_RETURN(std::vector<std::string> aliases, AliasesOf(record.info.version));
-  VersionInfoToProto(record.info, aliases, response->mutable_version());
-  if (request.include_statistics()) {
-    StatisticsToProto(record.statistics, response->mutable_statistics());
-  }
+  v1::StatisticsVersion* version = response->mutable_statistics_version();
+  VersionToProto(record.info, aliases, version);
+  if (full) StatisticsToProto(record.statistics, version->mutable_statistics());
   return absl::OkStatus();
 }
 
 absl::Status ServerCore::SetAlias(const v1::SetAliasRequest& request,
                                   v1::SetAliasResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model()));
+  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
   LOGN_RETURN_IF_ERROR(ValidateAliasName(request.alias()));
   if (request.version() <= 0) {
     return absl::InvalidArgumentError(
@@ -475,7 +476,7 @@ absl::Status ServerCore::SetAlias(const v1::SetAliasRequest& request,
 absl::Status ServerCore::Activate(const v1::ActivateRequest& request,
                                   v1::ActivateResponse* response) {
   v1::SetAliasRequest set;
-  set.set_model(request.model());
+  set.set_model_name(request.model_name());
   set.set_alias(std::string(kActiveAlias));
   set.set_version(request.version());
   v1::SetAliasResponse set_response;
@@ -486,7 +487,7 @@ absl::Status ServerCore::Activate(const v1::ActivateRequest& request,
 
 absl::Status ServerCore::Rollback(const v1::RollbackRequest& request,
                                   v1::RollbackResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model()));
+  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
   auto rolled = store_->Rollback(model_key_);
   if (absl::IsNotFound(rolled.status())) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -500,7 +501,7 @@ absl::Status ServerCore::Rollback(const v1::RollbackRequest& request,
 
 absl::Status ServerCore::DeleteVersion(const v1::DeleteVersionRequest& request,
                                        v1::DeleteVersionResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model()));
+  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
   LOGN_RETURN_IF_ERROR(store_->Delete(model_key_, request.version()));
   cache_->Clear();
   return absl::OkStatus();
@@ -508,43 +509,29 @@ absl::Status ServerCore::DeleteVersion(const v1::DeleteVersionRequest& request,
 
 absl::Status ServerCore::ExportVersion(const v1::ExportVersionRequest& request,
                                        v1::ExportVersionResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model()));
-  LOGN_ASSIGN_OR_RETURN(VersionSelector selector, SelectorFromProto(request.version()));
+  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
+  LOGN_ASSIGN_OR_RETURN(VersionSelector selector, SelectorFromProto(request.selector()));
   LOGN_ASSIGN_OR_RETURN(VersionRecord record, store_->Get(model_key_, selector));
-  if (request.format() == v1::EXPORT_FORMAT_BINARY) {
+  if (request.export_format() == v1::EXPORT_FORMAT_BINARY) {
     response->set_content(VersionToBinary(record));
-    response->set_format(v1::EXPORT_FORMAT_BINARY);
+    response->set_export_format(v1::EXPORT_FORMAT_BINARY);
   } else {
     response->set_content(VersionToJson(record));
-    response->set_format(v1::EXPORT_FORMAT_JSON);
+    response->set_export_format(v1::EXPORT_FORMAT_JSON);
   }
   return absl::OkStatus();
 }
 
 absl::Status ServerCore::ImportVersion(const v1::ImportVersionRequest& request,
                                        v1::ImportVersionResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model()));
+  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
   if (request.content().empty()) {
     return absl::InvalidArgumentError("ImportVersion needs content (an exported file)");
   }
-  NewVersion version;
-  switch (request.format()) {
-    case v1::EXPORT_FORMAT_JSON: {
-      LOGN_ASSIGN_OR_RETURN(version, ParseImportJson(request.content(), model_key_));
-      break;
-    }
-    case v1::EXPORT_FORMAT_UNSPECIFIED: {  // JSON if it looks like JSON, else binary
-      LOGN_ASSIGN_OR_RETURN(version, ParseImport(request.content(), model_key_));
-      break;
-    }
-    default: {
-      LOGN_ASSIGN_OR_RETURN(VersionRecord record, VersionFromBinary(request.content()));
-      version = ImportedVersion(record, model_key_);
-      break;
-    }
-  }
+  // The format is always detected from the content (store/stats_export.h).
+  LOGN_ASSIGN_OR_RETURN(NewVersion version, ParseImport(request.content(), model_key_));
   if (!request.description().empty()) version.description = request.description();
-  return StoreVersion(version, request.activate(), response->mutable_version());
+  return StoreVersion(version, request.activate(), response->mutable_statistics_version());
 }
 
 }  // namespace logn

@@ -86,9 +86,9 @@ class ServerCore {
   absl::Status Apply(const v1::ApplyRequest& request, v1::ApplyResponse* response);
   absl::Status Merge(const v1::MergeRequest& request, v1::MergeResponse* response);
   absl::Status GetCalibrationJob(const v1::GetCalibrationJobRequest& request,
-                                 v1::CalibrationJob* response);
+                                 v1::GetCalibrationJobResponse* response);
 
-  // StatsStoreService.
+  // StatsStoreService. Versions are returned in the basic view (GetVersion: as asked).
   absl::Status ListVersions(const v1::ListVersionsRequest& request,
                             v1::ListVersionsResponse* response);
   absl::Status GetVersion(const v1::GetVersionRequest& request, v1::GetVersionResponse* response);
@@ -142,7 +142,7 @@ class ServerCore {
   absl::StatusOr<NewVersion> MergedVersion(VersionOrigin origin);
   // StoreNewVersion, the stored version as the API reports it.
   absl::Status StoreVersion(const NewVersion& version, bool activate,
-                            v1::VersionInfo* stored_version);
+                            v1::StatisticsVersion* stored_version);
 
   const ServerCoreOptions options_;
   std::unique_ptr<DetectorRuntime> runtime_;

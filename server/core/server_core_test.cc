@@ -67,8 +67,8 @@ class ServerCoreTest : public ::testing::Test {
   // Calibrates from logits (two batches) and returns the committed response.
   v1::CalibrateResponse CalibrateFromLogits(const std::vector<float>& rows, bool activate) {
     v1::CalibrateHeader header;
-    header.set_source(v1::CALIBRATION_SOURCE_LOGITS);
-    header.set_activate_on_commit(activate);
+    header.set_source(v1::VERSION_SOURCE_LOGITS);
+    header.set_activate(activate);
     header.set_description("test");
     auto job = core_->StartCalibration(header);
     EXPECT_TRUE(job.ok()) << job.status();
@@ -88,7 +88,7 @@ class ServerCoreTest : public ::testing::Test {
     for (int i = 0; i < images; ++i) {
       v1::Image* image = request.add_images();
       image->set_encoded(SyntheticPng(48 + 8 * i, 64, static_cast<uint8_t>(i)));
-      image->set_id(absl::StrCat("img", i));
+      image->set_image_id(absl::StrCat("img", i));
     }
     return request;
   }
@@ -102,27 +102,28 @@ class ServerCoreTest : public ::testing::Test {
 TEST_F(ServerCoreTest, CalibrateFromLogitsEqualsTheCoreOnePass) {
   const std::vector<float> rows = RandomLogits(1000);
   const v1::CalibrateResponse response = CalibrateFromLogits(rows, /*activate=*/true);
-  EXPECT_EQ(response.version().version(), 1);
-  EXPECT_EQ(response.rows(), 1000);
-  EXPECT_EQ(response.batches(), 2);
-  EXPECT_THAT(response.version().aliases(), ::testing::ElementsAre("active"));
+  EXPECT_EQ(response.statistics_version().version(), 1);
+  EXPECT_EQ(response.rows_seen(), 1000);
+  EXPECT_EQ(response.batches_seen(), 2);
+  EXPECT_THAT(response.statistics_version().aliases(), ::testing::ElementsAre("active"));
 
   ExactAccumulator reference(core_->runtime().layout());
   ASSERT_TRUE(reference.Add({rows.data(), 1000, width_}).ok());
   const Statistics expected = reference.Snapshot().value();
 
   v1::GetVersionRequest get;
-  get.mutable_version()->set_alias("active");
-  get.set_include_statistics(true);
+  get.mutable_selector()->set_alias("active");
+  get.set_view(v1::VERSION_VIEW_FULL);
   v1::GetVersionResponse got;
   ASSERT_TRUE(core_->GetVersion(get, &got).ok());
-  ASSERT_EQ(got.statistics().mean_size(), width_);
+  const v1::Statistics& statistics = got.statistics_version().statistics();
+  ASSERT_EQ(statistics.mean_size(), width_);
   for (int j = 0; j < width_; ++j) {
-    EXPECT_NEAR(got.statistics().mean(j), expected.mean[j], 1e-12 * std::abs(expected.mean[j]));
-    EXPECT_NEAR(got.statistics().variance(j), expected.variance[j],
+    EXPECT_NEAR(statistics.mean(j), expected.mean[j], 1e-12 * std::abs(expected.mean[j]));
+    EXPECT_NEAR(statistics.variance(j), expected.variance[j],
                 1e-12 * std::abs(expected.variance[j]));
   }
-  EXPECT_EQ(got.version().model().sha256(), core_->runtime().model_sha256());
+  EXPECT_EQ(got.statistics_version().model().sha256(), core_->runtime().model_sha256());
 }
 
 TEST_F(ServerCoreTest, DetectNeedsStatisticsForLogNButNotForNone) {
@@ -131,16 +132,16 @@ TEST_F(ServerCoreTest, DetectNeedsStatisticsForLogNButNotForNone) {
   const absl::Status status = core_->Detect(request, &response);
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(status.message()), HasSubstr("Calibrate"));
-  request.mutable_statistics()->set_alias("active");  // explicitly: the same
+  request.mutable_selector()->set_alias("active");  // explicitly: the same
   EXPECT_EQ(core_->Detect(request, &response).code(), absl::StatusCode::kFailedPrecondition);
-  request.clear_statistics();
+  request.clear_selector();
 
-  request.add_calibrations()->set_method(v1::CALIBRATION_METHOD_NONE);
+  request.add_calibrations()->set_calibration_method(v1::CALIBRATION_METHOD_NONE);
   response.Clear();
   ASSERT_TRUE(core_->Detect(request, &response).ok());
-  EXPECT_EQ(response.statistics_version(), 0);
+  EXPECT_EQ(response.version(), 0);
   ASSERT_EQ(response.results_size(), 1);
-  EXPECT_EQ(response.results(0).images(0).image_id(), "img0");
+  EXPECT_EQ(response.results(0).image_detections(0).image_id(), "img0");
 }
 
 TEST_F(ServerCoreTest, SeveralSettingsFromOneForwardPassAndPinnedVersionEqualsAlias) {
@@ -149,36 +150,36 @@ TEST_F(ServerCoreTest, SeveralSettingsFromOneForwardPassAndPinnedVersionEqualsAl
 
   v1::DetectRequest request = DetectRequestFor(2);
   request.mutable_postprocess()->set_include_uncalibrated_score(true);
-  request.add_calibrations()->set_method(v1::CALIBRATION_METHOD_NONE);
-  request.add_calibrations()->set_method(v1::CALIBRATION_METHOD_LOGN);
+  request.add_calibrations()->set_calibration_method(v1::CALIBRATION_METHOD_NONE);
+  request.add_calibrations()->set_calibration_method(v1::CALIBRATION_METHOD_LOGN);
   v1::CalibrationSetting* loga = request.add_calibrations();
-  loga->set_method(v1::CALIBRATION_METHOD_LOGA);
+  loga->set_calibration_method(v1::CALIBRATION_METHOD_LOGA);
   loga->set_name("loga");
   v1::DetectResponse by_alias;
   ASSERT_TRUE(core_->Detect(request, &by_alias).ok());
-  EXPECT_EQ(by_alias.statistics_version(), 1);
+  EXPECT_EQ(by_alias.version(), 1);
   ASSERT_EQ(by_alias.results_size(), 3);
   EXPECT_EQ(by_alias.results(2).setting().name(), "loga");
   for (const v1::CalibrationResult& result : by_alias.results()) {
-    ASSERT_EQ(result.images_size(), 2);
+    ASSERT_EQ(result.image_detections_size(), 2);
   }
   // Method none: the calibrated score is the uncalibrated one.
-  for (const v1::Detection& d : by_alias.results(0).images(0).detections()) {
+  for (const v1::Detection& d : by_alias.results(0).image_detections(0).detections()) {
     EXPECT_FLOAT_EQ(d.score(), d.uncalibrated_score());
   }
 
-  request.mutable_statistics()->set_version(1);
+  request.mutable_selector()->set_version(1);
   v1::DetectResponse pinned;
   ASSERT_TRUE(core_->Detect(request, &pinned).ok());
-  EXPECT_EQ(pinned.statistics_version(), 1);
+  EXPECT_EQ(pinned.version(), 1);
   pinned.clear_timing();
   by_alias.clear_timing();
   EXPECT_EQ(pinned.SerializeAsString(), by_alias.SerializeAsString());
 
-  request.mutable_statistics()->set_version(2);
+  request.mutable_selector()->set_version(2);
   v1::DetectResponse second;
   ASSERT_TRUE(core_->Detect(request, &second).ok());
-  EXPECT_EQ(second.statistics_version(), 2);
+  EXPECT_EQ(second.version(), 2);
 }
 
 TEST_F(ServerCoreTest, ApplyEqualsTheCalibrationCore) {
@@ -189,13 +190,13 @@ TEST_F(ServerCoreTest, ApplyEqualsTheCalibrationCore) {
   request.set_include_scores(true);
   v1::ApplyResponse response;
   ASSERT_TRUE(core_->Apply(request, &response).ok());
-  EXPECT_EQ(response.statistics_version(), 1);
+  EXPECT_EQ(response.version(), 1);
 
   v1::GetVersionRequest get;
-  get.set_include_statistics(true);
+  get.set_view(v1::VERSION_VIEW_FULL);
   v1::GetVersionResponse version;
   ASSERT_TRUE(core_->GetVersion(get, &version).ok());
-  const Statistics stats = StatisticsFromProto(version.statistics()).value();
+  const Statistics stats = StatisticsFromProto(version.statistics_version().statistics()).value();
   std::vector<float> expected = logits;
   ASSERT_TRUE(Calibrator::ForLogN(stats, LogNOptions()).value().Apply(absl::MakeSpan(expected)).ok());
   const std::vector<float> got = LogitsFromProto(response.logits()).value();
@@ -207,12 +208,12 @@ TEST_F(ServerCoreTest, ApplyEqualsTheCalibrationCore) {
 
 TEST_F(ServerCoreTest, CalibrateFromImagesWithGroundTruthSamplesRois) {
   v1::CalibrateHeader header;
-  header.set_source(v1::CALIBRATION_SOURCE_IMAGES);
-  header.set_activate_on_commit(true);
+  header.set_source(v1::VERSION_SOURCE_IMAGES);
+  header.set_activate(true);
   auto job = core_->StartCalibration(header).value();
   v1::ImageBatch batch;
   for (int i = 0; i < 2; ++i) {
-    v1::AnnotatedImage* image = batch.add_images();
+    v1::AnnotatedImage* image = batch.add_annotated_images();
     image->mutable_image()->set_encoded(SyntheticPng(64, 80, static_cast<uint8_t>(i)));
     v1::BoundingBox* box = image->mutable_ground_truth()->add_boxes();
     box->set_x1(10);
@@ -226,12 +227,12 @@ TEST_F(ServerCoreTest, CalibrateFromImagesWithGroundTruthSamplesRois) {
   EXPECT_GT(job->rows(), 2);
   EXPECT_LE(job->rows(), 2 * 512);
   const v1::CalibrateResponse response = job->Commit().value();
-  EXPECT_EQ(response.version().source(), v1::VERSION_SOURCE_IMAGES);
-  EXPECT_EQ(response.version().images_seen(), 2);
+  EXPECT_EQ(response.statistics_version().source(), v1::VERSION_SOURCE_IMAGES);
+  EXPECT_EQ(response.statistics_version().images_seen(), 2);
 
   v1::DetectResponse detections;
   ASSERT_TRUE(core_->Detect(DetectRequestFor(1), &detections).ok());
-  EXPECT_EQ(detections.statistics_version(), 1);
+  EXPECT_EQ(detections.version(), 1);
 }
 
 // Runs `batches` through a fresh job with `header` and returns the job (uncommitted).
@@ -246,11 +247,11 @@ std::unique_ptr<CalibrationJob> RunJob(ServerCore& core, const v1::CalibrateHead
 
 Statistics StatisticsOf(ServerCore& core, int64_t version) {
   v1::GetVersionRequest get;
-  get.mutable_version()->set_version(version);
-  get.set_include_statistics(true);
+  get.mutable_selector()->set_version(version);
+  get.set_view(v1::VERSION_VIEW_FULL);
   v1::GetVersionResponse got;
   EXPECT_TRUE(core.GetVersion(get, &got).ok());
-  return StatisticsFromProto(got.statistics()).value();
+  return StatisticsFromProto(got.statistics_version().statistics()).value();
 }
 
 void ExpectSameStatistics(const Statistics& got, const Statistics& want, double tolerance) {
@@ -272,14 +273,14 @@ TEST_F(ServerCoreTest, MergedPartialShardsEqualOnePass) {
     batches.push_back(MakeBatch(rows, 100 + 37 * b, width_));
   }
   v1::CalibrateHeader header;
-  header.set_source(v1::CALIBRATION_SOURCE_LOGITS);
+  header.set_source(v1::VERSION_SOURCE_LOGITS);
   header.set_partial(true);
   std::vector<int64_t> shards;
   for (int s = 0; s < 3; ++s) {
     auto job = RunJob(*core_, header, {batches[2 * s], batches[2 * s + 1]});
     const v1::CalibrateResponse r = job->Commit().value();
-    EXPECT_TRUE(r.version().partial());
-    shards.push_back(r.version().version());
+    EXPECT_TRUE(r.statistics_version().partial());
+    shards.push_back(r.statistics_version().version());
   }
   v1::ActivateRequest activate;
   activate.set_version(shards[0]);
@@ -292,30 +293,30 @@ TEST_F(ServerCoreTest, MergedPartialShardsEqualOnePass) {
   merge.set_description("three shards");
   v1::MergeResponse merged;
   ASSERT_TRUE(core_->Merge(merge, &merged).ok());
-  EXPECT_EQ(merged.version().source(), v1::VERSION_SOURCE_MERGE);
-  EXPECT_THAT(merged.version().parent_versions(), ::testing::ElementsAre(1, 2, 3));
-  EXPECT_THAT(merged.version().aliases(), ::testing::ElementsAre("active"));
-  EXPECT_FALSE(merged.version().partial());
+  EXPECT_EQ(merged.statistics_version().source(), v1::VERSION_SOURCE_MERGE);
+  EXPECT_THAT(merged.statistics_version().parent_versions(), ::testing::ElementsAre(1, 2, 3));
+  EXPECT_THAT(merged.statistics_version().aliases(), ::testing::ElementsAre("active"));
+  EXPECT_FALSE(merged.statistics_version().partial());
 
   ExactAccumulator one_pass(core_->runtime().layout());
   ASSERT_TRUE(one_pass.Add({all.data(), static_cast<int64_t>(all.size()) / width_, width_}).ok());
-  ExpectSameStatistics(StatisticsOf(*core_, merged.version().version()),
+  ExpectSameStatistics(StatisticsOf(*core_, merged.statistics_version().version()),
                        one_pass.Snapshot().value(), 1e-12);
 }
 
 TEST_F(ServerCoreTest, MergeRefusesWhatCannotBeMerged) {
   v1::CalibrateHeader exact;
-  exact.set_source(v1::CALIBRATION_SOURCE_LOGITS);
+  exact.set_source(v1::VERSION_SOURCE_LOGITS);
   const int64_t v1 = RunJob(*core_, exact, {MakeBatch(RandomLogits(50), 50, width_)})
-                         ->Commit().value().version().version();
+                         ->Commit().value().statistics_version().version();
   v1::CalibrateHeader ema = exact;
   ema.mutable_ema()->set_momentum(0.1);
   const int64_t v2 = RunJob(*core_, ema, {MakeBatch(RandomLogits(50), 50, width_)})
-                         ->Commit().value().version().version();
+                         ->Commit().value().statistics_version().version();
   v1::MergeResponse response;
   auto merge = [&](std::vector<int64_t> versions, const std::string& model = "") {
     v1::MergeRequest request;
-    request.set_model(model);
+    request.set_model_name(model);
     for (int64_t v : versions) request.add_versions(v);
     return core_->Merge(request, &response);
   };
@@ -330,14 +331,14 @@ TEST_F(ServerCoreTest, MergeRefusesWhatCannotBeMerged) {
   EXPECT_EQ(merge({v1, v2}, "another-model").code(), absl::StatusCode::kNotFound);
   v1::ListVersionsResponse list;
   ASSERT_TRUE(core_->ListVersions({}, &list).ok());
-  EXPECT_EQ(list.versions_size(), 2);  // nothing was stored
+  EXPECT_EQ(list.statistics_versions_size(), 2);  // nothing was stored
 }
 
 TEST_F(ServerCoreTest, ResumedJobEqualsAnUninterruptedOne) {
   std::vector<v1::LogitBatch> batches;
   for (int b = 0; b < 7; ++b) batches.push_back(MakeBatch(RandomLogits(80), 80, width_));
   v1::CalibrateHeader header;
-  header.set_source(v1::CALIBRATION_SOURCE_LOGITS);
+  header.set_source(v1::VERSION_SOURCE_LOGITS);
   const v1::CalibrateResponse uninterrupted = RunJob(*core_, header, batches)->Commit().value();
 
   header.set_job_id("long-job");
@@ -348,11 +349,13 @@ TEST_F(ServerCoreTest, ResumedJobEqualsAnUninterruptedOne) {
   }
   v1::GetCalibrationJobRequest get;
   get.set_job_id("long-job");
-  v1::CalibrationJob checkpoint;
-  ASSERT_TRUE(core_->GetCalibrationJob(get, &checkpoint).ok());
-  EXPECT_EQ(checkpoint.batches(), 4);
-  EXPECT_EQ(checkpoint.rows(), 4 * 80);
-  EXPECT_EQ(checkpoint.source(), v1::CALIBRATION_SOURCE_LOGITS);
+  v1::GetCalibrationJobResponse got_job;
+  ASSERT_TRUE(core_->GetCalibrationJob(get, &got_job).ok());
+  const v1::CalibrationJob& checkpoint = got_job.job();
+  EXPECT_EQ(checkpoint.job_id(), "long-job");
+  EXPECT_EQ(checkpoint.batches_seen(), 4);
+  EXPECT_EQ(checkpoint.rows_seen(), 4 * 80);
+  EXPECT_EQ(checkpoint.source(), v1::VERSION_SOURCE_LOGITS);
   EXPECT_EQ(checkpoint.method(), v1::ACCUMULATION_METHOD_EXACT);
 
   // Resuming from anywhere but the checkpoint would skip or double-count batches.
@@ -362,7 +365,7 @@ TEST_F(ServerCoreTest, ResumedJobEqualsAnUninterruptedOne) {
   EXPECT_EQ(wrong.code(), absl::StatusCode::kFailedPrecondition) << wrong;
   EXPECT_THAT(std::string(wrong.message()), HasSubstr("resume_from_batch = 4"));
   v1::CalibrateHeader wrong_source = header;
-  wrong_source.set_source(v1::CALIBRATION_SOURCE_IMAGES);
+  wrong_source.set_source(v1::VERSION_SOURCE_IMAGES);
   wrong_source.set_resume_from_batch(4);
   EXPECT_EQ(core_->StartCalibration(wrong_source).status().code(),
             absl::StatusCode::kFailedPrecondition);
@@ -370,26 +373,26 @@ TEST_F(ServerCoreTest, ResumedJobEqualsAnUninterruptedOne) {
   header.set_resume_from_batch(4);
   auto resumed = RunJob(*core_, header, {batches.begin() + 4, batches.end()});
   const v1::CalibrateResponse committed = resumed->Commit().value();
-  EXPECT_EQ(committed.rows(), uninterrupted.rows());
-  EXPECT_EQ(committed.batches(), 7);
-  ExpectSameStatistics(StatisticsOf(*core_, committed.version().version()),
-                       StatisticsOf(*core_, uninterrupted.version().version()), 1e-12);
+  EXPECT_EQ(committed.rows_seen(), uninterrupted.rows_seen());
+  EXPECT_EQ(committed.batches_seen(), 7);
+  ExpectSameStatistics(StatisticsOf(*core_, committed.statistics_version().version()),
+                       StatisticsOf(*core_, uninterrupted.statistics_version().version()), 1e-12);
   // Committing cleared the checkpoint: the job cannot be resumed (and committed) twice.
-  EXPECT_EQ(core_->GetCalibrationJob(get, &checkpoint).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(core_->GetCalibrationJob(get, &got_job).code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(core_->StartCalibration(header).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(ServerCoreTest, HeaderCombinationsThatMakeNoSenseAreRefused) {
   v1::CalibrateHeader header;
-  header.set_source(v1::CALIBRATION_SOURCE_LOGITS);
+  header.set_source(v1::VERSION_SOURCE_LOGITS);
   header.set_partial(true);
-  header.set_activate_on_commit(true);
+  header.set_activate(true);
   EXPECT_EQ(core_->StartCalibration(header).status().code(), absl::StatusCode::kInvalidArgument);
-  header.set_activate_on_commit(false);
+  header.set_activate(false);
   header.set_resume(true);
   EXPECT_EQ(core_->StartCalibration(header).status().code(), absl::StatusCode::kInvalidArgument);
   v1::GetCalibrationJobRequest get;
-  v1::CalibrationJob job;
+  v1::GetCalibrationJobResponse job;
   EXPECT_EQ(core_->GetCalibrationJob(get, &job).code(), absl::StatusCode::kInvalidArgument);
 }
 
@@ -411,29 +414,29 @@ TEST_F(ServerCoreTest, RoiSamplesDependOnTheImageNotOnItsBatch) {
   options.store_url = "sqlite://" + (dir_ / "few_rois.db").string();
   std::unique_ptr<ServerCore> core = ServerCore::Create(options).value();
   v1::CalibrateHeader header;
-  header.set_source(v1::CALIBRATION_SOURCE_IMAGES);
+  header.set_source(v1::VERSION_SOURCE_IMAGES);
   auto together = core->StartCalibration(header).value();
   v1::ImageBatch all;
-  for (const auto& image : images) *all.add_images() = image;
+  for (const auto& image : images) *all.add_annotated_images() = image;
   ASSERT_TRUE(together->AddImages(all).ok());
   // The same images one per batch, in another order, in another job.
   auto apart = core->StartCalibration(header).value();
   for (int i : {2, 0, 1}) {
     v1::ImageBatch one;
-    *one.add_images() = images[i];
+    *one.add_annotated_images() = images[i];
     ASSERT_TRUE(apart->AddImages(one).ok());
   }
   EXPECT_EQ(together->rows(), 3 * 8);
   ASSERT_EQ(together->rows(), apart->rows());
   const v1::CalibrateResponse a = together->Commit().value();
   const v1::CalibrateResponse b = apart->Commit().value();
-  ExpectSameStatistics(StatisticsOf(*core, a.version().version()),
-                       StatisticsOf(*core, b.version().version()), 1e-9);
+  ExpectSameStatistics(StatisticsOf(*core, a.statistics_version().version()),
+                       StatisticsOf(*core, b.statistics_version().version()), 1e-9);
 }
 
 TEST_F(ServerCoreTest, BadCalibrationInputs) {
   v1::CalibrateHeader header;
-  header.set_source(v1::CALIBRATION_SOURCE_LOGITS);
+  header.set_source(v1::VERSION_SOURCE_LOGITS);
   auto job = core_->StartCalibration(header).value();
 
   std::vector<float> rows = RandomLogits(4);
@@ -454,14 +457,14 @@ TEST_F(ServerCoreTest, BadCalibrationInputs) {
             absl::StatusCode::kResourceExhausted);
 
   v1::ImageBatch images;
-  images.add_images()->mutable_image()->set_encoded("x");
+  images.add_annotated_images()->mutable_image()->set_encoded("x");
   EXPECT_EQ(job->AddImages(images).code(), absl::StatusCode::kInvalidArgument);
 
   // Nothing was accepted: committing an empty job is refused and stores nothing.
   EXPECT_EQ(job->Commit().status().code(), absl::StatusCode::kFailedPrecondition);
   v1::ListVersionsResponse list;
   ASSERT_TRUE(core_->ListVersions({}, &list).ok());
-  EXPECT_EQ(list.versions_size(), 0);
+  EXPECT_EQ(list.statistics_versions_size(), 0);
   v1::RollbackResponse rolled;
   EXPECT_EQ(core_->Rollback({}, &rolled).code(), absl::StatusCode::kFailedPrecondition);
 
@@ -472,7 +475,7 @@ TEST_F(ServerCoreTest, BadCalibrationInputs) {
   bad_ema.mutable_ema()->set_momentum(2.0);
   EXPECT_EQ(core_->StartCalibration(bad_ema).status().code(), absl::StatusCode::kInvalidArgument);
   v1::CalibrateHeader other_model = header;
-  other_model.set_model("someone-else");
+  other_model.set_model_name("someone-else");
   EXPECT_EQ(core_->StartCalibration(other_model).status().code(), absl::StatusCode::kNotFound);
 }
 
@@ -489,9 +492,9 @@ TEST_F(ServerCoreTest, BadDetectInputs) {
   EXPECT_EQ(core_->Detect(corrupt, &response).code(), absl::StatusCode::kInvalidArgument);
 
   v1::DetectRequest unknown = DetectRequestFor(1);
-  unknown.mutable_statistics()->set_version(99);
+  unknown.mutable_selector()->set_version(99);
   EXPECT_EQ(core_->Detect(unknown, &response).code(), absl::StatusCode::kNotFound);
-  unknown.mutable_statistics()->set_alias("canary");
+  unknown.mutable_selector()->set_alias("canary");
   EXPECT_EQ(core_->Detect(unknown, &response).code(), absl::StatusCode::kNotFound);
 
   v1::DetectRequest bad_threshold = DetectRequestFor(1);
@@ -561,22 +564,23 @@ TEST_F(ServerCoreTest, StoreManagement) {
   ASSERT_TRUE(core_->SetAlias(canary, &set).ok());
   v1::ListVersionsResponse list;
   ASSERT_TRUE(core_->ListVersions({}, &list).ok());
-  ASSERT_EQ(list.versions_size(), 2);
-  EXPECT_THAT(list.versions(0).aliases(), ::testing::ElementsAre("active"));
-  EXPECT_THAT(list.versions(1).aliases(), ::testing::ElementsAre("canary"));
+  ASSERT_EQ(list.statistics_versions_size(), 2);
+  EXPECT_THAT(list.statistics_versions(0).aliases(), ::testing::ElementsAre("active"));
+  EXPECT_THAT(list.statistics_versions(1).aliases(), ::testing::ElementsAre("canary"));
 
   for (v1::ExportFormat format : {v1::EXPORT_FORMAT_JSON, v1::EXPORT_FORMAT_BINARY}) {
     v1::ExportVersionRequest export_request;
-    export_request.mutable_version()->set_version(2);
-    export_request.set_format(format);
+    export_request.mutable_selector()->set_version(2);
+    export_request.set_export_format(format);
     v1::ExportVersionResponse exported;
     ASSERT_TRUE(core_->ExportVersion(export_request, &exported).ok());
     v1::ImportVersionRequest import_request;
     import_request.set_content(exported.content());
     v1::ImportVersionResponse imported;
     ASSERT_TRUE(core_->ImportVersion(import_request, &imported).ok());
-    EXPECT_EQ(imported.version().source(), v1::VERSION_SOURCE_IMPORT);
-    EXPECT_EQ(imported.version().payload_sha256(), list.versions(1).payload_sha256());
+    EXPECT_EQ(imported.statistics_version().source(), v1::VERSION_SOURCE_IMPORT);
+    EXPECT_EQ(imported.statistics_version().payload_sha256(),
+              list.statistics_versions(1).payload_sha256());
   }
 
   v1::ImportVersionRequest garbage;
@@ -585,7 +589,7 @@ TEST_F(ServerCoreTest, StoreManagement) {
   EXPECT_EQ(core_->ImportVersion(garbage, &imported).code(), absl::StatusCode::kInvalidArgument);
 
   v1::GetVersionRequest missing;
-  missing.mutable_version()->set_version(42);
+  missing.mutable_selector()->set_version(42);
   v1::GetVersionResponse got;
   EXPECT_EQ(core_->GetVersion(missing, &got).code(), absl::StatusCode::kNotFound);
 
@@ -593,6 +597,102 @@ TEST_F(ServerCoreTest, StoreManagement) {
   ASSERT_TRUE(core_->GetModelInfo({}, &info).ok());
   EXPECT_EQ(info.active_version(), 1);
   EXPECT_EQ(info.manifest().classes_size(), core_->runtime().layout().num_classes);
+}
+
+TEST_F(ServerCoreTest, GetVersionViews) {
+  CalibrateFromLogits(RandomLogits(300), /*activate=*/true);
+  v1::GetVersionRequest get;
+  v1::GetVersionResponse got;
+  for (v1::VersionView basic : {v1::VERSION_VIEW_UNSPECIFIED, v1::VERSION_VIEW_BASIC}) {
+    get.set_view(basic);
+    got.Clear();
+    ASSERT_TRUE(core_->GetVersion(get, &got).ok());
+    EXPECT_FALSE(got.statistics_version().has_statistics());
+    EXPECT_EQ(got.statistics_version().format(), "logn.statistics_version.v1");
+    EXPECT_THAT(got.statistics_version().aliases(), ::testing::ElementsAre("active"));
+  }
+  // The full view is itself a valid export (the aliases are ignored on import).
+  get.set_view(v1::VERSION_VIEW_FULL);
+  got.Clear();
+  ASSERT_TRUE(core_->GetVersion(get, &got).ok());
+  ASSERT_TRUE(got.statistics_version().has_statistics());
+  v1::ImportVersionRequest import_request;
+  import_request.set_content(got.statistics_version().SerializeAsString());
+  v1::ImportVersionResponse imported;
+  ASSERT_TRUE(core_->ImportVersion(import_request, &imported).ok());
+  EXPECT_EQ(imported.statistics_version().version(), 2);
+  EXPECT_EQ(imported.statistics_version().payload_sha256(),
+            got.statistics_version().payload_sha256());
+  EXPECT_TRUE(imported.statistics_version().aliases().empty());
+
+  get.set_view(static_cast<v1::VersionView>(7));
+  const absl::Status unknown = core_->GetVersion(get, &got);
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(unknown.message()), HasSubstr("view must be"));
+}
+
+TEST_F(ServerCoreTest, ListVersionsFilters) {
+  v1::CalibrateHeader header;
+  header.set_source(v1::VERSION_SOURCE_LOGITS);
+  header.set_job_id("shards");
+  header.set_partial(true);
+  const int64_t shard1 = RunJob(*core_, header, {MakeBatch(RandomLogits(50), 50, width_)})
+                             ->Commit().value().statistics_version().version();
+  const int64_t shard2 = RunJob(*core_, header, {MakeBatch(RandomLogits(50), 50, width_)})
+                             ->Commit().value().statistics_version().version();
+  CalibrateFromLogits(RandomLogits(100), /*activate=*/true);  // no job id, complete
+  v1::MergeRequest merge;
+  merge.add_versions(shard1);
+  merge.add_versions(shard2);
+  merge.set_job_id("shards");
+  v1::MergeResponse merged;
+  ASSERT_TRUE(core_->Merge(merge, &merged).ok());
+
+  auto versions = [&](const v1::ListVersionsRequest& request) {
+    v1::ListVersionsResponse response;
+    const absl::Status status = core_->ListVersions(request, &response);
+    EXPECT_TRUE(status.ok()) << status;
+    std::vector<int64_t> numbers;
+    for (const v1::StatisticsVersion& v : response.statistics_versions()) {
+      EXPECT_FALSE(v.has_statistics());  // the basic view
+      numbers.push_back(v.version());
+    }
+    return numbers;
+  };
+  v1::ListVersionsRequest request;
+  EXPECT_THAT(versions(request), ::testing::ElementsAre(1, 2, 3, 4));
+  request.set_job_id("shards");
+  EXPECT_THAT(versions(request), ::testing::ElementsAre(1, 2, 4));
+  request.set_partial(true);
+  EXPECT_THAT(versions(request), ::testing::ElementsAre(1, 2));
+  request.set_partial(false);
+  EXPECT_THAT(versions(request), ::testing::ElementsAre(4));
+  request.set_source(v1::VERSION_SOURCE_MERGE);
+  EXPECT_THAT(versions(request), ::testing::ElementsAre(4));
+  request.set_source(v1::VERSION_SOURCE_LOGITS);
+  EXPECT_THAT(versions(request), ::testing::IsEmpty());
+  request.Clear();
+  request.set_job_id("");  // only versions without a job id
+  EXPECT_THAT(versions(request), ::testing::ElementsAre(3));
+  request.Clear();
+  request.set_source(v1::VERSION_SOURCE_LOGITS);
+  request.set_page_size(1);
+  v1::ListVersionsResponse page;
+  ASSERT_TRUE(core_->ListVersions(request, &page).ok());
+  ASSERT_EQ(page.statistics_versions_size(), 1);
+  EXPECT_EQ(page.statistics_versions(0).version(), 1);
+  request.set_page_token(page.next_page_token());  // the same filter with the token
+  EXPECT_THAT(versions(request), ::testing::ElementsAre(2));
+
+  for (v1::VersionSource bad :
+       {v1::VERSION_SOURCE_UNSPECIFIED, static_cast<v1::VersionSource>(12)}) {
+    v1::ListVersionsRequest refused;
+    refused.set_source(bad);
+    v1::ListVersionsResponse response;
+    const absl::Status status = core_->ListVersions(refused, &response);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(status.message()), HasSubstr("source must be"));
+  }
 }
 
 }  // namespace

@@ -33,6 +33,7 @@
 #include "gtest/gtest.h"
 #include "prometheus/text_serializer.h"
 #include "server/core/proto_convert.h"
+#include "server/grpc/testing/http_request.h"
 #include "server/runtime/image.h"
 #include "client/lib/health_client.h"
 
@@ -140,7 +141,7 @@ class GrpcServerTest : public ::testing::TestWithParam<Transport> {
   v1::CalibrateRequest Batch(const std::vector<float>& values) {
     v1::CalibrateRequest request;
     LogitsToProto(values, static_cast<int64_t>(values.size()) / width_, width_,
-                  request.mutable_logits());
+                  request.mutable_logit_batch());
     return request;
   }
 
@@ -159,8 +160,8 @@ class GrpcServerTest : public ::testing::TestWithParam<Transport> {
 
   v1::CalibrateRequest Header(bool activate) {
     v1::CalibrateRequest header;
-    header.mutable_header()->set_source(v1::CALIBRATION_SOURCE_LOGITS);
-    header.mutable_header()->set_activate_on_commit(activate);
+    header.mutable_header()->set_source(v1::VERSION_SOURCE_LOGITS);
+    header.mutable_header()->set_activate(activate);
     return header;
   }
 
@@ -168,7 +169,7 @@ class GrpcServerTest : public ::testing::TestWithParam<Transport> {
     v1::CalibrateResponse response;
     const grpc::Status status = Calibrate({Header(activate), Batch(rows)}, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
-    return response.version().version();
+    return response.statistics_version().version();
   }
 
   v1::DetectRequest DetectRequestFor(int images) {
@@ -196,8 +197,8 @@ TEST_P(GrpcServerTest, CalibrateStatisticsEqualTheCoreOnePassAndApplyEqualsTheCo
   v1::CalibrateResponse response;
   const grpc::Status status = Calibrate({Header(true), Batch(a), Batch(b)}, &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
-  EXPECT_EQ(response.rows(), 1000);
-  EXPECT_EQ(response.version().version(), 1);
+  EXPECT_EQ(response.rows_seen(), 1000);
+  EXPECT_EQ(response.statistics_version().version(), 1);
 
   std::vector<float> all = a;
   all.insert(all.end(), b.begin(), b.end());
@@ -206,12 +207,13 @@ TEST_P(GrpcServerTest, CalibrateStatisticsEqualTheCoreOnePassAndApplyEqualsTheCo
   const Statistics expected = reference.Snapshot().value();
   grpc::ClientContext get_ctx;
   v1::GetVersionRequest get;
-  get.set_include_statistics(true);
+  get.set_view(v1::VERSION_VIEW_FULL);
   v1::GetVersionResponse got;
   ASSERT_TRUE(stats_->GetVersion(&get_ctx, get, &got).ok());
+  const v1::Statistics& statistics = got.statistics_version().statistics();
   for (int j = 0; j < width_; ++j) {
-    EXPECT_NEAR(got.statistics().mean(j), expected.mean[j], 1e-12 * std::abs(expected.mean[j]));
-    EXPECT_NEAR(got.statistics().variance(j), expected.variance[j],
+    EXPECT_NEAR(statistics.mean(j), expected.mean[j], 1e-12 * std::abs(expected.mean[j]));
+    EXPECT_NEAR(statistics.variance(j), expected.variance[j],
                 1e-12 * expected.variance[j]);
   }
 
@@ -222,7 +224,7 @@ TEST_P(GrpcServerTest, CalibrateStatisticsEqualTheCoreOnePassAndApplyEqualsTheCo
   v1::ApplyResponse applied;
   ASSERT_TRUE(calibration_->Apply(&apply_ctx, apply, &applied).ok());
   std::vector<float> calibrated = logits;
-  ASSERT_TRUE(Calibrator::ForLogN(StatisticsFromProto(got.statistics()).value(), LogNOptions())
+  ASSERT_TRUE(Calibrator::ForLogN(StatisticsFromProto(statistics).value(), LogNOptions())
                   .value()
                   .Apply(absl::MakeSpan(calibrated))
                   .ok());
@@ -232,16 +234,16 @@ TEST_P(GrpcServerTest, CalibrateStatisticsEqualTheCoreOnePassAndApplyEqualsTheCo
 TEST_P(GrpcServerTest, DetectUnaryAndStreamAgreeAndPinnedEqualsAlias) {
   CalibrateVersion(RandomLogits(400), true);
   v1::DetectRequest request = DetectRequestFor(2);
-  request.add_calibrations()->set_method(v1::CALIBRATION_METHOD_LOGN);
-  request.add_calibrations()->set_method(v1::CALIBRATION_METHOD_NONE);
+  request.add_calibrations()->set_calibration_method(v1::CALIBRATION_METHOD_LOGN);
+  request.add_calibrations()->set_calibration_method(v1::CALIBRATION_METHOD_NONE);
   grpc::ClientContext ctx;
   v1::DetectResponse unary;
   ASSERT_TRUE(detection_->Detect(&ctx, request, &unary).ok());
-  EXPECT_EQ(unary.statistics_version(), 1);
+  EXPECT_EQ(unary.version(), 1);
   ASSERT_EQ(unary.results_size(), 2);
   unary.clear_timing();
 
-  request.mutable_statistics()->set_version(1);
+  request.mutable_selector()->set_version(1);
   grpc::ClientContext pinned_ctx;
   v1::DetectResponse pinned;
   ASSERT_TRUE(detection_->Detect(&pinned_ctx, request, &pinned).ok());
@@ -253,15 +255,17 @@ TEST_P(GrpcServerTest, DetectUnaryAndStreamAgreeAndPinnedEqualsAlias) {
   auto stream = detection_->DetectStream(&stream_ctx);
   std::thread writer([&] {
     for (int i = 0; i < 5; ++i) {
-      v1::DetectRequest r = request;
-      r.set_request_id(absl::StrCat("r", i));
-      ASSERT_TRUE(stream->Write(r));
+      v1::DetectStreamRequest message;
+      *message.mutable_request() = request;
+      message.mutable_request()->set_request_id(absl::StrCat("r", i));
+      ASSERT_TRUE(stream->Write(message));
     }
     stream->WritesDone();
   });
-  v1::DetectResponse streamed;
+  v1::DetectStreamResponse message;
   int received = 0;
-  while (stream->Read(&streamed)) {
+  while (stream->Read(&message)) {
+    v1::DetectResponse& streamed = *message.mutable_response();
     EXPECT_EQ(streamed.request_id(), absl::StrCat("r", received));
     streamed.clear_timing();
     streamed.clear_request_id();
@@ -308,10 +312,10 @@ TEST_P(GrpcServerTest, StoreRpcs) {
   v1::ListVersionsResponse list;
   ASSERT_TRUE(
       call(&v1::StatsStoreService::Stub::ListVersions, v1::ListVersionsRequest(), &list).ok());
-  ASSERT_EQ(list.versions_size(), 2);
-  EXPECT_THAT(list.versions(1).aliases(), ::testing::ElementsAre("canary"));
+  ASSERT_EQ(list.statistics_versions_size(), 2);
+  EXPECT_THAT(list.statistics_versions(1).aliases(), ::testing::ElementsAre("canary"));
   v1::ExportVersionRequest export_request;
-  export_request.mutable_version()->set_alias("canary");
+  export_request.mutable_selector()->set_alias("canary");
   v1::ExportVersionResponse exported;
   ASSERT_TRUE(call(&v1::StatsStoreService::Stub::ExportVersion, export_request, &exported).ok());
   v1::ImportVersionRequest import_request;
@@ -319,16 +323,61 @@ TEST_P(GrpcServerTest, StoreRpcs) {
   import_request.set_activate(true);
   v1::ImportVersionResponse imported;
   ASSERT_TRUE(call(&v1::StatsStoreService::Stub::ImportVersion, import_request, &imported).ok());
-  EXPECT_EQ(imported.version().version(), 3);
+  EXPECT_EQ(imported.statistics_version().version(), 3);
   v1::DeleteVersionRequest delete_old;
   delete_old.set_version(1);
   EXPECT_EQ(call(&v1::StatsStoreService::Stub::DeleteVersion, delete_old, &deleted).error_code(),
             grpc::StatusCode::OK);
   v1::GetVersionRequest missing;
-  missing.mutable_version()->set_version(1);
+  missing.mutable_selector()->set_version(1);
   v1::GetVersionResponse got;
   EXPECT_EQ(call(&v1::StatsStoreService::Stub::GetVersion, missing, &got).error_code(),
             grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_P(GrpcServerTest, ListVersionsFiltersAndGetVersionViews) {
+  v1::CalibrateRequest shard = Header(false);
+  shard.mutable_header()->set_partial(true);
+  shard.mutable_header()->set_job_id("job-a");
+  v1::CalibrateResponse response;
+  ASSERT_TRUE(Calibrate({shard, Batch(RandomLogits(60))}, &response).ok());
+  CalibrateVersion(RandomLogits(60), true);  // version 2: no job id, complete
+  auto list = [&](const v1::ListVersionsRequest& request, std::vector<int64_t>* numbers) {
+    grpc::ClientContext ctx;
+    v1::ListVersionsResponse listed;
+    const grpc::Status status = stats_->ListVersions(&ctx, request, &listed);
+    numbers->clear();
+    for (const v1::StatisticsVersion& v : listed.statistics_versions()) {
+      EXPECT_EQ(v.format(), "logn.statistics_version.v1");
+      numbers->push_back(v.version());
+    }
+    return status;
+  };
+  std::vector<int64_t> numbers;
+  v1::ListVersionsRequest request;
+  request.set_job_id("job-a");
+  ASSERT_TRUE(list(request, &numbers).ok());
+  EXPECT_THAT(numbers, ::testing::ElementsAre(1));
+  request.Clear();
+  request.set_partial(false);
+  request.set_source(v1::VERSION_SOURCE_LOGITS);
+  ASSERT_TRUE(list(request, &numbers).ok());
+  EXPECT_THAT(numbers, ::testing::ElementsAre(2));
+  request.set_source(v1::VERSION_SOURCE_UNSPECIFIED);
+  const grpc::Status refused = list(request, &numbers);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(refused.error_message(), HasSubstr("source must be"));
+
+  v1::GetVersionRequest get;
+  get.mutable_selector()->set_version(1);
+  for (v1::VersionView view : {v1::VERSION_VIEW_BASIC, v1::VERSION_VIEW_FULL}) {
+    grpc::ClientContext ctx;
+    get.set_view(view);
+    v1::GetVersionResponse got;
+    ASSERT_TRUE(stats_->GetVersion(&ctx, get, &got).ok());
+    EXPECT_EQ(got.statistics_version().has_statistics(), view == v1::VERSION_VIEW_FULL);
+    EXPECT_TRUE(got.statistics_version().partial());
+  }
 }
 
 TEST_P(GrpcServerTest, BadInputsGetPreciseStatusesAndTheServerKeepsServing) {
@@ -336,7 +385,7 @@ TEST_P(GrpcServerTest, BadInputsGetPreciseStatusesAndTheServerKeepsServing) {
   v1::CalibrateResponse response;
   // Wrong width.
   v1::CalibrateRequest wide;
-  LogitsToProto(std::vector<float>(4 * (width_ + 2)), 4, width_ + 2, wide.mutable_logits());
+  LogitsToProto(std::vector<float>(4 * (width_ + 2)), 4, width_ + 2, wide.mutable_logit_batch());
   grpc::Status status = Calibrate({Header(false), wide}, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("width"));
@@ -359,7 +408,7 @@ TEST_P(GrpcServerTest, BadInputsGetPreciseStatusesAndTheServerKeepsServing) {
   grpc::ClientContext list_ctx;
   v1::ListVersionsResponse list;
   ASSERT_TRUE(stats_->ListVersions(&list_ctx, {}, &list).ok());
-  EXPECT_EQ(list.versions_size(), 1);
+  EXPECT_EQ(list.statistics_versions_size(), 1);
 
   // Unknown version and alias; corrupt image; statistics of another model.
   auto detect = [&](const v1::DetectRequest& request) {
@@ -368,9 +417,9 @@ TEST_P(GrpcServerTest, BadInputsGetPreciseStatusesAndTheServerKeepsServing) {
     return detection_->Detect(&ctx, request, &out).error_code();
   };
   v1::DetectRequest unknown = DetectRequestFor(1);
-  unknown.mutable_statistics()->set_version(77);
+  unknown.mutable_selector()->set_version(77);
   EXPECT_EQ(detect(unknown), grpc::StatusCode::NOT_FOUND);
-  unknown.mutable_statistics()->set_alias("nope");
+  unknown.mutable_selector()->set_alias("nope");
   EXPECT_EQ(detect(unknown), grpc::StatusCode::NOT_FOUND);
   v1::DetectRequest corrupt = DetectRequestFor(1);
   corrupt.mutable_images(0)->set_encoded("\x89PNG\r\n\x1a\n garbage");
@@ -418,14 +467,14 @@ TEST_P(GrpcServerTest, ShardedJobsCheckpointAndMerge) {
     std::vector<v1::CalibrateRequest> messages = {header, Batch(*rows)};
     if (!second.empty()) messages.push_back(Batch(second));
     ASSERT_TRUE(Calibrate(messages, &response).ok());
-    EXPECT_TRUE(response.version().partial());
-    shards.push_back(response.version().version());
+    EXPECT_TRUE(response.statistics_version().partial());
+    shards.push_back(response.statistics_version().version());
   }
   // The jobs committed, so their checkpoints are gone.
   grpc::ClientContext job_ctx;
   v1::GetCalibrationJobRequest job_request;
   job_request.set_job_id("shard-1");
-  v1::CalibrationJob job;
+  v1::GetCalibrationJobResponse job;
   EXPECT_EQ(calibration_->GetCalibrationJob(&job_ctx, job_request, &job).error_code(),
             grpc::StatusCode::NOT_FOUND);
 
@@ -449,8 +498,8 @@ TEST_P(GrpcServerTest, ShardedJobsCheckpointAndMerge) {
       absl::SleepFor(absl::Milliseconds(10));
     }
     ASSERT_TRUE(found.ok()) << found.error_message();
-    EXPECT_EQ(job.batches(), 1);
-    EXPECT_EQ(job.rows(), 200);
+    EXPECT_EQ(job.job().batches_seen(), 1);
+    EXPECT_EQ(job.job().rows_seen(), 200);
     ctx.TryCancel();
   }
 
@@ -461,7 +510,7 @@ TEST_P(GrpcServerTest, ShardedJobsCheckpointAndMerge) {
   v1::MergeResponse merged;
   const grpc::Status status = calibration_->Merge(&merge_ctx, merge, &merged);
   ASSERT_TRUE(status.ok()) << status.error_message();
-  EXPECT_EQ(merged.version().rows_seen(), 470);
+  EXPECT_EQ(merged.statistics_version().rows_seen(), 470);
   std::vector<float> all = a;
   all.insert(all.end(), b.begin(), b.end());
   all.insert(all.end(), c.begin(), c.end());
@@ -469,15 +518,16 @@ TEST_P(GrpcServerTest, ShardedJobsCheckpointAndMerge) {
   ASSERT_TRUE(reference.Add({all.data(), 470, width_}).ok());
   grpc::ClientContext get_ctx;
   v1::GetVersionRequest get;
-  get.mutable_version()->set_alias("active");
-  get.set_include_statistics(true);
+  get.mutable_selector()->set_alias("active");
+  get.set_view(v1::VERSION_VIEW_FULL);
   v1::GetVersionResponse got;
   ASSERT_TRUE(stats_->GetVersion(&get_ctx, get, &got).ok());
-  EXPECT_EQ(got.version().version(), merged.version().version());
+  EXPECT_EQ(got.statistics_version().version(), merged.statistics_version().version());
   const Statistics expected = reference.Snapshot().value();
+  const v1::Statistics& statistics = got.statistics_version().statistics();
   for (int j = 0; j < width_; ++j) {
-    EXPECT_NEAR(got.statistics().mean(j), expected.mean[j], 1e-12 * std::abs(expected.mean[j]));
-    EXPECT_NEAR(got.statistics().variance(j), expected.variance[j],
+    EXPECT_NEAR(statistics.mean(j), expected.mean[j], 1e-12 * std::abs(expected.mean[j]));
+    EXPECT_NEAR(statistics.variance(j), expected.variance[j],
                 1e-12 * std::abs(expected.variance[j]));
   }
 }
@@ -528,7 +578,7 @@ TEST_P(GrpcServerTest, AdminTokenGuardsEveryMutatingRpc) {
   grpc::ClientContext list_ctx, detect_ctx;
   v1::ListVersionsResponse list;
   EXPECT_TRUE(stats_->ListVersions(&list_ctx, {}, &list).ok());
-  EXPECT_EQ(list.versions_size(), 1);
+  EXPECT_EQ(list.statistics_versions_size(), 1);
   v1::DetectResponse detected;
   EXPECT_TRUE(detection_->Detect(&detect_ctx, DetectRequestFor(1), &detected).ok());
 
@@ -538,7 +588,7 @@ TEST_P(GrpcServerTest, AdminTokenGuardsEveryMutatingRpc) {
             grpc::StatusCode::UNAUTHENTICATED);
   with_token(&authorized_ctx, "s3cret-token");
   v1::DetectRequest none = DetectRequestFor(1);
-  none.add_calibrations()->set_method(v1::CALIBRATION_METHOD_NONE);
+  none.add_calibrations()->set_calibration_method(v1::CALIBRATION_METHOD_NONE);
   const grpc::Status detect = detection_->Detect(&authorized_ctx, none, &detected);
   EXPECT_TRUE(detect.ok()) << detect.error_message();
 }
@@ -549,8 +599,8 @@ TEST_P(GrpcServerTest, BatchedDetectEqualsUnbatchedAndStreamsBatchToo) {
   std::vector<v1::DetectResponse> unbatched(kCallers);
   for (int i = 0; i < kCallers; ++i) {
     requests[i].add_images()->set_encoded(TestPng(40 + 4 * i, 56, static_cast<uint8_t>(i)));
-    requests[i].add_calibrations()->set_method(v1::CALIBRATION_METHOD_LOGN);
-    requests[i].add_calibrations()->set_method(v1::CALIBRATION_METHOD_NONE);
+    requests[i].add_calibrations()->set_calibration_method(v1::CALIBRATION_METHOD_LOGN);
+    requests[i].add_calibrations()->set_calibration_method(v1::CALIBRATION_METHOD_NONE);
   }
   // A batching server on a fresh store: calibrate it, then compare with the unbatched core.
   StartServer(2, 16, "", false, /*max_batch=*/8);
@@ -584,10 +634,13 @@ TEST_P(GrpcServerTest, BatchedDetectEqualsUnbatchedAndStreamsBatchToo) {
   // DetectStream goes through the batcher as well, responses still in order.
   grpc::ClientContext stream_ctx;
   auto stream = detection_->DetectStream(&stream_ctx);
-  v1::DetectResponse response;
+  v1::DetectStreamResponse message;
   for (int i = 0; i < kCallers; ++i) {
-    ASSERT_TRUE(stream->Write(requests[i]));
-    ASSERT_TRUE(stream->Read(&response));
+    v1::DetectStreamRequest request;
+    *request.mutable_request() = requests[i];
+    ASSERT_TRUE(stream->Write(request));
+    ASSERT_TRUE(stream->Read(&message));
+    v1::DetectResponse& response = *message.mutable_response();
     response.clear_timing();
     EXPECT_EQ(response.SerializeAsString(), unbatched[i].SerializeAsString()) << i;
   }
@@ -702,7 +755,7 @@ TEST_P(GrpcServerTest, AliasSwitchesNeverMixVersionsUnderConcurrentDetect) {
   std::string expected[3];
   for (int v : {1, 2}) {
     v1::DetectRequest pinned = request;
-    pinned.mutable_statistics()->set_version(v);
+    pinned.mutable_selector()->set_version(v);
     grpc::ClientContext ctx;
     v1::DetectResponse out;
     ASSERT_TRUE(detection_->Detect(&ctx, pinned, &out).ok());
@@ -726,7 +779,7 @@ TEST_P(GrpcServerTest, AliasSwitchesNeverMixVersionsUnderConcurrentDetect) {
     grpc::ClientContext ctx;
     v1::DetectResponse out;
     ASSERT_TRUE(detection_->Detect(&ctx, request, &out).ok());
-    const int64_t v = out.statistics_version();
+    const int64_t v = out.version();
     ASSERT_TRUE(v == 1 || v == 2);
     EXPECT_EQ(out.results(0).SerializeAsString(), expected[v]) << "response mixes versions";
     ++seen[v];
@@ -864,23 +917,7 @@ class ServerProcess {
 };
 
 std::string HttpGet(int port, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
-  const std::string request = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
-  (void)!write(fd, request.data(), request.size());
-  std::string body;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = read(fd, buffer, sizeof(buffer))) > 0) body.append(buffer, n);
-  close(fd);
-  return body;
+  return testing::HttpRequest(port, "GET", path);
 }
 
 TEST(ServerProcessTest, ServesScrapesAndDrainsAnInFlightCalibrationOnSigterm) {
@@ -902,13 +939,13 @@ TEST(ServerProcessTest, ServesScrapesAndDrainsAnInFlightCalibrationOnSigterm) {
   v1::CalibrateResponse response;
   auto writer = calibration->Calibrate(&ctx, &response);
   v1::CalibrateRequest header;
-  header.mutable_header()->set_source(v1::CALIBRATION_SOURCE_LOGITS);
+  header.mutable_header()->set_source(v1::VERSION_SOURCE_LOGITS);
   ASSERT_TRUE(writer->Write(header));
   v1::CalibrateRequest batch;
   const int width = 6;  // contract_agnostic: 5 classes + background
   std::vector<float> rows(50 * width);
   for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<float>((i * 37) % 11) - 5.0f;
-  LogitsToProto(rows, 50, width, batch.mutable_logits());
+  LogitsToProto(rows, 50, width, batch.mutable_logit_batch());
   ASSERT_TRUE(writer->Write(batch));
   // Only a call the server has accepted is in flight: wait until its job is running.
   bool running = false;
@@ -928,7 +965,7 @@ TEST(ServerProcessTest, ServesScrapesAndDrainsAnInFlightCalibrationOnSigterm) {
   writer->WritesDone();
   const grpc::Status status = writer->Finish();
   EXPECT_TRUE(status.ok()) << status.error_message();
-  EXPECT_EQ(response.rows(), 100);
+  EXPECT_EQ(response.rows_seen(), 100);
   EXPECT_EQ(process.Wait(), 0);
 }
 

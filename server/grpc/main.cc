@@ -23,10 +23,10 @@
 #include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "grpcpp/security/server_credentials.h"
-#include "prometheus/exposer.h"
 #include "server/core/server_core.h"
 #include "server/grpc/grpc_server.h"
 #include "server/grpc/metrics.h"
+#include "server/grpc/metrics_http.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:8500", "gRPC address host:port (port 0: any free port)");
 ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:8501",
@@ -41,6 +41,9 @@ ABSL_FLAG(std::string, torchvision_ops, "",
 ABSL_FLAG(std::string, store, "sqlite:///var/lib/logn/stats.db",
           "Statistics store URL: sqlite:///path or postgres://user:pass@host:port/db");
 ABSL_FLAG(int32_t, intra_op_threads, 0, "Threads per forward pass (0: all cores)");
+ABSL_FLAG(bool, optimize_for_inference, false,
+          "Freeze the model and apply torch.jit.optimize_for_inference at load, kept only when its "
+          "outputs match the original's on a probe image");
 ABSL_FLAG(int32_t, executor_threads, 2, "Requests processed concurrently");
 ABSL_FLAG(int64_t, max_queue, 64,
           "Requests waiting beyond the running ones (more: RESOURCE_EXHAUSTED); at least 1");
@@ -121,6 +124,7 @@ logn::ServerCoreOptions CoreOptionsFromFlags() {
   options.runtime.device = absl::GetFlag(FLAGS_device);
   options.runtime.ops_library_path = absl::GetFlag(FLAGS_torchvision_ops);
   options.runtime.intra_op_threads = absl::GetFlag(FLAGS_intra_op_threads);
+  options.runtime.optimize_for_inference = absl::GetFlag(FLAGS_optimize_for_inference);
   options.runtime.limits.max_images_per_call = absl::GetFlag(FLAGS_max_images_per_request);
   options.runtime.limits.image.max_pixels = absl::GetFlag(FLAGS_max_image_pixels);
   options.store_url = absl::GetFlag(FLAGS_store);
@@ -148,20 +152,14 @@ absl::StatusOr<logn::GrpcServerOptions> ServerOptionsFromFlags() {
 }
 
 // Serves `metrics` on --metrics_listen (null when that is empty); sets `port` to the bound port.
-absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetricsExposer(
+absl::StatusOr<std::unique_ptr<logn::MetricsHttpServer>> StartMetricsExposer(
     logn::ServerMetrics& metrics, int* port) {
   *port = 0;
   const std::string address = absl::GetFlag(FLAGS_metrics_listen);
-  if (address.empty()) return std::unique_ptr<prometheus::Exposer>();
-  std::unique_ptr<prometheus::Exposer> exposer;
-  try {
-    exposer = std::make_unique<prometheus::Exposer>(address);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot serve metrics on ", address, ": ", e.what()));
-  }
-  exposer->RegisterCollectable(metrics.registry());
-  if (!exposer->GetListeningPorts().empty()) *port = exposer->GetListeningPorts()[0];
+  if (address.empty()) return std::unique_ptr<logn::MetricsHttpServer>();
+  LOGN_ASSIGN_OR_RETURN(std::unique_ptr<logn::MetricsHttpServer> exposer,
+                        logn::MetricsHttpServer::Start(address, metrics.registry()));
+  *port = exposer->port();
   return exposer;
 }
 
@@ -237,7 +235,8 @@ int Run() {
   std::cerr << "logn_server: serving model '" << (*core)->model_key().name << "' (sha256 "
             << (*core)->model_key().sha256 << ") on port " << (*server)->port()
             << ", metrics on port " << metrics_port << ", store "
-            << (*core)->store().backend() << "\n";
+            << (*core)->store().backend() << "; inference optimisation "
+            << (*core)->runtime().optimization_note() << "\n";
   WritePortFile((*server)->port(), metrics_port);
 
   int signal_number = 0;

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "server/core/proto_convert.h"
 #include "server/grpc/grpc_status_util.h"
 
 namespace logn {
@@ -171,8 +172,9 @@ void SubmitDetect(ServiceContext* context, ServerCore* core, grpc::CallbackServe
                   const v1::DetectRequest* request, v1::DetectResponse* response, Done done) {
   auto complete = [context, response, done](const absl::Status& status, absl::Duration queued) {
     if (status.ok()) {
-      response->mutable_timing()->set_queue_seconds(absl::ToDoubleSeconds(queued));
-      context->metrics->RecordInference(absl::Seconds(response->timing().inference_seconds()));
+      *response->mutable_timing()->mutable_queue_duration() = DurationToProto(queued);
+      context->metrics->RecordInference(
+          DurationFromProto(response->timing().inference_duration()));
     }
     done(status);
   };
@@ -203,18 +205,24 @@ void SubmitDetect(ServiceContext* context, ServerCore* core, grpc::CallbackServe
 // A unary Detect's timing as trailing metadata too, for clients that time calls without parsing
 // responses (streams have one trailer, so their messages carry the timing in the response only).
 void AddTimingTrailer(grpc::CallbackServerContext* ctx, const v1::ServerTiming& timing) {
+  auto seconds = [](const google::protobuf::Duration& d) {
+    return absl::ToDoubleSeconds(DurationFromProto(d));
+  };
   ctx->AddTrailingMetadata(
       "logn-server-timing",
       absl::StrFormat("queue=%.6f;decode=%.6f;inference=%.6f;postprocess=%.6f",
-                      timing.queue_seconds(), timing.decode_seconds(), timing.inference_seconds(),
-                      timing.postprocess_seconds()));
+                      seconds(timing.queue_duration()), seconds(timing.decode_duration()),
+                      seconds(timing.inference_duration()),
+                      seconds(timing.postprocess_duration())));
 }
 
 // DetectStream: one request at a time — read, detect off the reactor thread, write, then read
 // the next. Responses therefore leave in request order, there is never more than one
 // outstanding write, and a client that stops reading stops the server from reading (memory
-// stays bounded).
-class DetectStreamReactor : public grpc::ServerBidiReactor<v1::DetectRequest, v1::DetectResponse> {
+// stays bounded). Each message's inner DetectRequest is detected in place, exactly as Detect's
+// (no copy of the image bytes), into the inner DetectResponse of the message written back.
+class DetectStreamReactor
+    : public grpc::ServerBidiReactor<v1::DetectStreamRequest, v1::DetectStreamResponse> {
  public:
   DetectStreamReactor(ServiceContext* context, grpc::CallbackServerContext* ctx)
       : context_(context), ctx_(ctx), admission_(context, *ctx, "DetectStream", Access::kDetect) {
@@ -232,7 +240,8 @@ class DetectStreamReactor : public grpc::ServerBidiReactor<v1::DetectRequest, v1
     }
     response_.Clear();
     const Admission message = admission_.Message("DetectStream.message");
-    SubmitDetect(context_, admission_.core(), ctx_, &request_, &response_,
+    SubmitDetect(context_, admission_.core(), ctx_, &request_.request(),
+                 response_.mutable_response(),
                  [this, message](const absl::Status& status) {
                    message.Record(status);
                    if (!status.ok()) {
@@ -259,8 +268,8 @@ class DetectStreamReactor : public grpc::ServerBidiReactor<v1::DetectRequest, v1
   ServiceContext* const context_;
   grpc::CallbackServerContext* const ctx_;
   const Admission admission_;
-  v1::DetectRequest request_;
-  v1::DetectResponse response_;
+  v1::DetectStreamRequest request_;
+  v1::DetectStreamResponse response_;
 };
 
 // Calibrate: a header, then batches, each processed on the executor before the next read;
@@ -304,13 +313,14 @@ class CalibrateReactor : public grpc::ServerReadReactor<v1::CalibrateRequest> {
     switch (request_.payload_case()) {
       case v1::CalibrateRequest::kHeader:
         return Start(request_.header());
-      case v1::CalibrateRequest::kLogits:
-      case v1::CalibrateRequest::kImages:
+      case v1::CalibrateRequest::kLogitBatch:
+      case v1::CalibrateRequest::kImageBatch:
         return Accumulate();
       case v1::CalibrateRequest::PAYLOAD_NOT_SET:
         break;
     }
-    return absl::InvalidArgumentError("calibration message has no header, logits or images");
+    return absl::InvalidArgumentError(
+        "calibration message has no header, logit_batch or image_batch");
   }
 
   absl::Status Start(const v1::CalibrateHeader& header) {
@@ -328,8 +338,8 @@ class CalibrateReactor : public grpc::ServerReadReactor<v1::CalibrateRequest> {
           "the first message of a calibration stream must be a CalibrateHeader");
     }
     const int64_t before = job_->rows();
-    absl::Status status = request_.has_logits() ? job_->AddLogits(request_.logits())
-                                                : job_->AddImages(request_.images());
+    absl::Status status = request_.has_logit_batch() ? job_->AddLogits(request_.logit_batch())
+                                                     : job_->AddImages(request_.image_batch());
     context_->metrics->AddCalibrationRows(job_->rows() - before);
     return status;
   }
@@ -395,7 +405,7 @@ grpc::ServerUnaryReactor* DetectionServiceImpl::Detect(grpc::CallbackServerConte
   });
 }
 
-grpc::ServerBidiReactor<v1::DetectRequest, v1::DetectResponse>*
+grpc::ServerBidiReactor<v1::DetectStreamRequest, v1::DetectStreamResponse>*
 DetectionServiceImpl::DetectStream(grpc::CallbackServerContext* ctx) {
   return new DetectStreamReactor(context_, ctx);
 }
@@ -428,7 +438,7 @@ grpc::ServerUnaryReactor* CalibrationServiceImpl::Merge(grpc::CallbackServerCont
 
 grpc::ServerUnaryReactor* CalibrationServiceImpl::GetCalibrationJob(
     grpc::CallbackServerContext* ctx, const v1::GetCalibrationJobRequest* request,
-    v1::CalibrationJob* response) {
+    v1::GetCalibrationJobResponse* response) {
   return RunUnary(context_, ctx, "GetCalibrationJob", Access::kOpen,
                   &ServerCore::GetCalibrationJob, request, response);
 }

@@ -45,7 +45,7 @@ class DetectionServiceImpl final : public v1::DetectionService::CallbackService 
   grpc::ServerUnaryReactor* Detect(grpc::CallbackServerContext* ctx,
                                    const v1::DetectRequest* request,
                                    v1::DetectResponse* response) override;
-  grpc::ServerBidiReactor<v1::DetectRequest, v1::DetectResponse>* DetectStream(
+  grpc::ServerBidiReactor<v1::DetectStreamRequest, v1::DetectStreamResponse>* DetectStream(
       grpc::CallbackServerContext* ctx) override;
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* ctx,
                                          const v1::GetModelInfoRequest* request,
@@ -69,7 +69,7 @@ class CalibrationServiceImpl final : public v1::CalibrationService::CallbackServ
                                   v1::MergeResponse* response) override;
   grpc::ServerUnaryReactor* GetCalibrationJob(grpc::CallbackServerContext* ctx,
                                               const v1::GetCalibrationJobRequest* request,
-                                              v1::CalibrationJob* response) override;
+                                              v1::GetCalibrationJobResponse* response) override;
 
  private:
   ServiceContext* const context_;

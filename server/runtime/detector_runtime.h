@@ -69,6 +69,10 @@ class DetectorRuntime {
     // roi_align), loaded with dlopen before the model. Empty: none.
     std::string ops_library_path;
     RuntimeLimits limits;
+    // Freeze the TorchScript module and apply torch::jit::optimize_for_inference (oneDNN
+    // convolutions, batch norm folded into them), kept only when the optimised model's outputs
+    // match the original's on a probe image at load (tolerances in detector_runtime.cc).
+    bool optimize_for_inference = false;
   };
 
   // Loads and validates the model: parses the manifest, loads the ops library and the TorchScript
@@ -88,6 +92,9 @@ class DetectorRuntime {
   const std::string& device() const;
   bool class_specific_boxes() const;
   bool has_classify_rois() const;
+  // Whether the served module is the frozen, optimised one, and why (not).
+  bool optimized_for_inference() const;
+  const std::string& optimization_note() const;
 
   // All calls below are thread-safe and may run concurrently (inference mode, no shared mutable
   // state). Images are decoded, resized per the manifest and run as ONE batch. INVALID_ARGUMENT

@@ -147,6 +147,34 @@ TEST(DetectorRuntimeTest, LoadsAContractModel) {
   EXPECT_EQ(runtime->model_sha256(), Sha256File(kDir + "/contract/contract_agnostic.pt").value());
 }
 
+// Models are frozen and optimised at load by default, and serve what the unoptimised model
+// serves (the Python references below check the optimised one to 1e-4 as well).
+TEST(DetectorRuntimeTest, OptimizesForInferenceAndKeepsTheOutputs) {
+  for (const std::string name : {"contract_agnostic", "contract_specific"}) {
+    DetectorRuntime::Options optimized_options = ContractOptions(name);
+    optimized_options.optimize_for_inference = true;
+    auto optimized = LoadOrDie(optimized_options);
+    DetectorRuntime::Options plain_options = ContractOptions(name);
+    plain_options.optimize_for_inference = false;
+    auto plain = LoadOrDie(plain_options);
+    ASSERT_NE(optimized, nullptr);
+    ASSERT_NE(plain, nullptr);
+    EXPECT_TRUE(optimized->optimized_for_inference()) << optimized->optimization_note();
+    EXPECT_THAT(optimized->optimization_note(), HasSubstr("on"));
+    EXPECT_FALSE(plain->optimized_for_inference());
+    EXPECT_THAT(plain->optimization_note(), HasSubstr("off"));
+    const std::vector<Reference> refs = LoadReferences(kDir + "/contract/" + name + "_ref");
+    const auto a = optimized->Forward(Sources(refs));
+    const auto b = plain->Forward(Sources(refs));
+    ASSERT_TRUE(a.ok() && b.ok());
+    for (size_t i = 0; i < refs.size(); ++i) {
+      ASSERT_EQ(a->images[i].num_candidates, b->images[i].num_candidates);
+      ExpectAllNear(a->images[i].logits, b->images[i].logits, 1e-4f, name + " logits");
+      ExpectAllNear(a->images[i].boxes, b->images[i].boxes, 1e-3f, name + " boxes");
+    }
+  }
+}
+
 // The C++ pipeline (decode, resize, normalise, forward, map boxes back) against the eager Python
 // model with the reference preprocessing, for both box layouts, both resize rules, RGB/BGR.
 TEST(DetectorRuntimeTest, ForwardMatchesPythonForContractModels) {
@@ -496,8 +524,14 @@ TEST(TorchvisionExportTest, NeedsTheOpsLibrary) {
 }
 
 TEST(TorchvisionExportTest, PreNmsOutputsAndDetectionsMatchPython) {
-  auto runtime = LoadOrDie(TorchvisionOptions());
+  DetectorRuntime::Options options = TorchvisionOptions();
+  options.optimize_for_inference = true;
+  auto runtime = LoadOrDie(options);
   ASSERT_NE(runtime, nullptr);
+  // This random-init model's objectness scores tie, so the optimised module's top-k picks other
+  // proposals on the probe image; the load-time check sees it and serves the original module.
+  EXPECT_FALSE(runtime->optimized_for_inference()) << runtime->optimization_note();
+  EXPECT_THAT(runtime->optimization_note(), HasSubstr("differs on the probe image"));
   EXPECT_TRUE(runtime->class_specific_boxes());
   EXPECT_EQ(runtime->layout().num_classes, 8);
   EXPECT_EQ(runtime->layout().background, BackgroundPosition::kFirst);

@@ -6,6 +6,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "calibration/proto_enums.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace logn {
@@ -122,9 +123,9 @@ absl::StatusOr<v1::ModelManifest> ReadManifestFile(const std::string& path) {
 LogitLayout ManifestLayout(const v1::ModelManifest& manifest) {
   LogitLayout layout;
   layout.num_classes = manifest.classes_size();
-  layout.background = manifest.background() == v1::BACKGROUND_POSITION_FIRST
-                          ? BackgroundPosition::kFirst
-                          : BackgroundPosition::kLast;
+  // ValidateManifest admits FIRST and LAST only.
+  layout.background =
+      BackgroundPositionFromProto(manifest.background()).value_or(BackgroundPosition::kLast);
   return layout;
 }
 

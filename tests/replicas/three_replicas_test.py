@@ -48,7 +48,7 @@ class Cli:
 
     def statistics(self, server: str, version: int) -> dict:
         got = self.json("stats", "show", str(version), "--statistics", "--server", server)
-        return got["statistics"]
+        return got["statistics_version"]["statistics"]
 
 
 def relative_difference(a: list, b: list) -> float:
@@ -115,7 +115,7 @@ def run(cli: Cli, args, work: str, url: str) -> int:
 
         print("1. three shards merged == one pass")
         single = cli.json(*calibrate_args(a, args.data, train_images, "--job-id", "single"))
-        reference = cli.statistics(b, single["version"]["version"])
+        reference = cli.statistics(b, single["statistics_version"]["version"])
         results = [None] * SHARDS
 
         def shard(i: int) -> None:
@@ -128,8 +128,8 @@ def run(cli: Cli, args, work: str, url: str) -> int:
             t.start()
         for t in threads:
             t.join()
-        shard_versions = [int(r["version"]["version"]) for r in results]
-        if sum(int(r["rows"]) for r in results) != int(single["rows"]):
+        shard_versions = [int(r["statistics_version"]["version"]) for r in results]
+        if sum(int(r["rows_seen"]) for r in results) != int(single["rows_seen"]):
             raise AssertionError("the shards' rows do not add up to the single pass's")
         merged = cli.json("stats", "merge", *map(str, shard_versions), "--server", b)
         if sorted(int(v) for v in merged["parent_versions"]) != sorted(shard_versions):
@@ -159,7 +159,7 @@ def run(cli: Cli, args, work: str, url: str) -> int:
         while checkpointed < BLOCK_AT and time.monotonic() < deadline:
             p = cli.run("stats", "job", "resumed-1", "--server", a, "--json", check=False)
             if p.returncode == 0:
-                checkpointed = int(json.loads(p.stdout)["batches"])
+                checkpointed = int(json.loads(p.stdout)["batches_seen"])
             time.sleep(0.05)
         if checkpointed != BLOCK_AT:
             raise AssertionError(f"checkpoint stuck at {checkpointed}, expected {BLOCK_AT}")
@@ -177,13 +177,14 @@ def run(cli: Cli, args, work: str, url: str) -> int:
             raise AssertionError(f"the job did not resume from its checkpoint: {resumed_run.stderr}")
         resumed = json.loads(resumed_run.stdout)
         uninterrupted = results[1]
-        for field in ("rows", "images", "batches"):
+        for field in ("rows_seen", "images_seen", "batches_seen"):
             if int(resumed[field]) != int(uninterrupted[field]):
                 raise AssertionError(f"resumed job has {resumed[field]} {field}, the "
                                      f"uninterrupted shard {uninterrupted[field]}")
         assert_same_statistics(
-            "resumed shard vs uninterrupted shard", cli.statistics(a, resumed["version"]["version"]),
-            cli.statistics(a, uninterrupted["version"]["version"]))
+            "resumed shard vs uninterrupted shard",
+            cli.statistics(a, resumed["statistics_version"]["version"]),
+            cli.statistics(a, uninterrupted["statistics_version"]["version"]))
         gone = cli.run("stats", "job", "resumed-1", "--server", b, check=False)
         if gone.returncode != 1 or "NOT_FOUND" not in gone.stderr:
             raise AssertionError("the committed job's checkpoint was not cleared")
@@ -192,13 +193,13 @@ def run(cli: Cli, args, work: str, url: str) -> int:
         servers[2].__enter__()  # the killed replica restarts
         c = servers[2].address
         image = os.path.join(train_images, names[0])
-        for version in (single["version"]["version"], merged["version"]):
+        for version in (single["statistics_version"]["version"], merged["version"]):
             cli.run("stats", "activate", str(version), "--server", a)
             activated = time.monotonic()
             for other in (b, c):
                 while True:
                     out = cli.run("detect", "--server", other, image).stdout
-                    seen = json.loads(out.splitlines()[0])["statistics_version"]
+                    seen = json.loads(out.splitlines()[0])["version"]
                     elapsed = time.monotonic() - activated
                     if int(seen) == int(version):
                         break

@@ -59,11 +59,12 @@ class BadInputTest(unittest.TestCase):
         stubs = tempfile.mkdtemp(prefix="logn_stubs_", dir=cls.dir)
         compile_protos(ARGS.proto_dir, stubs)
         sys.path.insert(0, stubs)
-        global cal, det, st, common
+        global cal, det, st, common, store
         from logn.v1 import calibration_service_pb2 as cal, calibration_service_pb2_grpc  # noqa
         from logn.v1 import detection_service_pb2 as det, detection_service_pb2_grpc  # noqa
         from logn.v1 import stats_service_pb2 as st, stats_service_pb2_grpc  # noqa
         from logn.v1 import common_pb2 as common  # noqa
+        from logn.v1 import store_pb2 as store  # noqa
         token_file = os.path.join(cls.dir, "token")
         with open(token_file, "w") as f:
             f.write(TOKEN)
@@ -95,17 +96,17 @@ class BadInputTest(unittest.TestCase):
     @staticmethod
     def header(activate=False):
         r = cal.CalibrateRequest()
-        r.header.source = cal.CALIBRATION_SOURCE_LOGITS
-        r.header.activate_on_commit = activate
+        r.header.source = store.VERSION_SOURCE_LOGITS
+        r.header.activate = activate
         return r
 
     @staticmethod
     def logits(rows, width=WIDTH, values=None):
         r = cal.CalibrateRequest()
-        r.logits.rows = rows
-        r.logits.width = width
-        r.logits.data = float32_bytes(values if values is not None else
-                                      [(i % 7) - 3.0 for i in range(rows * width)])
+        r.logit_batch.rows = rows
+        r.logit_batch.width = width
+        r.logit_batch.data = float32_bytes(values if values is not None else
+                                           [(i % 7) - 3.0 for i in range(rows * width)])
         return r
 
     def expect(self, code, call, *args, substring="", **kwargs):
@@ -120,7 +121,7 @@ class BadInputTest(unittest.TestCase):
         request = det.DetectRequest()
         request.images.add(encoded=png(32, 24, 1))
         response = self.detection.Detect(request, timeout=30)
-        self.assertEqual(response.statistics_version, 1)
+        self.assertEqual(response.version, 1)
 
     def calibrate(self, *messages, metadata=None):
         return self.calibration.Calibrate(iter(messages), metadata=metadata or self.admin(),
@@ -141,7 +142,7 @@ class BadInputTest(unittest.TestCase):
                                   self.logits(4, values=values))
             self.assertIn("row 2, column 3", details)
             apply = cal.ApplyRequest()
-            apply.logits.CopyFrom(self.logits(4, values=values).logits)
+            apply.logits.CopyFrom(self.logits(4, values=values).logit_batch)
             self.expect(grpc.StatusCode.INVALID_ARGUMENT, self.calibration.Apply, apply)
 
     def test_wrong_width(self):
@@ -150,8 +151,8 @@ class BadInputTest(unittest.TestCase):
 
     def test_zero_rows(self):
         empty = cal.CalibrateRequest()
-        empty.logits.rows = 0
-        empty.logits.width = WIDTH
+        empty.logit_batch.rows = 0
+        empty.logit_batch.width = WIDTH
         self.expect(grpc.StatusCode.INVALID_ARGUMENT, self.calibrate, self.header(), empty)
 
     def test_rows_over_the_limit(self):
@@ -189,7 +190,7 @@ class BadInputTest(unittest.TestCase):
         # A bare statistics JSON (as tools/import_mmdet_logn.py writes) computed for another
         # model file; an exported version edited the same way is DATA_LOSS (its checksum).
         exported = self.stats.ExportVersion(st.ExportVersionRequest(
-            version=common.StatisticsSelector(version=1)))
+            selector=common.StatisticsSelector(version=1)))
         statistics = json.loads(exported.content)["statistics"]
         statistics["provenance"]["model_sha256"] = "0" * 64
         self.expect(grpc.StatusCode.FAILED_PRECONDITION, self.stats.ImportVersion,
@@ -200,10 +201,21 @@ class BadInputTest(unittest.TestCase):
         for selector in (common.StatisticsSelector(version=999),
                          common.StatisticsSelector(alias="nonesuch")):
             self.expect(grpc.StatusCode.NOT_FOUND, self.stats.GetVersion,
-                        st.GetVersionRequest(version=selector))
-            request = det.DetectRequest(statistics=selector)
+                        st.GetVersionRequest(selector=selector))
+            request = det.DetectRequest(selector=selector)
             request.images.add(encoded=png(20, 20, 4))
             self.expect(grpc.StatusCode.NOT_FOUND, self.detection.Detect, request)
+
+    def test_enum_values_a_field_does_not_take(self):
+        bad_source = self.header()
+        bad_source.header.source = store.VERSION_SOURCE_MERGE
+        self.expect(grpc.StatusCode.INVALID_ARGUMENT, self.calibrate, bad_source, self.logits(3),
+                    substring="VERSION_SOURCE_LOGITS or VERSION_SOURCE_IMAGES")
+        self.expect(grpc.StatusCode.INVALID_ARGUMENT, self.stats.ListVersions,
+                    st.ListVersionsRequest(source=store.VERSION_SOURCE_UNSPECIFIED),
+                    substring="source must be")
+        self.expect(grpc.StatusCode.INVALID_ARGUMENT, self.stats.GetVersion,
+                    st.GetVersionRequest(view=7), substring="view must be")
 
     def test_deleting_the_active_version(self):
         self.expect(grpc.StatusCode.FAILED_PRECONDITION, self.stats.DeleteVersion,

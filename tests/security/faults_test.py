@@ -79,7 +79,7 @@ class FaultsTest(unittest.TestCase):
             self.assertEqual(shown.returncode, 0, shown.stderr)
         active = logn("stats", "show", "active", "--server", server.address, "--json")
         if active.returncode == 0:
-            version = int(json.loads(active.stdout)["version"]["version"])
+            version = int(json.loads(active.stdout)["statistics_version"]["version"])
             self.assertIn(version, targets | set(numbers))
             self.assertIn(version, numbers)
         else:
@@ -95,7 +95,7 @@ class FaultsTest(unittest.TestCase):
                 while not stop.is_set():
                     r = self.calibrate(server, "--activate")
                     if r.returncode == 0:
-                        v = int(json.loads(r.stdout)["version"]["version"])
+                        v = int(json.loads(r.stdout)["statistics_version"]["version"])
                         committed.add(v)
                         targets.add(v)
 
@@ -135,7 +135,7 @@ class FaultsTest(unittest.TestCase):
         with self.server("outage", self.pg_url) as server:
             r = self.calibrate(server, "--activate")
             self.assertEqual(r.returncode, 0, r.stderr)
-            version = json.loads(r.stdout)["version"]["version"]
+            version = json.loads(r.stdout)["statistics_version"]["version"]
             self.assertEqual(logn("detect", "--server", server.address, image).returncode, 0)
             self.pg("halt")
             try:
@@ -143,7 +143,7 @@ class FaultsTest(unittest.TestCase):
                 for _ in range(5):
                     r = logn("detect", "--server", server.address, image)
                     self.assertEqual(r.returncode, 0, r.stderr)
-                    self.assertIn(f'"statistics_version":{version}', r.stdout)
+                    self.assertIn(f'"version":{version}', r.stdout)
                 for argv in (["stats", "list"], ["stats", "activate", version]):
                     r = logn(*argv, "--server", server.address, "--retries", "1")
                     self.assertEqual(r.returncode, 1, r.stdout)
@@ -161,9 +161,9 @@ class FaultsTest(unittest.TestCase):
                 time.sleep(0.2)
             r = self.calibrate(server, "--activate")
             self.assertEqual(r.returncode, 0, r.stderr)
-            new_version = json.loads(r.stdout)["version"]["version"]
+            new_version = json.loads(r.stdout)["statistics_version"]["version"]
             r = logn("detect", "--server", server.address, image)
-            self.assertIn(f'"statistics_version":{new_version}', r.stdout)
+            self.assertIn(f'"version":{new_version}', r.stdout)
 
     def test_sqlite_on_a_full_disk_is_resource_exhausted_then_recovers(self):
         disk = os.path.join(self.dir, "small_disk")
@@ -184,7 +184,7 @@ class FaultsTest(unittest.TestCase):
         with self.server("full_disk", f"sqlite://{disk}/stats.db") as server:
             r = self.calibrate(server, "--activate")
             self.assertEqual(r.returncode, 0, r.stderr)
-            committed = {int(json.loads(r.stdout)["version"]["version"])}
+            committed = {int(json.loads(r.stdout)["statistics_version"]["version"])}
             filler = os.path.join(disk, "filler")
             fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
             try:
@@ -198,7 +198,7 @@ class FaultsTest(unittest.TestCase):
             for _ in range(200):  # SQLite reuses free WAL pages first, then needs new ones
                 r = self.calibrate(server)
                 if r.returncode == 0:
-                    committed.add(int(json.loads(r.stdout)["version"]["version"]))
+                    committed.add(int(json.loads(r.stdout)["statistics_version"]["version"]))
                     continue
                 exhausted = r
                 break
@@ -209,7 +209,7 @@ class FaultsTest(unittest.TestCase):
             os.remove(filler)
             r = self.calibrate(server)
             self.assertEqual(r.returncode, 0, r.stderr)
-            committed.add(int(json.loads(r.stdout)["version"]["version"]))
+            committed.add(int(json.loads(r.stdout)["statistics_version"]["version"]))
             self.check_store(server, committed, committed)
         # The file survives a restart intact.
         with self.server("full_disk", f"sqlite://{disk}/stats.db") as server:

@@ -107,7 +107,7 @@ class TlsAndTokenTest(unittest.TestCase):
         image = os.path.join(ARGS.data, "val", sorted(os.listdir(os.path.join(ARGS.data, "val")))[0])
         r = logn("detect", *self.mtls(), image)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn('"statistics_version":1', r.stdout)
+        self.assertIn('"version":1', r.stdout)
 
     def test_tls_without_client_certificates(self):
         server = LognServer(ARGS.server_binary, ARGS.model, os.path.join(self.dir, "tls"),

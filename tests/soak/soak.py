@@ -56,7 +56,7 @@ def main() -> int:
         first = run("calibrate", "--server", server.address, "--logits", logits[0], "--activate",
                     "--json")
         assert first.returncode == 0, first.stderr
-        committed = [int(json.loads(first.stdout)["version"]["version"])]
+        committed = [int(json.loads(first.stdout)["statistics_version"]["version"])]
         failures, switches, calibrations = [], 0, 0
         samples = []  # (seconds since start, RSS MB)
         stop = threading.Event()
@@ -70,7 +70,8 @@ def main() -> int:
                     r = run("calibrate", "--server", server.address, "--logits",
                             random.choice(logits), "--json")
                     if r.returncode == 0:
-                        committed.append(int(json.loads(r.stdout)["version"]["version"]))
+                        committed.append(
+                            int(json.loads(r.stdout)["statistics_version"]["version"]))
                         calibrations += 1
                     else:
                         failures.append(("calibrate", r.stderr.strip()))
@@ -104,7 +105,8 @@ def main() -> int:
         broken = []
         for v in committed:
             r = run("stats", "show", str(v), "--statistics", "--server", server.address, "--json")
-            if r.returncode != 0 or int(json.loads(r.stdout)["version"]["rows_seen"]) != ROWS:
+            if (r.returncode != 0 or
+                    int(json.loads(r.stdout)["statistics_version"]["rows_seen"]) != ROWS):
                 broken.append(v)
 
     after_warmup = [m for t, m in samples if args.warmup <= t < args.warmup + 60]

@@ -40,7 +40,7 @@ absl::Status ApplyAll(Client& client, const ApplyOptions& options, LogitsReader&
     if (!n.ok()) return n.status();
     if (*n == 0) return absl::OkStatus();
     v1::ApplyRequest request;
-    *request.mutable_statistics() = options.statistics;
+    *request.mutable_selector() = options.selector;
     *request.mutable_calibration() = options.setting;
     request.set_include_scores(!options.scores_path.empty());
     request.mutable_logits()->set_rows(*n);
@@ -48,7 +48,7 @@ absl::Status ApplyAll(Client& client, const ApplyOptions& options, LogitsReader&
     request.mutable_logits()->set_data(values.data(), values.size() * sizeof(float));
     absl::StatusOr<v1::ApplyResponse> response = client.Apply(request);
     if (!response.ok()) return response.status();
-    applied->version = response->statistics_version();
+    applied->version = response->version();
     AppendFloats(response->logits(), &applied->logits);
     if (!options.scores_path.empty()) AppendFloats(response->scores(), &applied->scores);
   }
@@ -64,7 +64,7 @@ ApplyOptions ParseApplyOptions(const Args& args) {
   }
   o.width = static_cast<int32_t>(args.Int("--width", 0, 1, 1 << 20));
   o.rows_per_batch = args.Int("--batch-rows", 0, 1, int64_t{1} << 30);
-  o.statistics = ReadSelector(args);
+  o.selector = ReadSelector(args);
   o.setting = ReadMethod(args);
   return o;
 }

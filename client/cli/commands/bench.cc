@@ -38,7 +38,7 @@ BenchCommandOptions ParseBenchOptions(const Args& args) {
   b.images_per_request = static_cast<int>(args.Int("--batch", 1, 1, 1024));
   b.csv_path = args.Get("--csv");
   b.json_path = args.Get("--json");
-  *b.request_template.mutable_statistics() = ReadSelector(args);
+  *b.request_template.mutable_selector() = ReadSelector(args);
   *b.request_template.add_calibrations() = ReadMethod(args);
   *b.request_template.mutable_postprocess() = ReadPostprocess(args);
   return o;

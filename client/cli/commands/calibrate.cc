@@ -61,10 +61,10 @@ absl::StatusOr<std::unique_ptr<CalibrationInput>> OpenInput(const CalibrateOptio
 
 v1::CalibrateHeader HeaderFor(const CalibrateOptions& options) {
   v1::CalibrateHeader header;
-  header.set_source(options.dataset_path.empty() ? v1::CALIBRATION_SOURCE_LOGITS
-                                                 : v1::CALIBRATION_SOURCE_IMAGES);
+  header.set_source(options.dataset_path.empty() ? v1::VERSION_SOURCE_LOGITS
+                                                 : v1::VERSION_SOURCE_IMAGES);
   header.set_description(options.description);
-  header.set_activate_on_commit(options.activate);
+  header.set_activate(options.activate);
   header.set_job_id(options.job_id);
   header.set_partial(options.partial);
   header.set_checkpoint_every_batches(options.checkpoint_every);
@@ -83,8 +83,8 @@ absl::StatusOr<ResumePoint> Resume(Client& client, v1::CalibrateHeader* header, 
   if (!resume.ok()) return resume.status();
   if (resume->checkpoint.has_value()) {
     *io.err << "calibrate: resuming job '" << header->job_id() << "' after batch "
-            << resume->first_batch << " (" << resume->checkpoint->rows() << " rows, "
-            << resume->checkpoint->images() << " images)\n";
+            << resume->first_batch << " (" << resume->checkpoint->rows_seen() << " rows, "
+            << resume->checkpoint->images_seen() << " images)\n";
   } else {
     *io.err << "calibrate: job '" << header->job_id()
             << "' has no checkpoint: starting from the beginning\n";
@@ -116,9 +116,9 @@ absl::StatusOr<v1::ImageBatch> BuildImageBatch(const CalibrateOptions& options,
     absl::StatusOr<std::string> bytes =
         ReadFileToString((fs::path(options.images_dir) / image.file_name).string());
     if (!bytes.ok()) return bytes.status();
-    v1::AnnotatedImage* annotated = batch.add_images();
+    v1::AnnotatedImage* annotated = batch.add_annotated_images();
     annotated->mutable_image()->set_encoded(*std::move(bytes));
-    annotated->mutable_image()->set_id(absl::StrCat(image.id));
+    annotated->mutable_image()->set_image_id(absl::StrCat(image.id));
     auto it = input.annotations.find(image.id);
     if (it == input.annotations.end()) continue;
     for (const LvisAnnotation* a : it->second) {
@@ -184,7 +184,7 @@ absl::StatusOr<v1::CalibrateResponse> Stream(Client& client, const v1::Calibrate
   }
   absl::StatusOr<v1::CalibrateResponse> response = (*writer)->Commit();
   if (!response.ok()) return response.status();
-  progress.Update(response->rows(), response->images());
+  progress.Update(response->rows_seen(), response->images_seen());
   progress.Finish();
   return response;
 }
@@ -292,11 +292,11 @@ int RunCalibrate(Client& client, const CalibrateOptions& options, const Io& io) 
   if (options.json) {
     *io.out << ProtoJson(*response) << "\n";
   } else {
-    *io.out << absl::StrFormat("committed version %d: %d rows, %d images, %d batches in %s%s%s\n",
-                               response->version().version(), response->rows(), response->images(),
-                               response->batches(), FormatSeconds(absl::Now() - start),
-                               options.partial ? " (partial)" : "",
-                               options.activate ? " (active)" : "");
+    *io.out << absl::StrFormat(
+        "committed version %d: %d rows, %d images, %d batches in %s%s%s\n",
+        response->statistics_version().version(), response->rows_seen(), response->images_seen(),
+        response->batches_seen(), FormatSeconds(absl::Now() - start),
+        options.partial ? " (partial)" : "", options.activate ? " (active)" : "");
   }
   return kExitOk;
 }

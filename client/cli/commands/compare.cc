@@ -24,7 +24,7 @@ std::vector<v1::CalibrationSetting> CompareSettings(bool include_loga) {
   auto add = [&](const std::string& name, v1::CalibrationMethod method) -> v1::CalibrationSetting& {
     settings.emplace_back();
     settings.back().set_name(name);
-    settings.back().set_method(method);
+    settings.back().set_calibration_method(method);
     return settings.back();
   };
   // The plain methods' rows are named after them.
@@ -107,8 +107,8 @@ absl::StatusOr<Detections> DetectAll(Client& client, const CompareOptions& optio
         ReadFileToString((fs::path(options.images_dir) / image.file_name).string());
     if (!bytes.ok()) return bytes.status();
     request.add_images()->set_encoded(*std::move(bytes));
-    request.mutable_images(0)->set_id(absl::StrCat(image.id));
-    *request.mutable_statistics() = options.statistics;
+    request.mutable_images(0)->set_image_id(absl::StrCat(image.id));
+    *request.mutable_selector() = options.selector;
     *request.mutable_postprocess() = options.postprocess;
     for (const auto& s : settings) *request.add_calibrations() = s;
     absl::StatusOr<v1::DetectResponse> response = client.Detect(request);
@@ -116,9 +116,9 @@ absl::StatusOr<Detections> DetectAll(Client& client, const CompareOptions& optio
       return absl::Status(response.status().code(),
                           absl::StrCat("image ", image.id, ": ", response.status().message()));
     }
-    out.statistics_version = response->statistics_version();
+    out.statistics_version = response->version();
     for (int k = 0; k < response->results_size() && k < static_cast<int>(settings.size()); ++k) {
-      for (const v1::Detection& d : response->results(k).images(0).detections()) {
+      for (const v1::Detection& d : response->results(k).image_detections(0).detections()) {
         out.by_setting[k].push_back(ToLvisDetection(image.id, d));
       }
     }
@@ -167,7 +167,7 @@ CompareOptions ParseCompareOptions(const Args& args) {
   CompareOptions o;
   o.gt_path = args.Required("--gt");
   o.images_dir = args.Required("--images");
-  o.statistics = ReadSelector(args);
+  o.selector = ReadSelector(args);
   o.postprocess = ReadPostprocess(args);
   o.json = args.Has("--json");
   o.out_path = args.Get("--out");

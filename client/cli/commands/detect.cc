@@ -55,7 +55,7 @@ absl::StatusOr<v1::DetectRequest> BuildRequest(const DetectOptions& options, siz
   const size_t end =
       std::min(options.images.size(), begin + static_cast<size_t>(options.images_per_request));
   v1::DetectRequest request;
-  *request.mutable_statistics() = options.statistics;
+  *request.mutable_selector() = options.selector;
   *request.add_calibrations() = options.setting;
   *request.mutable_postprocess() = options.postprocess;
   request.set_request_id(std::to_string(begin));
@@ -64,7 +64,7 @@ absl::StatusOr<v1::DetectRequest> BuildRequest(const DetectOptions& options, siz
     if (!bytes.ok()) return bytes.status();
     v1::Image* image = request.add_images();
     image->set_encoded(*std::move(bytes));
-    image->set_id(options.images[i]);
+    image->set_image_id(options.images[i]);
   }
   return request;
 }
@@ -72,11 +72,10 @@ absl::StatusOr<v1::DetectRequest> BuildRequest(const DetectOptions& options, siz
 // One JSON line per image of a response.
 void PrintJsonLines(const v1::DetectResponse& response, const Io& io) {
   const v1::CalibrationResult& result = response.results(0);
-  for (const v1::ImageDetections& image : result.images()) {
+  for (const v1::ImageDetections& image : result.image_detections()) {
     std::string line = absl::StrCat("{\"image\":", JsonString(image.image_id()),
                                     ",\"setting\":", JsonString(SettingName(result.setting())),
-                                    ",\"statistics_version\":", response.statistics_version(),
-                                    ",\"detections\":[");
+                                    ",\"version\":", response.version(), ",\"detections\":[");
     for (int j = 0; j < image.detections_size(); ++j) {
       const v1::Detection& d = image.detections(j);
       absl::StrAppendFormat(&line,
@@ -116,7 +115,7 @@ absl::Status DetectStreamed(Client& client, const DetectOptions& options,
         read_error = request.status();
         break;
       }
-      if (!stream->Write(*request)) break;
+      if (!stream->Write(*std::move(request))) break;
     }
     stream->WritesDone();
   });
@@ -134,7 +133,7 @@ DetectOptions ParseDetectOptions(const Args& args) {
   if (args.positional().empty()) args.Fail("no IMAGE given");
   DetectOptions o;
   o.images = args.positional();
-  o.statistics = ReadSelector(args);
+  o.selector = ReadSelector(args);
   o.setting = ReadMethod(args);
   o.postprocess = ReadPostprocess(args);
   o.images_per_request = static_cast<int>(args.Int("--batch", 4, 1, 1024));
@@ -157,8 +156,8 @@ int RunDetect(Client& client, const DetectOptions& options, const Io& io) {
   const ResponseHandler handle = [&](size_t begin, const v1::DetectResponse& response) {
     if (!lvis) return PrintJsonLines(response, io);
     const v1::CalibrationResult& result = response.results(0);
-    for (int k = 0; k < result.images_size(); ++k) {
-      for (const v1::Detection& d : result.images(k).detections()) {
+    for (int k = 0; k < result.image_detections_size(); ++k) {
+      for (const v1::Detection& d : result.image_detections(k).detections()) {
         results.push_back(ToLvisDetection(image_ids[begin + k], d));
       }
     }
@@ -185,8 +184,9 @@ Command DetectCommand() {
           R"(usage: logn detect --server ADDR [flags] IMAGE...
 
 Detects objects in JPEG/PNG files. Prints one JSON line per image:
-  {"image":PATH,"setting":"logn","statistics_version":N,
+  {"image":PATH,"setting":"logn","version":N,
    "detections":[{"category_id":C,"score":S,"box":[x1,y1,x2,y2]},...]}
+("version": the statistics version used, as in DetectResponse; 0 for none / loga)
 or writes an LVIS/COCO results file with --lvis-results.
 
 )",

@@ -28,8 +28,11 @@ struct StatsActionSpec {
 // In help order.
 constexpr StatsActionSpec kStatsActions[] = {
     {StatsAction::kList, "list",
-     "  list [--json]                          every version, ascending\n", 0, "no arguments",
-     nullptr, &RunStatsList},
+     "  list [--job-id ID] [--source logits|images|merge|import] [--partial|--complete]\n"
+     "       [--json]                          the versions, ascending; each filter given\n"
+     "                                         keeps those that match it (--job-id \"\":\n"
+     "                                         the versions without a job id)\n",
+     0, "no arguments", nullptr, &RunStatsList},
     {StatsAction::kShow, "show", "  show VERSION|ALIAS [--statistics] [--json]\n", 1,
      "VERSION|ALIAS", &ParseSelectorArgument, &RunStatsShow},
     {StatsAction::kActivate, "activate",
@@ -47,8 +50,8 @@ constexpr StatsActionSpec kStatsActions[] = {
      "  export VERSION|ALIAS [--out FILE] [--format json|binary]   (stdout without --out)\n", 1,
      "VERSION|ALIAS", &ParseSelectorArgument, &RunStatsExport},
     {StatsAction::kImport, "import",
-     "  import FILE [--format json|binary] [--description TEXT] [--activate] [--json]\n", 1, "FILE",
-     &ParseStatsImport, &RunStatsImport},
+     "  import FILE [--description TEXT] [--activate] [--json]   (JSON or binary: detected)\n", 1,
+     "FILE", &ParseStatsImport, &RunStatsImport},
     {StatsAction::kMerge, "merge",
      "  merge VERSION VERSION... [--activate] [--partial] [--description TEXT]\n"
      "        [--job-id ID] [--json]           one version from exact-mode shards\n",
@@ -99,7 +102,7 @@ void ParseVersionArgument(const std::vector<std::string>& pos, const Args& args,
 
 void ParseSelectorArgument(const std::vector<std::string>& pos, const Args& args,
                            StatsOptions* options) {
-  options->version = ParseSelectorText(args, pos[1]);
+  options->selector = ParseSelectorText(args, pos[1]);
 }
 
 std::string AliasMoved(const std::string& alias, int64_t version, int64_t previous) {
@@ -117,6 +120,30 @@ void PrintJsonOrText(const Io& io, bool json, const google::protobuf::Message& m
 
 namespace {
 
+// Every action takes every flag, meaning the same; an action reads only its arguments.
+void ReadStatsFlags(const Args& args, StatsOptions& o) {
+  o.json = args.Has("--json");
+  o.include_statistics = args.Has("--statistics");
+  o.out_path = args.Get("--out");
+  o.description = args.Get("--description");
+  o.activate = args.Has("--activate");
+  o.partial = args.Has("--partial");
+  o.complete = args.Has("--complete");
+  if (o.partial && o.complete) args.Fail("--partial and --complete are exclusive");
+  if (args.Has("--job-id")) o.job_id = args.Get("--job-id");
+  if (args.Has("--format") && !ParseEnumName(args.Get("--format"), &o.export_format)) {
+    args.Fail("--format must be json or binary");
+  }
+  if (args.Has("--source")) {
+    v1::VersionSource source;
+    if (ParseEnumName(args.Get("--source"), &source)) {
+      o.source = source;
+    } else {
+      args.Fail("--source must be logits, images, merge or import");
+    }
+  }
+}
+
 StatsOptions ParseStatsOptions(const Args& args) {
   StatsOptions o;
   const std::vector<std::string>& pos = args.positional();
@@ -124,17 +151,7 @@ StatsOptions ParseStatsOptions(const Args& args) {
     args.FailFirst("missing ACTION (list, show, activate, ...)");
     return o;
   }
-  // Every action takes every flag, meaning the same; an action reads only its arguments.
-  o.json = args.Has("--json");
-  o.include_statistics = args.Has("--statistics");
-  o.out_path = args.Get("--out");
-  o.description = args.Get("--description");
-  o.activate = args.Has("--activate");
-  o.partial = args.Has("--partial");
-  o.job_id = args.Get("--job-id");
-  if (args.Has("--format") && !ParseEnumName(args.Get("--format"), &o.format)) {
-    args.Fail("--format must be json or binary");
-  }
+  ReadStatsFlags(args, o);
   const StatsActionSpec* spec =
       FindAction([&](const StatsActionSpec& s) { return pos[0] == s.name; });
   if (spec == nullptr) {
@@ -162,8 +179,8 @@ Command StatsCommand() {
   return {"stats",
           ActionNames(),
           StatsUsage(),
-          FlagSpec{{"--out", "--format", "--description", "--job-id"},
-                   {"--json", "--statistics", "--activate", "--partial"},
+          FlagSpec{{"--out", "--format", "--description", "--job-id", "--source"},
+                   {"--json", "--statistics", "--activate", "--partial", "--complete"},
                    /*connects=*/true,
                    /*positional=*/true},
           ParseInto(&ParseStatsOptions),

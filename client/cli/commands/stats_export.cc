@@ -8,8 +8,8 @@ namespace logn::cli {
 
 int RunStatsExport(Client& client, const StatsOptions& options, const Io& io) {
   v1::ExportVersionRequest request;
-  *request.mutable_version() = options.version;
-  request.set_format(options.format);
+  *request.mutable_selector() = options.selector;
+  request.set_export_format(options.export_format);
   absl::StatusOr<v1::ExportVersionResponse> r = client.ExportVersion(request);
   if (!r.ok()) return ReportError(io, "stats export", r.status());
   if (options.out_path.empty()) {
@@ -19,7 +19,7 @@ int RunStatsExport(Client& client, const StatsOptions& options, const Io& io) {
   if (absl::Status s = WriteFile(options.out_path, r->content()); !s.ok()) {
     return ReportError(io, "stats export", s);
   }
-  *io.err << "exported version " << SelectorText(options.version) << " (" << r->content().size()
+  *io.err << "exported version " << SelectorText(options.selector) << " (" << r->content().size()
           << " bytes) to " << options.out_path << "\n";
   return kExitOk;
 }

@@ -6,8 +6,12 @@
 
 namespace logn::cli {
 
-void ParseStatsImport(const std::vector<std::string>& pos, const Args&, StatsOptions* o) {
+void ParseStatsImport(const std::vector<std::string>& pos, const Args& args, StatsOptions* o) {
   o->path = pos[1];
+  // ImportVersion has no format field: the server tells JSON from binary by the content.
+  if (args.Has("--format")) {
+    args.Fail("stats import takes no --format: the server detects it from the file's content");
+  }
 }
 
 int RunStatsImport(Client& client, const StatsOptions& options, const Io& io) {
@@ -15,13 +19,12 @@ int RunStatsImport(Client& client, const StatsOptions& options, const Io& io) {
   if (!content.ok()) return ReportError(io, "stats import", content.status());
   v1::ImportVersionRequest request;
   request.set_content(*std::move(content));
-  request.set_format(options.format);
   request.set_description(options.description);
   request.set_activate(options.activate);
   return PrintOrReport(io, "stats import", client.ImportVersion(request),
                        [&](const v1::ImportVersionResponse& r) {
-                         PrintJsonOrText(io, options.json, r.version(), [&] {
-                           *io.out << "imported as version " << r.version().version()
+                         PrintJsonOrText(io, options.json, r.statistics_version(), [&] {
+                           *io.out << "imported as version " << r.statistics_version().version()
                                    << (options.activate ? " (active)" : "") << "\n";
                          });
                        });

@@ -18,11 +18,11 @@ int RunStatsMerge(Client& client, const StatsOptions& options, const Io& io) {
   v1::MergeRequest request;
   for (int64_t v : options.merge_versions) request.add_versions(v);
   request.set_description(options.description);
-  request.set_job_id(options.job_id);
+  request.set_job_id(options.job_id.value_or(""));
   request.set_activate(options.activate);
   request.set_partial(options.partial);
   return PrintOrReport(io, "stats merge", client.Merge(request), [&](const v1::MergeResponse& r) {
-    const v1::VersionInfo& v = r.version();
+    const v1::StatisticsVersion& v = r.statistics_version();
     PrintJsonOrText(io, options.json, v, [&] {
       *io.out << "merged versions " << absl::StrJoin(v.parent_versions(), ", ") << " into version "
               << v.version() << ": " << v.rows_seen() << " rows, " << v.images_seen() << " images"

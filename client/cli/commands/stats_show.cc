@@ -11,8 +11,7 @@
 namespace logn::cli {
 namespace {
 
-void PrintText(const v1::GetVersionResponse& got, bool include_statistics, const Io& io) {
-  const v1::VersionInfo& v = got.version();
+void PrintText(const v1::StatisticsVersion& v, bool include_statistics, const Io& io) {
   *io.out << VersionHeader() << VersionLine(v) << "\n";
   *io.out << "model " << v.model().name() << " sha256 " << v.model().sha256() << "\n"
           << "payload_sha256 " << v.payload_sha256() << (v.partial() ? " (partial)" : "") << "\n";
@@ -20,7 +19,7 @@ void PrintText(const v1::GetVersionResponse& got, bool include_statistics, const
     *io.out << "parents " << absl::StrJoin(v.parent_versions(), ",") << "\n";
   }
   if (!include_statistics) return;
-  const v1::Statistics& s = got.statistics();
+  const v1::Statistics& s = v.statistics();
   *io.out << "column        mean    variance\n";
   for (int j = 0; j < s.mean_size(); ++j) {
     *io.out << absl::StrFormat("%6d  %10.5g  %10.5g\n", j, s.mean(j),
@@ -32,11 +31,12 @@ void PrintText(const v1::GetVersionResponse& got, bool include_statistics, const
 
 int RunStatsShow(Client& client, const StatsOptions& options, const Io& io) {
   v1::GetVersionRequest request;
-  *request.mutable_version() = options.version;
-  request.set_include_statistics(options.include_statistics);
+  *request.mutable_selector() = options.selector;
+  request.set_view(options.include_statistics ? v1::VERSION_VIEW_FULL : v1::VERSION_VIEW_BASIC);
   absl::StatusOr<v1::GetVersionResponse> got = client.GetVersion(request);
   if (!got.ok()) return ReportError(io, "stats show", got.status());
-  PrintJsonOrText(io, options.json, *got, [&] { PrintText(*got, options.include_statistics, io); });
+  PrintJsonOrText(io, options.json, *got,
+                  [&] { PrintText(got->statistics_version(), options.include_statistics, io); });
   return kExitOk;
 }
 

@@ -1,0 +1,27 @@
+#ifndef LOGN_STORE_VERSION_PROTO_H_
+#define LOGN_STORE_VERSION_PROTO_H_
+
+// The store's types as logn.v1 messages: the one VersionSource converter of the tree, and the
+// one writer of the version resource (logn.v1.StatisticsVersion) that both the RPC responses
+// and the export files are built from.
+
+#include "absl/status/statusor.h"
+#include "logn/v1/store.pb.h"
+#include "store/stats_store.h"
+
+namespace logn {
+
+v1::VersionSource VersionSourceToProto(VersionSource source);
+// INVALID_ARGUMENT for UNSPECIFIED (never a valid source) and unknown numbers:
+// "source must be VERSION_SOURCE_LOGITS, _IMAGES, _MERGE or _IMPORT, got N".
+absl::StatusOr<VersionSource> VersionSourceFromProto(v1::VersionSource source);
+
+// Replaces `proto` with the basic view of the version `info` describes: `format`
+// (kVersionExportFormat) and every provenance field; `statistics` and `aliases` are left
+// empty (an export adds the statistics, a response the aliases and, in the full view, the
+// statistics).
+void VersionInfoToProto(const VersionInfo& info, v1::StatisticsVersion* proto);
+
+}  // namespace logn
+
+#endif  // LOGN_STORE_VERSION_PROTO_H_
