@@ -7,6 +7,7 @@
 #include <malloc.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -40,11 +41,13 @@ ABSL_FLAG(std::string, torchvision_ops, "",
           "Shared library registering custom ops (torchvision's _C.so), loaded before the model");
 ABSL_FLAG(std::string, store, "sqlite:///var/lib/logn/stats.db",
           "Statistics store URL: sqlite:///path or postgres://user:pass@host:port/db");
-ABSL_FLAG(int32_t, intra_op_threads, 0, "Threads per forward pass (0: all cores)");
-ABSL_FLAG(bool, optimize_for_inference, false,
+// Defaults measured on the demo detector (docs/performance.md, "Threads"): one thread per forward
+// pass and one forward pass per core beat every other split, at concurrency 1 and 8.
+ABSL_FLAG(int32_t, intra_op_threads, 1, "Threads per forward pass (0: all cores)");
+ABSL_FLAG(bool, optimize_for_inference, true,
           "Freeze the model and apply torch.jit.optimize_for_inference at load, kept only when its "
           "outputs match the original's on a probe image");
-ABSL_FLAG(int32_t, executor_threads, 2, "Requests processed concurrently");
+ABSL_FLAG(int32_t, executor_threads, 0, "Requests processed concurrently (0: one per core)");
 ABSL_FLAG(int64_t, max_queue, 64,
           "Requests waiting beyond the running ones (more: RESOURCE_EXHAUSTED); at least 1");
 ABSL_FLAG(int32_t, max_message_bytes, 64 << 20, "Largest gRPC message in bytes");
@@ -140,7 +143,10 @@ absl::StatusOr<logn::GrpcServerOptions> ServerOptionsFromFlags() {
   logn::GrpcServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
-  options.executor.num_threads = absl::GetFlag(FLAGS_executor_threads);
+  const int32_t executor_threads = absl::GetFlag(FLAGS_executor_threads);
+  options.executor.num_threads =
+      executor_threads != 0 ? executor_threads
+                            : static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
   options.executor.max_queued = absl::GetFlag(FLAGS_max_queue);
   options.batching.max_batch_images = absl::GetFlag(FLAGS_max_batch);
   options.batching.max_queue_delay = absl::Microseconds(absl::GetFlag(FLAGS_max_queue_delay_us));

@@ -72,7 +72,7 @@ class DetectorRuntime {
     // Freeze the TorchScript module and apply torch::jit::optimize_for_inference (oneDNN
     // convolutions, batch norm folded into them), kept only when the optimised model's outputs
     // match the original's on a probe image at load (tolerances in detector_runtime.cc).
-    bool optimize_for_inference = false;
+    bool optimize_for_inference = true;
   };
 
   // Loads and validates the model: parses the manifest, loads the ops library and the TorchScript
