@@ -85,6 +85,24 @@ void BM_ExactAccumulate(benchmark::State& state) {
   SetBytes(state, rows);
 }
 
+// Repeat-factor weights (LVIS-like: most rows 1, some up to ~4, a few 0), the weighted kernel.
+void BM_ExactAccumulateWeighted(benchmark::State& state) {
+  const int64_t rows = state.range(0);
+  const std::vector<float> logits = RandomLogits(rows);
+  absl::BitGen gen;
+  std::vector<double> weights(rows);
+  for (double& w : weights) {
+    const double u = absl::Uniform<double>(gen, 0.0, 1.0);
+    w = u < 0.05 ? 0.0 : u < 0.7 ? 1.0 : absl::Uniform<double>(gen, 1.0, 4.0);
+  }
+  ExactAccumulator accumulator(Layout());
+  const LogitBatchView batch{logits.data(), rows, Layout().width()};
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(accumulator.Add(batch, weights));
+  }
+  SetBytes(state, rows);
+}
+
 void BM_EmaAccumulate(benchmark::State& state) {
   const int64_t rows = state.range(0);
   const std::vector<float> logits = RandomLogits(rows);
@@ -113,6 +131,7 @@ void BM_Softmax(benchmark::State& state) {
 BENCHMARK(BM_Memcpy)->Arg(512)->Arg(100000)->UseRealTime();
 BENCHMARK(BM_LogNApply)->Arg(512)->Arg(100000)->UseRealTime();
 BENCHMARK(BM_ExactAccumulate)->Arg(512)->Arg(100000)->UseRealTime();
+BENCHMARK(BM_ExactAccumulateWeighted)->Arg(512)->Arg(100000)->UseRealTime();
 BENCHMARK(BM_EmaAccumulate)->Arg(512)->Arg(100000)->UseRealTime();
 BENCHMARK(BM_Softmax)->Arg(512)->UseRealTime();
 

@@ -3,6 +3,9 @@
 //      time: p50 of each and the overhead ratio.
 //   4. Calibrate ingest of precomputed [512 x 1204] float32 batches vs a raw-bytes sink RPC
 //      carrying the same bytes over the same loopback transport: bytes/s of each.
+//   0. The ceiling: images/s of the model's forward pass alone (decode and preprocessing
+//      included, one image per call), in-process on --ceiling_threads threads of
+//      --intra_op_threads each: what serving at concurrency 8 is compared with.
 // Prints one JSON object. Run by bench/serving_report.py.
 #include <algorithm>
 #include <cstdlib>
@@ -11,6 +14,7 @@
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -32,6 +36,9 @@ ABSL_FLAG(std::string, lvis_model, "", "a 1,203-class contract model for figure 
 ABSL_FLAG(int32_t, batches, 200, "LogitBatch messages of 512 x 1204 per ingest run");
 ABSL_FLAG(int32_t, intra_op_threads, 1, "torch threads per forward pass");
 ABSL_FLAG(std::string, work_dir, "/tmp/logn_serving_bench", "stores go here");
+ABSL_FLAG(int32_t, ceiling_threads, 2, "threads calling Forward for the ceiling (the server's "
+          "executor threads)");
+ABSL_FLAG(double, ceiling_seconds, 10, "duration of the ceiling measurement");
 
 namespace logn {
 namespace {
@@ -105,6 +112,30 @@ std::unique_ptr<Server> StartServer(const std::string& model, const std::string&
   return s;
 }
 
+void CeilingFigure(const std::vector<std::string>& images, const DetectorRuntime& runtime) {
+  const int threads = absl::GetFlag(FLAGS_ceiling_threads);
+  const absl::Duration duration = absl::Seconds(absl::GetFlag(FLAGS_ceiling_seconds));
+  std::vector<int64_t> done(threads, 0);
+  std::vector<std::thread> workers;
+  const absl::Time start = absl::Now();
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      for (size_t i = t; absl::Now() - start < duration; i += threads) {
+        const ImageSource image = ImageSource::Encoded(images[i % images.size()]);
+        if (!runtime.Forward({&image, 1}).ok()) std::abort();
+        ++done[t];
+      }
+    });
+  }
+  for (std::thread& w : workers) w.join();
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  int64_t total = 0;
+  for (int64_t d : done) total += d;
+  std::cout << absl::StrFormat(
+      "\"ceiling\":{\"threads\":%d,\"images\":%d,\"seconds\":%.3f,\"images_per_s\":%.3f},",
+      threads, total, seconds, total / seconds);
+}
+
 void DetectFigure() {
   std::vector<std::string> images;
   for (const fs::directory_entry& e : fs::directory_iterator(absl::GetFlag(FLAGS_images))) {
@@ -141,6 +172,7 @@ void DetectFigure() {
       "\"detect\":{\"requests\":%d,\"inprocess_p50_ms\":%.4f,\"grpc_p50_ms\":%.4f,"
       "\"overhead\":%.4f},",
       n, p_in, p_grpc, p_grpc / p_in - 1);
+  CeilingFigure(images, s->core->runtime());
 }
 
 void IngestFigure() {

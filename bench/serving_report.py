@@ -7,6 +7,8 @@
   4. Calibrate ingest of [512 x 1204] batches vs a raw-bytes sink RPC      (serving_bench)
   5. the calibration kernels vs memcpy                                    (calibration_bench)
   6. server RSS at rest, under load, per in-flight request                (/proc/PID/status)
+  7. the ceiling: serving at concurrency 8 vs the in-process forward pass's images/s with the
+     same threads                                                         (serving_bench)
 
     serving_report.py --build build --images out/demo/full/data-full/val [--duration 10]
 
@@ -175,6 +177,14 @@ def print_tables(r) -> None:
     print("\n6. logn_server RSS")
     print("| at rest MB | peak under load (c = 16) MB | per in-flight request MB |\n|---|---|---|")
     print(f"| {m['rest_mb']:.0f} | {m['load_peak_mb']:.0f} | {m['per_in_flight_mb']:.1f} |")
+    c = r["ceiling"]
+    off8, on8 = level(r["unbatched"], 8), level(r["batched"], 8)
+    print("\n7. Ceiling: serving at concurrency 8 vs the in-process forward pass (same threads)")
+    print("| in-process forward images/s (%d threads) | serving off images/s | fraction (target >= 0.9) "
+          "| serving on images/s | fraction |\n|---|---|---|---|---|" % c["threads"])
+    print(f"| {c['images_per_s']:.1f} | {off8['images_per_second']:.1f} | "
+          f"{off8['images_per_second'] / c['images_per_s']:.2f} | {on8['images_per_second']:.1f} | "
+          f"{on8['images_per_second'] / c['images_per_s']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,29 @@ __attribute__((target_clones("avx2", "default"))) void ShiftedSums(
   }
 }
 
+// The same with row weights: s1 = Σw·(x − shift), s2 = Σw·(x − shift)²; returns Σw. A weight of
+// 1 rounds exactly as the unweighted kernel does (w·d = d), so weights of 1 change nothing.
+// Zero-weight rows are not skipped: 0·NaN and 0·Inf stay NaN, so bad values are still caught.
+__attribute__((target_clones("avx2", "default"))) double WeightedShiftedSums(
+    const float* __restrict data, const double* __restrict weights, int64_t rows, int64_t width,
+    const double* __restrict shift, double* __restrict s1, double* __restrict s2) {
+  std::fill(s1, s1 + width, 0.0);
+  std::fill(s2, s2 + width, 0.0);
+  double total = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = data + r * width;
+    const double w = weights[r];
+    total += w;
+    for (int64_t j = 0; j < width; ++j) {
+      const double d = static_cast<double>(row[j]) - shift[j];
+      const double wd = w * d;
+      s1[j] += wd;
+      s2[j] += wd * d;
+    }
+  }
+  return total;
+}
+
 absl::Status CheckShape(const LogitLayout& layout, const LogitBatchView& batch) {
   if (batch.width != layout.width()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -62,10 +85,28 @@ absl::Status FindNonFinite(const LogitBatchView& batch) {
 // LVIS width are 1.2 MB, so a block's sums stay in L1 while its rows stream through once.
 constexpr int64_t kBlockRows = 256;
 
-// Reduces a batch of validated shape to its mean and M2 in one pass over the data, or
-// INVALID_ARGUMENT naming the first non-finite value. `scratch` needs 2·width doubles.
-absl::Status BatchMoments(const LogitBatchView& batch, double* mean, double* m2,
-                          std::vector<double>* scratch) {
+absl::Status CheckRowWeights(const LogitBatchView& batch, absl::Span<const double> weights) {
+  if (weights.empty()) return absl::OkStatus();
+  if (static_cast<int64_t>(weights.size()) != batch.rows) {
+    return absl::InvalidArgumentError(absl::StrCat("logit batch has ", batch.rows, " rows but ",
+                                                   weights.size(), " row weights"));
+  }
+  for (size_t r = 0; r < weights.size(); ++r) {
+    if (!(weights[r] >= 0) || !std::isfinite(weights[r])) {
+      return absl::InvalidArgumentError(absl::StrCat("row weight ", weights[r], " at row ", r,
+                                                     " is not a finite value >= 0"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Reduces a batch of validated shape (and weights) to its mean, M2 and total weight (rows when
+// `weights` is empty) in one pass over the data, or INVALID_ARGUMENT naming the first non-finite
+// value. `scratch` needs 2·width doubles. A batch of total weight 0 has mean = its first row and
+// M2 = 0, which the callers never fold in.
+absl::StatusOr<double> BatchMoments(const LogitBatchView& batch,
+                                    absl::Span<const double> weights, double* mean, double* m2,
+                                    std::vector<double>* scratch) {
   const int64_t width = batch.width;
   scratch->resize(2 * width);
   double* s1 = scratch->data();
@@ -73,29 +114,45 @@ absl::Status BatchMoments(const LogitBatchView& batch, double* mean, double* m2,
   // The first block shifts by the batch's first row, later ones by the mean so far.
   std::copy(batch.data, batch.data + width, mean);
   std::fill(m2, m2 + width, 0.0);
-  int64_t seen = 0;
+  double seen = 0;
   bool finite = true;
   for (int64_t start = 0; start < batch.rows; start += kBlockRows) {
     const int64_t n = std::min(kBlockRows, batch.rows - start);
-    ShiftedSums(batch.data + start * width, n, width, mean, s1, s2);
-    const double nb = static_cast<double>(n);
-    const double na = static_cast<double>(seen);
+    const float* block = batch.data + start * width;
+    double nb = static_cast<double>(n);
+    if (weights.empty()) {
+      ShiftedSums(block, n, width, mean, s1, s2);
+    } else {
+      nb = WeightedShiftedSums(block, weights.data() + start, n, width, mean, s1, s2);
+    }
+    if (nb == 0) {  // weightless rows: nothing to fold, but their values are still checked
+      for (int64_t j = 0; j < width; ++j) finite &= std::isfinite(s1[j]) && std::isfinite(s2[j]);
+      continue;
+    }
+    const double na = seen;
     const double total = na + nb;
     for (int64_t j = 0; j < width; ++j) {
       finite &= std::isfinite(s1[j]) && std::isfinite(s2[j]);
       // Block moments about the shift, folded in with Chan et al.'s formula; the block mean
-      // minus the current mean is exactly s1/n.
+      // minus the current mean is exactly s1/n (s1/Σw when weighted).
       const double delta = s1[j] / nb;
       const double block_m2 = std::max(0.0, s2[j] - s1[j] * delta);
       mean[j] += delta * (nb / total);
       m2[j] += block_m2 + delta * delta * (na * nb / total);
     }
-    seen += n;
+    if (!weights.empty()) {  // finite sums can still overflow here, with huge weights
+      for (int64_t j = 0; j < width; ++j) finite &= std::isfinite(mean[j]) && std::isfinite(m2[j]);
+    }
+    seen = total;
   }
   // A NaN or ±Inf anywhere in a column makes its sums non-finite, so the slow scan runs only
   // for a bad batch.
-  if (!finite) return FindNonFinite(batch);
-  return absl::OkStatus();
+  if (!finite) {
+    LOGN_RETURN_IF_ERROR(FindNonFinite(batch));
+    return absl::InvalidArgumentError(
+        "the batch's weighted sums overflow float64: its row weights are too large");
+  }
+  return seen;
 }
 
 }  // namespace
@@ -115,30 +172,38 @@ ExactAccumulator::ExactAccumulator(const LogitLayout& layout)
       batch_mean_(layout.width(), 0.0),
       batch_m2_(layout.width(), 0.0) {}
 
-void ExactAccumulator::FoldMoments(int64_t n, const double* mean, const double* m2) {
-  if (n == 0) return;
-  if (count_ == 0) {
+void ExactAccumulator::FoldMoments(int64_t rows, double weight, const double* mean,
+                                   const double* m2) {
+  count_ += rows;
+  if (weight == 0) return;  // weightless rows count as rows, nothing else
+  if (weight_ == 0) {
     std::copy(mean, mean + mean_.size(), mean_.begin());
     std::copy(m2, m2 + m2_.size(), m2_.begin());
-    count_ = n;
+    weight_ = weight;
     return;
   }
-  // Chan, Golub & LeVeque's pairwise update.
-  const double na = static_cast<double>(count_);
-  const double nb = static_cast<double>(n);
+  // Chan, Golub & LeVeque's pairwise update, with weights in place of counts (each row counts
+  // `w` times), which is exact for frequency weights.
+  const double na = weight_;
+  const double nb = weight;
   const double total = na + nb;
   for (size_t j = 0; j < mean_.size(); ++j) {
     const double delta = mean[j] - mean_[j];
     mean_[j] += delta * (nb / total);
     m2_[j] += m2[j] + delta * delta * (na * nb / total);
   }
-  count_ += n;
+  weight_ = total;
 }
 
-absl::Status ExactAccumulator::Add(const LogitBatchView& batch) {
+absl::Status ExactAccumulator::Add(const LogitBatchView& batch,
+                                   absl::Span<const double> row_weights) {
   LOGN_RETURN_IF_ERROR(CheckShape(layout_, batch));
-  LOGN_RETURN_IF_ERROR(BatchMoments(batch, batch_mean_.data(), batch_m2_.data(), &scratch_));
-  FoldMoments(batch.rows, batch_mean_.data(), batch_m2_.data());
+  LOGN_RETURN_IF_ERROR(CheckRowWeights(batch, row_weights));
+  LOGN_ASSIGN_OR_RETURN(
+      const double weight,
+      BatchMoments(batch, row_weights, batch_mean_.data(), batch_m2_.data(), &scratch_));
+  FoldMoments(batch.rows, weight, batch_mean_.data(), batch_m2_.data());
+  weighted_ |= !row_weights.empty();
   ++batches_;
   return absl::OkStatus();
 }
@@ -149,7 +214,8 @@ absl::Status ExactAccumulator::Merge(const ExactAccumulator& other) {
                                                    other.layout_.DebugString(), " into ",
                                                    layout_.DebugString()));
   }
-  FoldMoments(other.count_, other.mean_.data(), other.m2_.data());
+  FoldMoments(other.count_, other.weight_, other.mean_.data(), other.m2_.data());
+  weighted_ |= other.weighted_;
   batches_ += other.batches_;
   return absl::OkStatus();
 }
@@ -165,10 +231,12 @@ absl::Status ExactAccumulator::MergeSnapshot(const Statistics& snapshot) {
                                                    snapshot.layout.DebugString(), " into ",
                                                    layout_.DebugString()));
   }
+  const double weight = snapshot.effective_weight();
   std::vector<double> m2(snapshot.variance.size());
-  const double dof = snapshot.count > 1 ? static_cast<double>(snapshot.count - 1) : 0.0;
+  const double dof = weight > 1 ? weight - 1 : 0.0;
   for (size_t j = 0; j < m2.size(); ++j) m2[j] = snapshot.variance[j] * dof;
-  FoldMoments(snapshot.count, snapshot.mean.data(), m2.data());
+  FoldMoments(snapshot.count, weight, snapshot.mean.data(), m2.data());
+  weighted_ |= snapshot.total_weight > 0;
   batches_ += snapshot.provenance.batches_seen;
   return absl::OkStatus();
 }
@@ -177,13 +245,18 @@ absl::StatusOr<Statistics> ExactAccumulator::Snapshot() const {
   if (count_ == 0) {
     return absl::FailedPreconditionError("no logits were accumulated: statistics need rows");
   }
+  if (weight_ == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the ", count_, " rows accumulated all have weight 0: statistics need a positive weight"));
+  }
   Statistics stats;
   stats.layout = layout_;
   stats.count = count_;
   stats.method = AccumulationMethod::kExact;
+  stats.total_weight = weighted_ ? weight_ : 0.0;
   stats.mean = mean_;
   stats.variance.resize(m2_.size());
-  const double dof = count_ > 1 ? static_cast<double>(count_ - 1) : 0.0;
+  const double dof = weight_ > 1 ? weight_ - 1 : 0.0;
   for (size_t j = 0; j < m2_.size(); ++j) stats.variance[j] = dof > 0 ? m2_[j] / dof : 0.0;
   stats.provenance.batches_seen = batches_;
   return stats;
@@ -221,16 +294,25 @@ absl::StatusOr<EmaAccumulator> EmaAccumulator::CreateFrom(const Statistics& init
   return accumulator;
 }
 
-absl::Status EmaAccumulator::Add(const LogitBatchView& batch) {
+absl::Status EmaAccumulator::Add(const LogitBatchView& batch,
+                                 absl::Span<const double> row_weights) {
   LOGN_RETURN_IF_ERROR(CheckShape(layout_, batch));
   if (batch.rows < 2) {
     return absl::InvalidArgumentError(
         "EMA statistics need batches of at least 2 rows: the unbiased variance of one row is "
         "undefined (BatchNorm refuses it too)");
   }
-  LOGN_RETURN_IF_ERROR(BatchMoments(batch, batch_mean_.data(), batch_m2_.data(), &scratch_));
+  LOGN_RETURN_IF_ERROR(CheckRowWeights(batch, row_weights));
+  LOGN_ASSIGN_OR_RETURN(
+      const double weight,
+      BatchMoments(batch, row_weights, batch_mean_.data(), batch_m2_.data(), &scratch_));
+  if (!(weight > 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "EMA statistics need a batch whose row weights sum to more than 1 (the unbiased variance "
+        "divides by the sum minus 1); this one sums to ", weight));
+  }
   const double m = momentum_;
-  const double dof = static_cast<double>(batch.rows - 1);
+  const double dof = weight - 1;
   for (size_t j = 0; j < running_mean_.size(); ++j) {
     running_mean_[j] = (1 - m) * running_mean_[j] + m * batch_mean_[j];
     running_var_[j] = (1 - m) * running_var_[j] + m * (batch_m2_[j] / dof);

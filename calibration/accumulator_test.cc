@@ -175,6 +175,137 @@ TEST(ExactAccumulatorTest, EmptySnapshotIsFailedPrecondition) {
   EXPECT_EQ(a.Snapshot().status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+std::vector<double> RandomWeights(absl::BitGen& gen, int64_t rows) {
+  std::vector<double> weights(rows);
+  for (double& w : weights) w = absl::Uniform<double>(gen, 0.0, 4.0);
+  return weights;
+}
+
+TEST(ExactAccumulatorWeightsTest, WeightsOfOneGiveExactlyTheUnweightedResult) {
+  absl::BitGen gen;
+  constexpr int64_t kRows = 3000;  // several blocks
+  const std::vector<float> values = RandomRows(gen, kRows, kLayout.width());
+  ExactAccumulator plain(kLayout), ones(kLayout);
+  ASSERT_TRUE(plain.Add(LogitBatchView::Of(values, kLayout.width())).ok());
+  ASSERT_TRUE(ones.Add(LogitBatchView::Of(values, kLayout.width()),
+                       std::vector<double>(kRows, 1.0)).ok());
+  const Statistics a = plain.Snapshot().value(), b = ones.Snapshot().value();
+  EXPECT_EQ(a.mean, b.mean);  // bit for bit: w·d = d when w = 1
+  EXPECT_EQ(a.variance, b.variance);
+  EXPECT_EQ(a.count, b.count);
+  EXPECT_FALSE(plain.weighted());
+  EXPECT_EQ(a.total_weight, 0.0);  // unweighted: the weight is the count
+  EXPECT_TRUE(ones.weighted());
+  EXPECT_EQ(b.total_weight, static_cast<double>(kRows));
+  EXPECT_EQ(a.effective_weight(), b.effective_weight());
+}
+
+TEST(ExactAccumulatorWeightsTest, IntegerWeightsEqualRepeatedRowsAndZeroWeightsEqualNoRow) {
+  absl::BitGen gen;
+  constexpr int64_t kRows = 700;
+  const int32_t width = kLayout.width();
+  const std::vector<float> values = RandomRows(gen, kRows, width);
+  std::vector<double> weights(kRows);
+  std::vector<float> repeated;
+  for (int64_t r = 0; r < kRows; ++r) {
+    weights[r] = static_cast<double>(absl::Uniform<int>(gen, 0, 4));  // 0, 1, 2 or 3
+    for (int k = 0; k < weights[r]; ++k) {
+      repeated.insert(repeated.end(), values.begin() + r * width,
+                      values.begin() + (r + 1) * width);
+    }
+  }
+  ExactAccumulator weighted(kLayout), expanded(kLayout);
+  // In uneven batches, to cross block and batch boundaries.
+  for (int64_t start = 0; start < kRows; start += 333) {
+    const int64_t n = std::min<int64_t>(333, kRows - start);
+    ASSERT_TRUE(weighted
+                    .Add({values.data() + start * width, n, width},
+                         absl::MakeConstSpan(weights).subspan(start, n))
+                    .ok());
+  }
+  ASSERT_TRUE(expanded.Add(LogitBatchView::Of(repeated, width)).ok());
+  const Statistics w = weighted.Snapshot().value(), e = expanded.Snapshot().value();
+  EXPECT_EQ(w.count, kRows);  // rows, whatever their weights
+  EXPECT_EQ(w.total_weight, static_cast<double>(e.count));
+  for (int j = 0; j < width; ++j) {
+    EXPECT_LE(RelativeError(w.mean[j], e.mean[j]), 1e-12) << "column " << j;
+    EXPECT_LE(RelativeError(w.variance[j], e.variance[j]), 1e-12) << "column " << j;
+  }
+}
+
+TEST(ExactAccumulatorWeightsTest, ZeroWeightBatchesCountRowsButNoWeight) {
+  absl::BitGen gen;
+  const std::vector<float> values = RandomRows(gen, 20, kLayout.width());
+  const LogitBatchView batch = LogitBatchView::Of(values, kLayout.width());
+  ExactAccumulator accumulator(kLayout);
+  ASSERT_TRUE(accumulator.Add(batch, std::vector<double>(20, 0.0)).ok());
+  EXPECT_EQ(accumulator.count(), 20);
+  EXPECT_EQ(accumulator.total_weight(), 0.0);
+  const auto empty = accumulator.Snapshot().status();
+  EXPECT_EQ(empty.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(empty.message()), HasSubstr("weight 0"));
+
+  // Then weighted rows: the zero-weight ones changed nothing but the row count.
+  std::vector<double> weights = RandomWeights(gen, 20);
+  ASSERT_TRUE(accumulator.Add(batch, weights).ok());
+  ExactAccumulator reference(kLayout);
+  ASSERT_TRUE(reference.Add(batch, weights).ok());
+  const Statistics a = accumulator.Snapshot().value(), b = reference.Snapshot().value();
+  EXPECT_EQ(a.count, 40);
+  EXPECT_EQ(a.total_weight, b.total_weight);
+  EXPECT_EQ(a.mean, b.mean);
+  EXPECT_EQ(a.variance, b.variance);
+}
+
+TEST(ExactAccumulatorWeightsTest, VarianceDividesByTotalWeightMinusOne) {
+  const LogitLayout layout{1, BackgroundPosition::kFirst};
+  const std::vector<float> rows = {1, 10, 3, 20, 8, 60};  // 3 rows x 2
+  ExactAccumulator accumulator(layout);
+  ASSERT_TRUE(accumulator.Add(LogitBatchView::Of(rows, 2), std::vector<double>{0.5, 2, 1.5}).ok());
+  const Statistics stats = accumulator.Snapshot().value();
+  // W = 4; column 0: mean (0.5 + 6 + 12) / 4 = 4.625, M2 = Σw(x − mean)².
+  const double mean = (0.5 * 1 + 2 * 3 + 1.5 * 8) / 4;
+  const double m2 = 0.5 * (1 - mean) * (1 - mean) + 2 * (3 - mean) * (3 - mean) +
+                    1.5 * (8 - mean) * (8 - mean);
+  EXPECT_EQ(stats.total_weight, 4.0);
+  EXPECT_DOUBLE_EQ(stats.mean[0], mean);
+  EXPECT_DOUBLE_EQ(stats.variance[0], m2 / 3);
+
+  // W <= 1: the variance is 0 (as with one unweighted row).
+  ExactAccumulator light(layout);
+  ASSERT_TRUE(light.Add(LogitBatchView::Of(rows, 2), std::vector<double>{0.25, 0.5, 0.25}).ok());
+  const Statistics small = light.Snapshot().value();
+  EXPECT_EQ(small.total_weight, 1.0);
+  EXPECT_DOUBLE_EQ(small.mean[0], (0.25 * 1 + 0.5 * 3 + 0.25 * 8) / 1.0);
+  EXPECT_EQ(small.variance[0], 0.0);
+}
+
+TEST(ExactAccumulatorWeightsTest, WeightedSnapshotsMergeLikeAccumulators) {
+  absl::BitGen gen;
+  const std::vector<float> a = RandomRows(gen, 1000, kLayout.width());
+  const std::vector<float> b = RandomRows(gen, 700, kLayout.width());
+  const std::vector<double> wa = RandomWeights(gen, 1000), wb = RandomWeights(gen, 700);
+  ExactAccumulator left(kLayout), right(kLayout), via_snapshot(kLayout), unweighted(kLayout);
+  ASSERT_TRUE(left.Add(LogitBatchView::Of(a, kLayout.width()), wa).ok());
+  ASSERT_TRUE(right.Add(LogitBatchView::Of(b, kLayout.width()), wb).ok());
+  ASSERT_TRUE(unweighted.Add(LogitBatchView::Of(b, kLayout.width())).ok());
+  ASSERT_TRUE(via_snapshot.MergeSnapshot(left.Snapshot().value()).ok());
+  EXPECT_TRUE(via_snapshot.weighted());
+  ASSERT_TRUE(via_snapshot.MergeSnapshot(right.Snapshot().value()).ok());
+  ASSERT_TRUE(left.Merge(right).ok());
+  const Statistics x = left.Snapshot().value(), y = via_snapshot.Snapshot().value();
+  EXPECT_EQ(y.count, 1700);
+  EXPECT_LE(RelativeError(y.total_weight, x.total_weight), 1e-15);
+  for (int j = 0; j < kLayout.width(); ++j) {
+    EXPECT_LE(RelativeError(y.mean[j], x.mean[j]), 1e-12);
+    EXPECT_LE(RelativeError(y.variance[j], x.variance[j]), 1e-12);
+  }
+  // Weighted and unweighted rows mix: unweighted rows weigh 1.
+  ASSERT_TRUE(left.MergeSnapshot(unweighted.Snapshot().value()).ok());
+  EXPECT_EQ(left.count(), 2400);
+  EXPECT_LE(RelativeError(left.total_weight(), x.total_weight + 700), 1e-15);
+}
+
 // Every refused batch names the problem and leaves the accumulator exactly as it was.
 class BadBatchTest : public ::testing::Test {
  protected:
@@ -193,6 +324,19 @@ class BadBatchTest : public ::testing::Test {
       EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
       EXPECT_THAT(std::string(status.message()), HasSubstr(message_part));
     }
+    ExpectUnchanged();
+  }
+
+  void ExpectWeightsRefused(const LogitBatchView& batch, const std::vector<double>& weights,
+                            const std::string& message_part) {
+    for (const absl::Status& status : {exact_.Add(batch, weights), ema_.Add(batch, weights)}) {
+      EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_THAT(std::string(status.message()), HasSubstr(message_part));
+    }
+    ExpectUnchanged();
+  }
+
+  void ExpectUnchanged() {
     const Statistics exact_after = exact_.Snapshot().value();
     const Statistics ema_after = ema_.Snapshot();
     EXPECT_EQ(exact_after.count, exact_before_.count);
@@ -234,6 +378,30 @@ TEST_F(BadBatchTest, ZeroRowsAreRefused) {
   ExpectRefused({good_.data(), 0, kLayout.width()}, "0 rows");
 }
 
+TEST_F(BadBatchTest, BadRowWeightsAreRefusedNamingTheRow) {
+  const LogitBatchView batch = LogitBatchView::Of(good_, kLayout.width());
+  ExpectWeightsRefused(batch, std::vector<double>(9, 1.0), "9 row weights");
+  ExpectWeightsRefused(batch, std::vector<double>(11, 1.0), "11 row weights");
+  std::vector<double> weights(10, 1.0);
+  weights[4] = -0.5;
+  ExpectWeightsRefused(batch, weights, "at row 4");
+  weights[4] = 1.0;
+  weights[6] = std::numeric_limits<double>::quiet_NaN();
+  ExpectWeightsRefused(batch, weights, "at row 6");
+  weights[6] = std::numeric_limits<double>::infinity();
+  ExpectWeightsRefused(batch, weights, "at row 6");
+  weights[6] = 1e308;  // finite, but Σw·(x − shift)² overflows
+  ExpectWeightsRefused(batch, weights, "overflow");
+}
+
+TEST_F(BadBatchTest, NonFiniteLogitsAreRefusedEvenWithWeightZero) {
+  std::vector<float> bad = good_;
+  bad[2 * kLayout.width() + 3] = std::numeric_limits<float>::infinity();
+  std::vector<double> weights(10, 1.0);
+  weights[2] = 0.0;
+  ExpectWeightsRefused(LogitBatchView::Of(bad, kLayout.width()), weights, "row 2, column 3");
+}
+
 TEST(EmaAccumulatorTest, FollowsBatchNormRunningStatistics) {
   // momentum 1 keeps exactly the last batch's mean and unbiased variance.
   const std::vector<float> rows = {1, 10, 3, 20, 8, 60};  // 3 rows x 2
@@ -254,6 +422,32 @@ TEST(EmaAccumulatorTest, FollowsBatchNormRunningStatistics) {
   EXPECT_DOUBLE_EQ(stats.variance[0], 0.75 * 1.0 + 0.25 * 13.0);
   EXPECT_EQ(stats.method, AccumulationMethod::kEma);
   EXPECT_EQ(stats.count, 3);
+}
+
+TEST(EmaAccumulatorTest, WeightedBatchStatisticsAreFrequencyWeighted) {
+  const std::vector<float> rows = {1, 10, 3, 20, 8, 60};  // 3 rows x 2
+  const LogitLayout layout{1, BackgroundPosition::kFirst};
+  // Weights {1, 2, 1} are the batch {row 0, row 1, row 1, row 2}.
+  EmaAccumulator weighted = EmaAccumulator::Create(layout, 1.0).value();
+  ASSERT_TRUE(weighted.Add(LogitBatchView::Of(rows, 2), std::vector<double>{1, 2, 1}).ok());
+  const std::vector<float> expanded = {1, 10, 3, 20, 3, 20, 8, 60};
+  EmaAccumulator reference = EmaAccumulator::Create(layout, 1.0).value();
+  ASSERT_TRUE(reference.Add(LogitBatchView::Of(expanded, 2)).ok());
+  const Statistics a = weighted.Snapshot(), b = reference.Snapshot();
+  EXPECT_DOUBLE_EQ(a.mean[0], 3.75);
+  for (int j = 0; j < 2; ++j) {
+    EXPECT_DOUBLE_EQ(a.mean[j], b.mean[j]);
+    EXPECT_DOUBLE_EQ(a.variance[j], b.variance[j]);
+  }
+  EXPECT_EQ(a.count, 3);  // rows
+  EXPECT_EQ(a.total_weight, 0.0);  // EMA statistics are not weighted sums
+
+  // Weights summing to 1 or less leave the unbiased variance undefined.
+  const absl::Status light =
+      weighted.Add(LogitBatchView::Of(rows, 2), std::vector<double>{0.5, 0.25, 0.25});
+  EXPECT_EQ(light.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(light.message()), HasSubstr("more than 1"));
+  EXPECT_EQ(weighted.count(), 3);
 }
 
 TEST(EmaAccumulatorTest, StartsFromSnapshot) {

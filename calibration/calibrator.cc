@@ -12,15 +12,19 @@
 namespace logn {
 namespace {
 
-// One multiply-add per element over contiguous rows. Cloned for AVX2+FMA and resolved at load
-// time; the portable clone rounds x*s+b twice, the FMA clone once (both well inside float32
-// tolerances).
-__attribute__((target_clones("arch=haswell", "default"))) void AffineRows(
-    float* __restrict data, int64_t rows, int64_t width, const float* __restrict scale,
-    const float* __restrict shift) {
+// x̂ = (x − hi)·scale + tail over contiguous rows, tail = −lo·scale the part of the centre that
+// float32 hi could not hold. x − hi is exact for x within a factor 2 of hi (Sterbenz) and
+// otherwise rounds relative to itself, so the error stays a few float32 ulps of x̂ instead of
+// ulps of centre·scale (x·scale + shift cancels two large rounded terms when x̂ is small).
+// Cloned for AVX2+FMA and resolved at load time: the FMA clone rounds (x − hi)·scale + tail once,
+// the portable one twice (both within the documented bound). A subtraction and a multiply-add
+// per element: within a few % of the lone multiply-add it replaced (BM_LogNApply).
+__attribute__((target_clones("arch=haswell", "default"))) void CentreScaleRows(
+    float* __restrict data, int64_t rows, int64_t width, const float* __restrict hi,
+    const float* __restrict scale, const float* __restrict tail) {
   for (int64_t r = 0; r < rows; ++r) {
     float* row = data + r * width;
-    for (int64_t j = 0; j < width; ++j) row[j] = row[j] * scale[j] + shift[j];
+    for (int64_t j = 0; j < width; ++j) row[j] = (row[j] - hi[j]) * scale[j] + tail[j];
   }
 }
 
@@ -129,7 +133,22 @@ std::string CalibrationSpec::DebugString() const {
 }
 
 Calibrator::Calibrator(const LogitLayout& layout, CalibrationMethod method)
-    : layout_(layout), method_(method), scale_(layout.width(), 1.0f), shift_(layout.width(), 0.0f) {}
+    : layout_(layout),
+      method_(method),
+      scale_(layout.width(), 1.0f),
+      shift_(layout.width(), 0.0f),
+      shift_lo_(layout.width(), 0.0f),
+      tail_(layout.width(), 0.0f) {}
+
+void Calibrator::SetColumn(int32_t j, double centre, float scale) {
+  const float hi = static_cast<float>(centre);
+  // centre − hi is exact in double (hi is centre's nearest float32).
+  const double lo = std::isfinite(hi) ? centre - static_cast<double>(hi) : 0.0;
+  shift_[j] = hi;
+  shift_lo_[j] = static_cast<float>(lo);
+  scale_[j] = scale;
+  tail_[j] = static_cast<float>(-lo * scale);
+}
 
 Calibrator Calibrator::Identity(const LogitLayout& layout) {
   return Calibrator(layout, CalibrationMethod::kNone);
@@ -145,11 +164,15 @@ absl::StatusOr<Calibrator> Calibrator::ForLogN(const Statistics& stats,
   Calibrator calibrator(stats.layout, CalibrationMethod::kLogN);
   double beta = 0;
   if (options.use_beta) {
-    LOGN_ASSIGN_OR_RETURN(beta, ChooseBeta(stats, options));
+    LOGN_ASSIGN_OR_RETURN(beta, ChooseBeta(stats, options));  // refuses an impossible policy
+    // The one place the rule lives: without a background, Eq. 1 has no β, and an adaptive β
+    // (a foreground mean), divided by each class's σ, would reorder the classes.
+    if (!stats.layout.has_background() && options.beta_policy != BetaPolicy::kConstant) beta = 0;
   }
   calibrator.beta_ = beta;
 
-  // Everything is folded into x·scale + shift in float64, then rounded once to float32.
+  // The centre μ − β and the scale are computed in float64, then rounded to float32 (the centre
+  // as a hi + lo pair).
   auto normaliser = [&](double variance) {
     if (!options.use_std) return 1.0;
     const double denom = options.official_formula
@@ -160,18 +183,15 @@ absl::StatusOr<Calibrator> Calibrator::ForLogN(const Statistics& stats,
   const LogitLayout& layout = stats.layout;
   for (int32_t j = 0; j < layout.width(); ++j) {
     const bool is_background = j == layout.background_column();
-    if (is_background && !options.normalize_background) continue;  // untouched: x·1 + 0
-    const double scale = normaliser(stats.variance[j]);
+    if (is_background && !options.normalize_background) continue;  // untouched: (x − 0)·1
     const double mean = options.use_mean ? stats.mean[j] : 0.0;
     // β calibrates the foreground only: on the background it would undo itself.
     const double offset = is_background ? 0.0 : beta;
-    calibrator.scale_[j] = static_cast<float>(scale);
-    calibrator.shift_[j] = static_cast<float>((offset - mean) * scale);
+    calibrator.SetColumn(j, mean - offset, static_cast<float>(normaliser(stats.variance[j])));
   }
-  if (!std::all_of(calibrator.scale_.begin(), calibrator.scale_.end(),
-                   [](float v) { return std::isfinite(v); }) ||
-      !std::all_of(calibrator.shift_.begin(), calibrator.shift_.end(),
-                   [](float v) { return std::isfinite(v); })) {
+  const auto finite = [](float v) { return std::isfinite(v); };
+  if (!std::all_of(calibrator.scale_.begin(), calibrator.scale_.end(), finite) ||
+      !std::all_of(calibrator.shift_.begin(), calibrator.shift_.end(), finite)) {
     return absl::InvalidArgumentError(
         "these statistics overflow float32 under LogN (a variance of 0 with epsilon 0?): set "
         "epsilon > 0 or use the official formula's variance floor");
@@ -202,8 +222,14 @@ absl::StatusOr<Calibrator> Calibrator::ForLogA(const LogitLayout& layout,
   }
   Calibrator calibrator(layout, CalibrationMethod::kLogA);
   for (int32_t c = 0; c < layout.num_classes; ++c) {
+    // x − τ·log π = (x − centre)·1 with centre τ·log π.
     const double log_prior = std::log(class_counts[c] / total);
-    calibrator.shift_[layout.foreground_column(c)] = static_cast<float>(-options.tau * log_prior);
+    calibrator.SetColumn(layout.foreground_column(c), options.tau * log_prior, 1.0f);
+  }
+  if (!std::all_of(calibrator.shift_.begin(), calibrator.shift_.end(),
+                   [](float v) { return std::isfinite(v); })) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("LogA tau ", options.tau, " times a log prior overflows float32"));
   }
   return calibrator;
 }
@@ -221,7 +247,7 @@ absl::Status Calibrator::Apply(absl::Span<float> data) const {
 
 void Calibrator::ApplyUnchecked(float* data, int64_t rows) const {
   if (method_ == CalibrationMethod::kNone) return;
-  AffineRows(data, rows, layout_.width(), scale_.data(), shift_.data());
+  CentreScaleRows(data, rows, layout_.width(), shift_.data(), scale_.data(), tail_.data());
 }
 
 absl::StatusOr<Calibrator> MakeCalibrator(const CalibrationSpec& spec, const LogitLayout& layout,

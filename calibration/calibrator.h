@@ -35,6 +35,10 @@ absl::Status ParseBetaPolicy(absl::string_view text, BetaPolicy* out);
 struct LogNOptions {
   bool use_mean = true;
   bool use_std = true;
+  // β calibrates the foreground against the background (Eq. 2). A classifier without a
+  // background column (BackgroundPosition::kNone) gets Eq. 1, which has no β: there β applies
+  // only with an explicit constant (beta_policy = kConstant); the adaptive policies are ignored
+  // (Calibrator::beta() is then 0), except kBackgroundMean, which is refused.
   bool use_beta = true;
   BetaPolicy beta_policy = BetaPolicy::kMinForegroundMean;
   double beta_constant = 0.0;  // with BetaPolicy::kConstant
@@ -72,42 +76,64 @@ struct CalibrationSpec {
   std::string DebugString() const;
 };
 
-// A per-column affine map x̂ = x·scale + shift, precomputed once per statistics version, applied
-// with one fused multiply-add per element. Immutable and thread-safe once built.
+// A per-column affine map x̂ = (x − centre)·scale, precomputed once per statistics version. The
+// centre is held as a float32 pair shift + shift_lo and applied as
+// x̂ = (x − shift)·scale − shift_lo·scale: centring first keeps the result accurate when x̂ is
+// small next to μ/σ (x ≈ 50, σ = 0.05), where x·scale + shift would cancel two large rounded
+// terms. The error is a few float32 ulps of x̂: within 1e-6·(1 + |x̂|) of the float64 formula on
+// the float32 input (tested for |μ − β|/σ up to 1e3 and more). Immutable and thread-safe once
+// built.
 class Calibrator {
  public:
   // The identity: method none.
   static Calibrator Identity(const LogitLayout& layout);
-  // LogN from statistics. INVALID_ARGUMENT if the statistics do not validate, or
-  // beta_policy = background_mean without a background column.
+  // LogN from statistics. INVALID_ARGUMENT if the statistics do not validate, beta_policy =
+  // background_mean without a background column, or the map overflows float32. Without a
+  // background column β is 0 unless beta_policy is kConstant (see LogNOptions::use_beta).
   static absl::StatusOr<Calibrator> ForLogN(const Statistics& stats, const LogNOptions& options);
   // LogA from per-foreground-class training counts (C entries, all > 0; instance counts in
-  // detection). INVALID_ARGUMENT on a wrong length or a non-positive / non-finite count.
+  // detection). INVALID_ARGUMENT on a wrong length, a non-positive / non-finite count, or a τ so
+  // large that τ·log π overflows float32.
   static absl::StatusOr<Calibrator> ForLogA(const LogitLayout& layout,
                                             absl::Span<const double> class_counts,
                                             const LogAOptions& options);
 
   const LogitLayout& layout() const { return layout_; }
   CalibrationMethod method() const { return method_; }
-  // β actually used (0 when none / LogA / use_beta off).
+  // β actually used (0 when none / LogA / use_beta off / no background without a constant β).
   double beta() const { return beta_; }
+  // Per column (layout().width() entries): the multiplier, rounded to float32: 1/sqrt(σ² + ε)
+  // (official formula: 1/sqrt(max(σ², 1e-11))) for a LogN column with use_std, 1 otherwise.
   absl::Span<const float> scale() const { return scale_; }
+  // Per column: the centre subtracted before scaling, rounded to float32: μ − β for a LogN
+  // foreground column (μ alone for a normalised background, −β without use_mean), τ·log π_c for
+  // LogA, 0 for an untouched column. NOT the additive term of x·scale + shift: that is
+  // −(shift + shift_lo)·scale.
   absl::Span<const float> shift() const { return shift_; }
+  // Per column: the float32 rounding error of shift() (centre − shift), so that shift + shift_lo
+  // carries the centre to about 2^-48 relative; 0 for an untouched column.
+  absl::Span<const float> shift_lo() const { return shift_lo_; }
 
   // Calibrates `rows` rows of layout().width() floats in place. `data.size()` must be
-  // rows * width; INVALID_ARGUMENT otherwise (values are not checked: NaN in, NaN out).
+  // rows * width; INVALID_ARGUMENT otherwise (values are not checked: NaN in, NaN out; a finite
+  // value can overflow to ±Inf, e.g. under the official formula's 1e-11 variance floor).
   absl::Status Apply(absl::Span<float> data) const;
   // The same, without the size check: the caller guarantees `rows * width` floats at `data`.
   void ApplyUnchecked(float* data, int64_t rows) const;
 
  private:
   Calibrator(const LogitLayout& layout, CalibrationMethod method);
+  // Sets column j to x̂ = (x − centre)·scale, the centre split into the float32 pair
+  // shift_[j] + shift_lo_[j].
+  void SetColumn(int32_t j, double centre, float scale);
 
   LogitLayout layout_;
   CalibrationMethod method_;
   double beta_ = 0.0;
   std::vector<float> scale_;
   std::vector<float> shift_;
+  std::vector<float> shift_lo_;
+  std::vector<float> tail_;  // −shift_lo·scale: what the kernel adds after scaling
 };
 
 // Builds the calibrator a spec describes. `stats` is needed for LogN, `class_counts` for LogA.

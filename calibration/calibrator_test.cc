@@ -1,10 +1,13 @@
 #include "calibration/calibrator.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <random>
 #include <vector>
 
 #include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
 #include "calibration/softmax.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -139,9 +142,12 @@ TEST(LogNTest, NormalizeBackgroundIsPlainBatchNormInference) {
   options.normalize_background = true;
   const Calibrator calibrator = Calibrator::ForLogN(stats, options).value();
   for (int j = 0; j < stats.layout.width(); ++j) {
-    EXPECT_FLOAT_EQ(calibrator.scale()[j], static_cast<float>(1 / std::sqrt(stats.variance[j] + 1e-5)));
-    EXPECT_FLOAT_EQ(calibrator.shift()[j],
-                    static_cast<float>(-stats.mean[j] / std::sqrt(stats.variance[j] + 1e-5)));
+    EXPECT_FLOAT_EQ(calibrator.scale()[j],
+                    static_cast<float>(1 / std::sqrt(stats.variance[j] + 1e-5)));
+    // shift is the centre (here μ), shift_lo what float32 rounding left of it.
+    EXPECT_EQ(calibrator.shift()[j], static_cast<float>(stats.mean[j]));
+    EXPECT_EQ(static_cast<double>(calibrator.shift()[j]) + calibrator.shift_lo()[j],
+              stats.mean[j]);
   }
   ExpectLogN(stats, options, 0.0);
 }
@@ -168,12 +174,138 @@ TEST(LogNTest, BackgroundFirstAndLastAgreeAfterPermutation) {
 TEST(LogNTest, NoBackgroundLayoutNormalisesEveryColumn) {
   const Statistics stats = MakeStats(BackgroundPosition::kNone);
   ASSERT_EQ(stats.layout.width(), 5);
-  ExpectLogN(stats, LogNOptions(), -6.0);
+  // Eq. 1: no β without a background, whatever the adaptive policy...
+  ExpectLogN(stats, LogNOptions(), 0.0);
+  for (BetaPolicy policy : {BetaPolicy::kAvgForegroundMean, BetaPolicy::kMaxForegroundMean}) {
+    LogNOptions options;
+    options.beta_policy = policy;
+    ExpectLogN(stats, options, 0.0);
+  }
+  // ...unless a constant is asked for.
+  LogNOptions constant;
+  constant.beta_policy = BetaPolicy::kConstant;
+  constant.beta_constant = -4;
+  ExpectLogN(stats, constant, -4.0);
   LogNOptions background_beta;
   background_beta.beta_policy = BetaPolicy::kBackgroundMean;
   const auto status = Calibrator::ForLogN(stats, background_beta).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(status.message()), HasSubstr("background"));
+}
+
+int Argmax(const std::vector<float>& row) {
+  return static_cast<int>(std::max_element(row.begin(), row.end()) - row.begin());
+}
+
+TEST(LogNTest, NoBackgroundFollowsEquationOneAndKeepsItsArgmax) {
+  // A 3-way classifier without background. An adaptive β = min μ = −6, divided by each class's
+  // σ, would give (−10, −2, −5) and move the argmax to class 1; Eq. 1 gives (2, 1, 1).
+  Statistics stats;
+  stats.layout = {3, BackgroundPosition::kNone};
+  stats.count = 100;
+  stats.mean = {-6, 0, 2};
+  stats.variance = {0.25, 4, 1};
+  const Calibrator calibrator = Calibrator::ForLogN(stats, LogNOptions()).value();
+  EXPECT_EQ(calibrator.beta(), 0.0);
+  std::vector<float> row = {-5, 2, 3};
+  ASSERT_TRUE(calibrator.Apply(absl::MakeSpan(row)).ok());
+  EXPECT_NEAR(row[0], 1 / std::sqrt(0.25 + 1e-5), 1e-6);
+  EXPECT_NEAR(row[1], 2 / std::sqrt(4 + 1e-5), 1e-6);
+  EXPECT_NEAR(row[2], 1 / std::sqrt(1 + 1e-5), 1e-6);
+  EXPECT_EQ(Argmax(row), 0);
+
+  // An explicit constant β is still applied.
+  LogNOptions constant;
+  constant.beta_policy = BetaPolicy::kConstant;
+  constant.beta_constant = -6;
+  const Calibrator with_beta = Calibrator::ForLogN(stats, constant).value();
+  EXPECT_EQ(with_beta.beta(), -6.0);
+  row = {-5, 2, 3};
+  ASSERT_TRUE(with_beta.Apply(absl::MakeSpan(row)).ok());
+  EXPECT_NEAR(row[0], -5 / std::sqrt(0.25 + 1e-5), 1e-5);
+  EXPECT_NEAR(row[1], -4 / std::sqrt(4 + 1e-5), 1e-5);
+  EXPECT_NEAR(row[2], -5 / std::sqrt(1 + 1e-5), 1e-5);
+  EXPECT_EQ(Argmax(row), 1);
+
+  // With a background the default β still applies (Eq. 2).
+  EXPECT_EQ(Calibrator::ForLogN(MakeStats(BackgroundPosition::kLast), LogNOptions()).value().beta(),
+            -6.0);
+}
+
+// Sweeps |μ|/σ over 1…1e3 with random x near μ and near μ − β (where x̂ cancels to ~0):
+// Apply stays within 1e-6·(1 + |x̂|) of the float64 formula on the float32 input, for both
+// background positions, with and without β, with ε and under the official formula; so does the
+// portable clone's arithmetic (emulated). The old x·scale + shift kernel is checked to fail the
+// same sweep, so the sweep has teeth.
+TEST(LogNTest, ApplyIsAccurateForLargeMeanOverSigma) {
+  std::mt19937 gen(11);  // fixed: the sweep is deterministic
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  double worst = 0, worst_fused = 0;
+  for (BackgroundPosition position : {BackgroundPosition::kFirst, BackgroundPosition::kLast}) {
+    for (int variant = 0; variant < 4; ++variant) {
+      LogNOptions options;
+      options.use_beta = variant & 1;
+      options.official_formula = variant & 2;
+      for (double ratio = 1; ratio <= 1000.0 * 1.0001; ratio *= std::pow(10.0, 0.25)) {
+        Statistics stats;
+        stats.layout = {8, position};
+        stats.count = 1000;
+        for (int j = 0; j < stats.layout.width(); ++j) {
+          // σ from 0.01 to 10 (official: no ε); |μ|/σ = ratio, either sign.
+          const double sigma = options.official_formula ? std::pow(10.0, -2 + 3 * unit(gen))
+                                                        : std::pow(10.0, -1 + 2 * unit(gen));
+          stats.variance.push_back(sigma * sigma);
+          stats.mean.push_back((unit(gen) < 0.5 ? -1 : 1) * ratio * sigma);
+        }
+        const Calibrator calibrator = Calibrator::ForLogN(stats, options).value();
+        const double beta = calibrator.beta();
+        const int width = stats.layout.width();
+        const int bg = stats.layout.background_column();
+        std::vector<float> input;
+        for (int r = 0; r < 64; ++r) {
+          for (int j = 0; j < width; ++j) {
+            const double sigma = std::sqrt(stats.variance[j]);
+            const double centre = r % 2 ? stats.mean[j] : stats.mean[j] - (j == bg ? 0 : beta);
+            input.push_back(static_cast<float>(centre + sigma * 3 * (2 * unit(gen) - 1)));
+          }
+        }
+        std::vector<float> output = input;
+        ASSERT_TRUE(calibrator.Apply(absl::MakeSpan(output)).ok());
+        for (size_t i = 0; i < input.size(); ++i) {
+          const int j = static_cast<int>(i % width);
+          double exact = input[i];
+          if (j != bg) {
+            const double var = stats.variance[j];
+            exact = (static_cast<double>(input[i]) - stats.mean[j] + beta) /
+                    (options.official_formula ? std::sqrt(std::max(var, 1e-11))
+                                              : std::sqrt(var + options.epsilon));
+          }
+          const double error = std::abs(output[i] - exact) / (1 + std::abs(exact));
+          worst = std::max(worst, error);
+          ASSERT_LE(error, 1e-6) << "ratio " << ratio << " column " << j << " x " << input[i]
+                                 << " got " << output[i] << " want " << exact;
+          // The portable (no FMA) clone rounds the product before adding the tail; volatile
+          // keeps the compiler from fusing the two here.
+          const float tail = static_cast<float>(-static_cast<double>(calibrator.shift_lo()[j]) *
+                                                calibrator.scale()[j]);
+          volatile float product = (input[i] - calibrator.shift()[j]) * calibrator.scale()[j];
+          const float portable = product + tail;
+          ASSERT_LE(std::abs(portable - exact) / (1 + std::abs(exact)), 1e-6)
+              << "portable clone, ratio " << ratio << " column " << j << " x " << input[i];
+          // The old kernel: x·scale + shift with shift = (β − μ)·scale in float32.
+          const double scale = calibrator.scale()[j];
+          const float shift = static_cast<float>(
+              -(static_cast<double>(calibrator.shift()[j]) + calibrator.shift_lo()[j]) * scale);
+          const float fused = std::fma(input[i], calibrator.scale()[j], shift);
+          worst_fused = std::max(worst_fused, std::abs(fused - exact) / (1 + std::abs(exact)));
+        }
+      }
+    }
+  }
+  EXPECT_GT(worst_fused, 1e-5);  // what the sweep catches
+  EXPECT_LT(worst, 1e-6);
+  RecordProperty("worst_relative_error", absl::StrCat(worst));
+  RecordProperty("worst_relative_error_fused", absl::StrCat(worst_fused));
 }
 
 TEST(LogNTest, InvalidStatisticsAreRefused) {
@@ -212,6 +344,10 @@ TEST(LogATest, RefusesBadCounts) {
   const auto zero = Calibrator::ForLogA(layout, std::vector<double>{1, 0, 2}, {}).status();
   EXPECT_EQ(zero.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(zero.message()), HasSubstr("class 1"));
+  LogAOptions huge_tau;
+  huge_tau.tau = 1e39;  // τ·log(1/3) is beyond float32
+  EXPECT_EQ(Calibrator::ForLogA(layout, std::vector<double>{1, 1, 1}, huge_tau).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(CalibratorTest, ApplyRefusesPartialRows) {

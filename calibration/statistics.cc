@@ -38,6 +38,10 @@ absl::Status Statistics::Validate() const {
   if (count < 0) {
     return absl::InvalidArgumentError(absl::StrCat("negative row count ", count));
   }
+  if (!std::isfinite(total_weight) || total_weight < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("total_weight = ", total_weight, " is not a finite value >= 0"));
+  }
   for (size_t i = 0; i < width; ++i) {
     if (!std::isfinite(mean[i])) {
       return absl::InvalidArgumentError(absl::StrCat("mean[", i, "] is not finite"));

@@ -43,6 +43,7 @@ void StatisticsToProto(const Statistics& stats, v1::Statistics* proto) {
   proto->mutable_variance()->Add(stats.variance.begin(), stats.variance.end());
   proto->set_method(AccumulationMethodToProto(stats.method));
   proto->set_momentum(stats.momentum);
+  proto->set_total_weight(stats.total_weight);
   v1::StatisticsProvenance* provenance = proto->mutable_provenance();
   provenance->set_model_name(stats.provenance.model_name);
   provenance->set_model_sha256(stats.provenance.model_sha256);
@@ -60,6 +61,7 @@ absl::StatusOr<Statistics> StatisticsFromProto(const v1::Statistics& proto) {
   stats.variance.assign(proto.variance().begin(), proto.variance().end());
   LOGN_ASSIGN_OR_RETURN(stats.method, AccumulationMethodFromProto(proto.method()));
   stats.momentum = proto.momentum();
+  stats.total_weight = proto.total_weight();
   const v1::StatisticsProvenance& provenance = proto.provenance();
   stats.provenance.model_name = provenance.model_name();
   stats.provenance.model_sha256 = provenance.model_sha256();

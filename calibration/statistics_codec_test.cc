@@ -34,6 +34,7 @@ void ExpectSame(const Statistics& a, const Statistics& b) {
   EXPECT_EQ(a.variance, b.variance);
   EXPECT_EQ(a.method, b.method);
   EXPECT_EQ(a.momentum, b.momentum);
+  EXPECT_EQ(a.total_weight, b.total_weight);
   EXPECT_EQ(a.provenance.model_name, b.provenance.model_name);
   EXPECT_EQ(a.provenance.model_sha256, b.provenance.model_sha256);
   EXPECT_EQ(a.provenance.created_at, b.provenance.created_at);
@@ -65,6 +66,21 @@ TEST(StatisticsCodecTest, JsonAcceptsCamelCaseAndHandWrittenFiles) {
   ASSERT_TRUE(stats.ok()) << stats.status();
   EXPECT_EQ(stats->layout.width(), 3);
   EXPECT_EQ(stats->mean[2], 3.0);
+  // Written before weights existed: unweighted, the weight is the row count.
+  EXPECT_EQ(stats->total_weight, 0.0);
+  EXPECT_EQ(stats->effective_weight(), 10.0);
+}
+
+TEST(StatisticsCodecTest, TotalWeightRoundTrips) {
+  Statistics stats = Sample();
+  stats.method = AccumulationMethod::kExact;
+  stats.momentum = 0;
+  stats.total_weight = 1234.0625;
+  ExpectSame(StatisticsFromBinary(StatisticsToBinary(stats)).value(), stats);
+  const std::string json = StatisticsToJson(stats);
+  EXPECT_THAT(json, HasSubstr("\"total_weight\": 1234.0625"));
+  ExpectSame(StatisticsFromJson(json).value(), stats);
+  EXPECT_EQ(stats.effective_weight(), 1234.0625);
 }
 
 TEST(StatisticsCodecTest, MalformedInputsAreInvalidArgument) {
@@ -94,6 +110,14 @@ TEST(StatisticsCodecTest, MalformedInputsAreInvalidArgument) {
       {R"({"layout": {"num_classes": 1, "background": "BACKGROUND_POSITION_LAST"},
           "mean": [1, 2], "variance": [1, 1], "method": "ACCUMULATION_METHOD_EMA"})",
        "momentum"},
+      {R"({"layout": {"num_classes": 1, "background": "BACKGROUND_POSITION_LAST"},
+          "mean": [1, 2], "variance": [1, 1], "method": "ACCUMULATION_METHOD_EXACT",
+          "total_weight": -2})",
+       "total_weight"},
+      {R"({"layout": {"num_classes": 1, "background": "BACKGROUND_POSITION_LAST"},
+          "mean": [1, 2], "variance": [1, 1], "method": "ACCUMULATION_METHOD_EXACT",
+          "total_weight": "Infinity"})",
+       "total_weight"},
       {R"({"unknown_field": 1})", "does not parse"},
   };
   for (const Case& c : cases) {

@@ -25,10 +25,9 @@ constexpr char kChannel[] = "logn_stats_alias";
 constexpr int64_t kMigrationLock = 0x4c6f674e53746f;  // "LogNSto"
 constexpr int kMaxAttempts = 3;
 
-// The schema version in stats_meta; kMigrations[i] takes it from i to i + 1.
-constexpr int kPostgresSchemaVersion = 2;
+}  // namespace
 
-const char* const kMigrations[kPostgresSchemaVersion] = {
+const char* const kPostgresMigrations[kPostgresSchemaVersion] = {
     R"sql(
 CREATE TABLE stats_models(
   model_id BIGSERIAL PRIMARY KEY,
@@ -85,7 +84,36 @@ CREATE TABLE stats_job_checkpoints(
   payload BYTEA NOT NULL,
   PRIMARY KEY(model_id, job_id));
 )sql",
+    // 2 -> 3: how each version's rows were sampled, in a side table as in SQLite (where columns
+    // after the payload would slow every List: sqlite_backend.cc), so that both backends keep
+    // one schema and one set of queries. Versions stored before have no row here: no record.
+    R"sql(
+CREATE TABLE stats_version_sampling(
+  model_id BIGINT NOT NULL,
+  version BIGINT NOT NULL,
+  roi_source TEXT NOT NULL,
+  num_rois BIGINT NOT NULL,
+  positive_fraction DOUBLE PRECISION NOT NULL,
+  positive_iou DOUBLE PRECISION NOT NULL,
+  sampled_images BIGINT NOT NULL,
+  sampled_rois BIGINT NOT NULL,
+  positive_rois BIGINT NOT NULL,
+  rfs_threshold DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY(model_id, version),
+  FOREIGN KEY(model_id, version) REFERENCES stats_versions(model_id, version) ON DELETE CASCADE);
+ALTER TABLE stats_job_checkpoints
+  ADD COLUMN roi_source TEXT,
+  ADD COLUMN num_rois BIGINT,
+  ADD COLUMN positive_fraction DOUBLE PRECISION,
+  ADD COLUMN positive_iou DOUBLE PRECISION,
+  ADD COLUMN sampled_images BIGINT,
+  ADD COLUMN sampled_rois BIGINT,
+  ADD COLUMN positive_rois BIGINT,
+  ADD COLUMN rfs_threshold DOUBLE PRECISION;
+)sql",
 };
+
+namespace {
 
 // (name, sql) of every prepared statement; prepared on each new connection.
 const std::vector<std::pair<std::string, std::string>>& Statements() {
@@ -102,14 +130,18 @@ const std::vector<std::pair<std::string, std::string>>& Statements() {
       {"insert_version",
        absl::StrCat("INSERT INTO stats_versions(model_id, ", kVersionColumns,
                     ", payload) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)")},
-      {"find_version", absl::StrCat("SELECT ", kVersionColumns,
-                                    " FROM stats_versions WHERE model_id = $1 AND version = $2")},
+      {"insert_sampling",
+       absl::StrCat("INSERT INTO stats_version_sampling(model_id, version, ", kSamplingColumns,
+                    ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)")},
+      {"find_version",
+       absl::StrCat("SELECT ", kVersionColumns, ", ", kSamplingColumns, " FROM ",
+                    kVersionsWithSampling, " WHERE model_id = $1 AND version = $2")},
       {"get_version",
-       absl::StrCat("SELECT ", kVersionColumns,
-                    ", payload FROM stats_versions WHERE model_id = $1 AND version = $2")},
+       absl::StrCat("SELECT ", kVersionColumns, ", ", kSamplingColumns, ", payload FROM ",
+                    kVersionsWithSampling, " WHERE model_id = $1 AND version = $2")},
       {"list_versions",
-       absl::StrCat("SELECT ", kVersionColumns,
-                    " FROM stats_versions WHERE model_id = $1 AND version > $2 "
+       absl::StrCat("SELECT ", kVersionColumns, ", ", kSamplingColumns, " FROM ",
+                    kVersionsWithSampling, " WHERE model_id = $1 AND version > $2 "
                     "AND ($3::integer = 0 OR job_id = $4) AND ($5::text = '' OR source = $5) "
                     "AND ($6::integer < 0 OR partial = ($6 = 1)) ORDER BY version LIMIT $7")},
       {"delete_version", "DELETE FROM stats_versions WHERE model_id = $1 AND version = $2"},
@@ -131,10 +163,18 @@ const std::vector<std::pair<std::string, std::string>>& Statements() {
       {"notify", absl::StrCat("SELECT pg_notify('", kChannel, "', $1)")},
       {"put_checkpoint",
        absl::StrCat("INSERT INTO stats_job_checkpoints(model_id, job_id, ", kCheckpointColumns,
-                    ") VALUES($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (model_id, job_id) DO UPDATE "
+                    ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,NULLIF($9, ''),$10,$11,$12,$13,$14,$15,$16) "
+                    "ON CONFLICT (model_id, job_id) DO UPDATE "
                     "SET batches = EXCLUDED.batches, images_seen = EXCLUDED.images_seen, "
                     "source = EXCLUDED.source, updated_at_us = EXCLUDED.updated_at_us, "
-                    "payload_sha256 = EXCLUDED.payload_sha256, payload = EXCLUDED.payload")},
+                    "payload_sha256 = EXCLUDED.payload_sha256, payload = EXCLUDED.payload, "
+                    "roi_source = EXCLUDED.roi_source, num_rois = EXCLUDED.num_rois, "
+                    "positive_fraction = EXCLUDED.positive_fraction, "
+                    "positive_iou = EXCLUDED.positive_iou, "
+                    "sampled_images = EXCLUDED.sampled_images, "
+                    "sampled_rois = EXCLUDED.sampled_rois, "
+                    "positive_rois = EXCLUDED.positive_rois, "
+                    "rfs_threshold = EXCLUDED.rfs_threshold")},
       {"find_checkpoint",
        absl::StrCat("SELECT ", kCheckpointColumns,
                     " FROM stats_job_checkpoints WHERE model_id = $1 AND job_id = $2")},
@@ -196,6 +236,7 @@ class PgRow {
   bool Bool(int i) const { return row_[i].as<bool>(); }
   std::string Text(int i) const { return row_[i].as<std::string>(); }
   std::string Blob(int i) const { return pqxx::binarystring(row_[i]).str(); }
+  bool IsNull(int i) const { return row_[i].is_null(); }
   std::optional<int64_t> OptionalInt(int i) const {
     return row_[i].is_null() ? std::nullopt : std::optional<int64_t>(Int(i));
   }
@@ -258,8 +299,12 @@ class PgTxn final : public StoreTxn {
   }
 
   absl::Status InsertVersion(int64_t model_id, const VersionRow& row) override {
-    return WithVersionValues(
-        model_id, row, [this](const auto&... v) { return Exec("insert_version", v...); });
+    LOGN_RETURN_IF_ERROR(WithVersionValues(
+        model_id, row, [this](const auto&... v) { return Exec("insert_version", v...); }));
+    if (!row.sampling.has_value()) return absl::OkStatus();
+    return WithSamplingValues(model_id, row.version, *row.sampling, [this](const auto&... v) {
+      return Exec("insert_sampling", v...);
+    });
   }
 
   absl::StatusOr<std::optional<VersionRow>> FindVersion(int64_t model_id, int64_t version,
@@ -434,7 +479,7 @@ class PostgresBackend final : public StoreBackend {
       if (current > kPostgresSchemaVersion) {
         return store_internal::SchemaTooNew(Redacted(), current, kPostgresSchemaVersion);
       }
-      for (int64_t v = current; v < kPostgresSchemaVersion; ++v) w.exec(kMigrations[v]);
+      for (int64_t v = current; v < kPostgresSchemaVersion; ++v) w.exec(kPostgresMigrations[v]);
       w.exec_params(
           "INSERT INTO stats_meta(key, value) VALUES('schema_version', $1) "
           "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",

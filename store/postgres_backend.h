@@ -20,6 +20,11 @@ namespace logn {
 absl::StatusOr<std::unique_ptr<StoreBackend>> OpenPostgresBackend(
     const std::string& url, const StatsStoreOptions& options);
 
+// Schema migrations, exposed for the migration test: kPostgresMigrations[i] takes the schema
+// (stats_meta's schema_version) from version i to i + 1.
+inline constexpr int kPostgresSchemaVersion = 3;
+extern const char* const kPostgresMigrations[kPostgresSchemaVersion];
+
 }  // namespace logn
 
 #endif  // LOGN_STORE_POSTGRES_BACKEND_H_

@@ -8,8 +8,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "calibration/statistics_codec.h"
+#include "common/sha256.h"
 #include "gtest/gtest.h"
 #include "store/stats_store.h"
+#include "store/testing/migration_checks.h"
 #include "store/testing/test_stats.h"
 
 // What only the PostgreSQL backend promises (built with LOGN_WITH_POSTGRES). The contract both
@@ -70,6 +73,65 @@ TEST(PostgresStoreTest, ReconnectsAfterTheServerDropsItsConnections) {
   }
   EXPECT_NE((*store)->AliasGeneration(), before);
   EXPECT_EQ(*(*store)->Resolve(model, VersionSelector::Active()), 2);
+}
+
+// A database written by the previous release (schema 2): its versions and checkpoints read
+// back without a sampling record, and new ones get theirs.
+TEST(PostgresStoreTest, MigratesSchema2VersionsToNoSamplingRecord) {
+  const std::string url = store_testing::PostgresUrl();
+  if (url.empty()) {
+    if (store_testing::InCi()) FAIL() << "LOGN_PG_URL is not set in CI";
+    GTEST_SKIP() << "LOGN_PG_URL is not set";
+  }
+  // A database of its own: the shared one is already at the current schema.
+  const std::string db = absl::StrCat("logn_mig_", getpid());
+  const size_t slash = url.rfind('/');
+  const size_t query = url.find('?', slash);
+  const std::string db_url = absl::StrCat(
+      url.substr(0, slash + 1), db, query == std::string::npos ? "" : url.substr(query));
+  {
+    pqxx::connection admin(url);
+    pqxx::nontransaction w(admin);
+    w.exec(absl::StrCat("DROP DATABASE IF EXISTS ", db, " WITH (FORCE)"));
+    w.exec(absl::StrCat("CREATE DATABASE ", db));
+  }
+  const ModelKey model = UniqueModel("pgmig");
+  Statistics stats = RandomStatistics(3, 1);
+  stats.provenance.model_name = model.name;
+  stats.provenance.model_sha256 = model.sha256;
+  const std::string payload = StatisticsToBinary(stats);
+  {
+    pqxx::connection c(db_url);
+    pqxx::work w(c);
+    for (int v = 0; v < 2; ++v) w.exec(kPostgresMigrations[v]);
+    w.exec("CREATE TABLE stats_meta(key TEXT PRIMARY KEY, value BIGINT NOT NULL)");
+    w.exec("INSERT INTO stats_meta(key, value) VALUES('schema_version', 2)");
+    w.exec_params("INSERT INTO stats_models(name, sha256, num_classes, background, next_version) "
+                  "VALUES($1, $2, 3, 'last', 2)",
+                  model.name, model.sha256);
+    const pqxx::binarystring bytes(payload.data(), payload.size());
+    w.exec_params("INSERT INTO stats_versions SELECT model_id, 1, 1700000000000000, 'old-job', "
+                  "'old', 'images', 10, 2, 'exact', 0, '', $2::text, FALSE, $3::bytea FROM "
+                  "stats_models WHERE name = $1",
+                  model.name, Sha256Hex(payload), bytes);
+    w.exec_params("INSERT INTO stats_job_checkpoints SELECT model_id, 'old-job', 3, 2, 'images', "
+                  "1700000000000000, $2::text, $3::bytea FROM stats_models WHERE name = $1",
+                  model.name, Sha256Hex(payload), bytes);
+    w.commit();
+  }
+  {
+    absl::StatusOr<std::unique_ptr<StatsStore>> store = OpenStatsStore(db_url);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_testing::ExpectMigratedStoreKeepsOldRowsAndStoresSampling(**store, model, stats);
+    pqxx::connection c(db_url);
+    pqxx::work w(c);
+    EXPECT_EQ(w.exec1("SELECT value FROM stats_meta WHERE key = 'schema_version'")[0].as<int>(),
+              kPostgresSchemaVersion);
+    EXPECT_EQ(w.exec1("SELECT count(*) FROM stats_version_sampling")[0].as<int>(), 0);
+  }
+  pqxx::connection admin(url);
+  pqxx::nontransaction w(admin);
+  w.exec(absl::StrCat("DROP DATABASE ", db, " WITH (FORCE)"));
 }
 
 }  // namespace

@@ -81,6 +81,36 @@ CREATE TABLE stats_job_checkpoints(
   payload BLOB NOT NULL,
   PRIMARY KEY(model_id, job_id));
 )sql",
+    // 3 -> 4: how each version's rows were sampled. A side table, not columns of
+    // stats_versions: ADD COLUMN would append them after the payload blob, so every List would
+    // walk each payload's overflow pages to reach them, and rebuilding stats_versions would
+    // rewrite every payload (time, twice the disk, against sqlite_max_bytes) under the write
+    // lock. Versions stored before have no row here: no record. A checkpoint's columns may
+    // follow its payload: a checkpoint is only ever read whole.
+    R"sql(
+CREATE TABLE stats_version_sampling(
+  model_id INTEGER NOT NULL,
+  version INTEGER NOT NULL,
+  roi_source TEXT NOT NULL,
+  num_rois INTEGER NOT NULL,
+  positive_fraction REAL NOT NULL,
+  positive_iou REAL NOT NULL,
+  sampled_images INTEGER NOT NULL,
+  sampled_rois INTEGER NOT NULL,
+  positive_rois INTEGER NOT NULL,
+  rfs_threshold REAL NOT NULL,
+  PRIMARY KEY(model_id, version),
+  FOREIGN KEY(model_id, version) REFERENCES stats_versions(model_id, version) ON DELETE CASCADE)
+  WITHOUT ROWID;
+ALTER TABLE stats_job_checkpoints ADD COLUMN roi_source TEXT;
+ALTER TABLE stats_job_checkpoints ADD COLUMN num_rois INTEGER;
+ALTER TABLE stats_job_checkpoints ADD COLUMN positive_fraction REAL;
+ALTER TABLE stats_job_checkpoints ADD COLUMN positive_iou REAL;
+ALTER TABLE stats_job_checkpoints ADD COLUMN sampled_images INTEGER;
+ALTER TABLE stats_job_checkpoints ADD COLUMN sampled_rois INTEGER;
+ALTER TABLE stats_job_checkpoints ADD COLUMN positive_rois INTEGER;
+ALTER TABLE stats_job_checkpoints ADD COLUMN rfs_threshold REAL;
+)sql",
 };
 
 namespace {
@@ -316,18 +346,29 @@ class SqliteTxn final : public StoreTxn {
     static const std::string kSql =
         absl::StrCat("INSERT INTO stats_versions(model_id, ", kVersionColumns,
                      ", payload) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-    LOGN_STMT(s, c_, kSql.c_str());
-    WithVersionValues(model_id, row, [&s](const auto&... v) { (s.Bind(v), ...); });
+    {
+      LOGN_STMT(s, c_, kSql.c_str());
+      WithVersionValues(model_id, row, [&s](const auto&... v) { (s.Bind(v), ...); });
+      LOGN_RETURN_IF_ERROR(s.Run());
+    }
+    if (!row.sampling.has_value()) return absl::OkStatus();
+    static const std::string kSampling =
+        absl::StrCat("INSERT INTO stats_version_sampling(model_id, version, ", kSamplingColumns,
+                     ") VALUES(?,?,?,?,?,?,?,?,?,?)");
+    LOGN_STMT(s, c_, kSampling.c_str());
+    WithSamplingValues(model_id, row.version, *row.sampling,
+                       [&s](const auto&... v) { (s.Bind(v), ...); });
     return s.Run();
   }
 
   absl::StatusOr<std::optional<VersionRow>> FindVersion(int64_t model_id, int64_t version,
                                                         bool with_payload) override {
-    static const std::string kSql = absl::StrCat(
-        "SELECT ", kVersionColumns, " FROM stats_versions WHERE model_id = ? AND version = ?");
-    static const std::string kWithPayload = absl::StrCat(
-        "SELECT ", kVersionColumns,
-        ", payload FROM stats_versions WHERE model_id = ? AND version = ?");
+    static const std::string kSql =
+        absl::StrCat("SELECT ", kVersionColumns, ", ", kSamplingColumns, " FROM ",
+                     kVersionsWithSampling, " WHERE model_id = ? AND version = ?");
+    static const std::string kWithPayload =
+        absl::StrCat("SELECT ", kVersionColumns, ", ", kSamplingColumns, ", payload FROM ",
+                     kVersionsWithSampling, " WHERE model_id = ? AND version = ?");
     LOGN_STMT(s, c_, with_payload ? kWithPayload.c_str() : kSql.c_str());
     s.Bind(model_id).Bind(version);
     return FirstRow(s, [with_payload](const Stmt& r) { return ReadVersionRow(r, with_payload); });
@@ -337,8 +378,8 @@ class SqliteTxn final : public StoreTxn {
                                                        int64_t limit,
                                                        const VersionRowFilter& filter) override {
     static const std::string kSql = absl::StrCat(
-        "SELECT ", kVersionColumns,
-        " FROM stats_versions WHERE model_id = ?1 AND version > ?2 AND (?3 = 0 OR job_id = ?4) "
+        "SELECT ", kVersionColumns, ", ", kSamplingColumns, " FROM ", kVersionsWithSampling,
+        " WHERE model_id = ?1 AND version > ?2 AND (?3 = 0 OR job_id = ?4) "
         "AND (?5 = '' OR source = ?5) AND (?6 < 0 OR partial = ?6) ORDER BY version LIMIT ?7");
     LOGN_STMT(s, c_, kSql.c_str());
     s.Bind(model_id).Bind(after).Bind(filter.by_job_id).Bind(filter.job_id).Bind(filter.source);
@@ -412,10 +453,14 @@ class SqliteTxn final : public StoreTxn {
   absl::Status PutCheckpoint(int64_t model_id, const CheckpointRow& row) override {
     static const std::string kSql = absl::StrCat(
         "INSERT INTO stats_job_checkpoints(model_id, job_id, ", kCheckpointColumns,
-        ") VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(model_id, job_id) DO UPDATE SET "
-        "batches = excluded.batches, images_seen = excluded.images_seen, "
+        ") VALUES(?,?,?,?,?,?,?,?,NULLIF(?, ''),?,?,?,?,?,?,?) ON CONFLICT(model_id, job_id) DO "
+        "UPDATE SET batches = excluded.batches, images_seen = excluded.images_seen, "
         "source = excluded.source, updated_at_us = excluded.updated_at_us, "
-        "payload_sha256 = excluded.payload_sha256, payload = excluded.payload");
+        "payload_sha256 = excluded.payload_sha256, payload = excluded.payload, "
+        "roi_source = excluded.roi_source, num_rois = excluded.num_rois, "
+        "positive_fraction = excluded.positive_fraction, positive_iou = excluded.positive_iou, "
+        "sampled_images = excluded.sampled_images, sampled_rois = excluded.sampled_rois, "
+        "positive_rois = excluded.positive_rois, rfs_threshold = excluded.rfs_threshold");
     LOGN_STMT(s, c_, kSql.c_str());
     WithCheckpointValues(model_id, row, [&s](const auto&... v) { (s.Bind(v), ...); });
     return s.Run();

@@ -7,7 +7,10 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "calibration/statistics_codec.h"
+#include "common/sha256.h"
 #include "store/stats_store.h"
+#include "store/testing/migration_checks.h"
 #include "store/testing/test_stats.h"
 
 // What only the SQLite backend promises: WAL, its schema versioning and migrations, readers
@@ -63,6 +66,65 @@ TEST_F(SqliteStoreTest, MigratesAnOlderSchemaForward) {
   ASSERT_TRUE((*store)->Activate(model, 1).ok());  // needs the v2 alias epoch table
   JobCheckpoint cp{model, "job", 1, 0, VersionSource::kLogits, RandomStatistics(3, 2)};
   ASSERT_TRUE((*store)->PutCheckpoint(cp).ok());  // needs the v3 checkpoint table
+  NewVersion sampled{model, RandomStatistics(3, 3)};
+  sampled.sampling = store_testing::ProposalSampling(4);
+  ASSERT_TRUE((*store)->Put(sampled).ok());  // needs the v4 sampling table
+}
+
+// A store written by the previous release (schema 3): its versions and checkpoints read back
+// without a sampling record, and new ones get theirs.
+TEST_F(SqliteStoreTest, MigratesSchema3VersionsToNoSamplingRecord) {
+  const ModelKey model = UniqueModel("mig3");
+  Statistics stats = RandomStatistics(3, 1);
+  stats.provenance.model_name = model.name;
+  stats.provenance.model_sha256 = model.sha256;
+  const std::string payload = StatisticsToBinary(stats);
+  sqlite3* db = RawOpen();
+  for (int v = 0; v < 3; ++v) {
+    ASSERT_EQ(sqlite3_exec(db, kSqliteMigrations[v], nullptr, nullptr, nullptr), SQLITE_OK) << v;
+  }
+  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 3", nullptr, nullptr, nullptr), SQLITE_OK);
+  auto insert = [&](const char* sql, const std::string& text) {
+    sqlite3_stmt* stmt = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_bind_text(stmt, 1, model.name.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(stmt, 2, text.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(stmt, 3, payload.data(), static_cast<int>(payload.size()), SQLITE_TRANSIENT);
+    EXPECT_EQ(sqlite3_step(stmt), SQLITE_DONE) << sqlite3_errmsg(db);
+    sqlite3_finalize(stmt);
+  };
+  insert("INSERT INTO stats_models(name, sha256, num_classes, background, next_version) "
+         "VALUES(?1, ?2, 3, 'last', 2)",
+         model.sha256);
+  insert("INSERT INTO stats_versions SELECT model_id, 1, 1700000000000000, 'old-job', 'old', "
+         "'images', 10, 2, 'exact', 0, '', ?2, 0, ?3 FROM stats_models WHERE name = ?1",
+         Sha256Hex(payload));
+  insert("INSERT INTO stats_job_checkpoints SELECT model_id, 'old-job', 3, 2, 'images', "
+         "1700000000000000, ?2, ?3 FROM stats_models WHERE name = ?1",
+         Sha256Hex(payload));
+  sqlite3_close(db);
+
+  absl::StatusOr<std::unique_ptr<StatsStore>> store = OpenStatsStore(url_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  store_testing::ExpectMigratedStoreKeepsOldRowsAndStoresSampling(**store, model, stats);
+
+  // The payload stays the last column of stats_versions: List never reads past it.
+  db = RawOpen();
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info('stats_versions') "
+                                   "ORDER BY cid DESC LIMIT 1",
+                               -1, &stmt, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)), "payload");
+  sqlite3_finalize(stmt);
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM stats_version_sampling", -1, &stmt,
+                               nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), 0) << "deleting version 2 deleted its record";
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
 }
 
 TEST_F(SqliteStoreTest, RefusesASchemaFromTheFuture) {

@@ -51,6 +51,14 @@ absl::StatusOr<VersionRecord> FromProto(const v1::StatisticsVersion& p) {
   info.parent_versions.assign(p.parent_versions().begin(), p.parent_versions().end());
   info.payload_sha256 = p.payload_sha256();
   info.partial = p.partial();
+  if (p.has_sampling()) {
+    absl::StatusOr<RoiSamplingRecord> sampling = RoiSamplingFromProto(p.sampling());
+    if (!sampling.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("export has an invalid sampling record: ", sampling.status().message()));
+    }
+    info.sampling = *sampling;
+  }
   if (!p.has_statistics()) return absl::InvalidArgumentError("export has no statistics");
   LOGN_ASSIGN_OR_RETURN(record.statistics, StatisticsFromProto(p.statistics()));
   // The derived fields always follow the snapshot; the checksum proves it is the one exported.
@@ -107,6 +115,13 @@ NewVersion ImportedVersion(const VersionRecord& record, const ModelKey& model) {
   v.source = VersionSource::kImport;
   v.partial = record.info.partial;
   v.created_at = record.info.created_at;
+  // The file's record describes the rows, wherever they are stored now. One that names no
+  // source keeps its counts and is marked imported; without one, Put marks the version
+  // imported.
+  v.sampling = record.info.sampling;
+  if (v.sampling.has_value() && v.sampling->roi_source == RoiSource::kUnspecified) {
+    v.sampling->roi_source = RoiSource::kImported;
+  }
   return v;
 }
 

@@ -26,12 +26,15 @@ absl::StatusOr<VersionRecord> VersionFromJson(absl::string_view json);
 absl::StatusOr<VersionRecord> VersionFromBinary(absl::string_view bytes);
 
 // What importing `record` into a store as a new version of `model` writes: the same snapshot
-// and provenance, source `import`, no parents (they belong to the other store). Put refuses it
-// with FAILED_PRECONDITION if the record was computed for another model.
+// and provenance, source `import`, no parents (they belong to the other store), the record's
+// sampling record (roi_source kImported when it names none; when it has none, Put records
+// kImported). Put refuses it with FAILED_PRECONDITION if the record was computed for another
+// model.
 NewVersion ImportedVersion(const VersionRecord& record, const ModelKey& model);
 
 // Parses either a version export (JSON envelope) or a bare logn.v1.Statistics JSON, as written
-// by StatisticsToJson or tools/import_mmdet_logn.py, into a version to Put for `model`.
+// by StatisticsToJson or tools/import_mmdet_logn.py, into a version to Put for `model`. A bare
+// statistics file has no sampling record: Put records roi_source kImported.
 absl::StatusOr<NewVersion> ParseImportJson(absl::string_view json, const ModelKey& model);
 
 // Either form of a file: JSON (as ParseImportJson) when its first non-blank byte is '{',

@@ -22,7 +22,9 @@ class StatsExportTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = *std::move(s);
     model_ = UniqueModel("export");
-    ASSERT_TRUE(store_->Put(NewVersion{model_, RandomStatistics(4, 1)}).ok());
+    NewVersion parent{model_, RandomStatistics(4, 1)};
+    parent.sampling = store_testing::ProposalSampling(30, 512, 0.08, 0.001);
+    ASSERT_TRUE(store_->Put(parent).ok());
     NewVersion v{model_, RandomStatistics(4, 2)};
     v.statistics.method = AccumulationMethod::kEma;
     v.statistics.momentum = 0.1;
@@ -33,6 +35,7 @@ class StatsExportTest : public ::testing::Test {
     absl::StatusOr<VersionRecord> r = store_->Put(v);
     ASSERT_TRUE(r.ok()) << r.status();
     record_ = *r;
+    ASSERT_EQ(record_.info.sampling, parent.sampling);  // a merge of one parent
   }
 
   static void ExpectSame(const VersionRecord& a, const VersionRecord& b) {
@@ -49,6 +52,7 @@ class StatsExportTest : public ::testing::Test {
     EXPECT_EQ(a.info.parent_versions, b.info.parent_versions);
     EXPECT_EQ(a.info.payload_sha256, b.info.payload_sha256);
     EXPECT_EQ(a.info.partial, b.info.partial);
+    EXPECT_EQ(a.info.sampling, b.info.sampling);
     EXPECT_EQ(a.statistics.mean, b.statistics.mean);
     EXPECT_EQ(a.statistics.variance, b.statistics.variance);
     EXPECT_EQ(StatisticsToBinary(a.statistics), StatisticsToBinary(b.statistics));
@@ -64,6 +68,8 @@ TEST_F(StatsExportTest, JsonRoundTripsExactly) {
   EXPECT_THAT(json, HasSubstr("\"format\": \"logn.statistics_version.v1\""));
   EXPECT_THAT(json, HasSubstr("\"source\": \"VERSION_SOURCE_MERGE\""));
   EXPECT_THAT(json, HasSubstr("\"payload_sha256\": \"" + record_.info.payload_sha256 + "\""));
+  EXPECT_THAT(json, HasSubstr("\"roi_source\": \"ROI_SOURCE_PROPOSALS\""));
+  EXPECT_THAT(json, HasSubstr("\"rfs_threshold\": 0.001"));
   absl::StatusOr<VersionRecord> back = VersionFromJson(json);
   ASSERT_TRUE(back.ok()) << back.status();
   ExpectSame(*back, record_);
@@ -128,6 +134,8 @@ TEST_F(StatsExportTest, ImportIntoAnotherStoreKeepsTheSnapshot) {
   EXPECT_TRUE(imported->info.parent_versions.empty());
   EXPECT_EQ(imported->info.payload_sha256, record_.info.payload_sha256);
   EXPECT_EQ(imported->info.job_id, "job-42");
+  // How the rows were sampled does not change by moving them: the file's record is kept.
+  EXPECT_EQ(imported->info.sampling, record_.info.sampling);
 
   // Statistics exported for one model cannot be imported for another.
   absl::StatusOr<NewVersion> wrong = ParseImportJson(VersionToJson(record_), UniqueModel("x"));
@@ -153,9 +161,49 @@ TEST_F(StatsExportTest, ImportsABareStatisticsJson) {
   ASSERT_TRUE(v.ok()) << v.status();
   EXPECT_EQ(v->source, VersionSource::kImport);
   EXPECT_EQ(v->description, "from a checkpoint");
+  EXPECT_EQ(v->sampling, std::nullopt);
   absl::StatusOr<VersionRecord> r = store_->Put(*v);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->statistics.mean, stats.mean);
+  // A checkpoint's statistics: how their rows were obtained is unknown, only that they were
+  // imported.
+  ASSERT_TRUE(r->info.sampling.has_value());
+  EXPECT_EQ(r->info.sampling->roi_source, RoiSource::kImported);
+  EXPECT_EQ(r->info.sampling->rois, 0);
+}
+
+TEST_F(StatsExportTest, FilesWithoutARecordImportAsImported) {
+  // A file exported before versions recorded their sampling.
+  v1::StatisticsVersion old;
+  ASSERT_TRUE(old.ParseFromString(VersionToBinary(record_)));
+  old.clear_sampling();
+  absl::StatusOr<VersionRecord> read = VersionFromBinary(old.SerializeAsString());
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->info.sampling, std::nullopt);
+  absl::StatusOr<NewVersion> v = ParseImport(old.SerializeAsString(), model_);
+  ASSERT_TRUE(v.ok()) << v.status();
+  absl::StatusOr<VersionRecord> r = store_->Put(*v);
+  ASSERT_TRUE(r.ok()) << r.status();
+  RoiSamplingRecord imported;
+  imported.roi_source = RoiSource::kImported;
+  EXPECT_EQ(r->info.sampling, imported);
+
+  // A record that names no source keeps its counts and is marked imported.
+  v1::StatisticsVersion unnamed;
+  ASSERT_TRUE(unnamed.ParseFromString(VersionToBinary(record_)));
+  unnamed.mutable_sampling()->set_roi_source(v1::ROI_SOURCE_UNSPECIFIED);
+  v = ParseImport(unnamed.SerializeAsString(), model_);
+  ASSERT_TRUE(v.ok()) << v.status();
+  RoiSamplingRecord expected = *record_.info.sampling;
+  expected.roi_source = RoiSource::kImported;
+  EXPECT_EQ(v->sampling, expected);
+  EXPECT_TRUE(store_->Put(*v).ok());
+
+  // A source this build does not know (a newer writer's) is refused, not guessed.
+  unnamed.mutable_sampling()->set_roi_source(static_cast<v1::RoiSource>(77));
+  const absl::Status s = ParseImport(unnamed.SerializeAsString(), model_).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(s.message(), HasSubstr("sampling"));
 }
 
 }  // namespace

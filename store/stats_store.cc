@@ -1,5 +1,6 @@
 #include "store/stats_store.h"
 
+#include <limits>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -63,6 +64,87 @@ absl::Status ParseVersionSource(absl::string_view text, VersionSource* out) {
   }
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown version source '", text, "': expected logits, images, merge or import"));
+}
+
+absl::string_view RoiSourceName(RoiSource source) {
+  switch (source) {
+    case RoiSource::kUnspecified: return "unspecified";
+    case RoiSource::kProposals: return "proposals";
+    case RoiSource::kCandidates: return "candidates";
+    case RoiSource::kDetections: return "detections";
+    case RoiSource::kLogits: return "logits";
+    case RoiSource::kImported: return "imported";
+    case RoiSource::kMixed: return "mixed";
+  }
+  return "unknown";
+}
+
+absl::Status ParseRoiSource(absl::string_view text, RoiSource* out) {
+  for (RoiSource s : {RoiSource::kUnspecified, RoiSource::kProposals, RoiSource::kCandidates,
+                      RoiSource::kDetections, RoiSource::kLogits, RoiSource::kImported,
+                      RoiSource::kMixed}) {
+    if (text == RoiSourceName(s)) {
+      *out = s;
+      return absl::OkStatus();
+    }
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown RoI source '", text,
+                   "': expected proposals, candidates, detections, logits, imported or mixed"));
+}
+
+absl::Status RoiSamplingRecord::Validate() const {
+  if (roi_source == RoiSource::kUnspecified || RoiSourceName(roi_source) == "unknown") {
+    return absl::InvalidArgumentError(
+        "a sampling record must name its RoI source: leave the record unset when it is unknown");
+  }
+  if (num_rois < 0 || images < 0 || rois < 0 || positive_rois < 0 || positive_rois > rois) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sampling record counts must be >= 0 with positive_rois <= rois, got num_rois ",
+        num_rois, ", images ", images, ", rois ", rois, ", positive_rois ", positive_rois));
+  }
+  // Written so that NaN fails too.
+  if (!(positive_fraction >= 0 && positive_fraction <= 1) ||
+      !(positive_iou >= 0 && positive_iou <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sampling record positive_fraction and positive_iou must be in [0, 1], got ",
+        positive_fraction, " and ", positive_iou));
+  }
+  if (!(rfs_threshold >= 0 && rfs_threshold <= std::numeric_limits<double>::max())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sampling record rfs_threshold must be finite and >= 0, got ", rfs_threshold));
+  }
+  return absl::OkStatus();
+}
+
+std::string RoiSamplingRecord::DebugString() const {
+  return absl::StrCat(RoiSourceName(roi_source), " num_rois=", num_rois,
+                      " positive_fraction=", positive_fraction, " positive_iou=", positive_iou,
+                      " images=", images, " rois=", rois, " positive_rois=", positive_rois,
+                      " rfs_threshold=", rfs_threshold);
+}
+
+std::optional<RoiSamplingRecord> MergeRoiSampling(
+    const std::vector<std::optional<RoiSamplingRecord>>& parents) {
+  // How part of the rows were obtained is unknown: so is how the merge's were.
+  if (parents.empty()) return std::nullopt;
+  for (const std::optional<RoiSamplingRecord>& p : parents) {
+    if (!p.has_value()) return std::nullopt;
+  }
+  RoiSamplingRecord merged = *parents[0];
+  merged.images = merged.rois = merged.positive_rois = 0;
+  for (const std::optional<RoiSamplingRecord>& p : parents) {
+    if (p->roi_source != merged.roi_source) merged.roi_source = RoiSource::kMixed;
+    // A parameter the parents disagree on describes none of the merged rows: 0.
+    if (p->num_rois != merged.num_rois) merged.num_rois = 0;
+    if (p->positive_fraction != merged.positive_fraction) merged.positive_fraction = 0;
+    if (p->positive_iou != merged.positive_iou) merged.positive_iou = 0;
+    if (p->rfs_threshold != merged.rfs_threshold) merged.rfs_threshold = 0;
+    merged.images += p->images;
+    merged.rois += p->rois;
+    merged.positive_rois += p->positive_rois;
+  }
+  return merged;
 }
 
 absl::Status ValidateAliasName(absl::string_view alias) {
@@ -252,6 +334,7 @@ absl::StatusOr<VersionRecord> StatsStore::Put(const NewVersion& v) {
   VersionRow row = store_internal::EncodeVersionRow(info, std::move(prepared.payload));
   LOGN_RETURN_IF_ERROR(backend_->Write("put", [&](StoreTxn& txn) -> absl::Status {
     LOGN_ASSIGN_OR_RETURN(Model model, FindOrCreateModel(txn, info.model, prepared.layout));
+    std::vector<std::optional<RoiSamplingRecord>> parent_sampling;
     for (int64_t parent : info.parent_versions) {
       LOGN_ASSIGN_OR_RETURN(std::optional<VersionRow> found,
                             txn.FindVersion(model.id, parent, /*with_payload=*/false));
@@ -259,6 +342,15 @@ absl::StatusOr<VersionRecord> StatsStore::Put(const NewVersion& v) {
         return absl::NotFoundError(absl::StrCat("parent version ", parent, " of ",
                                                 info.model.DebugString(), " does not exist"));
       }
+      LOGN_ASSIGN_OR_RETURN(VersionInfo parent_info,
+                            store_internal::DecodeVersionRow(info.model, *found));
+      parent_sampling.push_back(std::move(parent_info.sampling));
+    }
+    // A merge's rows are its parents' rows: so is their sampling (read in this transaction,
+    // so it is the parents' as they are when the merge commits).
+    if (info.source == VersionSource::kMerge) {
+      info.sampling = MergeRoiSampling(parent_sampling);
+      row.sampling = store_internal::EncodeSampling(info.sampling);
     }
     // Numbers come from the model row, never from the versions left: a deleted number is
     // never handed out again.

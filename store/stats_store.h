@@ -45,6 +45,65 @@ enum class VersionSource { kLogits, kImages, kMerge, kImport };
 absl::string_view VersionSourceName(VersionSource source);  // "logits", "images", "merge", "import"
 absl::Status ParseVersionSource(absl::string_view text, VersionSource* out);
 
+// Where a version's RoIs (its rows) came from: logn.v1.RoiSource.
+enum class RoiSource {
+  kUnspecified,  // never stored: a recorded RoiSamplingRecord always names its source
+  kProposals,    // sampled from the RPN's proposals plus ground truth, as the RoI head trains
+  kCandidates,   // sampled from the model's output candidates plus ground truth (a fallback)
+  kDetections,   // the model's output candidates as they are (images without ground truth)
+  kLogits,       // logit rows a client sent
+  kImported,     // imported statistics (a version file or a checkpoint's)
+  kMixed,        // a merge of versions, or a job, whose rows came from different sources
+};
+// "unspecified", "proposals", "candidates", "detections", "logits", "imported", "mixed": the
+// names the store writes in its roi_source columns.
+absl::string_view RoiSourceName(RoiSource source);
+// The inverse of RoiSourceName, "unspecified" included; INVALID_ARGUMENT for anything else.
+absl::Status ParseRoiSource(absl::string_view text, RoiSource* out);
+
+// How a version's rows were sampled (logn.v1.RoiSampling), so that statistics that match
+// training can be told from an approximation. Counts add up when versions merge (see
+// StatsStore::Put).
+struct RoiSamplingRecord {
+  RoiSource roi_source = RoiSource::kUnspecified;
+  // The sampler's parameters (kProposals and kCandidates; 0 otherwise, and in a merge whose
+  // parents disagree on that parameter).
+  int32_t num_rois = 0;            // RoIs per image requested
+  double positive_fraction = 0.0;  // at most this fraction of them positive, in [0, 1]
+  float positive_iou = 0.0f;       // IoU with a ground-truth box that makes a RoI positive
+  // What was achieved: images that yielded rows, the RoIs (rows) accumulated from them, and
+  // how many of those were positives (kProposals and kCandidates only). >= 0, positive_rois <=
+  // rois.
+  int64_t images = 0;
+  int64_t rois = 0;
+  int64_t positive_rois = 0;
+  // The repeat-factor sampling threshold the rows were weighted with; 0: unweighted (or, in a
+  // merge, parents weighted with different thresholds).
+  double rfs_threshold = 0.0;
+
+  // INVALID_ARGUMENT unless roi_source is set (not kUnspecified) and every field is in range.
+  absl::Status Validate() const;
+  // "proposals num_rois=512 positive_fraction=0.25 ... rfs_threshold=0".
+  std::string DebugString() const;
+
+  friend bool operator==(const RoiSamplingRecord& a, const RoiSamplingRecord& b) {
+    return a.roi_source == b.roi_source && a.num_rois == b.num_rois &&
+           a.positive_fraction == b.positive_fraction && a.positive_iou == b.positive_iou &&
+           a.images == b.images && a.rois == b.rois && a.positive_rois == b.positive_rois &&
+           a.rfs_threshold == b.rfs_threshold;
+  }
+  friend bool operator!=(const RoiSamplingRecord& a, const RoiSamplingRecord& b) {
+    return !(a == b);
+  }
+};
+
+// The record of a merge of versions whose records are `parents` (in any order): counts are
+// the sums; roi_source the parents' common source, else kMixed; num_rois, positive_fraction,
+// positive_iou and rfs_threshold each kept when every parent has the same value, else 0.
+// Unset (unknown) when any parent has no record, or there are no parents.
+std::optional<RoiSamplingRecord> MergeRoiSampling(
+    const std::vector<std::optional<RoiSamplingRecord>>& parents);
+
 // The alias Detect uses by default.
 inline constexpr absl::string_view kActiveAlias = "active";
 
@@ -69,6 +128,8 @@ struct VersionInfo {
   std::string payload_sha256;
   // A partial result (e.g. one shard of a sharded job): never aliasable.
   bool partial = false;
+  // How the rows were sampled; unset for versions stored before the store recorded it.
+  std::optional<RoiSamplingRecord> sampling;
 };
 
 // One stored version.
@@ -86,6 +147,10 @@ struct NewVersion {
   VersionSource source = VersionSource::kLogits;
   std::vector<int64_t> parent_versions;  // each must be an existing version of the same model
   bool partial = false;
+  // How the rows were sampled (validated: RoiSamplingRecord::Validate). Put decides it for two
+  // sources: kMerge always gets MergeRoiSampling of the parents' records (whatever is set
+  // here), and kImport, when unset, gets a record with roi_source kImported.
+  std::optional<RoiSamplingRecord> sampling;
   // When unset (InfinitePast), Put uses the current time.
   absl::Time created_at = absl::InfinitePast();
   // Also delete the checkpoint of `job_id` (if any) in the same transaction, so a committed
@@ -104,6 +169,9 @@ struct JobCheckpoint {
   // The partial statistics (count = rows so far). For exact jobs mean and unbiased variance
   // determine the moments (M2 = variance·(count−1)) to float64 rounding.
   Statistics statistics;
+  // How the rows so far were sampled, so that a resumed job records all of them on commit.
+  // Optional; validated like NewVersion::sampling when set.
+  std::optional<RoiSamplingRecord> sampling;
   absl::Time updated_at = absl::UnixEpoch();  // set by PutCheckpoint
 };
 
@@ -168,7 +236,9 @@ class StatsStore final {
   // so far + 1, never a number used before, even after Delete). The snapshot must validate;
   // its provenance model name / sha256, when set, must equal `v.model`, and its layout must
   // equal the layout of the model's earlier versions (FAILED_PRECONDITION otherwise). Empty
-  // provenance model fields are filled in.
+  // provenance model fields are filled in. The sampling record: a merge's is derived from its
+  // parents (MergeRoiSampling), an import without one is marked kImported, any other is
+  // stored as given (INVALID_ARGUMENT when it does not validate).
   absl::StatusOr<VersionRecord> Put(const NewVersion& v);
 
   // The version `selector` names; its payload checksum is verified (DATA_LOSS otherwise).

@@ -1,6 +1,9 @@
 #include "store/stats_store.h"
 
 #include <algorithm>
+#include <cmath>
+#include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -22,6 +25,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using store_testing::ProposalSampling;
 using store_testing::RandomStatistics;
 using store_testing::UniqueModel;
 
@@ -346,6 +350,185 @@ TYPED_TEST(StatsStoreTest, MergeRecordsExistingParents) {
   absl::Status s = this->store_->Put(merge).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
   EXPECT_THAT(s.message(), HasSubstr("99"));
+}
+
+TYPED_TEST(StatsStoreTest, SamplingRecordsRoundTripThroughPutGetAndList) {
+  NewVersion sampled = this->Version(21);
+  sampled.source = VersionSource::kImages;
+  sampled.sampling = ProposalSampling(500, 512, 0.08, 0.001);
+  sampled.sampling->rois = 243'520;  // fewer than 512 per image: small images
+  sampled.sampling->positive_rois = 19'482;
+  sampled.sampling->positive_iou = 0.7f;
+  sampled.sampling->positive_fraction = 0.1;
+  absl::StatusOr<VersionRecord> put = this->store_->Put(sampled);
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(put->info.sampling, sampled.sampling);
+  // Without a record (e.g. logits from a client that says nothing): none is stored.
+  ASSERT_EQ(this->PutOk(22), 2);
+  NewVersion logits = this->Version(23);
+  logits.sampling = RoiSamplingRecord{};
+  logits.sampling->roi_source = RoiSource::kLogits;
+  logits.sampling->rois = logits.statistics.count;
+  ASSERT_TRUE(this->store_->Put(logits).ok());
+
+  std::unique_ptr<StatsStore> replica = this->OpenAnother();
+  ASSERT_NE(replica, nullptr);
+  absl::StatusOr<VersionRecord> got = replica->Get(this->model_, VersionSelector::Number(1));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->info.sampling, sampled.sampling);  // doubles and the float bit for bit
+  got = replica->Get(this->model_, VersionSelector::Number(2));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->info.sampling, std::nullopt);
+  absl::StatusOr<VersionPage> page = replica->List(this->model_, "", 0);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->versions.size(), 3u);
+  EXPECT_EQ(page->versions[0].sampling, sampled.sampling);
+  EXPECT_EQ(page->versions[1].sampling, std::nullopt);
+  EXPECT_EQ(page->versions[2].sampling, logits.sampling);
+  // The filters still apply with the records joined in.
+  VersionFilter images;
+  images.source = VersionSource::kImages;
+  page = replica->List(this->model_, "", 0, images);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->versions.size(), 1u);
+  EXPECT_EQ(page->versions[0].sampling, sampled.sampling);
+
+  // A record goes with its version; the number is never reused, so neither is the record.
+  ASSERT_TRUE(this->store_->Delete(this->model_, 1).ok());
+  absl::StatusOr<VersionRecord> next = this->store_->Put(this->Version(24));
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(next->info.version, 4);
+  EXPECT_EQ(next->info.sampling, std::nullopt);
+}
+
+TYPED_TEST(StatsStoreTest, MalformedSamplingRecordsAreInvalidArgument) {
+  auto put = [this](const std::function<void(RoiSamplingRecord&)>& edit) {
+    NewVersion v = this->Version(31);
+    v.sampling = ProposalSampling(10);
+    edit(*v.sampling);
+    return this->store_->Put(v).status();
+  };
+  const absl::Status unnamed =
+      put([](RoiSamplingRecord& r) { r.roi_source = RoiSource::kUnspecified; });
+  EXPECT_EQ(unnamed.code(), absl::StatusCode::kInvalidArgument) << unnamed;
+  EXPECT_THAT(unnamed.message(), HasSubstr("leave the record unset"));
+  EXPECT_EQ(put([](RoiSamplingRecord& r) { r.roi_source = static_cast<RoiSource>(42); }).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(put([](RoiSamplingRecord& r) { r.images = -1; }).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(put([](RoiSamplingRecord& r) { r.positive_rois = r.rois + 1; }).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(put([](RoiSamplingRecord& r) { r.positive_fraction = NAN; }).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(put([](RoiSamplingRecord& r) { r.positive_iou = 1.5f; }).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(put([](RoiSamplingRecord& r) { r.rfs_threshold = INFINITY; }).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(put([](RoiSamplingRecord& r) { r.rfs_threshold = -0.5; }).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(put([](RoiSamplingRecord&) {}).ok());  // nothing half-refused before it
+  EXPECT_EQ(this->store_->List(this->model_, "", 0)->versions.size(), 1u);
+}
+
+TYPED_TEST(StatsStoreTest, AMergesSamplingIsDerivedFromItsParents) {
+  auto put = [this](uint64_t seed, std::optional<RoiSamplingRecord> sampling) {
+    NewVersion v = this->Version(seed);
+    v.source = VersionSource::kImages;
+    v.partial = true;
+    v.sampling = sampling;
+    absl::StatusOr<VersionRecord> r = this->store_->Put(v);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->info.version : -1;
+  };
+  auto merge = [this](std::vector<int64_t> parents) {
+    NewVersion v = this->Version(99);
+    v.source = VersionSource::kMerge;
+    v.parent_versions = std::move(parents);
+    v.sampling = ProposalSampling(1);  // ignored: a merge's record is its parents'
+    v.sampling->roi_source = RoiSource::kUnspecified;
+    absl::StatusOr<VersionRecord> r = this->store_->Put(v);
+    EXPECT_TRUE(r.ok()) << r.status();
+    absl::StatusOr<VersionRecord> got =
+        this->store_->Get(this->model_, VersionSelector::Number(r.ok() ? r->info.version : 0));
+    EXPECT_TRUE(got.ok()) << got.status();
+    if (r.ok() && got.ok()) EXPECT_EQ(r->info.sampling, got->info.sampling) << "Put returns it";
+    return got.ok() ? got->info.sampling : std::nullopt;
+  };
+  // Shards of one job: the same sampler and threshold, counts add up.
+  const int64_t a = put(1, ProposalSampling(100, 512, 0.08, 0.001));
+  const int64_t b = put(2, ProposalSampling(60, 512, 0.10, 0.001));
+  std::optional<RoiSamplingRecord> ab = merge({a, b});
+  ASSERT_TRUE(ab.has_value());
+  RoiSamplingRecord expected = ProposalSampling(160, 512, 0, 0.001);
+  expected.positive_rois = ProposalSampling(100, 512, 0.08).positive_rois +
+                           ProposalSampling(60, 512, 0.10).positive_rois;
+  EXPECT_EQ(*ab, expected);
+
+  // Another source, RoIs per image and threshold: mixed, and the disagreeing parameters are 0.
+  RoiSamplingRecord candidates = ProposalSampling(40, 256, 0.5, 0.0);
+  candidates.roi_source = RoiSource::kCandidates;
+  const int64_t c = put(3, candidates);
+  std::optional<RoiSamplingRecord> abc = merge({a, b, c});
+  ASSERT_TRUE(abc.has_value());
+  EXPECT_EQ(abc->roi_source, RoiSource::kMixed);
+  EXPECT_EQ(abc->num_rois, 0);
+  EXPECT_EQ(abc->positive_fraction, 0.25);  // every parent asked for 25 %
+  EXPECT_EQ(abc->positive_iou, 0.5f);
+  EXPECT_EQ(abc->rfs_threshold, 0.0);
+  EXPECT_EQ(abc->images, 200);
+  EXPECT_EQ(abc->rois, 160 * 512 + 40 * 256);
+  EXPECT_EQ(abc->positive_rois, expected.positive_rois + candidates.positive_rois);
+
+  // A parent stored without a record: how the merged rows were sampled is unknown.
+  const int64_t unknown = put(4, std::nullopt);
+  EXPECT_EQ(merge({a, unknown}), std::nullopt);
+}
+
+TYPED_TEST(StatsStoreTest, ImportsWithoutARecordAreMarkedImported) {
+  NewVersion imported = this->Version(41);
+  imported.source = VersionSource::kImport;
+  absl::StatusOr<VersionRecord> r = this->store_->Put(imported);
+  ASSERT_TRUE(r.ok()) << r.status();
+  RoiSamplingRecord marked;
+  marked.roi_source = RoiSource::kImported;
+  EXPECT_EQ(r->info.sampling, marked);
+  // A record that came with the statistics (an export of this or another store) is kept.
+  imported.sampling = ProposalSampling(7);
+  r = this->store_->Put(imported);
+  ASSERT_TRUE(r.ok()) << r.status();
+  absl::StatusOr<VersionRecord> got =
+      this->store_->Get(this->model_, VersionSelector::Number(r->info.version));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->info.sampling, ProposalSampling(7));
+  EXPECT_EQ(this->store_->Get(this->model_, VersionSelector::Number(1))->info.sampling, marked);
+}
+
+TYPED_TEST(StatsStoreTest, CheckpointsKeepTheirSamplingTally) {
+  JobCheckpoint cp;
+  cp.model = this->model_;
+  cp.job_id = "tally";
+  cp.batches = 4;
+  cp.images_seen = 40;
+  cp.source = VersionSource::kImages;
+  cp.statistics = RandomStatistics(7, 51);
+  cp.sampling = ProposalSampling(40, 512, 0.08, 0.001);
+  ASSERT_TRUE(this->store_->PutCheckpoint(cp).ok());
+  absl::StatusOr<JobCheckpoint> got = this->OpenAnother()->GetCheckpoint(this->model_, "tally");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->sampling, cp.sampling);
+  // Replaced by a checkpoint without one: none.
+  cp.sampling.reset();
+  cp.batches = 8;
+  ASSERT_TRUE(this->store_->PutCheckpoint(cp).ok());
+  got = this->store_->GetCheckpoint(this->model_, "tally");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->batches, 8);
+  EXPECT_EQ(got->sampling, std::nullopt);
+  cp.sampling = ProposalSampling(1);
+  cp.sampling->positive_rois = -3;
+  const absl::Status bad = this->store_->PutCheckpoint(cp);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument) << bad;
+  EXPECT_THAT(bad.message(), HasSubstr("tally"));
 }
 
 TYPED_TEST(StatsStoreTest, CheckpointsAreReplacedReadByAnotherReplicaAndClearedByCommit) {

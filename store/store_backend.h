@@ -30,7 +30,21 @@ struct ModelRow {
   int64_t next_version = 1;
 };
 
-// One row of stats_versions, columns as stored (store_internal encodes and decodes them).
+// A RoiSamplingRecord as stored (store_internal encodes and decodes it): the columns of
+// stats_version_sampling, and the sampling columns of stats_job_checkpoints.
+struct SamplingRow {
+  std::string roi_source;  // RoiSourceName
+  int64_t num_rois = 0;
+  double positive_fraction = 0.0;
+  double positive_iou = 0.0;  // a float, exactly
+  int64_t images = 0;
+  int64_t rois = 0;
+  int64_t positive_rois = 0;
+  double rfs_threshold = 0.0;
+};
+
+// One row of stats_versions, columns as stored (store_internal encodes and decodes them), with
+// the version's row of stats_version_sampling when it has one.
 struct VersionRow {
   int64_t version = 0;
   int64_t created_at_us = 0;
@@ -44,6 +58,7 @@ struct VersionRow {
   std::string parents;  // "1,2,3"
   std::string payload_sha256;
   bool partial = false;
+  std::optional<SamplingRow> sampling;  // none: the version has no sampling record
   std::string payload;  // empty unless read with the payload
 };
 
@@ -81,16 +96,40 @@ struct CheckpointRow {
   int64_t updated_at_us = 0;
   std::string payload_sha256;
   std::string payload;
+  std::optional<SamplingRow> sampling;
 };
 
-// The stats_versions columns every backend reads, in this order (then `payload` when asked).
+// The stats_versions columns every backend writes (after model_id) and reads, in this order.
 inline constexpr char kVersionColumns[] =
     "version, created_at_us, job_id, description, source, rows_seen, images_seen, method, "
     "momentum, parents, payload_sha256, partial";
 
-// Maps a result row of kVersionColumns (then `payload` when `with_payload`). `Row` is the
-// backend's cursor over one result row: Int(i), Double(i), Bool(i), Text(i) and Blob(i) read
-// column i.
+// A version's sampling record lives in the side table stats_version_sampling, keyed by
+// (model_id, version), one row per version that has a record (none for versions stored
+// before schema 4 / 3). Not columns of stats_versions: SQLite's ALTER TABLE ADD COLUMN
+// appends after the payload blob, and a column read past a large blob walks its overflow
+// pages, on every row of every List; rebuilding stats_versions instead would rewrite every
+// payload in one migration transaction. The side table costs a primary-key join.
+inline constexpr char kSamplingColumns[] =
+    "roi_source, num_rois, positive_fraction, positive_iou, sampled_images, sampled_rois, "
+    "positive_rois, rfs_threshold";
+// What every version query reads FROM: the version rows with their sampling columns (NULL for
+// a version without a record). The join column names (model_id, version) stay unqualified.
+inline constexpr char kVersionsWithSampling[] =
+    "stats_versions LEFT JOIN stats_version_sampling USING (model_id, version)";
+
+// The 8 columns of kSamplingColumns from column `first` on; none when roi_source is NULL.
+template <typename Row>
+std::optional<SamplingRow> ReadSamplingColumns(const Row& r, int first) {
+  if (r.IsNull(first)) return std::nullopt;
+  return SamplingRow{r.Text(first),       r.Int(first + 1), r.Double(first + 2),
+                     r.Double(first + 3), r.Int(first + 4), r.Int(first + 5),
+                     r.Int(first + 6),    r.Double(first + 7)};
+}
+
+// Maps a result row of kVersionColumns, kSamplingColumns (then `payload` when `with_payload`).
+// `Row` is the backend's cursor over one result row: Int(i), Double(i), Bool(i), Text(i),
+// Blob(i) and IsNull(i) read column i.
 template <typename Row>
 VersionRow ReadVersionRow(const Row& r, bool with_payload) {
   VersionRow row;
@@ -106,7 +145,8 @@ VersionRow ReadVersionRow(const Row& r, bool with_payload) {
   row.parents = r.Text(9);
   row.payload_sha256 = r.Text(10);
   row.partial = r.Bool(11);
-  if (with_payload) row.payload = r.Blob(12);
+  row.sampling = ReadSamplingColumns(r, 12);
+  if (with_payload) row.payload = r.Blob(20);
   return row;
 }
 
@@ -119,14 +159,17 @@ ModelRow ReadModelRow(const Row& r) {
 }
 
 // The stats_job_checkpoints columns every backend reads (after job_id, which the query names),
-// in this order.
+// in this order: the sampling columns (kSamplingColumns, NULL without a record) follow the
+// payload there, which costs nothing since every read of a checkpoint reads its payload.
 inline constexpr char kCheckpointColumns[] =
-    "batches, images_seen, source, updated_at_us, payload_sha256, payload";
+    "batches, images_seen, source, updated_at_us, payload_sha256, payload, roi_source, "
+    "num_rois, positive_fraction, positive_iou, sampled_images, sampled_rois, positive_rois, "
+    "rfs_threshold";
 
 template <typename Row>
 CheckpointRow ReadCheckpointRow(const Row& r, absl::string_view job_id) {
-  return CheckpointRow{std::string(job_id), r.Int(0),  r.Int(1), r.Text(2),
-                       r.Int(3),            r.Text(4), r.Blob(5)};
+  return CheckpointRow{std::string(job_id), r.Int(0),  r.Int(1),  r.Text(2),
+                       r.Int(3),            r.Text(4), r.Blob(5), ReadSamplingColumns(r, 6)};
 }
 
 // The stats_aliases columns every backend reads, in this order.
@@ -159,11 +202,24 @@ decltype(auto) WithVersionValues(int64_t model_id, const VersionRow& r, F&& bind
               r.partial, PayloadBytes{r.payload});
 }
 
-// Likewise for (model_id, job_id, kCheckpointColumns...) of stats_job_checkpoints.
+// Likewise for (model_id, version, kSamplingColumns...) of stats_version_sampling.
+template <typename F>
+decltype(auto) WithSamplingValues(int64_t model_id, int64_t version, const SamplingRow& s,
+                                  F&& bind) {
+  return bind(model_id, version, s.roi_source, s.num_rois, s.positive_fraction, s.positive_iou,
+              s.images, s.rois, s.positive_rois, s.rfs_threshold);
+}
+
+// Likewise for (model_id, job_id, kCheckpointColumns...) of stats_job_checkpoints. Without a
+// sampling record roi_source is bound as '' (the statement stores NULLIF(roi_source, ''), so
+// NULL) and the other sampling columns as 0.
 template <typename F>
 decltype(auto) WithCheckpointValues(int64_t model_id, const CheckpointRow& r, F&& bind) {
+  const SamplingRow s = r.sampling.value_or(SamplingRow{});
   return bind(model_id, r.job_id, r.batches, r.images_seen, r.source, r.updated_at_us,
-              r.payload_sha256, PayloadBytes{r.payload});
+              r.payload_sha256, PayloadBytes{r.payload}, s.roi_source, s.num_rois,
+              s.positive_fraction, s.positive_iou, s.images, s.rois, s.positive_rois,
+              s.rfs_threshold);
 }
 
 // The primitive operations of one transaction. Each is one statement (or, for InsertModel, the
@@ -184,6 +240,7 @@ class StoreTxn {
   // Every model, by name then sha256.
   virtual absl::StatusOr<std::vector<ModelKey>> ListModels() = 0;
 
+  // Inserts the version's row, and its row of stats_version_sampling when row.sampling is set.
   virtual absl::Status InsertVersion(int64_t model_id, const VersionRow& row) = 0;
   virtual absl::StatusOr<std::optional<VersionRow>> FindVersion(int64_t model_id,
                                                                 int64_t version,
@@ -192,6 +249,7 @@ class StoreTxn {
   virtual absl::StatusOr<std::vector<VersionRow>> ListVersions(int64_t model_id, int64_t after,
                                                                int64_t limit,
                                                                const VersionRowFilter& filter) = 0;
+  // Deletes the version's row (its sampling row goes with it: ON DELETE CASCADE).
   virtual absl::Status DeleteVersion(int64_t model_id, int64_t version) = 0;
 
   // The model's aliases, by name.

@@ -67,6 +67,10 @@ absl::Status CheckVersionFields(const NewVersion& v) {
   if (v.created_at == absl::InfiniteFuture()) {
     return absl::InvalidArgumentError("created_at is infinite");
   }
+  // A merge's record is derived from its parents (StatsStore::Put): what was set is ignored.
+  if (v.sampling.has_value() && v.source != VersionSource::kMerge) {
+    LOGN_RETURN_IF_ERROR(v.sampling->Validate());
+  }
   return absl::OkStatus();
 }
 
@@ -130,6 +134,14 @@ absl::StatusOr<PreparedVersion> PrepareVersion(const NewVersion& v, absl::Time n
       std::unique(info.parent_versions.begin(), info.parent_versions.end()),
       info.parent_versions.end());
   info.partial = v.partial;
+  if (v.source == VersionSource::kImport && !v.sampling.has_value()) {
+    // Imported statistics (a bare statistics file, a converted checkpoint): how their rows
+    // were obtained is not known here, only that they were imported.
+    info.sampling = RoiSamplingRecord{};
+    info.sampling->roi_source = RoiSource::kImported;
+  } else if (v.source != VersionSource::kMerge) {
+    info.sampling = v.sampling;
+  }
   out.payload = StatisticsToBinary(stamped);
   info.payload_sha256 = Sha256Hex(out.payload);
   out.layout = stamped.layout;
@@ -152,6 +164,12 @@ absl::StatusOr<PreparedCheckpoint> PrepareCheckpoint(const JobCheckpoint& checkp
         CheckpointName(checkpoint.model, checkpoint.job_id), " has ", checkpoint.batches,
         " batches and ", checkpoint.images_seen, " images; batches must be positive"));
   }
+  if (checkpoint.sampling.has_value()) {
+    if (absl::Status s = checkpoint.sampling->Validate(); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          CheckpointName(checkpoint.model, checkpoint.job_id), ": ", s.message()));
+    }
+  }
   NewVersion as_version;
   as_version.model = checkpoint.model;
   as_version.statistics = checkpoint.statistics;
@@ -167,6 +185,7 @@ absl::StatusOr<PreparedCheckpoint> PrepareCheckpoint(const JobCheckpoint& checkp
   row.updated_at_us = ToMicros(prepared.info.created_at);
   row.payload_sha256 = std::move(prepared.info.payload_sha256);
   row.payload = std::move(prepared.payload);
+  row.sampling = EncodeSampling(checkpoint.sampling);
   out.layout = prepared.layout;
   return out;
 }
@@ -183,8 +202,42 @@ absl::StatusOr<JobCheckpoint> DecodeCheckpointRow(const ModelKey& model,
     return CorruptColumn("source", row.source, name);
   }
   cp.updated_at = FromMicros(row.updated_at_us);
+  LOGN_ASSIGN_OR_RETURN(cp.sampling, DecodeSampling(row.sampling, name));
   LOGN_ASSIGN_OR_RETURN(cp.statistics, DecodeStatistics(name, row.payload, row.payload_sha256));
   return cp;
+}
+
+std::optional<SamplingRow> EncodeSampling(const std::optional<RoiSamplingRecord>& record) {
+  if (!record.has_value()) return std::nullopt;
+  return SamplingRow{std::string(RoiSourceName(record->roi_source)),
+                     record->num_rois,
+                     record->positive_fraction,
+                     record->positive_iou,
+                     record->images,
+                     record->rois,
+                     record->positive_rois,
+                     record->rfs_threshold};
+}
+
+absl::StatusOr<std::optional<RoiSamplingRecord>> DecodeSampling(
+    const std::optional<SamplingRow>& row, absl::string_view what) {
+  if (!row.has_value()) return std::optional<RoiSamplingRecord>();
+  RoiSamplingRecord record;
+  if (!ParseRoiSource(row->roi_source, &record.roi_source).ok()) {
+    return CorruptColumn("roi_source", row->roi_source, what);
+  }
+  record.num_rois = static_cast<int32_t>(row->num_rois);
+  record.positive_fraction = row->positive_fraction;
+  record.positive_iou = static_cast<float>(row->positive_iou);
+  record.images = row->images;
+  record.rois = row->rois;
+  record.positive_rois = row->positive_rois;
+  record.rfs_threshold = row->rfs_threshold;
+  if (absl::Status s = record.Validate(); !s.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("stored sampling record of the ", what, " is corrupt: ", s.message()));
+  }
+  return std::optional<RoiSamplingRecord>(record);
 }
 
 VersionRow EncodeVersionRow(const VersionInfo& info, std::string payload) {
@@ -201,6 +254,7 @@ VersionRow EncodeVersionRow(const VersionInfo& info, std::string payload) {
   row.parents = EncodeParents(info.parent_versions);
   row.payload_sha256 = info.payload_sha256;
   row.partial = info.partial;
+  row.sampling = EncodeSampling(info.sampling);
   row.payload = std::move(payload);
   return row;
 }
@@ -224,6 +278,8 @@ absl::StatusOr<VersionInfo> DecodeVersionRow(const ModelKey& model, const Versio
   LOGN_ASSIGN_OR_RETURN(info.parent_versions, DecodeParents(row.parents));
   info.payload_sha256 = row.payload_sha256;
   info.partial = row.partial;
+  LOGN_ASSIGN_OR_RETURN(info.sampling,
+                        DecodeSampling(row.sampling, VersionName(model, row.version)));
   return info;
 }
 

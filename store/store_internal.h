@@ -6,6 +6,7 @@
 // checksums, page tokens. Not part of the public API.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,12 @@ absl::StatusOr<PreparedCheckpoint> PrepareCheckpoint(const JobCheckpoint& checkp
                                                      absl::Time now);
 // The checkpoint a stored row holds, its checksum verified (DATA_LOSS otherwise).
 absl::StatusOr<JobCheckpoint> DecodeCheckpointRow(const ModelKey& model, const CheckpointRow& row);
+
+// A sampling record's stored form and back (DATA_LOSS for a roi_source that does not parse, or
+// a stored record that does not validate).
+std::optional<SamplingRow> EncodeSampling(const std::optional<RoiSamplingRecord>& record);
+absl::StatusOr<std::optional<RoiSamplingRecord>> DecodeSampling(
+    const std::optional<SamplingRow>& row, absl::string_view what);
 
 // A version's stored form and back (DATA_LOSS for a stored value that does not parse).
 VersionRow EncodeVersionRow(const VersionInfo& info, std::string payload);

@@ -132,11 +132,26 @@ TEST(VersionRowTest, RoundTripsAndReportsCorruptColumns) {
   EXPECT_EQ(back->momentum, 0.25);
   EXPECT_THAT(back->parent_versions, ElementsAre(1, 4));
   EXPECT_EQ(back->payload_sha256, info.payload_sha256);
+  EXPECT_FALSE(row.sampling.has_value());
+  EXPECT_EQ(back->sampling, std::nullopt);
+
+  info.sampling = store_testing::ProposalSampling(12, 512, 0.08, 0.001);
+  info.sampling->positive_iou = 0.7f;  // not exactly a double: stored as one, read back exactly
+  const VersionRow sampled = EncodeVersionRow(info, p->payload);
+  ASSERT_TRUE(sampled.sampling.has_value());
+  EXPECT_EQ(sampled.sampling->roi_source, "proposals");
+  EXPECT_EQ(sampled.sampling->rois, 12 * 512);
+  back = DecodeVersionRow(info.model, sampled);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->sampling, info.sampling);
 
   for (auto damage : {+[](VersionRow& r) { r.source = "gossip"; },
                       +[](VersionRow& r) { r.method = "guess"; },
-                      +[](VersionRow& r) { r.parents = "1,x"; }}) {
-    VersionRow bad = row;
+                      +[](VersionRow& r) { r.parents = "1,x"; },
+                      +[](VersionRow& r) { r.sampling->roi_source = "hearsay"; },
+                      +[](VersionRow& r) { r.sampling->roi_source = "unspecified"; },
+                      +[](VersionRow& r) { r.sampling->positive_rois = -1; }}) {
+    VersionRow bad = sampled;
     damage(bad);
     absl::Status s = DecodeVersionRow(info.model, bad).status();
     EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
@@ -167,6 +182,15 @@ TEST(CheckpointTest, PreparesRowsAndDecodesThem) {
   EXPECT_EQ(back->source, VersionSource::kImages);
   EXPECT_EQ(back->updated_at, now);
   EXPECT_EQ(back->statistics.mean, cp.statistics.mean);
+  EXPECT_EQ(back->sampling, std::nullopt);
+  cp.sampling = store_testing::ProposalSampling(64);
+  absl::StatusOr<PreparedCheckpoint> sampled = PrepareCheckpoint(cp, now);
+  ASSERT_TRUE(sampled.ok()) << sampled.status();
+  ASSERT_TRUE(sampled->row.sampling.has_value());
+  back = DecodeCheckpointRow(cp.model, sampled->row);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->sampling, cp.sampling);
+  cp.sampling.reset();
 
   CheckpointRow bad = p->row;
   bad.source = "rumour";
@@ -185,6 +209,80 @@ TEST(CheckpointTest, PreparesRowsAndDecodesThem) {
   cp.batches = 1;
   cp.statistics.provenance.model_name = "other";
   EXPECT_EQ(PrepareCheckpoint(cp, now).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(PrepareVersionTest, DecidesTheSamplingRecordOfImportsAndMerges) {
+  NewVersion v = Valid();
+  v.source = VersionSource::kImport;
+  absl::StatusOr<PreparedVersion> p = PrepareVersion(v, absl::Now());
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_TRUE(p->info.sampling.has_value());
+  EXPECT_EQ(p->info.sampling->roi_source, RoiSource::kImported);
+  EXPECT_EQ(p->info.sampling->rois, 0);
+  // A merge's record is left to Put (from the parents): even a malformed one is not checked.
+  v.source = VersionSource::kMerge;
+  v.parent_versions = {1};
+  v.sampling = RoiSamplingRecord{};
+  p = PrepareVersion(v, absl::Now());
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->info.sampling, std::nullopt);
+  v.source = VersionSource::kImages;
+  EXPECT_EQ(PrepareVersion(v, absl::Now()).status().code(), absl::StatusCode::kInvalidArgument);
+  v.sampling = store_testing::ProposalSampling(3);
+  p = PrepareVersion(v, absl::Now());
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->info.sampling, store_testing::ProposalSampling(3));
+}
+
+TEST(RoiSourceTest, NamesRoundTrip) {
+  for (RoiSource s : {RoiSource::kUnspecified, RoiSource::kProposals, RoiSource::kCandidates,
+                      RoiSource::kDetections, RoiSource::kLogits, RoiSource::kImported,
+                      RoiSource::kMixed}) {
+    RoiSource back = RoiSource::kMixed;
+    ASSERT_TRUE(ParseRoiSource(RoiSourceName(s), &back).ok()) << RoiSourceName(s);
+    EXPECT_EQ(back, s);
+  }
+  EXPECT_EQ(RoiSourceName(RoiSource::kProposals), "proposals");
+  EXPECT_EQ(RoiSourceName(RoiSource::kImported), "imported");
+  RoiSource out = RoiSource::kLogits;
+  EXPECT_EQ(ParseRoiSource("Proposals", &out).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(out, RoiSource::kLogits);
+}
+
+TEST(MergeRoiSamplingTest, SumsCountsAndKeepsWhatParentsAgreeOn) {
+  using store_testing::ProposalSampling;
+  EXPECT_EQ(MergeRoiSampling({}), std::nullopt);
+  EXPECT_EQ(MergeRoiSampling({ProposalSampling(3)}), ProposalSampling(3));
+  EXPECT_EQ(MergeRoiSampling({ProposalSampling(3), std::nullopt}), std::nullopt);
+
+  RoiSamplingRecord detections;
+  detections.roi_source = RoiSource::kDetections;
+  detections.images = 5;
+  detections.rois = 400;
+  detections.rfs_threshold = 0.001;
+  // Order does not matter, and a parameter a parent has not (0) is a disagreement.
+  for (const auto& parents : std::vector<std::vector<std::optional<RoiSamplingRecord>>>{
+           {ProposalSampling(2, 512, 0.1, 0.001), detections},
+           {detections, ProposalSampling(2, 512, 0.1, 0.001)}}) {
+    const std::optional<RoiSamplingRecord> merged = MergeRoiSampling(parents);
+    ASSERT_TRUE(merged.has_value());
+    EXPECT_EQ(merged->roi_source, RoiSource::kMixed);
+    EXPECT_EQ(merged->num_rois, 0);
+    EXPECT_EQ(merged->positive_fraction, 0.0);
+    EXPECT_EQ(merged->positive_iou, 0.0f);
+    EXPECT_EQ(merged->rfs_threshold, 0.001);  // both weighted with t = 0.001
+    EXPECT_EQ(merged->images, 7);
+    EXPECT_EQ(merged->rois, 1024 + 400);
+    EXPECT_EQ(merged->positive_rois, ProposalSampling(2, 512, 0.1).positive_rois);
+  }
+  // Mixed stays mixed; the same parents thrice are one parent with thrice the counts.
+  RoiSamplingRecord mixed = detections;
+  mixed.roi_source = RoiSource::kMixed;
+  EXPECT_EQ(MergeRoiSampling({mixed, mixed})->roi_source, RoiSource::kMixed);
+  RoiSamplingRecord thrice = ProposalSampling(30, 512, 0.08, 0.5);
+  thrice.positive_rois = 3 * ProposalSampling(10, 512, 0.08).positive_rois;
+  const RoiSamplingRecord once = ProposalSampling(10, 512, 0.08, 0.5);
+  EXPECT_EQ(MergeRoiSampling({once, once, once}), thrice);
 }
 
 TEST(ModelLayoutTest, DecodesOrReportsDataLoss) {

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "calibration/proto_enums.h"
 #include "calibration/statistics_codec.h"
+#include "common/status_macros.h"
 #include "store/stats_export.h"
 
 namespace logn {
@@ -41,6 +42,76 @@ absl::StatusOr<VersionSource> VersionSourceFromProto(v1::VersionSource source) {
                    static_cast<int>(source)));
 }
 
+v1::RoiSource RoiSourceToProto(RoiSource source) {
+  switch (source) {
+    case RoiSource::kUnspecified:
+      return v1::ROI_SOURCE_UNSPECIFIED;
+    case RoiSource::kProposals:
+      return v1::ROI_SOURCE_PROPOSALS;
+    case RoiSource::kCandidates:
+      return v1::ROI_SOURCE_CANDIDATES;
+    case RoiSource::kDetections:
+      return v1::ROI_SOURCE_DETECTIONS;
+    case RoiSource::kLogits:
+      return v1::ROI_SOURCE_LOGITS;
+    case RoiSource::kImported:
+      return v1::ROI_SOURCE_IMPORTED;
+    case RoiSource::kMixed:
+      return v1::ROI_SOURCE_MIXED;
+  }
+  return v1::ROI_SOURCE_UNSPECIFIED;
+}
+
+absl::StatusOr<RoiSource> RoiSourceFromProto(v1::RoiSource source) {
+  switch (source) {
+    case v1::ROI_SOURCE_UNSPECIFIED:
+      return RoiSource::kUnspecified;
+    case v1::ROI_SOURCE_PROPOSALS:
+      return RoiSource::kProposals;
+    case v1::ROI_SOURCE_CANDIDATES:
+      return RoiSource::kCandidates;
+    case v1::ROI_SOURCE_DETECTIONS:
+      return RoiSource::kDetections;
+    case v1::ROI_SOURCE_LOGITS:
+      return RoiSource::kLogits;
+    case v1::ROI_SOURCE_IMPORTED:
+      return RoiSource::kImported;
+    case v1::ROI_SOURCE_MIXED:
+      return RoiSource::kMixed;
+    default:
+      break;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("roi_source must be ROI_SOURCE_PROPOSALS, _CANDIDATES, _DETECTIONS, _LOGITS, "
+                   "_IMPORTED or _MIXED, got ",
+                   static_cast<int>(source)));
+}
+
+void RoiSamplingToProto(const RoiSamplingRecord& record, v1::RoiSampling* proto) {
+  proto->Clear();
+  proto->set_roi_source(RoiSourceToProto(record.roi_source));
+  proto->set_num_rois(record.num_rois);
+  proto->set_positive_fraction(record.positive_fraction);
+  proto->set_positive_iou(record.positive_iou);
+  proto->set_images(record.images);
+  proto->set_rois(record.rois);
+  proto->set_positive_rois(record.positive_rois);
+  proto->set_rfs_threshold(record.rfs_threshold);
+}
+
+absl::StatusOr<RoiSamplingRecord> RoiSamplingFromProto(const v1::RoiSampling& proto) {
+  RoiSamplingRecord record;
+  LOGN_ASSIGN_OR_RETURN(record.roi_source, RoiSourceFromProto(proto.roi_source()));
+  record.num_rois = proto.num_rois();
+  record.positive_fraction = proto.positive_fraction();
+  record.positive_iou = proto.positive_iou();
+  record.images = proto.images();
+  record.rois = proto.rois();
+  record.positive_rois = proto.positive_rois();
+  record.rfs_threshold = proto.rfs_threshold();
+  return record;
+}
+
 void VersionInfoToProto(const VersionInfo& info, v1::StatisticsVersion* proto) {
   proto->Clear();
   proto->set_format(std::string(kVersionExportFormat));
@@ -58,6 +129,7 @@ void VersionInfoToProto(const VersionInfo& info, v1::StatisticsVersion* proto) {
   proto->mutable_parent_versions()->Add(info.parent_versions.begin(), info.parent_versions.end());
   proto->set_payload_sha256(info.payload_sha256);
   proto->set_partial(info.partial);
+  if (info.sampling.has_value()) RoiSamplingToProto(*info.sampling, proto->mutable_sampling());
 }
 
 }  // namespace logn

@@ -1,9 +1,9 @@
 #ifndef LOGN_STORE_VERSION_PROTO_H_
 #define LOGN_STORE_VERSION_PROTO_H_
 
-// The store's types as logn.v1 messages: the one VersionSource converter of the tree, and the
-// one writer of the version resource (logn.v1.StatisticsVersion) that both the RPC responses
-// and the export files are built from.
+// The store's types as logn.v1 messages: the one VersionSource and RoiSource converter of the
+// tree, and the one writer of the version resource (logn.v1.StatisticsVersion) that both the
+// RPC responses and the export files are built from.
 
 #include "absl/status/statusor.h"
 #include "logn/v1/store.pb.h"
@@ -16,10 +16,20 @@ v1::VersionSource VersionSourceToProto(VersionSource source);
 // "source must be VERSION_SOURCE_LOGITS, _IMAGES, _MERGE or _IMPORT, got N".
 absl::StatusOr<VersionSource> VersionSourceFromProto(v1::VersionSource source);
 
+v1::RoiSource RoiSourceToProto(RoiSource source);
+// UNSPECIFIED maps to kUnspecified; INVALID_ARGUMENT for numbers this build does not know.
+absl::StatusOr<RoiSource> RoiSourceFromProto(v1::RoiSource source);
+
+void RoiSamplingToProto(const RoiSamplingRecord& record, v1::RoiSampling* proto);
+// The record as the message holds it, unvalidated (a file's record may name no source;
+// StatsStore::Put validates what it stores). INVALID_ARGUMENT for a roi_source number this
+// build does not know.
+absl::StatusOr<RoiSamplingRecord> RoiSamplingFromProto(const v1::RoiSampling& proto);
+
 // Replaces `proto` with the basic view of the version `info` describes: `format`
-// (kVersionExportFormat) and every provenance field; `statistics` and `aliases` are left
-// empty (an export adds the statistics, a response the aliases and, in the full view, the
-// statistics).
+// (kVersionExportFormat), every provenance field and `sampling` (set only when the version has
+// a record); `statistics` and `aliases` are left empty (an export adds the statistics, a
+// response the aliases and, in the full view, the statistics).
 void VersionInfoToProto(const VersionInfo& info, v1::StatisticsVersion* proto);
 
 }  // namespace logn

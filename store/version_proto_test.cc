@@ -31,6 +31,40 @@ TEST(VersionProtoTest, VersionSourceRoundTripsAndUnspecifiedIsRefused) {
   }
 }
 
+TEST(VersionProtoTest, RoiSourceAndSamplingRoundTrip) {
+  for (RoiSource s : {RoiSource::kUnspecified, RoiSource::kProposals, RoiSource::kCandidates,
+                      RoiSource::kDetections, RoiSource::kLogits, RoiSource::kImported,
+                      RoiSource::kMixed}) {
+    EXPECT_EQ(RoiSourceFromProto(RoiSourceToProto(s)).value(), s);
+  }
+  EXPECT_EQ(RoiSourceToProto(RoiSource::kProposals), v1::ROI_SOURCE_PROPOSALS);
+  EXPECT_EQ(RoiSourceToProto(RoiSource::kMixed), v1::ROI_SOURCE_MIXED);
+  const absl::Status status = RoiSourceFromProto(static_cast<v1::RoiSource>(9)).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("got 9"));
+
+  RoiSamplingRecord r;
+  r.roi_source = RoiSource::kCandidates;
+  r.num_rois = 256;
+  r.positive_fraction = 0.25;
+  r.positive_iou = 0.7f;
+  r.images = 3;
+  r.rois = 700;
+  r.positive_rois = 300;
+  r.rfs_threshold = 0.001;
+  v1::RoiSampling proto;
+  RoiSamplingToProto(r, &proto);
+  EXPECT_EQ(proto.roi_source(), v1::ROI_SOURCE_CANDIDATES);
+  EXPECT_EQ(proto.num_rois(), 256);
+  EXPECT_EQ(proto.positive_iou(), 0.7f);
+  EXPECT_EQ(proto.rois(), 700);
+  EXPECT_EQ(proto.positive_rois(), 300);
+  EXPECT_EQ(proto.rfs_threshold(), 0.001);
+  absl::StatusOr<RoiSamplingRecord> back = RoiSamplingFromProto(proto);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(*back == r);
+}
+
 TEST(VersionProtoTest, VersionInfoIsTheBasicViewWithTheFormat) {
   VersionInfo info;
   info.model = ModelKey{"demo", std::string(64, 'c')};
@@ -67,6 +101,15 @@ TEST(VersionProtoTest, VersionInfoIsTheBasicViewWithTheFormat) {
   EXPECT_TRUE(proto.partial());
   EXPECT_FALSE(proto.has_statistics());
   EXPECT_TRUE(proto.aliases().empty());
+  EXPECT_FALSE(proto.has_sampling()) << "no record: absent, not an empty message";
+
+  info.sampling = RoiSamplingRecord{};
+  info.sampling->roi_source = RoiSource::kMixed;
+  info.sampling->images = 20;
+  VersionInfoToProto(info, &proto);
+  ASSERT_TRUE(proto.has_sampling());
+  EXPECT_EQ(proto.sampling().roi_source(), v1::ROI_SOURCE_MIXED);
+  EXPECT_EQ(proto.sampling().images(), 20);
 }
 
 }  // namespace

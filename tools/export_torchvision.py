@@ -6,7 +6,9 @@ takes already-preprocessed [3, H, W] float images (the runtime resizes and norma
 manifest) and returns per image the RoI head's *pre-NMS* candidates: class-specific boxes [N, C, 4]
 (xyxy, input pixels, clipped to the image, background column dropped) and the pre-softmax logits
 [N, C+1] (background first, as torchvision). `classify_rois(images, rois)` returns the logits the RoI
-head gives to caller-supplied boxes. torchvision's own transform (normalise + resize) and
+head gives to caller-supplied boxes; `proposals(images)` the RPN's proposals [P, 4] (xyxy, input
+pixels) with the RPN's TRAINING settings (rpn_pre/post_nms_top_n_train, its NMS threshold), the pool
+the RoI head's training RoIs were sampled from. torchvision's own transform (normalise + resize) and
 post-processing (softmax, threshold, NMS, top-k) are bypassed: the runtime does them, and LogN acts
 between the logits and the softmax.
 
@@ -24,16 +26,18 @@ or --manifest). With --reference DIR it also writes a deterministic test image a
 """
 
 import argparse
+import copy
 import json
 import math
 import os
 import sys
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
 import torchvision
 from torchvision.models.detection import image_list as tv_image_list
+from torchvision.models.detection.rpn import concat_box_prediction_layers
 from torchvision.ops import boxes as box_ops
 
 
@@ -46,6 +50,10 @@ class TorchvisionContract(torch.nn.Module):
         self.rpn = model.rpn
         self.roi_heads = model.roi_heads
         self.size_divisible: int = int(model.transform.size_divisible)
+        # The RPN's training-time proposal numbers (per level before NMS, per image after). The
+        # scripted RPN is in eval mode, where it reads its testing numbers, hence copies here.
+        self.train_pre_nms_top_n: int = int(model.rpn._pre_nms_top_n["training"])
+        self.train_post_nms_top_n: int = int(model.rpn._post_nms_top_n["training"])
 
     def _batch(self, images: List[torch.Tensor]) -> tv_image_list.ImageList:
         # Zero-pad to a common size divisible by size_divisible, as GeneralizedRCNNTransform does
@@ -99,6 +107,76 @@ class TorchvisionContract(torch.nn.Module):
         class_logits, _ = self.roi_heads.box_predictor(box_features)
         return list(class_logits.split([r.shape[0] for r in rois], 0))
 
+    @torch.jit.export
+    def proposals(self, images: List[torch.Tensor]) -> List[torch.Tensor]:
+        """Per image the RPN's proposals [P, 4] (xyxy, input pixels, clipped; best objectness first
+        within each level) with its training settings: RegionProposalNetwork.forward as in training."""
+        image_list = self._batch(images)
+        features = self.backbone(image_list.tensors)
+        return self._training_proposals(image_list, features)
+
+    def _training_proposals(self, image_list: tv_image_list.ImageList,
+                            features: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
+        # RegionProposalNetwork.forward + filter_proposals (torchvision 0.14), with the training
+        # top-n numbers in place of self.rpn.pre_nms_top_n() / post_nms_top_n().
+        rpn = self.rpn
+        feature_list = list(features.values())
+        objectness_levels, deltas_levels = rpn.head(feature_list)
+        anchors = rpn.anchor_generator(image_list, feature_list)
+        num_images = len(anchors)
+        num_anchors_per_level = [int(o.shape[1] * o.shape[2] * o.shape[3]) for o in objectness_levels]
+        objectness, deltas = concat_box_prediction_layers(objectness_levels, deltas_levels)
+        proposals = rpn.box_coder.decode(deltas.detach(), anchors).view(num_images, -1, 4)
+        objectness = objectness.detach().reshape(num_images, -1)
+        device = proposals.device
+        levels = torch.cat(
+            [torch.full((n,), idx, dtype=torch.int64, device=device) for idx, n in enumerate(num_anchors_per_level)], 0
+        )
+        levels = levels.reshape(1, -1).expand_as(objectness)
+        top_n: List[torch.Tensor] = []
+        offset = 0
+        for ob in objectness.split(num_anchors_per_level, 1):
+            k = min(self.train_pre_nms_top_n, int(ob.shape[1]))
+            _, idx = ob.topk(k, dim=1)
+            top_n.append(idx + offset)
+            offset += int(ob.shape[1])
+        top_n_idx = torch.cat(top_n, dim=1)
+        batch_idx = torch.arange(num_images, device=device)[:, None]
+        scores_all = torch.sigmoid(objectness[batch_idx, top_n_idx])
+        levels = levels[batch_idx, top_n_idx]
+        proposals = proposals[batch_idx, top_n_idx]
+        out: List[torch.Tensor] = []
+        for i in range(num_images):
+            boxes = box_ops.clip_boxes_to_image(proposals[i], image_list.image_sizes[i])
+            keep = box_ops.remove_small_boxes(boxes, rpn.min_size)
+            boxes, scores, lvl = boxes[keep], scores_all[i][keep], levels[i][keep]
+            keep = torch.where(scores >= rpn.score_thresh)[0]
+            boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
+            keep = box_ops.batched_nms(boxes, scores, lvl, rpn.nms_thresh)[: self.train_post_nms_top_n]
+            out.append(boxes[keep].contiguous())
+        return out
+
+
+def rpn_training_proposals(model: torch.nn.Module, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
+    """torchvision's own RPN (a copy whose testing numbers are set to its training ones) on the inputs
+    batched as TorchvisionContract does: the reference for TorchvisionContract.proposals."""
+    rpn = copy.deepcopy(model.rpn).eval()
+    rpn._pre_nms_top_n = {"training": rpn._pre_nms_top_n["training"], "testing": rpn._pre_nms_top_n["training"]}
+    rpn._post_nms_top_n = {"training": rpn._post_nms_top_n["training"], "testing": rpn._post_nms_top_n["training"]}
+    image_list = TorchvisionContract(model)._batch(inputs)
+    with torch.inference_mode():
+        boxes, _ = rpn(image_list, model.backbone(image_list.tensors))
+    return boxes
+
+
+def proposal_settings(model: torch.nn.Module) -> dict:
+    """The manifest's proposalSettings for a torchvision model: its RPN's training settings."""
+    return {
+        "preNmsTopN": int(model.rpn._pre_nms_top_n["training"]),
+        "postNmsTopN": int(model.rpn._post_nms_top_n["training"]),
+        "nmsThreshold": float(model.rpn.nms_thresh),
+    }
+
 
 # ---- Reference preprocessing: the runtime's input policy, written in Python (same op order). ----
 
@@ -150,7 +228,8 @@ def reference_image(height: int, width: int, seed: int) -> torch.Tensor:
 def write_reference(module: torch.nn.Module, manifest: dict, out_dir: str, sizes, seed: int,
                     torchvision_model=None) -> None:
     """Writes image_<i>.u8 (raw HWC RGB) and reference.json: boxes scaled back to the original image
-    the way the runtime does (x * W/w, y * H/h), and the raw logits. With `torchvision_model`, also
+    the way the runtime does (x * W/w, y * H/h), and the raw logits; classify_rois' logits for two
+    RoIs and the proposals (scaled back too) when the manifest declares them. With `torchvision_model`, also
     the final detections torchvision's own pipeline (transform, RoI heads' post-processing with its
     score_thresh / nms_thresh / detections_per_img, resize back) gives for each image."""
     os.makedirs(out_dir, exist_ok=True)
@@ -168,6 +247,13 @@ def write_reference(module: torch.nn.Module, manifest: dict, out_dir: str, sizes
         for (h, w) in resized:
             rois_in.append(torch.tensor([[0.0, 0.0, w / 2.0, h / 2.0], [w / 4.0, h / 4.0, w - 1.0, h - 1.0]]))
         roi_logits = module.classify_rois(inputs, rois_in) if manifest.get("hasClassifyRois") else None
+        proposals = module.proposals(inputs) if manifest.get("hasProposals") else None
+        if proposals is not None and torchvision_model is not None:
+            # The adapter's proposals must be torchvision's own RPN's with the training settings.
+            want = rpn_training_proposals(torchvision_model, inputs)
+            for got, ref in zip(proposals, want):
+                if not torch.equal(got, ref):
+                    raise AssertionError(f"proposals {list(got.shape)} differ from torchvision's RPN {list(ref.shape)}")
         tv_dets = None
         if torchvision_model is not None:
             tv_dets = torchvision_model([img.permute(2, 0, 1).contiguous().to(torch.float32) / 255.0 for img in images])
@@ -190,6 +276,8 @@ def write_reference(module: torch.nn.Module, manifest: dict, out_dir: str, sizes
             # The same RoIs in original-image coordinates, and their logits.
             entry["rois"] = (rois_in[i] * scale).reshape(-1).tolist()
             entry["roi_logits"] = roi_logits[i].reshape(-1).tolist()
+        if proposals is not None:
+            entry["proposals"] = (proposals[i] * scale).reshape(-1).tolist()
         if tv_dets is not None:
             rh_ = torchvision_model.roi_heads
             entry["torchvision"] = {
@@ -319,6 +407,8 @@ def main() -> int:
             valueRange="VALUE_RANGE_UNIT",
         ),
         "hasClassifyRois": True,
+        "hasProposals": True,
+        "proposalSettings": proposal_settings(model),
     }
 
     wrapper = TorchvisionContract(model).eval()

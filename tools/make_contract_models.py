@@ -14,6 +14,12 @@ Models:
                      classify_rois.
   contract_bad_rows  like contract_agnostic but returns one logit row fewer than boxes: a contract
                      violation the runtime must refuse at load.
+  contract_proposals like contract_agnostic (other weights), also exporting proposals(images): a
+                     5 x 5 lattice at two sizes (50 boxes, input pixels) shifted by up to 1 px by
+                     the image content.
+  contract_bad_proposals  like contract_proposals, but its proposals carry a fifth column (the
+                     score): [P, 5], a contract violation the runtime must refuse at load.
+  contract_lvis      1,203 classes (LVIS-sized logits), for serving benchmarks.
 
 Usage: /usr/bin/python3 tools/make_contract_models.py --out-dir DIR [--reference]
 """
@@ -117,9 +123,40 @@ class TinyDetectorWithRois(TinyDetector):
         return self._classify_rois(images, rois)
 
 
+class TinyDetectorWithProposals(TinyDetectorWithRois):
+    """Also exports the optional proposals method; `proposal_columns` 5 breaks the contract."""
+
+    def __init__(self, num_classes: int, class_specific: bool, grid: int, drop_row: bool, proposal_columns: int):
+        super().__init__(num_classes, class_specific, grid, drop_row)
+        self.proposal_columns = proposal_columns
+
+    @torch.jit.export
+    def proposals(self, images: List[torch.Tensor]) -> List[torch.Tensor]:
+        out: List[torch.Tensor] = []
+        for img in images:
+            h = int(img.shape[1])
+            w = int(img.shape[2])
+            feat = self.features(img[None])[0]
+            boxes: List[List[float]] = []
+            n = self.grid + 1  # not forward's lattice: the two must not be confused
+            for size in [0.2, 0.4]:
+                for gy in range(n):
+                    for gx in range(n):
+                        cx = (gx + 0.5) * w / n
+                        cy = (gy + 0.5) * h / n
+                        boxes.append([cx - size * w / 2, cy - size * h / 2, cx + size * w / 2, cy + size * h / 2])
+            b = torch.tensor(boxes, device=img.device) + torch.tanh(feat.mean())
+            b = torch.stack([b[:, 0].clamp(0, w), b[:, 1].clamp(0, h), b[:, 2].clamp(0, w), b[:, 3].clamp(0, h)], 1)
+            scores = torch.sigmoid(feat.mean(0).flatten()[: b.shape[0]])
+            if scores.shape[0] < b.shape[0]:
+                scores = torch.cat([scores, scores.new_zeros([b.shape[0] - scores.shape[0]])])
+            out.append(torch.cat([b, scores[:, None]], 1)[:, : self.proposal_columns].contiguous())
+        return out
+
+
 def manifest_for(name: str, num_classes: int, background: str, class_specific: bool, input_policy: dict,
-                 has_classify_rois: bool) -> dict:
-    return {
+                 has_classify_rois: bool, has_proposals: bool = False) -> dict:
+    manifest = {
         "name": name,
         "description": "tiny contract model from tools/make_contract_models.py (seeded random weights)",
         "classes": export_torchvision.synthetic_classes(num_classes, seed=1),
@@ -128,6 +165,11 @@ def manifest_for(name: str, num_classes: int, background: str, class_specific: b
         "input": input_policy,
         "hasClassifyRois": has_classify_rois,
     }
+    if has_proposals:
+        manifest["hasProposals"] = True
+        # Informational: what a real detector's training-time RPN settings would be.
+        manifest["proposalSettings"] = {"preNmsTopN": 50, "postNmsTopN": 50, "nmsThreshold": 0.7}
+    return manifest
 
 
 SHORTER_SIDE = {
@@ -146,12 +188,15 @@ FIXED_BGR = {
 }
 
 MODELS = {
-    # name: (classes, class_specific, background, input policy, classify_rois, drop_row, seed)
-    "contract_agnostic": (5, False, "BACKGROUND_POSITION_FIRST", SHORTER_SIDE, True, False, 11),
-    "contract_specific": (7, True, "BACKGROUND_POSITION_LAST", FIXED_BGR, False, False, 12),
-    "contract_bad_rows": (5, False, "BACKGROUND_POSITION_FIRST", SHORTER_SIDE, True, True, 13),
+    # name: (classes, class_specific, background, input policy, classify_rois, drop_row, seed,
+    #        proposal columns: 0 no proposals method, 4 the contract's [P, 4], 5 a broken [P, 5])
+    "contract_agnostic": (5, False, "BACKGROUND_POSITION_FIRST", SHORTER_SIDE, True, False, 11, 0),
+    "contract_specific": (7, True, "BACKGROUND_POSITION_LAST", FIXED_BGR, False, False, 12, 0),
+    "contract_bad_rows": (5, False, "BACKGROUND_POSITION_FIRST", SHORTER_SIDE, True, True, 13, 0),
     # LVIS-sized logits (1,203 classes, background last as mmdetection): serving benchmarks.
-    "contract_lvis": (1203, False, "BACKGROUND_POSITION_LAST", SHORTER_SIDE, False, False, 14),
+    "contract_lvis": (1203, False, "BACKGROUND_POSITION_LAST", SHORTER_SIDE, False, False, 14, 0),
+    "contract_proposals": (5, False, "BACKGROUND_POSITION_FIRST", SHORTER_SIDE, True, False, 15, 4),
+    "contract_bad_proposals": (5, False, "BACKGROUND_POSITION_FIRST", SHORTER_SIDE, True, False, 16, 5),
 }
 
 
@@ -162,15 +207,18 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(1)
     os.makedirs(args.out_dir, exist_ok=True)
-    for name, (c, specific, background, policy, rois, drop_row, seed) in MODELS.items():
+    for name, (c, specific, background, policy, rois, drop_row, seed, proposal_columns) in MODELS.items():
         torch.manual_seed(seed)
-        cls = TinyDetectorWithRois if rois else TinyDetector
-        model = cls(c, specific, grid=4, drop_row=drop_row).eval()
-        manifest = manifest_for(name, c, background, specific, policy, rois)
+        if proposal_columns:
+            model = TinyDetectorWithProposals(c, specific, 4, drop_row, proposal_columns).eval()
+        else:
+            cls = TinyDetectorWithRois if rois else TinyDetector
+            model = cls(c, specific, grid=4, drop_row=drop_row).eval()
+        manifest = manifest_for(name, c, background, specific, policy, rois, has_proposals=proposal_columns > 0)
         torch.jit.script(model).save(os.path.join(args.out_dir, name + ".pt"))
         with open(os.path.join(args.out_dir, name + ".json"), "w") as f:
             json.dump(manifest, f, indent=1)
-        if args.reference and not drop_row:
+        if args.reference and not drop_row and proposal_columns != 5:
             export_torchvision.write_reference(
                 model, manifest, os.path.join(args.out_dir, name + "_ref"), [(120, 90), (50, 75)], seed
             )

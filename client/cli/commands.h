@@ -53,6 +53,11 @@ struct CalibrateOptions {
   bool activate = false;
   std::optional<double> ema_momentum;
   std::optional<v1::StatisticsSelector> ema_init;
+  bool ema_from_prior = false;  // start the EMA from mean 0 / variance 1
+  // The RoI sampler's settings; unset: the server's (training defaults).
+  v1::RoiSamplerOptions sampler;
+  // Repeat-factor sampling threshold t: each image weighs its repeat factor; 0: off.
+  double rfs_threshold = 0.0;
   std::string description;
   std::string job_id;
   // Send only shard `shard_index` (0-based) of `shard_count` (client/lib/calibration_jobs.h).

@@ -21,6 +21,15 @@ constexpr NamedValue<v1::VersionSource> kVersionSources[] = {
     {v1::VERSION_SOURCE_IMAGES, "images"},           {v1::VERSION_SOURCE_MERGE, "merge"},
     {v1::VERSION_SOURCE_IMPORT, "import"},
 };
+constexpr NamedValue<v1::RoiSource> kRoiSources[] = {
+    {v1::ROI_SOURCE_UNSPECIFIED, "unspecified"},
+    {v1::ROI_SOURCE_PROPOSALS, "proposals"},
+    {v1::ROI_SOURCE_CANDIDATES, "candidates"},
+    {v1::ROI_SOURCE_DETECTIONS, "detections"},
+    {v1::ROI_SOURCE_LOGITS, "logits"},
+    {v1::ROI_SOURCE_IMPORTED, "imported"},
+    {v1::ROI_SOURCE_MIXED, "mixed"},
+};
 constexpr NamedValue<v1::AccumulationMethod> kAccumulationMethods[] = {
     {v1::ACCUMULATION_METHOD_EXACT, "exact"},
     {v1::ACCUMULATION_METHOD_EMA, "ema"},
@@ -63,6 +72,8 @@ absl::string_view EnumName(v1::CalibrationMethod method) {
 }
 
 absl::string_view EnumName(v1::VersionSource source) { return NameIn(kVersionSources, source, ""); }
+
+absl::string_view EnumName(v1::RoiSource source) { return NameIn(kRoiSources, source, ""); }
 
 absl::string_view EnumName(v1::AccumulationMethod method) {
   return NameIn(kAccumulationMethods, method, "exact");

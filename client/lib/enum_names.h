@@ -18,6 +18,9 @@ namespace logn {
 absl::string_view EnumName(v1::CalibrationMethod method);
 // "logits", "images", "merge", "import", "unspecified"; "" for an unknown value.
 absl::string_view EnumName(v1::VersionSource source);
+// "proposals", "candidates", "detections", "logits", "imported", "mixed", "unspecified" (the
+// store's names, store/stats_store.h RoiSourceName); "" for an unknown value. Printed only.
+absl::string_view EnumName(v1::RoiSource source);
 // "exact" or "ema". UNSPECIFIED (and any unknown value) is "exact": the server's default.
 absl::string_view EnumName(v1::AccumulationMethod method);
 // "json" or "binary". UNSPECIFIED (and any unknown value) is "json": the server's default.

@@ -52,7 +52,7 @@ TEST(EnumNamesTest, ParsingIgnoresCaseAndRejectsEverythingElse) {
   EXPECT_EQ(EnumName(v1::EXPORT_FORMAT_BINARY), "binary");
 }
 
-TEST(EnumNamesTest, VersionSourcesAccumulationAndHealth) {
+TEST(EnumNamesTest, VersionAndRoiSourcesAccumulationAndHealth) {
   EXPECT_EQ(EnumName(v1::VERSION_SOURCE_LOGITS), "logits");
   EXPECT_EQ(EnumName(v1::VERSION_SOURCE_IMAGES), "images");
   EXPECT_EQ(EnumName(v1::VERSION_SOURCE_MERGE), "merge");
@@ -68,6 +68,14 @@ TEST(EnumNamesTest, VersionSourcesAccumulationAndHealth) {
   EXPECT_EQ(source, v1::VERSION_SOURCE_LOGITS);
   ExpectRejected({"", "unspecified", "UNSPECIFIED", "shard"}, v1::VERSION_SOURCE_LOGITS);
   EXPECT_EQ(EnumName(v1::ACCUMULATION_METHOD_EXACT), "exact");
+  EXPECT_EQ(EnumName(v1::ROI_SOURCE_PROPOSALS), "proposals");
+  EXPECT_EQ(EnumName(v1::ROI_SOURCE_CANDIDATES), "candidates");
+  EXPECT_EQ(EnumName(v1::ROI_SOURCE_DETECTIONS), "detections");
+  EXPECT_EQ(EnumName(v1::ROI_SOURCE_LOGITS), "logits");
+  EXPECT_EQ(EnumName(v1::ROI_SOURCE_IMPORTED), "imported");
+  EXPECT_EQ(EnumName(v1::ROI_SOURCE_MIXED), "mixed");
+  EXPECT_EQ(EnumName(v1::ROI_SOURCE_UNSPECIFIED), "unspecified");
+  EXPECT_EQ(EnumName(static_cast<v1::RoiSource>(42)), "");
   EXPECT_EQ(EnumName(v1::ACCUMULATION_METHOD_EMA), "ema");
   EXPECT_EQ(EnumName(v1::ACCUMULATION_METHOD_UNSPECIFIED), "exact");
   EXPECT_EQ(EnumName(ServingStatus::kServing), "SERVING");

@@ -1,6 +1,7 @@
 #include "server/core/calibration_job.h"
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -61,6 +62,7 @@ absl::StatusOr<std::unique_ptr<CalibrationJob>> CalibrationJob::Start(
     CalibrationJobDeps deps, const v1::CalibrateHeader& header_proto) {
   LOGN_ASSIGN_OR_RETURN(CalibrationJobHeader header, JobHeaderFromProto(header_proto));
   LOGN_RETURN_IF_ERROR(CheckHeader(header));
+  LOGN_RETURN_IF_ERROR(ValidateRoiSamplingOptions(header.sampler.AppliedTo(deps.sampling)));
   std::unique_ptr<CalibrationJob> job(new CalibrationJob(std::move(deps), std::move(header)));
   if (job->header_.resume) {
     LOGN_RETURN_IF_ERROR(job->Resume());
@@ -73,6 +75,7 @@ absl::StatusOr<std::unique_ptr<CalibrationJob>> CalibrationJob::Start(
 CalibrationJob::CalibrationJob(CalibrationJobDeps deps, CalibrationJobHeader header)
     : deps_(std::move(deps)),
       header_(std::move(header)),
+      sampler_(header_.sampler.AppliedTo(deps_.sampling)),
       checkpoint_every_(CheckpointInterval(header_, deps_.default_checkpoint_every_batches)) {}
 
 absl::Status CalibrationJob::Resume() {
@@ -82,6 +85,13 @@ absl::Status CalibrationJob::Resume() {
   rows_ = checkpoint.statistics.count;
   images_ = checkpoint.images_seen;
   batches_ = checkpoint.batches;
+  if (checkpoint.sampling.has_value()) {
+    sampling_.source = checkpoint.sampling->roi_source;
+    sampling_.images = checkpoint.sampling->images;
+    sampling_.rois = checkpoint.sampling->rois;
+    sampling_.positive_rois = checkpoint.sampling->positive_rois;
+  }
+  ema_updates_ = checkpoint.batches;
   return CreateAccumulator(&checkpoint);
 }
 
@@ -100,6 +110,7 @@ absl::Status CalibrationJob::CreateAccumulator(const JobCheckpoint* checkpoint) 
     LOGN_ASSIGN_OR_RETURN(VersionRecord init, deps_.store->Get(deps_.model, selector));
     ema = EmaAccumulator::CreateFrom(init.statistics, header_.ema_momentum);
   } else {
+    // JobHeaderFromProto let this through only with from_prior.
     ema = EmaAccumulator::Create(layout, header_.ema_momentum);
   }
   if (!ema.ok()) return ema.status();
@@ -115,19 +126,21 @@ absl::Status CalibrationJob::CheckSource(VersionSource batch_source) const {
           : "this job's header declared source LOGITS, but an image batch arrived");
 }
 
-absl::Status CalibrationJob::AddRows(const float* data, int64_t rows) {
+absl::Status CalibrationJob::AddRows(const float* data, int64_t rows,
+                                     absl::Span<const double> weights) {
   if (rows_ + rows > deps_.max_rows_per_job) {
     return absl::ResourceExhaustedError(absl::StrCat("calibration job would exceed ",
                                                      deps_.max_rows_per_job,
                                                      " rows; split it into several jobs"));
   }
   const LogitBatchView view{data, rows, deps_.runtime->layout().width()};
-  absl::Status status = exact_ ? exact_->Add(view) : ema_->Add(view);
+  absl::Status status = exact_ ? exact_->Add(view, weights) : ema_->Add(view, weights);
   if (!status.ok()) {
     return absl::Status(status.code(),
                         absl::StrCat("batch ", batches_ + 1, ": ", status.message()));
   }
   rows_ += rows;
+  if (ema_) ++ema_updates_;
   return absl::OkStatus();
 }
 
@@ -147,7 +160,13 @@ absl::Status CalibrationJob::AddLogits(const v1::LogitBatch& batch) {
         ")"));
   }
   LOGN_ASSIGN_OR_RETURN(std::vector<float> values, LogitsFromProto(batch));
-  LOGN_RETURN_IF_ERROR(AddRows(values.data(), batch.rows()));
+  absl::StatusOr<std::vector<double>> weights = RowWeightsFromProto(batch);
+  if (!weights.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch ", batches_ + 1, ": ", weights.status().message()));
+  }
+  LOGN_RETURN_IF_ERROR(AddRows(values.data(), batch.rows(), *weights));
+  sampling_.Count(RoiSource::kLogits, 0, batch.rows(), 0);
   return FinishBatch();
 }
 
@@ -163,52 +182,111 @@ absl::Status CalibrationJob::AddImages(const v1::ImageBatch& batch) {
   }
   LOGN_ASSIGN_OR_RETURN(const std::vector<AnnotatedImageInput> images,
                         ImageBatchFromProto(batch));
-  LOGN_ASSIGN_OR_RETURN(const std::vector<float> rows, RowsFromImages(images));
+  LOGN_ASSIGN_OR_RETURN(const ImageRows rows, RowsFromImages(images));
   const int64_t num_rows =
-      static_cast<int64_t>(rows.size()) / deps_.runtime->layout().width();
-  if (num_rows == 0) {
-    // Nothing to accumulate from these images (no candidates): not an error.
-    images_ += num_images;
-    return FinishBatch();
+      static_cast<int64_t>(rows.logits.size()) / deps_.runtime->layout().width();
+  if (num_rows > 0) {
+    if (header_.method == AccumulationMethod::kEma && num_rows < 2) {
+      return absl::InvalidArgumentError(
+          "EMA calibration needs at least 2 RoIs per batch; send more images per batch");
+    }
+    LOGN_RETURN_IF_ERROR(AddRows(rows.logits.data(), num_rows, rows.weights));
   }
-  if (header_.method == AccumulationMethod::kEma && num_rows < 2) {
-    return absl::InvalidArgumentError(
-        "EMA calibration needs at least 2 RoIs per batch; send more images per batch");
-  }
-  LOGN_RETURN_IF_ERROR(AddRows(rows.data(), num_rows));
+  // A batch without rows (no candidates) is not an error: its images were seen.
   images_ += num_images;
+  sampling_.Count(rows.source, num_images, num_rows, rows.positives);
   return FinishBatch();
 }
 
-absl::StatusOr<std::vector<float>> CalibrationJob::RowsFromImages(
+std::optional<RoiSamplingRecord> CalibrationJob::SamplingRecord() const {
+  if (sampling_.source == RoiSource::kUnspecified) return std::nullopt;
+  RoiSamplingRecord record;
+  record.roi_source = sampling_.source;
+  record.images = sampling_.images;
+  record.rois = sampling_.rois;
+  record.positive_rois = sampling_.positive_rois;
+  record.rfs_threshold = header_.rfs_threshold;
+  if (sampling_.source == RoiSource::kProposals || sampling_.source == RoiSource::kCandidates) {
+    record.num_rois = sampler_.num_rois;
+    record.positive_fraction = sampler_.positive_fraction;
+    record.positive_iou = sampler_.positive_iou;
+  }
+  return record;
+}
+
+void CalibrationJob::SamplingTally::Count(RoiSource batch_source, int64_t batch_images,
+                                          int64_t batch_rois, int64_t batch_positives) {
+  if (source == RoiSource::kUnspecified) {
+    source = batch_source;
+  } else if (source != batch_source) {
+    source = RoiSource::kMixed;
+  }
+  images += batch_images;
+  rois += batch_rois;
+  positive_rois += batch_positives;
+}
+
+absl::StatusOr<CalibrationJob::ImageRows> CalibrationJob::RowsFromImages(
     const std::vector<AnnotatedImageInput>& batch) const {
   const DetectorRuntime& runtime = *deps_.runtime;
+  std::vector<ImageSource> images;
+  for (const AnnotatedImageInput& image : batch) images.push_back(image.image);
   const bool any_ground_truth =
       std::any_of(batch.begin(), batch.end(),
                   [](const AnnotatedImageInput& image) { return !image.ground_truth.empty(); });
-  if (any_ground_truth && !runtime.has_classify_rois()) {
+  if (any_ground_truth) return RowsFromSampledRois(batch, images);
+  LOGN_ASSIGN_OR_RETURN(DetectorRuntime::ForwardResult forward, runtime.Forward(images));
+  ImageRows rows;
+  rows.source = RoiSource::kDetections;
+  const int64_t width = runtime.layout().width();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const std::vector<float>& logits = forward.images[i].logits;
+    rows.logits.insert(rows.logits.end(), logits.begin(), logits.end());
+    rows.weights.insert(rows.weights.end(), logits.size() / width, batch[i].weight);
+  }
+  return rows;
+}
+
+absl::StatusOr<CalibrationJob::ImageRows> CalibrationJob::RowsFromSampledRois(
+    const std::vector<AnnotatedImageInput>& batch, const std::vector<ImageSource>& images) const {
+  const DetectorRuntime& runtime = *deps_.runtime;
+  if (!runtime.has_classify_rois()) {
     return absl::FailedPreconditionError(
         "ground truth was sent, but the model has no classify_rois method to score sampled RoIs; "
         "send images without ground truth to use the model's own candidates");
   }
-  std::vector<ImageSource> images;
-  for (const AnnotatedImageInput& image : batch) images.push_back(image.image);
-  LOGN_ASSIGN_OR_RETURN(DetectorRuntime::ForwardResult forward, runtime.Forward(images));
-  std::vector<float> rows;
-  if (!any_ground_truth) {
-    for (const RawOutputs& raw : forward.images) {
-      rows.insert(rows.end(), raw.logits.begin(), raw.logits.end());
+  // The RPN's proposals, as training sampled from; without them, the output candidates' boxes.
+  if (header_.sample_from == RoiSource::kProposals && !runtime.has_proposals()) {
+    return absl::FailedPreconditionError(
+        "the header asks for RoIs sampled from proposals, but the model exports no proposals "
+        "method (docs/model-contract.md); leave sampler.from unset to use its candidates");
+  }
+  ImageRows rows;
+  std::vector<std::vector<float>> proposals(batch.size());
+  if (runtime.has_proposals() && header_.sample_from != RoiSource::kCandidates) {
+    rows.source = RoiSource::kProposals;
+    LOGN_ASSIGN_OR_RETURN(DetectorRuntime::ProposalResult result, runtime.Proposals(images));
+    proposals = std::move(result.boxes);
+  } else {
+    rows.source = RoiSource::kCandidates;
+    LOGN_ASSIGN_OR_RETURN(DetectorRuntime::ForwardResult forward, runtime.Forward(images));
+    for (size_t i = 0; i < batch.size(); ++i) {
+      proposals[i] = CandidateProposals(forward.images[i].view(), runtime.layout());
     }
-    return rows;
   }
   std::vector<std::vector<float>> rois(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
-    rois[i] = SampleImageRois(forward.images[i].view(), runtime.layout(), batch[i].ground_truth,
-                              batch[i].image, deps_.sampling, deps_.sampling_seed);
+    SampledRois sampled = SampleImageRois(proposals[i], batch[i].ground_truth, batch[i].image,
+                                          sampler_, deps_.sampling_seed);
+    rows.positives += sampled.positives;
+    rois[i] = std::move(sampled.boxes);
   }
   LOGN_ASSIGN_OR_RETURN(DetectorRuntime::RoiResult scored, runtime.ClassifyRois(images, rois));
-  for (const std::vector<float>& logits : scored.logits) {
-    rows.insert(rows.end(), logits.begin(), logits.end());
+  const int64_t width = runtime.layout().width();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const std::vector<float>& logits = scored.logits[i];
+    rows.logits.insert(rows.logits.end(), logits.begin(), logits.end());
+    rows.weights.insert(rows.weights.end(), logits.size() / width, batch[i].weight);
   }
   return rows;
 }
@@ -224,6 +302,7 @@ absl::Status CalibrationJob::FinishBatch() {
   checkpoint.batches = batches_;
   checkpoint.images_seen = images_;
   checkpoint.source = header_.source;
+  checkpoint.sampling = SamplingRecord();
   LOGN_ASSIGN_OR_RETURN(checkpoint.statistics, SnapshotStatistics());
   if (absl::Status s = deps_.store->PutCheckpoint(checkpoint); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("batch ", batches_,
@@ -254,6 +333,7 @@ absl::StatusOr<v1::CalibrateResponse> CalibrationJob::Commit() {
   origin.batches_seen = batches_;
   origin.partial = header_.partial;
   origin.clear_job_checkpoint = !header_.job_id.empty();
+  origin.sampling = SamplingRecord();
   const NewVersion version =
       BuildNewVersion(deps_.model, std::move(stats), std::move(origin), deps_.now());
   LOGN_ASSIGN_OR_RETURN(StoredVersion stored,
@@ -264,6 +344,7 @@ absl::StatusOr<v1::CalibrateResponse> CalibrationJob::Commit() {
   response.set_rows_seen(rows_);
   response.set_images_seen(images_);
   response.set_batches_seen(batches_);
+  if (ema_) response.set_ema_start_weight(std::pow(1.0 - header_.ema_momentum, ema_updates_));
   return response;
 }
 

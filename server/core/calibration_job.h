@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -60,8 +61,10 @@ class CalibrationJob {
   // that completes a checkpoint interval is accumulated even if saving the checkpoint fails
   // (UNAVAILABLE etc., naming the batch), so the stream fails and resumes from the previous one.
   absl::Status AddLogits(const v1::LogitBatch& batch);
-  // Images with ground truth are scored on sampled RoIs (the model needs classify_rois,
-  // FAILED_PRECONDITION otherwise); images without, on the model's own candidates.
+  // Images with ground truth are scored on RoIs sampled as in training (header.sampler) from the
+  // RPN's proposals when the model has a proposals method, else from its output candidates (the
+  // model needs classify_rois, FAILED_PRECONDITION otherwise); images without ground truth, on
+  // the model's own candidates. Each image's rows count `weight` times.
   absl::Status AddImages(const v1::ImageBatch& batch);
   // Stores the statistics as a new version (and activates it if the header asked).
   // FAILED_PRECONDITION when no row was accumulated or the job was already committed.
@@ -71,28 +74,55 @@ class CalibrationJob {
   int64_t images() const { return images_; }
   int64_t batches() const { return batches_; }
 
+  // How this job's rows were obtained so far (recorded in the committed version).
+  struct SamplingTally {
+    RoiSource source = RoiSource::kUnspecified;  // kMixed once batches differ
+    int64_t images = 0;  // images whose rows came from sampled RoIs or candidates
+    int64_t rois = 0;
+    int64_t positive_rois = 0;  // sampled sources only
+    void Count(RoiSource batch_source, int64_t batch_images, int64_t batch_rois,
+               int64_t batch_positives);
+  };
+  const SamplingTally& sampling() const { return sampling_; }
+  // The record the committed version stores: the tally, the sampler applied to images with
+  // ground truth, the repeat-factor threshold. Unset before any batch.
+  std::optional<RoiSamplingRecord> SamplingRecord() const;
+
  private:
   CalibrationJob(CalibrationJobDeps deps, CalibrationJobHeader header);
   // Continues from the job's checkpoint: counters and accumulation.
   absl::Status Resume();
   absl::Status CreateAccumulator(const JobCheckpoint* checkpoint);
   absl::Status CheckSource(VersionSource batch_source) const;
-  // The logit rows of an image batch, all images' rows validated before any is accumulated.
-  absl::StatusOr<std::vector<float>> RowsFromImages(
-      const std::vector<AnnotatedImageInput>& batch) const;
-  absl::Status AddRows(const float* data, int64_t rows);
+  // The logit rows of an image batch (all validated before any is accumulated), each row's
+  // weight, and how they were sampled.
+  struct ImageRows {
+    std::vector<float> logits;
+    std::vector<double> weights;  // one per row
+    RoiSource source = RoiSource::kUnspecified;
+    int64_t positives = 0;
+  };
+  absl::StatusOr<ImageRows> RowsFromImages(const std::vector<AnnotatedImageInput>& batch) const;
+  // The RoIs of images with ground truth: sampled from proposals or candidates.
+  absl::StatusOr<ImageRows> RowsFromSampledRois(const std::vector<AnnotatedImageInput>& batch,
+                                                const std::vector<ImageSource>& images) const;
+  // `weights`: empty (all 1) or one per row.
+  absl::Status AddRows(const float* data, int64_t rows, absl::Span<const double> weights);
   // Counts one accepted batch and saves a checkpoint when an interval is complete.
   absl::Status FinishBatch();
   absl::StatusOr<Statistics> SnapshotStatistics() const;
 
   const CalibrationJobDeps deps_;
   const CalibrationJobHeader header_;
+  const RoiSamplingOptions sampler_;  // the header's overrides over deps_.sampling
   const int32_t checkpoint_every_;  // batches; 0: no checkpoints
   std::unique_ptr<ExactAccumulator> exact_;
   std::unique_ptr<EmaAccumulator> ema_;
   int64_t rows_ = 0;
   int64_t images_ = 0;
   int64_t batches_ = 0;
+  SamplingTally sampling_;
+  int64_t ema_updates_ = 0;  // EMA only: batches folded into the running statistics
   bool committed_ = false;
 };
 

@@ -192,6 +192,149 @@ TEST_F(CalibrationJobTest, ImagesWithoutGroundTruthAccumulateTheModelsCandidates
   EXPECT_EQ(job->rows(),
             forward.images[0].num_candidates + forward.images[1].num_candidates);
   EXPECT_EQ(job->images(), 2);
+  EXPECT_EQ(job->sampling().source, RoiSource::kDetections);
+  EXPECT_EQ(job->sampling().rois, job->rows());
+}
+
+TEST_F(CalibrationJobTest, EmaNeedsAStartAndReportsTheWeightItStillHas) {
+  v1::CalibrateHeader header = LogitsHeader();
+  header.mutable_ema()->set_momentum(0.1);
+  const absl::Status no_start = CalibrationJob::Start(deps_, header).status();
+  EXPECT_EQ(no_start.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(no_start.message()), HasSubstr("from_prior"));
+  header.mutable_ema()->mutable_init()->set_alias("active");
+  header.mutable_ema()->set_from_prior(true);
+  EXPECT_EQ(CalibrationJob::Start(deps_, header).status().code(),
+            absl::StatusCode::kInvalidArgument);  // both
+
+  header.mutable_ema()->clear_init();
+  auto job = CalibrationJob::Start(deps_, header).value();
+  for (int b = 0; b < 3; ++b) ASSERT_TRUE(job->AddLogits(RandomBatch(20)).ok());
+  const v1::CalibrateResponse response = job->Commit().value();
+  EXPECT_DOUBLE_EQ(response.ema_start_weight(), 0.9 * 0.9 * 0.9);
+
+  // From that version: the new job's start is the stored version.
+  header.mutable_ema()->set_from_prior(false);
+  header.mutable_ema()->mutable_init()->set_version(response.statistics_version().version());
+  auto from_version = CalibrationJob::Start(deps_, header).value();
+  ASSERT_TRUE(from_version->AddLogits(RandomBatch(20)).ok());
+  EXPECT_DOUBLE_EQ(from_version->Commit().value().ema_start_weight(), 0.9);
+}
+
+TEST_F(CalibrationJobTest, RowWeightsCountEachRowThatManyTimes) {
+  // Weighted rows equal the same rows repeated: weight 2 on a batch = that batch twice.
+  const v1::LogitBatch batch = RandomBatch(30);
+  v1::LogitBatch weighted = batch;
+  for (int r = 0; r < 30; ++r) weighted.add_row_weights(r < 10 ? 2.0 : 1.0);
+  auto job = CalibrationJob::Start(deps_, LogitsHeader()).value();
+  ASSERT_TRUE(job->AddLogits(weighted).ok());
+  const int64_t version = job->Commit().value().statistics_version().version();
+  const Statistics stats =
+      store_->Get(deps_.model, VersionSelector::Number(version)).value().statistics;
+  const std::vector<float> values = LogitsFromProto(batch).value();
+  std::vector<float> repeated = values;
+  repeated.insert(repeated.end(), values.begin(), values.begin() + 10 * width_);
+  ExactAccumulator reference(runtime_->layout());
+  ASSERT_TRUE(reference.Add(LogitBatchView::Of(repeated, width_)).ok());
+  const Statistics expected = reference.Snapshot().value();
+  EXPECT_EQ(stats.count, 30);
+  EXPECT_DOUBLE_EQ(stats.total_weight, 40);
+  for (int c = 0; c < width_; ++c) {
+    EXPECT_NEAR(stats.mean[c], expected.mean[c], 1e-12);
+    EXPECT_NEAR(stats.variance[c], expected.variance[c], 1e-12 * (1 + expected.variance[c]));
+  }
+
+  v1::LogitBatch bad = batch;
+  bad.add_row_weights(1.0);  // one weight for 30 rows
+  auto refused = CalibrationJob::Start(deps_, LogitsHeader()).value();
+  const absl::Status status = refused->AddLogits(bad);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("row weights"));
+  bad.clear_row_weights();
+  for (int r = 0; r < 30; ++r) bad.add_row_weights(r == 7 ? -1.0 : 1.0);
+  EXPECT_EQ(refused->AddLogits(bad).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused->rows(), 0);
+}
+
+// Images with ground truth on a model that exports proposals: RoIs sampled from the proposals,
+// as in training, counted in the job's tally; the candidates only when asked for.
+TEST_F(CalibrationJobTest, ImagesWithGroundTruthSampleFromProposals) {
+  DetectorRuntime::Options options;
+  options.model_path = ContractModelPath("contract_proposals");
+  options.intra_op_threads = 1;
+  const std::unique_ptr<DetectorRuntime> runtime = DetectorRuntime::Load(options).value();
+  ASSERT_TRUE(runtime->has_proposals());
+  deps_.runtime = runtime.get();
+  v1::CalibrateHeader header;
+  header.set_source(v1::VERSION_SOURCE_IMAGES);
+  header.mutable_sampler()->set_num_rois(32);
+  v1::ImageBatch batch;
+  std::vector<std::string> pngs;
+  for (int i = 0; i < 2; ++i) pngs.push_back(SyntheticPng(48, 64, static_cast<uint8_t>(i)));
+  for (const std::string& png : pngs) {
+    v1::AnnotatedImage* image = batch.add_annotated_images();
+    image->mutable_image()->set_encoded(png);
+    v1::BoundingBox* box = image->mutable_ground_truth()->add_boxes();
+    box->set_x1(4);
+    box->set_y1(4);
+    box->set_x2(40);
+    box->set_y2(30);
+    image->mutable_ground_truth()->add_category_ids(1);
+  }
+
+  // The reference: the same sampler over the runtime's own proposals.
+  const std::vector<ImageSource> sources = {ImageSource::Encoded(pngs[0]),
+                                            ImageSource::Encoded(pngs[1])};
+  const DetectorRuntime::ProposalResult proposals = runtime->Proposals(sources).value();
+  RoiSamplingOptions sampler;
+  sampler.num_rois = 32;
+  int64_t rois = 0, positives = 0;
+  for (int i = 0; i < 2; ++i) {
+    const std::vector<float> gt = {4, 4, 40, 30};
+    const SampledRois sampled =
+        SampleImageRois(proposals.boxes[i], gt, sources[i], sampler, deps_.sampling_seed);
+    rois += sampled.count();
+    positives += sampled.positives;
+  }
+
+  auto job = CalibrationJob::Start(deps_, header).value();
+  ASSERT_TRUE(job->AddImages(batch).ok());
+  EXPECT_EQ(job->sampling().source, RoiSource::kProposals);
+  EXPECT_EQ(job->sampling().images, 2);
+  EXPECT_EQ(job->sampling().rois, rois);
+  EXPECT_EQ(job->sampling().positive_rois, positives);
+  EXPECT_GT(positives, 0);
+  EXPECT_EQ(job->rows(), rois);
+
+  header.mutable_sampler()->set_from(v1::ROI_SOURCE_CANDIDATES);
+  auto from_candidates = CalibrationJob::Start(deps_, header).value();
+  ASSERT_TRUE(from_candidates->AddImages(batch).ok());
+  EXPECT_EQ(from_candidates->sampling().source, RoiSource::kCandidates);
+
+  // Proposals asked of a model without them.
+  deps_.runtime = runtime_;
+  header.mutable_sampler()->set_from(v1::ROI_SOURCE_PROPOSALS);
+  auto refused = CalibrationJob::Start(deps_, header).value();
+  const absl::Status status = refused->AddImages(batch);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("no proposals method"));
+}
+
+TEST_F(CalibrationJobTest, SamplerOverridesAreValidatedOverTheServersDefaults) {
+  v1::CalibrateHeader header;
+  header.set_source(v1::VERSION_SOURCE_IMAGES);
+  header.mutable_sampler()->set_positive_fraction(1.5);
+  EXPECT_EQ(CalibrationJob::Start(deps_, header).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  header.mutable_sampler()->set_positive_fraction(0.5);
+  header.mutable_sampler()->set_num_rois(-3);
+  EXPECT_EQ(CalibrationJob::Start(deps_, header).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  header.mutable_sampler()->set_num_rois(64);
+  EXPECT_TRUE(CalibrationJob::Start(deps_, header).ok());
+  header.set_rfs_threshold(-0.1);
+  EXPECT_EQ(CalibrationJob::Start(deps_, header).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

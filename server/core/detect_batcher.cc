@@ -70,10 +70,17 @@ void DetectBatcher::Loop() {
       mu_.AwaitWithDeadline(absl::Condition(&full),
                             queue_.front().arrived + options_.max_queue_delay);
       if (stopping_) return;
+      // Share what is queued among the free in-flight slots: one batch holding every queued
+      // image would run on one executor thread while the others idle (measured on 2 cores:
+      // half the unbatched throughput at 4-8 callers), since a forward pass's per-image work
+      // does not spread over threads.
+      const int64_t free_slots = options_.max_in_flight_batches - in_flight_;
+      const int64_t limit = std::min<int64_t>(
+          options_.max_batch_images, (queued_images_ + free_slots - 1) / free_slots);
       int64_t images = 0;
       while (!queue_.empty()) {
         const int64_t n = queue_.front().call.request->images_size();
-        if (!batch.empty() && images + n > options_.max_batch_images) break;
+        if (!batch.empty() && images + n > limit) break;
         images += n;
         queued_images_ -= n;
         batch.push_back(std::move(queue_.front()));

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "server/core/testing/test_inputs.h"
@@ -73,6 +74,7 @@ TEST_F(DetectBatcherTest, BatchedDetectionsEqualUnbatchedOnes) {
   DetectBatcher::Options options;
   options.max_batch_images = 8;
   options.max_queue_delay = absl::Milliseconds(200);  // long enough for all three to join
+  options.max_in_flight_batches = 1;  // one batch takes everything queued
   std::vector<int64_t> batch_sizes;
   options.on_batch = [&](int64_t images) { batch_sizes.push_back(images); };
   DetectBatcher batcher(core_.get(), &executor, options);
@@ -94,6 +96,35 @@ TEST_F(DetectBatcherTest, BatchedDetectionsEqualUnbatchedOnes) {
     o->response.clear_timing();
     EXPECT_EQ(o->response.SerializeAsString(), alone.SerializeAsString()) << o->request.request_id();
   }
+}
+
+// With two free executor threads, four queued images form two batches of two, not one of four
+// that would leave a thread idle.
+TEST_F(DetectBatcherTest, QueuedImagesAreSharedAmongFreeSlots) {
+  BoundedExecutor executor({2, 16});
+  DetectBatcher::Options options;
+  options.max_batch_images = 8;
+  options.max_queue_delay = absl::Milliseconds(200);
+  options.max_in_flight_batches = 2;
+  absl::Mutex mu;
+  std::vector<int64_t> batch_sizes;
+  options.on_batch = [&](int64_t images) {
+    absl::MutexLock l(&mu);
+    batch_sizes.push_back(images);
+  };
+  DetectBatcher batcher(core_.get(), &executor, options);
+  std::vector<std::unique_ptr<Outcome>> outcomes;
+  for (int r = 0; r < 4; ++r) {
+    outcomes.push_back(std::make_unique<Outcome>());
+    outcomes.back()->request = Request(1, static_cast<uint8_t>(r));
+    Submit(batcher, outcomes.back().get());
+  }
+  for (auto& o : outcomes) {
+    o->done.WaitForNotification();
+    EXPECT_TRUE(o->status.ok()) << o->status;
+  }
+  absl::MutexLock l(&mu);
+  EXPECT_EQ(batch_sizes, (std::vector<int64_t>{2, 2}));
 }
 
 TEST_F(DetectBatcherTest, BatchesStopAtMaxImagesAndABadImageFailsOnlyItsRequest) {

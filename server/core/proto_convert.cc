@@ -1,5 +1,6 @@
 #include "server/core/proto_convert.h"
 
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -249,6 +250,8 @@ void DetectOutcomeToProto(const DetectOutcome& outcome, const v1::ModelManifest&
       }
     }
   }
+  response->set_nonfinite_raw_candidates(outcome.dropped.nonfinite_raw_rows);
+  response->set_nonfinite_calibrated_candidates(outcome.dropped.nonfinite_calibrated_rows);
   v1::ServerTiming* timing = response->mutable_timing();
   *timing->mutable_decode_duration() = DurationToProto(outcome.decode);
   *timing->mutable_inference_duration() = DurationToProto(outcome.inference);
@@ -270,6 +273,14 @@ absl::StatusOr<std::vector<AnnotatedImageInput>> ImageBatchFromProto(const v1::I
     }
     for (const v1::BoundingBox& b : gt.boxes()) {
       input.ground_truth.insert(input.ground_truth.end(), {b.x1(), b.y1(), b.x2(), b.y2()});
+    }
+    if (annotated.has_weight()) {
+      if (!std::isfinite(annotated.weight()) || annotated.weight() < 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "image ", i, ": weight must be finite and >= 0 (its repeat factor), got ",
+            annotated.weight()));
+      }
+      input.weight = annotated.weight();
     }
     images.push_back(std::move(input));
   }
@@ -296,8 +307,58 @@ absl::StatusOr<CalibrationJobHeader> JobHeaderFromProto(const v1::CalibrateHeade
     out.method = AccumulationMethod::kEma;
     out.ema_momentum = header.ema().momentum();
     if (header.ema().has_init()) out.ema_init = SelectorFromProto(header.ema().init());
+    out.ema_from_prior = header.ema().from_prior();
+    // Resuming starts from the checkpoint, so neither applies there.
+    if (!out.resume && out.ema_init.has_value() == out.ema_from_prior) {
+      return absl::InvalidArgumentError(
+          out.ema_from_prior
+              ? "EMA header sets both init and from_prior: choose one start"
+              : "EMA needs a start: set ema.init to a stored version (an imported checkpoint's "
+                "running statistics or an earlier pass), or ema.from_prior to start from mean 0 / "
+                "variance 1 (with momentum m, n batches leave (1-m)^n of the weight on that "
+                "start: 98 % for 330 batches at the official 5e-5)");
+    }
   }
+  const v1::RoiSamplerOptions& sampler = header.sampler();
+  if (sampler.num_rois() != 0) out.sampler.num_rois = sampler.num_rois();
+  if (sampler.has_positive_fraction()) out.sampler.positive_fraction = sampler.positive_fraction();
+  if (sampler.has_positive_iou()) out.sampler.positive_iou = sampler.positive_iou();
+  switch (sampler.from()) {
+    case v1::ROI_SOURCE_UNSPECIFIED:
+      break;
+    case v1::ROI_SOURCE_PROPOSALS:
+      out.sample_from = RoiSource::kProposals;
+      break;
+    case v1::ROI_SOURCE_CANDIDATES:
+      out.sample_from = RoiSource::kCandidates;
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          "sampler.from takes ROI_SOURCE_PROPOSALS or ROI_SOURCE_CANDIDATES (or nothing)");
+  }
+  if (!std::isfinite(header.rfs_threshold()) || header.rfs_threshold() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rfs_threshold must be finite and >= 0 (0: no repeat-factor weights), got ",
+        header.rfs_threshold()));
+  }
+  out.rfs_threshold = header.rfs_threshold();
   return out;
+}
+
+absl::StatusOr<std::vector<double>> RowWeightsFromProto(const v1::LogitBatch& batch) {
+  if (batch.row_weights_size() == 0) return std::vector<double>();
+  if (batch.row_weights_size() != batch.rows()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "logit batch has ", batch.rows(), " rows but ", batch.row_weights_size(),
+        " row weights: send one per row, or none (every row weighs 1)"));
+  }
+  for (int i = 0; i < batch.row_weights_size(); ++i) {
+    if (!std::isfinite(batch.row_weights(i)) || batch.row_weights(i) < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "row weight ", i, " must be finite and >= 0, got ", batch.row_weights(i)));
+    }
+  }
+  return std::vector<double>(batch.row_weights().begin(), batch.row_weights().end());
 }
 
 }  // namespace logn

@@ -49,6 +49,9 @@ absl::StatusOr<ImageSource> ImageFromProto(const v1::Image& image, int index);
 // The float32 rows of a LogitBatch, checked: width > 0, rows > 0, data holds rows·width floats.
 // Copies into aligned storage (bytes fields carry no alignment guarantee).
 absl::StatusOr<std::vector<float>> LogitsFromProto(const v1::LogitBatch& batch);
+// A Calibrate logit batch's row weights: empty when it sends none (every row weighs 1), else one
+// per row. INVALID_ARGUMENT for another count or a negative / non-finite weight.
+absl::StatusOr<std::vector<double>> RowWeightsFromProto(const v1::LogitBatch& batch);
 void LogitsToProto(const std::vector<float>& values, int64_t rows, int32_t width,
                    v1::LogitBatch* batch);
 
@@ -79,11 +82,13 @@ absl::StatusOr<DetectQuery> DetectQueryFromProto(const v1::DetectRequest& reques
 void DetectOutcomeToProto(const DetectOutcome& outcome, const v1::ModelManifest& manifest,
                           v1::DetectResponse* response);
 
-// The images and their ground truth; INVALID_ARGUMENT for an image without data or ground truth
-// whose boxes and category ids differ in number.
+// The images, their ground truth and weights; INVALID_ARGUMENT for an image without data, ground
+// truth whose boxes and category ids differ in number, or a negative / non-finite weight.
 absl::StatusOr<std::vector<AnnotatedImageInput>> ImageBatchFromProto(const v1::ImageBatch& batch);
 
-// INVALID_ARGUMENT for a source other than VERSION_SOURCE_LOGITS or VERSION_SOURCE_IMAGES.
+// INVALID_ARGUMENT for a source other than VERSION_SOURCE_LOGITS or VERSION_SOURCE_IMAGES, an EMA
+// mode with neither or both of init and from_prior (unless resuming), or a negative / non-finite
+// rfs_threshold. The sampler overrides are validated by the job, over the server's defaults.
 absl::StatusOr<CalibrationJobHeader> JobHeaderFromProto(const v1::CalibrateHeader& header);
 
 }  // namespace logn

@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "calibration/calibrator.h"
 #include "calibration/statistics.h"
+#include "server/core/roi_sampler.h"
 #include "server/runtime/image.h"
 #include "server/runtime/postprocess.h"
 #include "store/stats_store.h"
@@ -65,12 +66,15 @@ struct DetectOutcome {
   absl::Duration decode;
   absl::Duration inference;  // preprocessing and the forward pass
   absl::Duration postprocess;
+  // Candidates that gave no detection because a logit was not finite (all settings).
+  PostprocessStats dropped;
 };
 
 // One image of a Calibrate image batch (a view into the request message).
 struct AnnotatedImageInput {
   ImageSource image;
   std::vector<float> ground_truth;  // G·4 floats, xyxy, original-image pixels
+  double weight = 1.0;  // its repeat factor: each of its rows counts this many times (>= 0)
 };
 
 // A Calibrate stream's header.
@@ -87,8 +91,14 @@ struct CalibrationJobHeader {
   int64_t resume_from_batch = 0;
   AccumulationMethod method = AccumulationMethod::kExact;
   double ema_momentum = 0.0;  // EMA only, validated by the accumulator
-  // EMA only: the stored version to start the running averages from (converted when used).
+  // EMA only: the stored version to start the running averages from (converted when used), or
+  // the 0/1 prior when ema_from_prior; exactly one of the two (checked at conversion).
   std::optional<absl::StatusOr<VersionSelector>> ema_init;
+  bool ema_from_prior = false;
+  RoiSamplingOverrides sampler;  // over the server's defaults; validated once applied
+  // kProposals, kCandidates, or kUnspecified: proposals when the model has them.
+  RoiSource sample_from = RoiSource::kUnspecified;
+  double rfs_threshold = 0.0;  // recorded only: the client weighted the images with it
 };
 
 }  // namespace logn

@@ -1,7 +1,9 @@
 #include "server/core/roi_sampler.h"
 
 #include <algorithm>
-#include <numeric>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
 
 namespace logn {
 
@@ -16,9 +18,47 @@ float BoxIou(const float* a, const float* b) {
   return uni > 0 ? inter / uni : 0.0f;
 }
 
-std::vector<float> SampleRois(absl::Span<const float> proposals,
-                              absl::Span<const float> ground_truth,
-                              const RoiSamplingOptions& options, std::mt19937_64& rng) {
+absl::Status ValidateRoiSamplingOptions(const RoiSamplingOptions& options) {
+  if (options.num_rois <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RoI sampler: num_rois must be > 0, got ", options.num_rois));
+  }
+  if (!(options.positive_fraction >= 0 && options.positive_fraction <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "RoI sampler: positive_fraction must be in [0, 1], got ", options.positive_fraction));
+  }
+  if (!(options.positive_iou > 0 && options.positive_iou <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "RoI sampler: positive_iou must be in (0, 1], got ", options.positive_iou));
+  }
+  return absl::OkStatus();
+}
+
+uint64_t SplitMix64At(uint64_t seed, uint64_t i) {
+  uint64_t z = seed + (i + 1) * 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+namespace {
+
+// The `count` indices of `pool` with the smallest keys, in key order (ties: lower index).
+std::vector<size_t> SmallestKeys(std::vector<size_t> pool, size_t count, uint64_t seed) {
+  std::vector<std::pair<uint64_t, size_t>> keyed;
+  keyed.reserve(pool.size());
+  for (size_t i : pool) keyed.emplace_back(SplitMix64At(seed, i), i);
+  count = std::min(count, keyed.size());
+  std::partial_sort(keyed.begin(), keyed.begin() + count, keyed.end());
+  std::vector<size_t> chosen(count);
+  for (size_t k = 0; k < count; ++k) chosen[k] = keyed[k].second;
+  return chosen;
+}
+
+}  // namespace
+
+SampledRois SampleRois(absl::Span<const float> proposals, absl::Span<const float> ground_truth,
+                       const RoiSamplingOptions& options, uint64_t seed) {
   std::vector<float> boxes(proposals.begin(), proposals.end());
   boxes.insert(boxes.end(), ground_truth.begin(), ground_truth.end());
   const size_t n = boxes.size() / 4;
@@ -29,23 +69,21 @@ std::vector<float> SampleRois(absl::Span<const float> proposals,
     for (size_t k = 0; k < g; ++k) best = std::max(best, BoxIou(&boxes[4 * i], &ground_truth[4 * k]));
     (best >= options.positive_iou ? positives : negatives).push_back(i);
   }
-  std::shuffle(positives.begin(), positives.end(), rng);
-  std::shuffle(negatives.begin(), negatives.end(), rng);
   const size_t max_positives =
       static_cast<size_t>(options.num_rois * options.positive_fraction);
-  const size_t num_positives = std::min(positives.size(), max_positives);
-  const size_t num_negatives =
-      std::min(negatives.size(), static_cast<size_t>(options.num_rois) - num_positives);
-  std::vector<float> rois;
-  rois.reserve(4 * (num_positives + num_negatives));
-  auto take = [&](const std::vector<size_t>& from, size_t count) {
-    for (size_t i = 0; i < count; ++i) {
-      rois.insert(rois.end(), &boxes[4 * from[i]], &boxes[4 * from[i]] + 4);
+  const std::vector<size_t> chosen_positives =
+      SmallestKeys(std::move(positives), max_positives, seed);
+  const std::vector<size_t> chosen_negatives = SmallestKeys(
+      std::move(negatives), static_cast<size_t>(options.num_rois) - chosen_positives.size(), seed);
+  SampledRois sampled;
+  sampled.positives = static_cast<int64_t>(chosen_positives.size());
+  sampled.boxes.reserve(4 * (chosen_positives.size() + chosen_negatives.size()));
+  for (const std::vector<size_t>* chosen : {&chosen_positives, &chosen_negatives}) {
+    for (size_t i : *chosen) {
+      sampled.boxes.insert(sampled.boxes.end(), &boxes[4 * i], &boxes[4 * i] + 4);
     }
-  };
-  take(positives, num_positives);
-  take(negatives, num_negatives);
-  return rois;
+  }
+  return sampled;
 }
 
 uint64_t RoiSamplingSeed(uint64_t base_seed, absl::string_view image_bytes) {
@@ -84,11 +122,10 @@ std::vector<float> CandidateProposals(const CandidatesView& candidates,
   return proposals;
 }
 
-std::vector<float> SampleImageRois(const CandidatesView& candidates, const LogitLayout& layout,
-                                   absl::Span<const float> ground_truth, const ImageSource& image,
-                                   const RoiSamplingOptions& options, uint64_t base_seed) {
-  std::mt19937_64 rng(RoiSamplingSeed(base_seed, image));
-  return SampleRois(CandidateProposals(candidates, layout), ground_truth, options, rng);
+SampledRois SampleImageRois(absl::Span<const float> proposals,
+                            absl::Span<const float> ground_truth, const ImageSource& image,
+                            const RoiSamplingOptions& options, uint64_t base_seed) {
+  return SampleRois(proposals, ground_truth, options, RoiSamplingSeed(base_seed, image));
 }
 
 }  // namespace logn

@@ -2,9 +2,10 @@
 #define LOGN_SERVER_CORE_ROI_SAMPLER_H_
 
 #include <cstdint>
-#include <random>
+#include <optional>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "calibration/layout.h"
@@ -24,15 +25,46 @@ struct RoiSamplingOptions {
   float positive_iou = 0.5f;
 };
 
+// A request's changes to the server's RoiSamplingOptions: what it leaves unset keeps the default.
+struct RoiSamplingOverrides {
+  std::optional<int32_t> num_rois;
+  std::optional<double> positive_fraction;
+  std::optional<float> positive_iou;
+
+  RoiSamplingOptions AppliedTo(RoiSamplingOptions defaults) const {
+    if (num_rois) defaults.num_rois = *num_rois;
+    if (positive_fraction) defaults.positive_fraction = *positive_fraction;
+    if (positive_iou) defaults.positive_iou = *positive_iou;
+    return defaults;
+  }
+};
+
 // Intersection over union of two xyxy boxes (0 for empty boxes).
 float BoxIou(const float* a, const float* b);
 
-// Samples RoIs from `proposals` (N·4 floats, xyxy) and `ground_truth` (G·4 floats, also used as
-// proposals). Returns R·4 floats, R <= num_rois: positives first, then negatives. Deterministic
-// for a given generator state.
-std::vector<float> SampleRois(absl::Span<const float> proposals,
-                              absl::Span<const float> ground_truth,
-                              const RoiSamplingOptions& options, std::mt19937_64& rng);
+// INVALID_ARGUMENT unless num_rois > 0, positive_fraction is in [0, 1] and positive_iou in (0, 1].
+absl::Status ValidateRoiSamplingOptions(const RoiSamplingOptions& options);
+
+// One image's sampled RoIs.
+struct SampledRois {
+  std::vector<float> boxes;  // R·4 floats, xyxy: the positives first, then the negatives
+  int64_t positives = 0;     // how many of the R are positives
+
+  int64_t count() const { return static_cast<int64_t>(boxes.size() / 4); }
+};
+
+// The i-th output (i >= 0) of a SplitMix64 generator seeded with `seed`: the random key of box i.
+uint64_t SplitMix64At(uint64_t seed, uint64_t i);
+
+// Samples RoIs from `proposals` (N·4 floats, xyxy) and `ground_truth` (G·4 floats, appended to
+// the proposals as boxes N..N+G-1). Box i is positive when its best IoU with a ground-truth box
+// is >= positive_iou. Of each kind, the boxes with the smallest keys SplitMix64At(seed, i) (ties:
+// lower i) are taken, in key order: min(#positives, floor(num_rois · positive_fraction))
+// positives, then negatives up to num_rois. Keyed selection is a uniform random subset, like
+// training's randperm, and a portable one: any language reproduces it from the seed
+// (tests/calibration/ re-implements it in Python).
+SampledRois SampleRois(absl::Span<const float> proposals, absl::Span<const float> ground_truth,
+                       const RoiSamplingOptions& options, uint64_t seed);
 
 // The seed of one image's sample: a stable 64-bit hash (FNV-1a, the same on every build and
 // process) of `base_seed` and the image's bytes, so an image gets the same RoIs whichever
@@ -47,11 +79,11 @@ uint64_t RoiSamplingSeed(uint64_t base_seed, const ImageSource& image);
 std::vector<float> CandidateProposals(const CandidatesView& candidates,
                                       const LogitLayout& layout);
 
-// One image's training-style RoIs: the proposals of its candidates and its ground truth (G·4
-// floats), sampled by SampleRois with a generator seeded by RoiSamplingSeed(base_seed, image).
-std::vector<float> SampleImageRois(const CandidatesView& candidates, const LogitLayout& layout,
-                                   absl::Span<const float> ground_truth, const ImageSource& image,
-                                   const RoiSamplingOptions& options, uint64_t base_seed);
+// One image's training-style RoIs from `proposals` (the RPN's, or CandidateProposals) and its
+// ground truth (G·4 floats), sampled by SampleRois with the seed RoiSamplingSeed(base_seed, image).
+SampledRois SampleImageRois(absl::Span<const float> proposals,
+                            absl::Span<const float> ground_truth, const ImageSource& image,
+                            const RoiSamplingOptions& options, uint64_t base_seed);
 
 }  // namespace logn
 

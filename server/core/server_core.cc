@@ -82,16 +82,7 @@ absl::Status ServerCoreOptions::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat(
         "checkpoint_every_batches must be >= 0 (0: never), got ", checkpoint_every_batches));
   }
-  LOGN_RETURN_IF_ERROR(Positive("sampling num_rois", sampling.num_rois));
-  if (!(sampling.positive_fraction >= 0 && sampling.positive_fraction <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sampling positive_fraction must be in [0, 1], got ", sampling.positive_fraction));
-  }
-  if (!(sampling.positive_iou > 0 && sampling.positive_iou <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sampling positive_iou must be in (0, 1], got ", sampling.positive_iou));
-  }
-  return absl::OkStatus();
+  return ValidateRoiSamplingOptions(sampling);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -228,9 +219,10 @@ absl::StatusOr<DetectOutcome> ServerCore::FinishDetect(const PreparedDetect& pre
   const DetectQuery& query = prepared.query;
   std::vector<const Calibrator*> calibrators;
   for (const Calibrator& c : prepared.calibrators.calibrators) calibrators.push_back(&c);
-  LOGN_ASSIGN_OR_RETURN(DetectorRuntime::Detections detections,
-                        runtime_->PostprocessOutputs(outputs, calibrators, query.postprocess));
   DetectOutcome outcome;
+  LOGN_ASSIGN_OR_RETURN(
+      DetectorRuntime::Detections detections,
+      runtime_->PostprocessOutputs(outputs, calibrators, query.postprocess, &outcome.dropped));
   outcome.request_id = query.request_id;
   outcome.statistics_version = prepared.calibrators.statistics_version;
   for (size_t s = 0; s < query.settings.size(); ++s) {
@@ -313,8 +305,17 @@ absl::Status ServerCore::GetModelInfo(const v1::GetModelInfoRequest& request,
   LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
   *response->mutable_manifest() = runtime_->manifest();
   response->set_model_sha256(runtime_->model_sha256());
-  response->set_active_version(ActiveVersion());
   response->set_device(runtime_->device());
+  // One read, so the number and the record cannot disagree; no active version is not an error.
+  absl::StatusOr<VersionRecord> active = store_->Get(model_key_, VersionSelector::Active());
+  if (!active.ok()) {
+    if (!absl::IsNotFound(active.status())) return active.status();
+    response->set_active_version(0);
+    return absl::OkStatus();
+  }
+  response->set_active_version(active->info.version);
+  LOGN_ASSIGN_OR_RETURN(std::vector<std::string> aliases, AliasesOf(active->info.version));
+  VersionToProto(active->info, aliases, response->mutable_active_statistics_version());
   return absl::OkStatus();
 }
 

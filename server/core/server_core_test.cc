@@ -311,6 +311,7 @@ TEST_F(ServerCoreTest, MergeRefusesWhatCannotBeMerged) {
                          ->Commit().value().statistics_version().version();
   v1::CalibrateHeader ema = exact;
   ema.mutable_ema()->set_momentum(0.1);
+  ema.mutable_ema()->set_from_prior(true);
   const int64_t v2 = RunJob(*core_, ema, {MakeBatch(RandomLogits(50), 50, width_)})
                          ->Commit().value().statistics_version().version();
   v1::MergeResponse response;
@@ -473,7 +474,13 @@ TEST_F(ServerCoreTest, BadCalibrationInputs) {
             absl::StatusCode::kInvalidArgument);
   v1::CalibrateHeader bad_ema = header;
   bad_ema.mutable_ema()->set_momentum(2.0);
+  bad_ema.mutable_ema()->set_from_prior(true);
   EXPECT_EQ(core_->StartCalibration(bad_ema).status().code(), absl::StatusCode::kInvalidArgument);
+  v1::CalibrateHeader ema_without_start = header;
+  ema_without_start.mutable_ema()->set_momentum(0.1);
+  absl::Status no_start = core_->StartCalibration(ema_without_start).status();
+  EXPECT_EQ(no_start.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(no_start.message()), HasSubstr("from_prior"));
   v1::CalibrateHeader other_model = header;
   other_model.set_model_name("someone-else");
   EXPECT_EQ(core_->StartCalibration(other_model).status().code(), absl::StatusCode::kNotFound);
@@ -502,6 +509,35 @@ TEST_F(ServerCoreTest, BadDetectInputs) {
   EXPECT_EQ(core_->Detect(bad_threshold, &response).code(), absl::StatusCode::kInvalidArgument);
 }
 
+// A setting whose calibrated logits overflow to +Inf: statistics of constant logits (variance 0,
+// floored at 1e-11 by the official formula: σ ≈ 3e-6) and β = 1e34. Its candidates are dropped
+// and counted, never silently lost, and the other setting of the same request is untouched.
+TEST_F(ServerCoreTest, NonFiniteCalibratedCandidatesAreDroppedAndCounted) {
+  CalibrateFromLogits(std::vector<float>(300 * width_, 1.0f), /*activate=*/true);
+  v1::DetectRequest request = DetectRequestFor(1);
+  request.clear_calibrations();
+  request.add_calibrations()->set_calibration_method(v1::CALIBRATION_METHOD_NONE);
+  v1::CalibrationSetting* overflowing = request.add_calibrations();
+  overflowing->set_calibration_method(v1::CALIBRATION_METHOD_LOGN);
+  overflowing->mutable_logn()->set_beta_policy(v1::BETA_POLICY_CONSTANT);
+  overflowing->mutable_logn()->set_beta_constant(1e34);
+  overflowing->mutable_logn()->set_official_formula(true);
+  v1::DetectResponse response;
+  ASSERT_TRUE(core_->Detect(request, &response).ok());
+  v1::DetectRequest alone = request;
+  alone.mutable_calibrations()->RemoveLast();
+  v1::DetectResponse reference;
+  ASSERT_TRUE(core_->Detect(alone, &reference).ok());
+  ASSERT_EQ(response.results_size(), 2);
+  EXPECT_GT(response.results(0).image_detections(0).detections_size(), 0);
+  EXPECT_EQ(response.results(0).image_detections(0).SerializeAsString(),
+            reference.results(0).image_detections(0).SerializeAsString());
+  EXPECT_EQ(response.results(1).image_detections(0).detections_size(), 0);
+  EXPECT_EQ(response.nonfinite_raw_candidates(), 0);
+  EXPECT_GT(response.nonfinite_calibrated_candidates(), 0);
+  EXPECT_EQ(reference.nonfinite_calibrated_candidates(), 0);
+}
+
 TEST(ServerCoreOptionsTest, OptionsOutOfRangeAreRefusedAtCreation) {
   struct Case {
     std::function<void(ServerCoreOptions&)> edit;
@@ -519,7 +555,7 @@ TEST(ServerCoreOptionsTest, OptionsOutOfRangeAreRefusedAtCreation) {
        "max_images_per_request 64 is larger than the runtime's max_images_per_call 32"},
       {[](ServerCoreOptions& o) { o.checkpoint_every_batches = -2; },
        "checkpoint_every_batches must be >= 0"},
-      {[](ServerCoreOptions& o) { o.sampling.num_rois = 0; }, "sampling num_rois must be > 0"},
+      {[](ServerCoreOptions& o) { o.sampling.num_rois = 0; }, "num_rois must be > 0"},
       {[](ServerCoreOptions& o) { o.sampling.positive_fraction = 1.5; },
        "positive_fraction must be in [0, 1]"},
       {[](ServerCoreOptions& o) { o.sampling.positive_iou = 0; }, "positive_iou must be in (0, 1]"},

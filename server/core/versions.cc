@@ -25,6 +25,7 @@ NewVersion BuildNewVersion(const ModelKey& model, Statistics statistics, Version
   version.parent_versions = std::move(origin.parent_versions);
   version.partial = origin.partial;
   version.clear_job_checkpoint = origin.clear_job_checkpoint;
+  version.sampling = origin.sampling;
   return version;
 }
 

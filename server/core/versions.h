@@ -5,6 +5,7 @@
 // store, and storing (and optionally activating) a version.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,8 @@ struct VersionOrigin {
   bool partial = false;
   // Delete the job's checkpoint in the same transaction (a committed job cannot be resumed).
   bool clear_job_checkpoint = false;
+  // How the rows were sampled (a Calibrate job's); a merge's is derived by the store.
+  std::optional<RoiSamplingRecord> sampling;
 };
 
 // The version of `model` holding `statistics`, their provenance stamped with the model, `now`,

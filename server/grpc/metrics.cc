@@ -13,6 +13,15 @@ prometheus::Histogram::BucketBoundaries LatencyBuckets() {
 
 std::string CodeName(absl::StatusCode code) { return absl::StatusCodeToString(code); }
 
+// Registering a family twice with the same name and help returns the same family.
+prometheus::Family<prometheus::Counter>& NonFiniteFamily(prometheus::Registry& registry) {
+  return prometheus::BuildCounter()
+      .Name("logn_nonfinite_candidates_total")
+      .Help("Detect candidates that gave no detection because a logit was NaN or Inf, by stage "
+            "(raw: the model's output; calibrated: made non-finite by calibration)")
+      .Register(registry);
+}
+
 }  // namespace
 
 ServerMetrics::ServerMetrics()
@@ -45,6 +54,8 @@ ServerMetrics::ServerMetrics()
                             .Help("Logit rows accumulated by Calibrate jobs")
                             .Register(*registry_)
                             .Add({})),
+      nonfinite_raw_(NonFiniteFamily(*registry_).Add({{"stage", "raw"}})),
+      nonfinite_calibrated_(NonFiniteFamily(*registry_).Add({{"stage", "calibrated"}})),
       calibration_jobs_(prometheus::BuildGauge()
                             .Name("logn_calibration_jobs")
                             .Help("Calibrate jobs by state (running now; committed and failed "
@@ -100,6 +111,11 @@ void ServerMetrics::RecordInference(absl::Duration forward) {
 
 void ServerMetrics::AddCalibrationRows(int64_t rows) {
   calibration_rows_.Increment(static_cast<double>(rows));
+}
+
+void ServerMetrics::AddNonFiniteCandidates(int64_t raw, int64_t calibrated) {
+  nonfinite_raw_.Increment(static_cast<double>(raw));
+  nonfinite_calibrated_.Increment(static_cast<double>(calibrated));
 }
 
 void ServerMetrics::CalibrationJobStarted() {

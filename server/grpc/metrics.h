@@ -1,6 +1,7 @@
 #ifndef LOGN_SERVER_GRPC_METRICS_H_
 #define LOGN_SERVER_GRPC_METRICS_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -34,6 +35,9 @@ class ServerMetrics {
   // Images in one Detect forward pass (logn_batch_images).
   void RecordBatch(int64_t images);
   void AddCalibrationRows(int64_t rows);
+  // Detect candidates dropped for a NaN / ±Inf logit (logn_nonfinite_candidates_total{stage}):
+  // in the model's raw outputs, or made so by calibration.
+  void AddNonFiniteCandidates(int64_t raw, int64_t calibrated);
   // Calibration jobs by state: running (gauge up/down), committed / failed (gauges that only grow).
   void CalibrationJobStarted();
   void CalibrationJobEnded(bool committed);
@@ -48,6 +52,8 @@ class ServerMetrics {
   prometheus::Histogram& inference_duration_;
   prometheus::Histogram& batch_images_;
   prometheus::Counter& calibration_rows_;
+  prometheus::Counter& nonfinite_raw_;
+  prometheus::Counter& nonfinite_calibrated_;
   prometheus::Family<prometheus::Gauge>& calibration_jobs_;
   prometheus::Family<prometheus::Gauge>& active_version_;
   prometheus::Family<prometheus::Gauge>& model_info_;

@@ -99,6 +99,20 @@ TEST(ServerMetricsTest, RequestsCountByMethodAndCodeAndTimeByMethod) {
   EXPECT_THAT(scrape.Text(), HasSubstr("logn_requests_total{code=\"OK\",method=\"Detect\"} 2"));
 }
 
+TEST(ServerMetricsTest, NonFiniteCandidatesAreCountedByStage) {
+  ServerMetrics metrics;
+  metrics.AddNonFiniteCandidates(3, 0);
+  metrics.AddNonFiniteCandidates(1, 5);
+  const Scrape scrape(metrics);
+  const ClientMetric* raw = scrape.Sample("logn_nonfinite_candidates_total", {{"stage", "raw"}});
+  ASSERT_NE(raw, nullptr);
+  EXPECT_EQ(raw->counter.value, 4);
+  const ClientMetric* calibrated =
+      scrape.Sample("logn_nonfinite_candidates_total", {{"stage", "calibrated"}});
+  ASSERT_NE(calibrated, nullptr);
+  EXPECT_EQ(calibrated->counter.value, 5);
+}
+
 TEST(ServerMetricsTest, QueueInferenceAndBatchHistograms) {
   ServerMetrics metrics;
   metrics.RecordQueue(absl::Milliseconds(1));

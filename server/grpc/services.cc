@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <iostream>
 #include <memory>
 #include <utility>
 
@@ -164,6 +165,19 @@ grpc::ServerUnaryReactor* RunUnary(ServiceContext* context, grpc::CallbackServer
   });
 }
 
+// Candidates a Detect dropped for non-finite logits: counted, and said in the log, because the
+// model or the statistics are broken and the detections are incomplete.
+void ReportNonFinite(ServiceContext* context, const v1::DetectResponse& response) {
+  const int64_t raw = response.nonfinite_raw_candidates();
+  const int64_t calibrated = response.nonfinite_calibrated_candidates();
+  if (raw == 0 && calibrated == 0) return;
+  context->metrics->AddNonFiniteCandidates(raw, calibrated);
+  std::cerr << absl::StrFormat(
+      "logn_server: Detect request '%s': dropped %d candidates with NaN/Inf raw logits and %d "
+      "made non-finite by calibration (statistics version %d)\n",
+      response.request_id(), raw, calibrated, response.version());
+}
+
 // Runs one Detect request off the reactor thread: through the batcher when dynamic batching is
 // on, else alone on the executor. `done` is called exactly once (on a worker or the batching
 // thread, or inline when the request is refused); on success the response carries its queue
@@ -175,6 +189,7 @@ void SubmitDetect(ServiceContext* context, ServerCore* core, grpc::CallbackServe
       *response->mutable_timing()->mutable_queue_duration() = DurationToProto(queued);
       context->metrics->RecordInference(
           DurationFromProto(response->timing().inference_duration()));
+      ReportNonFinite(context, *response);
     }
     done(status);
   };

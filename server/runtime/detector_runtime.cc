@@ -61,6 +61,13 @@ std::vector<float> ToVector(const at::Tensor& t) {
   return std::vector<float>(p, p + t.numel());
 }
 
+// The outputs the load-time probe compares between the original and the optimised module.
+struct ProbeOutputs {
+  std::vector<ModelOutputs> forward;
+  std::vector<at::Tensor> roi_logits;  // classify_rois on fixed RoIs, when declared
+  std::vector<at::Tensor> proposals;   // when declared
+};
+
 }  // namespace
 
 struct DetectorRuntime::Impl {
@@ -72,6 +79,7 @@ struct DetectorRuntime::Impl {
   RuntimeLimits limits;
   bool class_specific = false;
   bool has_classify_rois = false;
+  bool has_proposals = false;
   // Immutable after Load. jit::Module is a handle whose methods are safe to run concurrently;
   // its C++ API is just not const-qualified, hence mutable.
   mutable torch::jit::Module module;
@@ -197,35 +205,51 @@ struct DetectorRuntime::Impl {
     return outputs;
   }
 
-  absl::StatusOr<std::vector<at::Tensor>> RunClassifyRois(const std::vector<Prepared>& batch,
-                                                          const std::vector<at::Tensor>& rois,
-                                                          absl::StatusCode violation_code) const {
-    std::vector<at::Tensor> inputs;
-    for (const Prepared& p : batch) inputs.push_back(p.input);
+  // Calls the List[Tensor]-returning method `name` and checks that it returned one tensor per
+  // image (the shapes are the caller's to check).
+  absl::StatusOr<std::vector<at::Tensor>> CallPerImageMethod(const char* name,
+                                                             std::vector<c10::IValue> args,
+                                                             size_t images,
+                                                             absl::StatusCode violation_code) const {
     c10::IValue result;
     try {
-      result = module.get_method("classify_rois")(
-          {c10::List<at::Tensor>(inputs), c10::List<at::Tensor>(rois)});
+      result = module.get_method(name)(std::move(args));
     } catch (const std::exception& e) {
-      return absl::Status(violation_code, absl::StrCat("classify_rois failed: ", e.what()));
+      return absl::Status(violation_code, absl::StrCat(name, " failed: ", e.what()));
     }
     if (!result.isTensorList() && !result.isList()) {
-      return absl::Status(
-          violation_code,
-          absl::StrCat("classify_rois must return List[Tensor], got ", result.tagKind()));
+      return absl::Status(violation_code, absl::StrCat(name, " must return List[Tensor], got ",
+                                                       result.tagKind()));
     }
     const std::vector<c10::IValue> items = result.toListRef().vec();
-    if (items.size() != batch.size()) {
-      return absl::Status(violation_code, absl::StrCat("classify_rois returned ", items.size(),
-                                                       " outputs for ", batch.size(), " images"));
+    if (items.size() != images) {
+      return absl::Status(violation_code, absl::StrCat(name, " returned ", items.size(),
+                                                       " outputs for ", images, " images"));
     }
     std::vector<at::Tensor> out;
     for (size_t i = 0; i < items.size(); ++i) {
       if (!items[i].isTensor()) {
         return absl::Status(violation_code,
-                            absl::StrCat("classify_rois output ", i, " is not a tensor"));
+                            absl::StrCat(name, " output ", i, " is not a tensor"));
       }
-      const at::Tensor t = items[i].toTensor();
+      out.push_back(items[i].toTensor());
+    }
+    return out;
+  }
+
+  absl::StatusOr<std::vector<at::Tensor>> RunClassifyRois(const std::vector<Prepared>& batch,
+                                                          const std::vector<at::Tensor>& rois,
+                                                          absl::StatusCode violation_code) const {
+    std::vector<at::Tensor> inputs;
+    for (const Prepared& p : batch) inputs.push_back(p.input);
+    LOGN_ASSIGN_OR_RETURN(
+        std::vector<at::Tensor> items,
+        CallPerImageMethod("classify_rois",
+                           {c10::List<at::Tensor>(inputs), c10::List<at::Tensor>(rois)},
+                           batch.size(), violation_code));
+    std::vector<at::Tensor> out;
+    for (size_t i = 0; i < items.size(); ++i) {
+      const at::Tensor& t = items[i];
       if (!t.is_floating_point() || t.dim() != 2 || t.size(0) != rois[i].size(0) ||
           t.size(1) != layout.width()) {
         return absl::Status(
@@ -234,6 +258,29 @@ struct DetectorRuntime::Impl {
                          c10::toString(t.scalar_type()), "); ", rois[i].size(0),
                          " RoIs and the manifest (", layout.DebugString(), ") need float [",
                          rois[i].size(0), ", ", layout.width(), "]"));
+      }
+      out.push_back(t.to(torch::kCPU, torch::kFloat32).contiguous());
+    }
+    return out;
+  }
+
+  // proposals(images) -> per image [P, 4] boxes (CPU float32 contiguous, input pixels).
+  absl::StatusOr<std::vector<at::Tensor>> RunProposals(const std::vector<Prepared>& batch,
+                                                       absl::StatusCode violation_code) const {
+    std::vector<at::Tensor> inputs;
+    for (const Prepared& p : batch) inputs.push_back(p.input);
+    LOGN_ASSIGN_OR_RETURN(std::vector<at::Tensor> items,
+                          CallPerImageMethod("proposals", {c10::List<at::Tensor>(inputs)},
+                                             batch.size(), violation_code));
+    std::vector<at::Tensor> out;
+    for (size_t i = 0; i < items.size(); ++i) {
+      const at::Tensor& t = items[i];
+      if (!t.is_floating_point() || t.dim() != 2 || t.size(1) != 4) {
+        return absl::Status(
+            violation_code,
+            absl::StrCat("proposals output ", i, " is ", ShapeString(t), " (",
+                         c10::toString(t.scalar_type()),
+                         "); the contract needs float [P, 4] (xyxy boxes)"));
       }
       out.push_back(t.to(torch::kCPU, torch::kFloat32).contiguous());
     }
@@ -273,18 +320,20 @@ struct DetectorRuntime::Impl {
   }
 
   // Load steps: the device and intra-op threads; the TorchScript file (hashed) and the
-  // normalisation constants on the device; forward (and classify_rois) on a blank image, checked
-  // against the manifest (FAILED_PRECONDITION naming both files).
+  // normalisation constants on the device; forward (and classify_rois, proposals) on a blank
+  // image, checked against the manifest (FAILED_PRECONDITION naming both files).
   absl::Status SetDevice(const Options& options);
   absl::Status LoadModule(const std::string& model_path);
   absl::Status ValidateOnBlankImage(const std::string& model_path,
                                     const std::string& manifest_path) const;
-  // Freezes the module and runs optimize_for_inference, then keeps the result only when its
-  // outputs on a textured probe image match the original's (OptimizationMatches). Never fails the
-  // load: a model that cannot be optimised is served as it is, and optimization_note says why.
+  // Freezes the module and runs optimize_for_inference (keeping classify_rois and proposals),
+  // then keeps the result only when every declared method's outputs on a textured probe image
+  // match the original's (OptimizationMismatch). Never fails the load: a model that cannot be
+  // optimised is served as it is, and optimization_note says why.
   void OptimizeForInference();
-  std::string OptimizationMismatch(const std::vector<ModelOutputs>& reference,
-                                   const std::vector<ModelOutputs>& optimized) const;
+  absl::StatusOr<ProbeOutputs> RunProbe(const std::vector<Prepared>& batch) const;
+  std::string OptimizationMismatch(const ProbeOutputs& reference,
+                                   const ProbeOutputs& optimized) const;
 
   absl::StatusOr<std::vector<ModelOutputs>> TimedForward(const std::vector<Prepared>& batch,
                                                          StageTimings& timings,
@@ -305,6 +354,7 @@ const std::string& DetectorRuntime::model_sha256() const { return impl_->sha256;
 const std::string& DetectorRuntime::device() const { return impl_->device_string; }
 bool DetectorRuntime::class_specific_boxes() const { return impl_->class_specific; }
 bool DetectorRuntime::has_classify_rois() const { return impl_->has_classify_rois; }
+bool DetectorRuntime::has_proposals() const { return impl_->has_proposals; }
 bool DetectorRuntime::optimized_for_inference() const { return impl_->optimized; }
 const std::string& DetectorRuntime::optimization_note() const { return impl_->optimization_note; }
 
@@ -318,6 +368,7 @@ absl::StatusOr<std::unique_ptr<DetectorRuntime>> DetectorRuntime::Load(const Opt
   impl->layout = ManifestLayout(impl->manifest);
   impl->class_specific = impl->manifest.box_layout() == v1::BOX_LAYOUT_CLASS_SPECIFIC;
   impl->has_classify_rois = impl->manifest.has_classify_rois();
+  impl->has_proposals = impl->manifest.has_proposals();
   LOGN_RETURN_IF_ERROR(impl->SetDevice(options));
   LOGN_RETURN_IF_ERROR(LoadOpsLibrary(options.ops_library_path));
   LOGN_RETURN_IF_ERROR(impl->LoadModule(options.model_path));
@@ -366,6 +417,10 @@ absl::Status DetectorRuntime::Impl::LoadModule(const std::string& model_path) {
   if (has_classify_rois && !module.find_method("classify_rois").has_value()) {
     return absl::FailedPreconditionError(absl::StrCat("the manifest declares hasClassifyRois but ",
                                                       model_path, " has no classify_rois method"));
+  }
+  if (has_proposals && !module.find_method("proposals").has_value()) {
+    return absl::FailedPreconditionError(absl::StrCat("the manifest declares hasProposals but ",
+                                                      model_path, " has no proposals method"));
   }
   const v1::InputPolicy& input = manifest.input();
   pixel_mean =
@@ -418,6 +473,11 @@ absl::Status DetectorRuntime::Impl::ValidateOnBlankImage(const std::string& mode
         RunClassifyRois(batch, rois, absl::StatusCode::kFailedPrecondition);
     if (!logits.ok()) return checked(logits.status());
   }
+  if (has_proposals) {
+    absl::StatusOr<std::vector<at::Tensor>> proposals =
+        RunProposals(batch, absl::StatusCode::kFailedPrecondition);
+    if (!proposals.ok()) return checked(proposals.status());
+  }
   return absl::OkStatus();
 }
 
@@ -449,11 +509,9 @@ void DetectorRuntime::Impl::OptimizeForInference() {
     optimization_note = absl::StrCat("off: freeze/optimize_for_inference failed: ", e.what());
     return;
   }
-  absl::StatusOr<std::vector<ModelOutputs>> optimized_outputs =
-      RunForward(batch, absl::StatusCode::kFailedPrecondition);
+  absl::StatusOr<ProbeOutputs> optimized_outputs = RunProbe(batch);
   std::swap(module, plain);
-  absl::StatusOr<std::vector<ModelOutputs>> reference =
-      RunForward(batch, absl::StatusCode::kFailedPrecondition);
+  absl::StatusOr<ProbeOutputs> reference = RunProbe(batch);
   std::string mismatch = !optimized_outputs.ok() ? std::string(optimized_outputs.status().message())
                          : !reference.ok()       ? std::string(reference.status().message())
                                                  : OptimizationMismatch(*reference, *optimized_outputs);
@@ -466,27 +524,67 @@ void DetectorRuntime::Impl::OptimizeForInference() {
   optimization_note = "on (frozen, optimize_for_inference; outputs matched on the probe image)";
 }
 
-// Tolerances: the candidate count must be equal, logits within 1e-3 * (1 + |x|) and boxes within
-// 1e-2 px * (1 + |x| / 1000): oneDNN's convolutions reorder float sums (measured differences on
-// the demo detectors: 1e-5 in logits, 1e-4 px in boxes), while a real divergence (a different
-// candidate set) moves them by whole units.
-std::string DetectorRuntime::Impl::OptimizationMismatch(
-    const std::vector<ModelOutputs>& reference, const std::vector<ModelOutputs>& optimized) const {
-  for (size_t i = 0; i < reference.size(); ++i) {
-    const ModelOutputs& a = reference[i];
-    const ModelOutputs& b = optimized[i];
+// Every declared method on the probe: forward, classify_rois on a few fixed RoIs, proposals.
+absl::StatusOr<ProbeOutputs> DetectorRuntime::Impl::RunProbe(
+    const std::vector<Prepared>& batch) const {
+  ProbeOutputs out;
+  LOGN_ASSIGN_OR_RETURN(out.forward, RunForward(batch, absl::StatusCode::kFailedPrecondition));
+  if (has_classify_rois) {
+    std::vector<at::Tensor> rois;
+    for (const Prepared& p : batch) {
+      const float w = static_cast<float>(p.input_width), h = static_cast<float>(p.input_height);
+      rois.push_back(torch::tensor({0.0f, 0.0f, w / 2, h / 2, w / 4, h / 4, w * 3 / 4, h * 3 / 4,
+                                    w / 8, h / 2, w * 7 / 8, h})
+                         .view({3, 4})
+                         .to(device));
+    }
+    LOGN_ASSIGN_OR_RETURN(out.roi_logits,
+                          RunClassifyRois(batch, rois, absl::StatusCode::kFailedPrecondition));
+  }
+  if (has_proposals) {
+    LOGN_ASSIGN_OR_RETURN(out.proposals,
+                          RunProposals(batch, absl::StatusCode::kFailedPrecondition));
+  }
+  return out;
+}
+
+// Tolerances: the candidate (and proposal) counts must be equal, logits within 1e-3 * (1 + |x|)
+// and boxes within 1e-2 px * (1 + |x| / 1000): oneDNN's convolutions reorder float sums
+// (measured differences on the demo detectors: 1e-5 in logits, 1e-4 px in boxes), while a real
+// divergence (a different candidate or proposal set) moves them by whole units.
+std::string DetectorRuntime::Impl::OptimizationMismatch(const ProbeOutputs& reference,
+                                                        const ProbeOutputs& optimized) const {
+  const auto logit_error = [](const at::Tensor& a, const at::Tensor& b) {
+    return a.numel() == 0 ? 0.0f : ((a - b).abs() / (a.abs() + 1)).max().item<float>();
+  };
+  const auto box_error = [](const at::Tensor& a, const at::Tensor& b) {
+    return a.numel() == 0 ? 0.0f : ((a - b).abs() / (a.abs() / 1000 + 1)).max().item<float>();
+  };
+  for (size_t i = 0; i < reference.forward.size(); ++i) {
+    const ModelOutputs& a = reference.forward[i];
+    const ModelOutputs& b = optimized.forward[i];
     if (!a.boxes.sizes().equals(b.boxes.sizes()) || !a.logits.sizes().equals(b.logits.sizes())) {
       return absl::StrCat("output shapes ", c10::str(a.logits.sizes()), " vs ",
                           c10::str(b.logits.sizes()));
     }
-    if (a.logits.size(0) == 0) continue;
-    const float logit_error =
-        ((a.logits - b.logits).abs() / (a.logits.abs() + 1)).max().item<float>();
-    const float box_error =
-        ((a.boxes - b.boxes).abs() / (a.boxes.abs() / 1000 + 1)).max().item<float>();
-    if (!(logit_error <= 1e-3f) || !(box_error <= 1e-2f)) {
-      return absl::StrCat("relative logit error ", logit_error, ", box error ", box_error, " px");
+    const float logits = logit_error(a.logits, b.logits);
+    const float boxes = box_error(a.boxes, b.boxes);
+    if (!(logits <= 1e-3f) || !(boxes <= 1e-2f)) {
+      return absl::StrCat("relative logit error ", logits, ", box error ", boxes, " px");
     }
+  }
+  for (size_t i = 0; i < reference.roi_logits.size(); ++i) {
+    const float logits = logit_error(reference.roi_logits[i], optimized.roi_logits[i]);
+    if (!(logits <= 1e-3f)) return absl::StrCat("classify_rois relative logit error ", logits);
+  }
+  for (size_t i = 0; i < reference.proposals.size(); ++i) {
+    const at::Tensor& a = reference.proposals[i];
+    const at::Tensor& b = optimized.proposals[i];
+    if (!a.sizes().equals(b.sizes())) {
+      return absl::StrCat("proposals ", c10::str(a.sizes()), " vs ", c10::str(b.sizes()));
+    }
+    const float boxes = box_error(a, b);
+    if (!(boxes <= 1e-2f)) return absl::StrCat("proposal box error ", boxes, " px");
   }
   return "";
 }
@@ -561,9 +659,36 @@ absl::StatusOr<DetectorRuntime::RoiResult> DetectorRuntime::ClassifyRois(
   return result;
 }
 
+absl::StatusOr<DetectorRuntime::ProposalResult> DetectorRuntime::Proposals(
+    absl::Span<const ImageSource> images) const {
+  if (!impl_->has_proposals) {
+    return absl::FailedPreconditionError(absl::StrCat("model ", impl_->manifest.name(),
+                                                      " has no proposals (manifest hasProposals)"));
+  }
+  c10::InferenceMode inference_mode;
+  ProposalResult result;
+  LOGN_ASSIGN_OR_RETURN(std::vector<Prepared> batch,
+                        impl_->DecodeAndPrepare(images, result.timings));
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::vector<at::Tensor>> proposals =
+      impl_->RunProposals(batch, absl::StatusCode::kInternal);
+  result.timings.forward = absl::Now() - start;
+  if (!proposals.ok()) return proposals.status();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    std::vector<float> boxes = ToVector((*proposals)[i]);
+    // Back to original-image pixels, as Forward's boxes.
+    ScaleBoxes(
+        boxes.data(), static_cast<int64_t>(boxes.size() / 4),
+        static_cast<float>(batch[i].image_width) / static_cast<float>(batch[i].input_width),
+        static_cast<float>(batch[i].image_height) / static_cast<float>(batch[i].input_height));
+    result.boxes.push_back(std::move(boxes));
+  }
+  return result;
+}
+
 absl::StatusOr<DetectorRuntime::Detections> DetectorRuntime::PostprocessOutputs(
     absl::Span<const RawOutputs> outputs, absl::Span<const Calibrator* const> calibrators,
-    const PostprocessOptions& options) const {
+    const PostprocessOptions& options, PostprocessStats* stats) const {
   if (calibrators.empty()) return absl::InvalidArgumentError("no calibration setting");
   for (size_t s = 0; s < calibrators.size(); ++s) {
     if (calibrators[s] == nullptr) {
@@ -581,7 +706,7 @@ absl::StatusOr<DetectorRuntime::Detections> DetectorRuntime::PostprocessOutputs(
     detections[s].reserve(outputs.size());
     for (const RawOutputs& raw : outputs) {
       LOGN_ASSIGN_OR_RETURN(std::vector<Detection> image,
-                            Postprocess(*calibrators[s], raw.view(), options));
+                            Postprocess(*calibrators[s], raw.view(), options, stats));
       detections[s].push_back(std::move(image));
     }
   }

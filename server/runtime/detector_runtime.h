@@ -77,10 +77,11 @@ class DetectorRuntime {
 
   // Loads and validates the model: parses the manifest, loads the ops library and the TorchScript
   // file on the device, hashes the file (sha256), then runs a blank image through forward (and
-  // classify_rois when the manifest declares it) and checks every output shape against the
-  // manifest. NOT_FOUND for a missing file; INVALID_ARGUMENT for a bad manifest or device string;
-  // FAILED_PRECONDITION when the ops library or model cannot be loaded, CUDA is unavailable, or the
-  // outputs do not match the manifest (the message spells out expected vs got).
+  // classify_rois and proposals when the manifest declares them) and checks every output shape
+  // against the manifest and the contract. NOT_FOUND for a missing file; INVALID_ARGUMENT for a
+  // bad manifest or device string; FAILED_PRECONDITION when the ops library or model cannot be
+  // loaded, CUDA is unavailable, or the outputs do not match the manifest or the contract (the
+  // message spells out expected vs got).
   static absl::StatusOr<std::unique_ptr<DetectorRuntime>> Load(const Options& options);
   ~DetectorRuntime();
   DetectorRuntime(const DetectorRuntime&) = delete;
@@ -92,6 +93,7 @@ class DetectorRuntime {
   const std::string& device() const;
   bool class_specific_boxes() const;
   bool has_classify_rois() const;
+  bool has_proposals() const;  // the manifest's hasProposals (implies has_classify_rois())
   // Whether the served module is the frozen, optimised one, and why (not).
   bool optimized_for_inference() const;
   const std::string& optimization_note() const;
@@ -117,6 +119,18 @@ class DetectorRuntime {
   absl::StatusOr<RoiResult> ClassifyRois(absl::Span<const ImageSource> images,
                                          absl::Span<const std::vector<float>> rois) const;
 
+  // The RPN's proposals with the model's TRAINING-time settings (manifest proposalSettings): the
+  // pool training sampled the RoI head's RoIs from, so calibration can sample the same way.
+  // boxes[i] has P_i * 4 floats (xyxy, original image pixels, mapped back from the model's input
+  // pixels as Forward's boxes are, so they go to ClassifyRois as they are) for images[i], in the
+  // model's order; P_i may be 0. FAILED_PRECONDITION if the model has no proposals method
+  // (manifest hasProposals).
+  struct ProposalResult {
+    std::vector<std::vector<float>> boxes;
+    StageTimings timings;
+  };
+  absl::StatusOr<ProposalResult> Proposals(absl::Span<const ImageSource> images) const;
+
   // The post-processing of Forward's outputs: the one detection path, which the server serves
   // and the torchvision parity test checks. For each calibrator (at least one; each must have
   // layout() == this->layout(), INVALID_ARGUMENT otherwise) and each image, Postprocess on the
@@ -124,10 +138,12 @@ class DetectorRuntime {
   // IoU, and so NMS, is unchanged by the per-axis scaling back from the model's input pixels;
   // only float rounding differs from post-processing before it. detections[s][i] are image i's
   // detections under calibrators[s], best first. Pure C++: no forward pass, thread-safe.
+  // Candidates dropped for non-finite logits are added to `stats` when it is not null.
   using Detections = std::vector<std::vector<std::vector<Detection>>>;
   absl::StatusOr<Detections> PostprocessOutputs(absl::Span<const RawOutputs> outputs,
                                                 absl::Span<const Calibrator* const> calibrators,
-                                                const PostprocessOptions& options) const;
+                                                const PostprocessOptions& options,
+                                                PostprocessStats* stats = nullptr) const;
 
  private:
   struct Impl;

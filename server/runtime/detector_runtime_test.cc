@@ -27,6 +27,7 @@ namespace {
 using ::testing::HasSubstr;
 
 const std::string kDir = LOGN_RUNTIME_TEST_DIR;
+const std::string kModelsDir = LOGN_MODELS_DIR;  // the repository's models/
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -52,6 +53,7 @@ struct Reference {
   std::vector<uint8_t> pixels;
   std::vector<int64_t> box_shape;
   std::vector<float> boxes, logits, rois, roi_logits;
+  std::vector<float> proposals;  // original-image pixels (models with hasProposals)
   // torchvision's own end-to-end detections (torchvision export only).
   bool has_torchvision = false;
   PostprocessOptions tv_options;
@@ -80,6 +82,7 @@ std::vector<Reference> LoadReferences(const std::string& dir) {
       r.rois = Floats(f.at("rois"));
       r.roi_logits = Floats(f.at("roi_logits"));
     }
+    if (f.count("proposals")) r.proposals = Floats(f.at("proposals"));
     if (f.count("torchvision")) {
       const auto& t = f.at("torchvision").struct_value().fields();
       r.has_torchvision = true;
@@ -143,6 +146,7 @@ TEST(DetectorRuntimeTest, LoadsAContractModel) {
   EXPECT_EQ(runtime->layout().background, BackgroundPosition::kFirst);
   EXPECT_FALSE(runtime->class_specific_boxes());
   EXPECT_TRUE(runtime->has_classify_rois());
+  EXPECT_FALSE(runtime->has_proposals());
   EXPECT_EQ(runtime->device(), "cpu");
   EXPECT_EQ(runtime->model_sha256(), Sha256File(kDir + "/contract/contract_agnostic.pt").value());
 }
@@ -234,6 +238,128 @@ TEST(DetectorRuntimeTest, ClassifyRoisMatchesPython) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+// The runtime's proposals against the eager Python model's, mapped back to the original images:
+// both images are resized (120x90 -> 85x64, 50x75 -> 63x95), so input-pixel boxes would not match.
+TEST(DetectorRuntimeTest, ProposalsMatchPythonInOriginalImagePixels) {
+  auto runtime = LoadOrDie(ContractOptions("contract_proposals"));
+  ASSERT_NE(runtime, nullptr);
+  EXPECT_TRUE(runtime->has_proposals());
+  EXPECT_TRUE(runtime->has_classify_rois());
+  EXPECT_EQ(runtime->manifest().proposal_settings().post_nms_top_n(), 50);
+  EXPECT_TRUE(runtime->optimized_for_inference()) << runtime->optimization_note();
+  const std::vector<Reference> refs = LoadReferences(kDir + "/contract/contract_proposals_ref");
+  ASSERT_EQ(refs.size(), 2u);
+  const std::vector<ImageSource> sources = Sources(refs);
+  const auto result = runtime->Proposals(sources);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->boxes.size(), 2u);
+  EXPECT_GT(result->timings.forward, absl::ZeroDuration());
+  for (size_t i = 0; i < refs.size(); ++i) {
+    SCOPED_TRACE(absl::StrCat("image ", i));
+    ASSERT_NE(refs[i].input_width, refs[i].width);
+    ASSERT_EQ(result->boxes[i].size(), 50u * 4);
+    ExpectAllNear(result->boxes[i], refs[i].proposals, 1e-4f, "proposals");
+    // The model's 5 x 5 lattice of boxes 0.2 x 0.2 of its input: 0.2 of the ORIGINAL image here
+    // (the interior ones, unclipped), and the clipped border reaches the original image's edge.
+    const std::vector<float>& b = result->boxes[i];
+    const int k = 2 * 5 + 2;  // the centre box
+    EXPECT_NEAR(b[4 * k + 2] - b[4 * k], 0.2f * refs[i].width, 1e-3);
+    EXPECT_NEAR(b[4 * k + 3] - b[4 * k + 1], 0.2f * refs[i].height, 1e-3);
+    float max_x = 0, max_y = 0;
+    for (size_t j = 0; j < b.size(); j += 4) {
+      max_x = std::max(max_x, b[j + 2]);
+      max_y = std::max(max_y, b[j + 3]);
+    }
+    EXPECT_NEAR(max_x, refs[i].width, 1e-3);
+    EXPECT_NEAR(max_y, refs[i].height, 1e-3);
+  }
+  // They go to ClassifyRois as they are (original-image pixels): one logit row per proposal.
+  const auto logits = runtime->ClassifyRois(sources, result->boxes);
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  EXPECT_EQ(logits->logits[0].size(), 50u * runtime->layout().width());
+
+  // The frozen, optimised module keeps proposals (the load-time probe compares them too).
+  DetectorRuntime::Options plain_options = ContractOptions("contract_proposals");
+  plain_options.optimize_for_inference = false;
+  auto plain = LoadOrDie(plain_options);
+  ASSERT_NE(plain, nullptr);
+  const auto plain_result = plain->Proposals(sources);
+  ASSERT_TRUE(plain_result.ok()) << plain_result.status();
+  for (size_t i = 0; i < refs.size(); ++i) {
+    ExpectAllNear(plain_result->boxes[i], result->boxes[i], 1e-4f, "optimised vs plain");
+  }
+
+  // Bad inputs as for Forward.
+  EXPECT_EQ(runtime->Proposals({}).status().code(), absl::StatusCode::kInvalidArgument);
+  const ImageSource bad[] = {ImageSource::Encoded("\x89PNG\r\n\x1a\n garbage")};
+  EXPECT_EQ(runtime->Proposals(bad).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(DetectorRuntimeTest, ProposalsWithoutTheMethodAreFailedPrecondition) {
+  auto runtime = LoadOrDie(ContractOptions("contract_agnostic"));
+  ASSERT_NE(runtime, nullptr);
+  const std::vector<Reference> refs = LoadReferences(kDir + "/contract/contract_agnostic_ref");
+  const absl::Status status = runtime->Proposals(Sources(refs)).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("has no proposals"));
+}
+
+// The shipped demo detectors (models/demo_*) load, optimised, with their proposals method.
+TEST(DetectorRuntimeTest, DemoModelsServeProposals) {
+  // A textured 240x320 image: the manifest (shorter side 160) resizes it to 160x213.
+  Image image;
+  image.height = 240;
+  image.width = 320;
+  image.pixels.resize(240 * 320 * 3);
+  for (size_t i = 0; i < image.pixels.size(); ++i) {
+    const size_t x = (i / 3) % 320, y = i / 3 / 320;
+    image.pixels[i] =
+        static_cast<uint8_t>(((x / 24 + y / 24) % 2) * 140 + (x * 3 + y * 5 + (i % 3) * 50) % 100);
+  }
+  const ImageSource sources[] = {ImageSource::Raw(image.pixels, image.height, image.width, 3)};
+  for (const std::string name : {"demo_ce", "demo_logn"}) {
+    SCOPED_TRACE(name);
+    DetectorRuntime::Options options;
+    options.model_path = kModelsDir + "/" + name + "/model.pt";
+    options.intra_op_threads = 2;
+    auto runtime = LoadOrDie(options);
+    ASSERT_NE(runtime, nullptr);
+    EXPECT_TRUE(runtime->optimized_for_inference()) << runtime->optimization_note();
+    EXPECT_TRUE(runtime->has_proposals());
+    const v1::ProposalSettings& settings = runtime->manifest().proposal_settings();
+    EXPECT_EQ(settings.pre_nms_top_n(), 1000);
+    EXPECT_EQ(settings.post_nms_top_n(), 600);
+    EXPECT_FLOAT_EQ(settings.nms_threshold(), 0.7f);
+    const auto proposals = runtime->Proposals(sources);
+    ASSERT_TRUE(proposals.ok()) << proposals.status();
+    const std::vector<float>& b = proposals->boxes[0];
+    const size_t count = b.size() / 4;
+    // More than forward's inference 300 candidates can be, at most training's 600.
+    const auto forward = runtime->Forward(sources);
+    ASSERT_TRUE(forward.ok()) << forward.status();
+    EXPECT_LE(forward->images[0].num_candidates, 300);
+    EXPECT_GT(count, 300u);
+    EXPECT_LE(count, 600u);
+    float max_x = 0, max_y = 0;
+    for (size_t j = 0; j < b.size(); j += 4) {
+      EXPECT_GE(b[j], 0.0f);
+      EXPECT_GE(b[j + 1], 0.0f);
+      EXPECT_GE(b[j + 2] - b[j], 1.0f);  // min size 1 px at input scale, 1.5 px here
+      EXPECT_GE(b[j + 3] - b[j + 1], 1.0f);
+      max_x = std::max(max_x, b[j + 2]);
+      max_y = std::max(max_y, b[j + 3]);
+    }
+    // Clipped to the 160x213 input, mapped back to the 240x320 image.
+    EXPECT_LE(max_x, 320.0f + 1e-3f);
+    EXPECT_LE(max_y, 240.0f + 1e-3f);
+    EXPECT_GT(max_x, 213.0f);
+    EXPECT_GT(max_y, 160.0f);
+    const auto logits = runtime->ClassifyRois(sources, proposals->boxes);
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    EXPECT_EQ(logits->logits[0].size(), count * 101);
+  }
+}
+
 // Writes the model's manifest with `edit` applied to a temp file; returns its path.
 std::string EditedManifest(const std::string& model, const std::string& tag,
                            const std::function<void(v1::ModelManifest&)>& edit) {
@@ -267,6 +393,11 @@ TEST(DetectorRuntimeTest, ShapeMismatchesAreFailedPrecondition) {
       {"contract_bad_rows", "as_is", [](v1::ModelManifest&) {},
        "boxes are [32, 4]; the manifest (BOX_LAYOUT_CLASS_AGNOSTIC) with logits [31, 6] needs "
        "[31, 4]"},
+      {"contract_agnostic", "proposals", [](v1::ModelManifest& m) { m.set_has_proposals(true); },
+       "declares hasProposals but"},
+      // Proposals with their scores as a fifth column.
+      {"contract_bad_proposals", "as_is", [](v1::ModelManifest&) {},
+       "proposals output 0 is [50, 5] (Float); the contract needs float [P, 4] (xyxy boxes)"},
   };
   for (const Case& c : cases) {
     DetectorRuntime::Options options = ContractOptions(c.model);
@@ -275,6 +406,15 @@ TEST(DetectorRuntimeTest, ShapeMismatchesAreFailedPrecondition) {
     EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << c.tag << ": " << status;
     EXPECT_THAT(std::string(status.message()), HasSubstr(c.message)) << c.tag;
   }
+}
+
+TEST(DetectorRuntimeTest, ProposalsNeedClassifyRoisInTheManifest) {
+  DetectorRuntime::Options options = ContractOptions("contract_specific");
+  options.manifest_path = EditedManifest("contract_specific", "proposals_without_rois",
+                                         [](v1::ModelManifest& m) { m.set_has_proposals(true); });
+  const absl::Status status = DetectorRuntime::Load(options).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("hasProposals needs hasClassifyRois"));
 }
 
 TEST(DetectorRuntimeTest, BadFilesAndDevices) {
@@ -554,6 +694,16 @@ TEST(TorchvisionExportTest, PreNmsOutputsAndDetectionsMatchPython) {
   ASSERT_TRUE(roi_result.ok()) << roi_result.status();
   for (size_t i = 0; i < refs.size(); ++i) {
     ExpectAllNear(roi_result->logits[i], refs[i].roi_logits, 1e-4f, "torchvision roi logits");
+  }
+  // proposals = torchvision's own RPN with its training settings (the fixture checks the eager
+  // adapter against it), in original-image pixels.
+  EXPECT_TRUE(runtime->has_proposals());
+  EXPECT_EQ(runtime->manifest().proposal_settings().post_nms_top_n(), 2000);
+  const auto proposals = runtime->Proposals(Sources(refs));
+  ASSERT_TRUE(proposals.ok()) << proposals.status();
+  for (size_t i = 0; i < refs.size(); ++i) {
+    EXPECT_GT(refs[i].proposals.size(), 40u * 4);  // more than the 40 inference candidates
+    ExpectAllNear(proposals->boxes[i], refs[i].proposals, 1e-3f, "torchvision proposals");
   }
 
   // With no calibration and torchvision's thresholds, the server's detection path (Forward, then

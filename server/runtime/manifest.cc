@@ -11,13 +11,9 @@
 
 namespace logn {
 
-absl::Status ValidateManifest(const v1::ModelManifest& manifest) {
-  if (manifest.name().empty()) return absl::InvalidArgumentError("manifest: name is empty");
-  if (manifest.classes_size() == 0) return absl::InvalidArgumentError("manifest: no classes");
-  if (manifest.classes_size() > LogitLayout::kMaxClasses) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("manifest: ", manifest.classes_size(), " classes, over the limit"));
-  }
+namespace {
+
+absl::Status ValidateClasses(const v1::ModelManifest& manifest) {
   absl::flat_hash_set<int32_t> ids;
   absl::flat_hash_set<std::string> names;
   for (int c = 0; c < manifest.classes_size(); ++c) {
@@ -35,17 +31,10 @@ absl::Status ValidateManifest(const v1::ModelManifest& manifest) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": negative image/instance count"));
     }
   }
-  if (manifest.background() != v1::BACKGROUND_POSITION_FIRST &&
-      manifest.background() != v1::BACKGROUND_POSITION_LAST) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("manifest: background must be BACKGROUND_POSITION_FIRST or "
-                     "BACKGROUND_POSITION_LAST, got ",
-                     v1::BackgroundPosition_Name(manifest.background())));
-  }
-  if (manifest.box_layout() == v1::BOX_LAYOUT_UNSPECIFIED) {
-    return absl::InvalidArgumentError(
-        "manifest: boxLayout must be BOX_LAYOUT_CLASS_AGNOSTIC or BOX_LAYOUT_CLASS_SPECIFIC");
-  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateInputPolicy(const v1::ModelManifest& manifest) {
   if (!manifest.has_input()) return absl::InvalidArgumentError("manifest: input policy missing");
   const v1::InputPolicy& input = manifest.input();
   switch (input.resize_case()) {
@@ -90,6 +79,58 @@ absl::Status ValidateManifest(const v1::ModelManifest& manifest) {
         "manifest: input.valueRange must be VALUE_RANGE_UNIT (0-1) or VALUE_RANGE_BYTE (0-255)");
   }
   return absl::OkStatus();
+}
+
+absl::Status ValidateProposals(const v1::ModelManifest& manifest) {
+  // Calibration samples RoIs from the proposals and classifies them with classify_rois.
+  if (manifest.has_proposals() && !manifest.has_classify_rois()) {
+    return absl::InvalidArgumentError(
+        "manifest: hasProposals needs hasClassifyRois (RoIs sampled from the proposals are "
+        "classified with classify_rois)");
+  }
+  if (manifest.has_proposal_settings()) {
+    const v1::ProposalSettings& settings = manifest.proposal_settings();
+    if (!manifest.has_proposals()) {
+      return absl::InvalidArgumentError(
+          "manifest: proposalSettings given but hasProposals is false");
+    }
+    if (settings.pre_nms_top_n() <= 0 || settings.post_nms_top_n() <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("manifest: proposalSettings needs preNmsTopN > 0 and postNmsTopN > 0, got ",
+                       settings.pre_nms_top_n(), " and ", settings.post_nms_top_n()));
+    }
+    if (!(settings.nms_threshold() > 0.0f && settings.nms_threshold() <= 1.0f)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("manifest: proposalSettings.nmsThreshold must be in (0, 1], got ",
+                       settings.nms_threshold()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateManifest(const v1::ModelManifest& manifest) {
+  if (manifest.name().empty()) return absl::InvalidArgumentError("manifest: name is empty");
+  if (manifest.classes_size() == 0) return absl::InvalidArgumentError("manifest: no classes");
+  if (manifest.classes_size() > LogitLayout::kMaxClasses) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("manifest: ", manifest.classes_size(), " classes, over the limit"));
+  }
+  if (absl::Status s = ValidateClasses(manifest); !s.ok()) return s;
+  if (manifest.background() != v1::BACKGROUND_POSITION_FIRST &&
+      manifest.background() != v1::BACKGROUND_POSITION_LAST) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("manifest: background must be BACKGROUND_POSITION_FIRST or "
+                     "BACKGROUND_POSITION_LAST, got ",
+                     v1::BackgroundPosition_Name(manifest.background())));
+  }
+  if (manifest.box_layout() == v1::BOX_LAYOUT_UNSPECIFIED) {
+    return absl::InvalidArgumentError(
+        "manifest: boxLayout must be BOX_LAYOUT_CLASS_AGNOSTIC or BOX_LAYOUT_CLASS_SPECIFIC");
+  }
+  if (absl::Status s = ValidateInputPolicy(manifest); !s.ok()) return s;
+  return ValidateProposals(manifest);
 }
 
 absl::StatusOr<v1::ModelManifest> ParseManifestJson(absl::string_view json) {

@@ -26,7 +26,8 @@ absl::StatusOr<v1::ModelManifest> ReadManifestFile(const std::string& path);
 // INVALID_ARGUMENT unless: a non-empty name; at least one class, ids unique, names non-empty and
 // unique, counts >= 0; background FIRST or LAST; a box layout; exactly one resize rule with
 // positive sizes (longer >= shorter); three pixel means and three positive stds; channel order
-// and value range specified.
+// and value range specified; hasProposals only with hasClassifyRois; proposalSettings (optional,
+// informational) only with hasProposals, with positive top-n counts and an NMS threshold in (0, 1].
 absl::Status ValidateManifest(const v1::ModelManifest& manifest);
 
 // The logit layout of a (valid) manifest: C = classes_size(), background as declared.

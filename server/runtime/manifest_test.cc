@@ -26,7 +26,9 @@ constexpr char kValid[] = R"({
     "channelOrder": "CHANNEL_ORDER_BGR",
     "valueRange": "VALUE_RANGE_BYTE"
   },
-  "hasClassifyRois": true
+  "hasClassifyRois": true,
+  "hasProposals": true,
+  "proposalSettings": {"preNmsTopN": 2000, "postNmsTopN": 1000, "nmsThreshold": 0.7}
 })";
 
 absl::Status ParseWith(const std::string& from, const std::string& to) {
@@ -45,6 +47,10 @@ TEST(ManifestTest, ParsesAValidManifest) {
   EXPECT_EQ(m->classes(1).instance_count(), 4);
   EXPECT_EQ(m->input().shorter_side().max_longer_side(), 1333);
   EXPECT_TRUE(m->has_classify_rois());
+  EXPECT_TRUE(m->has_proposals());
+  EXPECT_EQ(m->proposal_settings().pre_nms_top_n(), 2000);
+  EXPECT_EQ(m->proposal_settings().post_nms_top_n(), 1000);
+  EXPECT_FLOAT_EQ(m->proposal_settings().nms_threshold(), 0.7f);
   const LogitLayout layout = ManifestLayout(*m);
   EXPECT_EQ(layout.num_classes, 2);
   EXPECT_EQ(layout.background, BackgroundPosition::kLast);
@@ -71,6 +77,14 @@ TEST(ManifestTest, ErrorsNameTheProblem) {
        "valueRange"},
       {R"("hasClassifyRois")", R"("hasClassifyRoi")", "does not parse"},  // typo: unknown field
       {"FREQUENCY_GROUP_RARE", "RARE", "does not parse"},
+      {R"("hasClassifyRois": true)", R"("hasClassifyRois": false)",
+       "hasProposals needs hasClassifyRois"},
+      {R"("hasProposals": true)", R"("hasProposals": false)",
+       "proposalSettings given but hasProposals is false"},
+      {R"("preNmsTopN": 2000)", R"("preNmsTopN": 0)", "preNmsTopN > 0 and postNmsTopN > 0"},
+      {R"("postNmsTopN": 1000)", R"("postNmsTopN": -1)", "preNmsTopN > 0 and postNmsTopN > 0"},
+      {R"("nmsThreshold": 0.7)", R"("nmsThreshold": 1.5)", "nmsThreshold must be in (0, 1]"},
+      {R"("nmsThreshold": 0.7)", R"("nmsThreshold": 0)", "nmsThreshold must be in (0, 1]"},
   };
   for (const Case& c : cases) {
     const absl::Status status = ParseWith(c.from, c.to);
@@ -80,6 +94,27 @@ TEST(ManifestTest, ErrorsNameTheProblem) {
   EXPECT_EQ(ParseManifestJson("{").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(ParseManifestJson(R"({"name": "x"})").status().message()),
               HasSubstr("no classes"));
+}
+
+TEST(ManifestTest, ProposalsAreOptional) {
+  constexpr char kSettingsField[] = R"(,
+  "proposalSettings": {"preNmsTopN": 2000, "postNmsTopN": 1000, "nmsThreshold": 0.7})";
+  constexpr char kHasProposalsField[] = R"(,
+  "hasProposals": true)";
+  // proposalSettings is informational: hasProposals alone is valid.
+  const std::string no_settings = absl::StrReplaceAll(kValid, {{kSettingsField, ""}});
+  ASSERT_NE(no_settings, kValid);
+  absl::StatusOr<v1::ModelManifest> m = ParseManifestJson(no_settings);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_TRUE(m->has_proposals());
+  EXPECT_FALSE(m->has_proposal_settings());
+  // Neither field: no proposals method (the manifests written before it existed).
+  const std::string neither = absl::StrReplaceAll(no_settings, {{kHasProposalsField, ""}});
+  ASSERT_NE(neither, no_settings);
+  m = ParseManifestJson(neither);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_FALSE(m->has_proposals());
+  EXPECT_FALSE(m->has_proposal_settings());
 }
 
 TEST(ManifestTest, LogACountsNeedEveryClass) {

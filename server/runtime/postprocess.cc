@@ -85,6 +85,63 @@ std::vector<uint32_t> NmsImpl(std::vector<uint64_t>& order, BoxOf box_of, LabelO
   return keep;
 }
 
+// Whether every value in the row is finite, read from the bits (exponent all ones: ±Inf or
+// NaN) so that the check survives -ffinite-math-only, under which std::isfinite folds to true
+// (softmax.cc is built so). The integer max vectorises.
+bool RowIsFinite(const float* row, int64_t width) {
+  uint32_t max_magnitude = 0;
+  for (int64_t j = 0; j < width; ++j) {
+    uint32_t bits;
+    std::memcpy(&bits, row + j, sizeof(bits));
+    max_magnitude = std::max(max_magnitude, bits & 0x7fffffffu);
+  }
+  return max_magnitude < 0x7f800000u;
+}
+
+// Finds the rows of `calibrated` holding a NaN or ±Inf, counts them as raw or calibration-made
+// (a non-finite raw value stays non-finite through every calibrator: ±Inf·scale, NaN, so the raw
+// rows are looked at only for rows already bad), and overwrites them with zeros so that the
+// finite-math softmax stays defined. Returns the bad rows.
+std::vector<int64_t> ZeroNonFiniteRows(const float* raw, float* calibrated, int64_t rows,
+                                       int64_t width, PostprocessStats* stats) {
+  std::vector<int64_t> bad;
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = calibrated + r * width;
+    if (RowIsFinite(row, width)) continue;
+    if (RowIsFinite(raw + r * width, width)) {
+      ++stats->nonfinite_calibrated_rows;
+    } else {
+      ++stats->nonfinite_raw_rows;
+    }
+    std::fill(row, row + width, 0.0f);
+    bad.push_back(r);
+  }
+  return bad;
+}
+
+absl::Status CheckCandidates(const LogitLayout& layout, const CandidatesView& candidates) {
+  const int64_t n = candidates.num_candidates;
+  const int64_t width = layout.width();
+  const int64_t num_classes = layout.num_classes;
+  if (n < 0) return absl::InvalidArgumentError(absl::StrCat("num_candidates ", n, " < 0"));
+  if (static_cast<int64_t>(candidates.logits.size()) != n * width) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("logits have ", candidates.logits.size(), " floats; ", n, " candidates x ",
+                     width, " columns (", layout.DebugString(), ") need ", n * width));
+  }
+  const int64_t box_floats = candidates.class_specific ? n * num_classes * 4 : n * 4;
+  if (static_cast<int64_t>(candidates.boxes.size()) != box_floats) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "boxes have ", candidates.boxes.size(), " floats; ", n, " candidates need ", box_floats,
+        candidates.class_specific ? " (class-specific [N, C, 4])" : " (class-agnostic [N, 4])"));
+  }
+  if (n * num_classes > std::numeric_limits<int32_t>::max()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(n, " candidates x ", num_classes, " classes is too many pairs"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status PostprocessOptions::Validate() const {
@@ -123,34 +180,26 @@ std::vector<int32_t> BatchedNms(absl::Span<const float> boxes, absl::Span<const 
 
 absl::StatusOr<std::vector<Detection>> Postprocess(const Calibrator& calibrator,
                                                    const CandidatesView& candidates,
-                                                   const PostprocessOptions& options) {
+                                                   const PostprocessOptions& options,
+                                                   PostprocessStats* stats) {
   LOGN_RETURN_IF_ERROR(options.Validate());
   const LogitLayout& layout = calibrator.layout();
+  LOGN_RETURN_IF_ERROR(CheckCandidates(layout, candidates));
   const int64_t n = candidates.num_candidates;
   const int64_t width = layout.width();
   const int64_t num_classes = layout.num_classes;
-  if (n < 0) return absl::InvalidArgumentError(absl::StrCat("num_candidates ", n, " < 0"));
-  if (static_cast<int64_t>(candidates.logits.size()) != n * width) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("logits have ", candidates.logits.size(), " floats; ", n, " candidates x ",
-                     width, " columns (", layout.DebugString(), ") need ", n * width));
-  }
-  const int64_t box_floats = candidates.class_specific ? n * num_classes * 4 : n * 4;
-  if (static_cast<int64_t>(candidates.boxes.size()) != box_floats) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "boxes have ", candidates.boxes.size(), " floats; ", n, " candidates need ", box_floats,
-        candidates.class_specific ? " (class-specific [N, C, 4])" : " (class-agnostic [N, 4])"));
-  }
-  if (n * num_classes > std::numeric_limits<int32_t>::max()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(n, " candidates x ", num_classes, " classes is too many pairs"));
-  }
   std::vector<Detection> detections;
   if (n == 0) return detections;
 
   std::vector<float> probs(candidates.logits.begin(), candidates.logits.end());
   calibrator.ApplyUnchecked(probs.data(), n);
+  PostprocessStats dropped;
+  const std::vector<int64_t> bad_rows =
+      ZeroNonFiniteRows(candidates.logits.data(), probs.data(), n, width, &dropped);
+  if (stats != nullptr) *stats += dropped;
   SoftmaxRows(probs.data(), probs.data(), n, width);
+  // A probability of 0 is never above the threshold (>= 0): a dropped row yields no pair.
+  for (int64_t row : bad_rows) std::fill_n(probs.data() + row * width, width, 0.0f);
 
   // Only (candidate, class) pairs above the threshold become NMS candidates, as sort keys whose
   // payload is the pair id row * C + c (so score ties break by row, then class). Count first (a

@@ -46,13 +46,36 @@ struct CandidatesView {
   absl::Span<const float> logits;  // N * layout.width() floats, pre-softmax
 };
 
+// Candidates Postprocess dropped because a logit was not finite, for the caller's metrics and
+// logs. Such a row would turn into NaN in softmax and its detections would vanish silently.
+struct PostprocessStats {
+  // Rows whose raw logits (the model's output) hold a NaN or ±Inf.
+  int64_t nonfinite_raw_rows = 0;
+  // Rows with finite raw logits that calibration made non-finite (an overflow to ±Inf, e.g.
+  // under the official formula's 1e-11 variance floor).
+  int64_t nonfinite_calibrated_rows = 0;
+
+  int64_t dropped_rows() const { return nonfinite_raw_rows + nonfinite_calibrated_rows; }
+  PostprocessStats& operator+=(const PostprocessStats& other) {
+    nonfinite_raw_rows += other.nonfinite_raw_rows;
+    nonfinite_calibrated_rows += other.nonfinite_calibrated_rows;
+    return *this;
+  }
+};
+
 // Calibrates a copy of the logits with `calibrator` (its layout says where the background is),
 // applies softmax, and returns the top-k detections after class-wise NMS, best first (ties: lower
 // candidate, then lower class first). INVALID_ARGUMENT on mismatched sizes or bad options.
 // Boxes are returned as given (the caller rescales them).
+// A candidate whose raw or calibrated logits hold a NaN or ±Inf yields no detection and affects
+// no other candidate (it never suppresses one in NMS); the other candidates' detections are those
+// of the same call without it. If `stats` is not null, this call's drop counts are ADDED to it,
+// so one PostprocessStats can total a request (images × calibration settings: a row with a bad
+// raw logit is counted once per calibrator it is post-processed with).
 absl::StatusOr<std::vector<Detection>> Postprocess(const Calibrator& calibrator,
                                                    const CandidatesView& candidates,
-                                                   const PostprocessOptions& options);
+                                                   const PostprocessOptions& options,
+                                                   PostprocessStats* stats = nullptr);
 
 // Greedy NMS run independently per label (torchvision.ops.batched_nms semantics: IoU with areas
 // (x2-x1)*(y2-y1), suppression when IoU > iou_threshold), returning the indices kept in

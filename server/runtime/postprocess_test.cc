@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <sstream>
 
@@ -236,6 +237,128 @@ TEST(PostprocessTest, ThresholdMinBoxSizeAndTopK) {
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].label, 0);
 }
+
+// The outputs without candidate `row` (its logits and its box or boxes).
+RandomOutputs WithoutRow(const RandomOutputs& out, const LogitLayout& layout, bool class_specific,
+                         int64_t row) {
+  RandomOutputs less = out;
+  const int64_t box_floats = (class_specific ? layout.num_classes : 1) * 4;
+  less.boxes.erase(less.boxes.begin() + row * box_floats,
+                   less.boxes.begin() + (row + 1) * box_floats);
+  less.logits.erase(less.logits.begin() + row * layout.width(),
+                    less.logits.begin() + (row + 1) * layout.width());
+  return less;
+}
+
+// Candidates with a NaN or ±Inf logit, raw or after calibration: each such row is dropped and
+// counted, and every other candidate's detections are exactly those of the same call without it.
+class NonFiniteRowsTest : public ::testing::TestWithParam<bool> {
+ protected:
+  static constexpr int64_t kRows = 120;
+  void SetUp() override {
+    layout_ = Layout(10, BackgroundPosition::kLast);
+    out_ = MakeOutputs(kRows, layout_, GetParam(), 5);
+    options_.score_threshold = 0.01f;
+    options_.top_k = 80;
+  }
+
+  // Breaks the given rows with `edit`, then checks the drop counts and that the detections equal
+  // those without the rows (candidate indices renumbered).
+  void ExpectDropped(const Calibrator& calibrator, const std::vector<int64_t>& rows,
+                     const std::function<void(float* row)>& edit, int64_t raw_rows,
+                     int64_t calibrated_rows) {
+    const bool class_specific = GetParam();
+    RandomOutputs broken = out_, reference = out_;
+    for (int64_t row : rows) edit(broken.logits.data() + row * layout_.width());
+    for (auto it = rows.rbegin(); it != rows.rend(); ++it) {
+      reference = WithoutRow(reference, layout_, class_specific, *it);
+    }
+    PostprocessStats stats;
+    stats.nonfinite_raw_rows = 1000;  // counts are added, not assigned
+    const std::vector<Detection> got =
+        Postprocess(calibrator, CandidatesView{kRows, class_specific, broken.boxes, broken.logits},
+                    options_, &stats)
+            .value();
+    EXPECT_EQ(stats.nonfinite_raw_rows, 1000 + raw_rows);
+    EXPECT_EQ(stats.nonfinite_calibrated_rows, calibrated_rows);
+    const int64_t kept = kRows - static_cast<int64_t>(rows.size());
+    const std::vector<Detection> want =
+        Postprocess(calibrator,
+                    CandidatesView{kept, class_specific, reference.boxes, reference.logits},
+                    options_)
+            .value();
+    ASSERT_EQ(got.size(), want.size());
+    ASSERT_FALSE(want.empty());
+    for (size_t i = 0; i < want.size(); ++i) {
+      int32_t candidate = want[i].candidate;  // back to the numbering with the bad rows
+      for (int64_t row : rows) candidate += candidate >= row ? 1 : 0;
+      EXPECT_EQ(got[i].candidate, candidate) << i;
+      EXPECT_EQ(got[i].label, want[i].label) << i;
+      EXPECT_EQ(got[i].score, want[i].score) << i;
+      for (int k = 0; k < 4; ++k) EXPECT_EQ(got[i].box[k], want[i].box[k]) << i;
+    }
+  }
+
+  // The candidate of the best detection without any bad row: breaking it must matter.
+  int64_t BestCandidate(const Calibrator& calibrator) const {
+    return Postprocess(calibrator, CandidatesView{kRows, GetParam(), out_.boxes, out_.logits},
+                       options_)
+        .value()
+        .front()
+        .candidate;
+  }
+
+  LogitLayout layout_;
+  RandomOutputs out_;
+  PostprocessOptions options_;
+};
+
+TEST_P(NonFiniteRowsTest, InfiniteRawLogitDropsTheRow) {
+  const Calibrator calibrator = Calibrator::ForLogN(MakeStats(layout_, 3), LogNOptions()).value();
+  const int64_t best = BestCandidate(calibrator);
+  // +Inf on a foreground class (softmax would give NaN, not a certain detection), -Inf elsewhere.
+  ExpectDropped(calibrator, {best}, [](float* row) { row[2] = INFINITY; }, 1, 0);
+  ExpectDropped(calibrator, {std::min<int64_t>(best, 3), 100},
+                [](float* row) { row[10] = -INFINITY; }, 2, 0);
+  // Uncalibrated too.
+  ExpectDropped(Calibrator::Identity(layout_), {7}, [](float* row) { row[0] = INFINITY; }, 1, 0);
+}
+
+TEST_P(NonFiniteRowsTest, NaNRawLogitDropsTheRow) {
+  const Calibrator calibrator = Calibrator::ForLogN(MakeStats(layout_, 3), LogNOptions()).value();
+  const int64_t best = BestCandidate(calibrator);
+  ExpectDropped(calibrator, {best}, [](float* row) { row[4] = NAN; }, 1, 0);
+  ExpectDropped(Calibrator::Identity(layout_), {0, kRows - 1},
+                [](float* row) { row[9] = NAN; }, 2, 0);
+}
+
+TEST_P(NonFiniteRowsTest, InfinityMadeByCalibrationDropsTheRow) {
+  // The official formula clamps a zero variance at 1e-11: scale 1/sqrt(1e-11) ≈ 3.2e5, so a
+  // finite raw logit of 1e34 becomes ≈ 3e39, beyond float32.
+  Statistics stats = MakeStats(layout_, 3);
+  stats.variance[6] = 0.0;
+  LogNOptions official;
+  official.official_formula = true;
+  const Calibrator calibrator = Calibrator::ForLogN(stats, official).value();
+  const int64_t best = BestCandidate(calibrator);
+  ExpectDropped(calibrator, {best}, [](float* row) { row[6] = 1e34f; }, 0, 1);
+  // One of each in one call: each counted once, where it arose.
+  RandomOutputs both = out_;
+  both.logits[best * layout_.width() + 6] = 1e34f;
+  both.logits[(best == 0 ? 1 : 0) * layout_.width() + 1] = NAN;
+  PostprocessStats counts;
+  ASSERT_TRUE(Postprocess(calibrator, CandidatesView{kRows, GetParam(), both.boxes, both.logits},
+                          options_, &counts)
+                  .ok());
+  EXPECT_EQ(counts.nonfinite_raw_rows, 1);
+  EXPECT_EQ(counts.nonfinite_calibrated_rows, 1);
+  EXPECT_EQ(counts.dropped_rows(), 2);
+}
+
+INSTANTIATE_TEST_SUITE_P(BoxLayouts, NonFiniteRowsTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "ClassSpecific" : "ClassAgnostic";
+                         });
 
 TEST(PostprocessTest, BadInputsAreInvalidArgument) {
   const LogitLayout layout = Layout(3, BackgroundPosition::kLast);

@@ -83,5 +83,22 @@ bool InCi() {
   return ci != nullptr && std::string(ci) == "true";
 }
 
+RoiSamplingRecord ProposalSampling(int64_t images, int32_t num_rois, double positives,
+                                   double rfs_threshold) {
+  RoiSamplingRecord r;
+  r.roi_source = RoiSource::kProposals;
+  r.num_rois = num_rois;
+  r.positive_fraction = 0.25;
+  r.positive_iou = 0.5f;
+  r.images = images;
+  r.rois = images * num_rois;
+  r.positive_rois = static_cast<int64_t>(static_cast<double>(r.rois) * positives);
+  r.rfs_threshold = rfs_threshold;
+  return r;
+}
+
 }  // namespace store_testing
+
+void PrintTo(const RoiSamplingRecord& record, std::ostream* os) { *os << record.DebugString(); }
+
 }  // namespace logn

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <ostream>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -29,7 +30,16 @@ std::string PostgresUrl();
 // True when running in CI (env CI=true): PostgreSQL tests must fail, not skip, there.
 bool InCi();
 
+// A record as CalibrationJob writes it for RoIs sampled from proposals: `images` images of
+// `num_rois` RoIs each, a fraction `positives` of them positive.
+RoiSamplingRecord ProposalSampling(int64_t images, int32_t num_rois = 512,
+                                   double positives = 0.08, double rfs_threshold = 0.0);
+
 }  // namespace store_testing
+
+// gtest prints records (and optionals of them) with their fields.
+void PrintTo(const RoiSamplingRecord& record, std::ostream* os);
+
 }  // namespace logn
 
 #endif  // LOGN_STORE_TESTING_TEST_STATS_H_

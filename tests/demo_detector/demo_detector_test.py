@@ -60,6 +60,8 @@ class ExportTest(unittest.TestCase):
             self.assertEqual(man["background"], "BACKGROUND_POSITION_FIRST")
             self.assertEqual(man["boxLayout"], "BOX_LAYOUT_CLASS_AGNOSTIC")
             self.assertTrue(man["hasClassifyRois"])
+            self.assertTrue(man["hasProposals"])
+            self.assertEqual(man["proposalSettings"], {"preNmsTopN": 1000, "postNmsTopN": 600, "nmsThreshold": 0.7})
             self.assertEqual(man["input"]["shorterSide"]["shorterSide"], 128)  # the tiny data's size
             self.assertEqual([c["id"] for c in man["classes"]], [c["id"] for c in cats])
             self.assertEqual([c["name"] for c in man["classes"]], [c["name"] for c in cats])
@@ -95,6 +97,19 @@ class ExportTest(unittest.TestCase):
                 # classify_rois is the RoI head forward() uses: same image alone, same RoIs.
                 r1 = m.classify_rois(xs[:1], rois[:1])[0]
                 self.assertTrue(torch.allclose(r[0], r1, atol=1e-4))
+                # proposals: per image [P, 4] inside the image, at most the training post-NMS 600,
+                # and more than forward's inference 300 allow (training keeps more).
+                props = m.proposals(xs)
+                self.assertEqual(len(props), 2)
+                for x, p in zip(xs, props):
+                    self.assertEqual(p.dim(), 2)
+                    self.assertEqual(p.shape[1], 4)
+                    self.assertGreater(p.shape[0], 0)
+                    self.assertLessEqual(p.shape[0], 600)
+                    h, w = x.shape[1], x.shape[2]
+                    self.assertTrue(bool((p[:, 0] >= 0).all() and (p[:, 2] <= w).all()))
+                    self.assertTrue(bool((p[:, 1] >= 0).all() and (p[:, 3] <= h).all()))
+                    self.assertTrue(bool(((p[:, 2] - p[:, 0]) >= 1).all() and ((p[:, 3] - p[:, 1]) >= 1).all()))
             with open(os.path.join(out, "metrics.json")) as f:
                 metrics = json.load(f)
             if head == "ce":
@@ -109,6 +124,32 @@ class ExportTest(unittest.TestCase):
         # The LogN head's BatchNorm is training-only: both exports have the same parameters.
         self.assertEqual(state_keys["ce"], state_keys["logn"])
         self.assertFalse(any("logit_bn" in k or "running_mean" in k and "cls" in k for k in state_keys["logn"]))
+
+    def test_reexport_keeps_the_weights_and_adds_proposals(self):
+        src = trained("ce", "ce")
+        out = os.path.join(WORK, "reexported")
+        shutil.rmtree(out, ignore_errors=True)
+        os.makedirs(out)
+        shutil.copyfile(os.path.join(src, "model.pt"), os.path.join(out, "model.pt"))
+        with open(os.path.join(src, "model.json")) as f:
+            man = json.load(f)
+        del man["hasProposals"], man["proposalSettings"]  # as the shipped models were before
+        with open(os.path.join(out, "model.json"), "w") as f:
+            json.dump(man, f)
+        stdout = run(os.path.join(REPO, "tools", "demo_detector", "reexport.py"), out, "--data",
+                     os.path.join(WORK, "data"), "--count", "2")
+        result = json.loads(stdout.split(" ", 1)[1])
+        self.assertEqual(result["images"], 5)
+        self.assertGreater(result["proposals"], 0)
+        self.assertEqual(result["max_abs_diff"], {"forward_boxes": 0.0, "forward_logits": 0.0,
+                                                  "classify_rois": 0.0, "proposals_vs_training": 0.0})
+        with open(os.path.join(out, "model.json")) as f:
+            self.assertTrue(json.load(f)["hasProposals"])
+        a = torch.jit.load(os.path.join(src, "model.pt")).state_dict()
+        b = torch.jit.load(os.path.join(out, "model.pt")).state_dict()
+        self.assertEqual(set(a), set(b))
+        for k in a:
+            self.assertTrue(torch.equal(a[k], b[k]), k)
 
     def test_training_is_deterministic(self):
         a = torch.jit.load(os.path.join(trained("logn", "logn"), "model.pt")).state_dict()
@@ -154,6 +195,27 @@ class PiecesTest(unittest.TestCase):
         # The committed configuration is (7, 1).
         full = dm.build(100, tiny=False)
         self.assertEqual((full.pool, full.sampling), (7, 1))
+
+    def test_exported_proposals_are_the_training_proposals(self):
+        torch.manual_seed(4)
+        net = dm.build(12, tiny=True).eval()
+        # Training and inference settings are separate attributes; proposals() uses training's.
+        self.assertEqual((net.train_pre_nms_top_n, net.train_post_nms_top_n), (dt.TRAIN_PRE_NMS, dt.TRAIN_POST_NMS))
+        self.assertEqual((net.pre_nms_top_n, net.post_nms_top_n), (600, 300))
+        self.assertEqual(dt.proposal_settings(net), dt.proposal_settings())
+        scripted = torch.jit.script(net)
+        g = torch.Generator().manual_seed(5)
+        x = torch.randn(3, 128, 128, generator=g)  # training's images: one size, a multiple of 16
+        with torch.inference_mode():
+            got = scripted.proposals([x])[0]
+            p3, _ = net.features(x[None])
+            obj, reg = net.rpn_outputs(p3)
+            anchors = net.anchors(int(p3.shape[2]), int(p3.shape[3]), x.device)
+            want = dt.fast_proposals(net, obj[0], reg[0], anchors, (128, 128))
+            inference = net.image_proposals(obj[0], reg[0], anchors, (128, 128), 600, 300)
+        self.assertGreater(want.shape[0], 300)  # the training settings keep more than inference's 300
+        self.assertEqual(inference.shape[0], 300)
+        self.assertTrue(torch.equal(got, want))
 
     def test_roi_sampling(self):
         g = torch.Generator().manual_seed(2)

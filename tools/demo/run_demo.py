@@ -2,8 +2,10 @@
 """The README's main job: LogN Serve end to end on the bundled demo detectors.
 
 For each model under models/: start logn_server with an embedded SQLite store, stream the training
-split through Calibrate (images with ground truth; version 1, activated), run `logn compare` on
-val (one forward pass per image, every setting from it), stop the server. Then print the main
+split through Calibrate twice (images with ground truth; version 1, activated: RoIs sampled from
+the RPN's proposals as in training; version 2: from the model's output candidates, the fallback),
+run `logn compare` on val with each (one forward pass per image, every setting from it), stop the
+server. Then print the main
 table (none / LogA / plain BN / LogN), the paper's Table 2 and Table 3 layouts, and draw two
 plots: per-class logit mean and standard deviation against training frequency (the paper's
 Fig. 2) and per-group AP before / after calibration.
@@ -136,6 +138,26 @@ def plots(out, results):
     return fig2, bars
 
 
+def print_sampling_table(results):
+    """LogN and plain BN with statistics from proposals (version 1) vs candidates (version 2)."""
+    rows = []
+    for name in results:
+        for version, source, compare in ((1, "proposals", results[name]["compare"]),
+                                         (2, "candidates", results[name]["compare_candidates"])):
+            sampling = results[name]["sampling"][version]
+            rois = int(sampling.get("rois", 0))
+            images = max(1, int(sampling.get("images", 0)))
+            positives = int(sampling.get("positive_rois", 0))
+            table = {s["setting"]: s for s in compare["settings"]}
+            rows.append([name, source, "%d" % rois, "%.0f" % (rois / images),
+                         "%.1f %%" % (100.0 * positives / max(1, rois)),
+                         *(fmt(table[key][m]) for key in ("logn", "bn") for m in ("AP", "APr"))])
+    print_table("Statistics from the RPN's proposals (as training samples) vs the model's output "
+                "candidates (the fallback): 512 RoIs per image requested, at most 25 % positives",
+                ["model", "RoIs from", "RoIs", "RoIs / image", "positives", "LogN AP", "LogN APr",
+                 "BN AP", "BN APr"], rows)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -166,20 +188,34 @@ def main():
         server = Server(server_binary, os.path.join(ROOT, "models", name, "model.pt"), store, work)
         try:
             common = ["--server", server.address]
-            run([logn, "calibrate", *common, "--dataset", os.path.join(data, "train.json"),
-                 "--images", os.path.join(data, "train"), "--activate",
-                 "--description", "demo: %s train split" % args.scale])
+            calibrate = [logn, "calibrate", *common, "--dataset", os.path.join(data, "train.json"),
+                         "--images", os.path.join(data, "train")]
+            # Version 1 (active): RoIs sampled from the RPN's proposals, as training sampled them.
+            run([*calibrate, "--activate", "--roi-source", "proposals",
+                 "--description", "demo: %s train split, RoIs from proposals" % args.scale])
+            # Version 2: the fallback for models without proposals (their output candidates).
+            run([*calibrate, "--roi-source", "candidates",
+                 "--description", "demo: %s train split, RoIs from candidates" % args.scale])
             compare_file = os.path.join(work, "compare.json")
-            run([logn, "compare", *common, "--gt", os.path.join(data, "val.json"),
-                 "--images", os.path.join(data, "val"), "--out", compare_file])
+            candidates_file = os.path.join(work, "compare_candidates.json")
+            for version, out_file in ((1, compare_file), (2, candidates_file)):
+                run([logn, "compare", *common, "--gt", os.path.join(data, "val.json"),
+                     "--images", os.path.join(data, "val"), "--version", str(version),
+                     "--out", out_file])
             statistics_file = os.path.join(work, "statistics_v1.json")
             run([logn, "stats", "export", "active", *common, "--out", statistics_file])
+            sampling = {}
+            for version in (1, 2):
+                shown = json.loads(run([logn, "stats", "show", str(version), *common, "--json"],
+                                       capture_output=True, text=True).stdout)
+                sampling[version] = shown["statistics_version"].get("sampling", {})
             info = json.loads(run([logn, "info", *common], capture_output=True, text=True).stdout)
         finally:
             server.stop()
         exported = json.load(open(statistics_file))
         results[name] = {"compare": json.load(open(compare_file)), "info": info,
-                         "statistics": exported.get("statistics", exported)}
+                         "compare_candidates": json.load(open(candidates_file)),
+                         "sampling": sampling, "statistics": exported.get("statistics", exported)}
 
     header = ["model", "setting", *METRICS]
     rows = []
@@ -200,9 +236,11 @@ def main():
         print_table("Table 3 layout (%s): choice of β" % name, ["β", *METRICS],
                     [[label, *(fmt(table[key][m]) for m in METRICS)]
                      for key, label in TABLE3_ROWS if key in table])
+    print_sampling_table(results)
     summary = os.path.join(out, "results.json")
     with open(summary, "w") as f:
-        json.dump({name: r["compare"] for name, r in results.items()}, f, indent=1)
+        json.dump({name: {"proposals": r["compare"], "candidates": r["compare_candidates"],
+                          "sampling": r["sampling"]} for name, r in results.items()}, f, indent=1)
     fig2, bars = plots(out, results)
     print("\nResults: %s (per model: compare.json, statistics_v1.json, server.log)" % summary)
     print("Plots:   %s, %s" % (fig2, bars))

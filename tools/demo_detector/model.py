@@ -9,6 +9,8 @@ aten operators, so the exported model loads in a bare LibTorch (no torchvision l
 Model contract (docs/model-contract.md, proto/logn/v1/model.proto):
   forward(images: List[Tensor[3, H, W]]) -> List[(boxes [N, 4] xyxy input pixels, logits [N, C+1])]
   classify_rois(images, rois: List[Tensor[R, 4]]) -> List[logits [R, C+1]]
+  proposals(images) -> List[boxes [P, 4] xyxy input pixels]: the RPN's proposals with the TRAINING
+    settings (top 1000 -> NMS 0.7 -> 600), the pool the RoI head's training RoIs were sampled from
 The logits are the raw classifier outputs for both demo models (the LogN-head model's training-time
 BatchNorm is not part of the exported module).
 """
@@ -19,6 +21,12 @@ from typing import List, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# The RPN's training-time proposal settings (tools/demo_detector/train.py's recipe).
+TRAIN_PRE_NMS_TOP_N = 1000
+TRAIN_POST_NMS_TOP_N = 600
+RPN_NMS_THRESH = 0.7  # training and inference
+
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Pairwise IoU of xyxy boxes [N, 4] x [M, 4] -> [N, M] (torchvision's definition)."""
@@ -40,11 +48,19 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
         return torch.zeros([0], dtype=torch.long, device=boxes.device)
     order = torch.sort(scores, descending=True, stable=True)[1]
     b = boxes[order]
-    suppresses = (box_iou(b, b) > iou_threshold).triu(1)
+    # suppresses[i, j], i < j: box i, if kept, suppresses box j. Greedy NMS keeps j iff no kept
+    # i < j suppresses it. Iterating keep <- "no kept box suppresses it" from all-kept fixes one
+    # more leading entry per round, and a round that changes nothing has reached the unique fixed
+    # point, i.e. the greedy result: a few matrix-vector rounds instead of n interpreted steps
+    # (the latter was a third of the demo model's CPU time).
+    suppresses = (box_iou(b, b) > iou_threshold).triu(1).to(torch.float32).t().contiguous()
     keep = torch.ones([n], dtype=torch.bool, device=boxes.device)
-    for i in range(n):
-        if bool(keep[i]):
-            keep = keep & ~suppresses[i]
+    changed = True
+    while changed:
+        # Sums of 0/1 values below 2^24: exact in float32.
+        next_keep = torch.mv(suppresses, keep.to(torch.float32)) == 0
+        changed = not bool(torch.equal(next_keep, keep))
+        keep = next_keep
     return order[keep]
 
 
@@ -154,10 +170,14 @@ class DemoDetector(nn.Module):
         self.register_buffer("base_anchors", torch.tensor(base, dtype=torch.float32), persistent=True)
         self.rpn_weights: List[float] = [1.0, 1.0, 1.0, 1.0]
         self.roi_weights: List[float] = [10.0, 10.0, 5.0, 5.0]
-        # Proposal settings (inference values; training overrides them in Python).
+        # Proposal settings at inference (forward's candidates).
         self.pre_nms_top_n = 600
         self.post_nms_top_n = 300
-        self.rpn_nms_thresh = 0.7
+        # The training settings (train.py's recipe): proposals() and train.fast_proposals use them,
+        # so the server can sample calibration RoIs from the pool training sampled from.
+        self.train_pre_nms_top_n = TRAIN_PRE_NMS_TOP_N
+        self.train_post_nms_top_n = TRAIN_POST_NMS_TOP_N
+        self.rpn_nms_thresh = RPN_NMS_THRESH
         self.min_size = 1.0
 
     # ---- shared pieces ----
@@ -231,7 +251,7 @@ class DemoDetector(nn.Module):
         ok = (bw >= self.min_size) & (bh >= self.min_size)
         return boxes[ok], scores[ok]
 
-    def proposals(
+    def image_proposals(
         self, obj: torch.Tensor, reg: torch.Tensor, anchors: torch.Tensor, size: Tuple[int, int],
         pre_nms: int, post_nms: int
     ) -> torch.Tensor:
@@ -263,6 +283,8 @@ class DemoDetector(nn.Module):
             feat[None], grid.reshape(1, r * n, n, 2), mode="bilinear", padding_mode="zeros", align_corners=False
         )  # [1, C, R*n, n]
         sampled = sampled.view(c, r, n, n).permute(1, 0, 2, 3)
+        if self.sampling == 1:
+            return sampled  # avg_pool2d with a 1x1 kernel is a copy (an eighth of the forward)
         return F.avg_pool2d(sampled, self.sampling)
 
     def roi_head(self, pooled: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -280,7 +302,7 @@ class DemoDetector(nn.Module):
         out: List[Tuple[torch.Tensor, torch.Tensor]] = []
         for i in range(len(sizes)):
             h, w = sizes[i]
-            props = self.proposals(obj[i], reg[i], anchors, sizes[i], self.pre_nms_top_n, self.post_nms_top_n)
+            props = self.image_proposals(obj[i], reg[i], anchors, sizes[i], self.pre_nms_top_n, self.post_nms_top_n)
             logits, deltas = self.roi_head(self.roi_align(p2[i], props))
             boxes = clip_boxes(decode(props, deltas, self.roi_weights), h, w)
             out.append((boxes.contiguous(), logits))
@@ -294,6 +316,23 @@ class DemoDetector(nn.Module):
         for i in range(len(sizes)):
             logits, _ = self.roi_head(self.roi_align(p2[i], rois[i].to(p2.dtype)))
             out.append(logits)
+        return out
+
+    @torch.jit.export
+    def proposals(self, images: List[torch.Tensor]) -> List[torch.Tensor]:
+        """Per image the RPN's proposals [P, 4] (xyxy, input pixels, best objectness first) with the
+        training settings: what train.py sampled the RoI head's training RoIs from (with the ground
+        truth boxes added), so calibration can sample its RoIs the same way."""
+        batched, sizes = self.batch_images(images)
+        p3, _ = self.features(batched)
+        obj, reg = self.rpn_outputs(p3)
+        anchors = self.anchors(int(p3.shape[2]), int(p3.shape[3]), batched.device)
+        out: List[torch.Tensor] = []
+        for i in range(len(sizes)):
+            props = self.image_proposals(
+                obj[i], reg[i], anchors, sizes[i], self.train_pre_nms_top_n, self.train_post_nms_top_n
+            )
+            out.append(props.contiguous())
         return out
 
 

@@ -32,8 +32,10 @@ RPN_NEG_IOU = 0.3
 ROI_BATCH = 512
 ROI_POS_FRACTION = 0.25
 ROI_POS_IOU = 0.5
-TRAIN_PRE_NMS = 1000
-TRAIN_POST_NMS = 600
+# The RPN's proposals for the RoI head: top 1000 -> NMS 0.7 -> 600. The exported proposals() method
+# uses the same settings (model attributes train_pre/post_nms_top_n, defaulting to these).
+TRAIN_PRE_NMS = dm.TRAIN_PRE_NMS_TOP_N
+TRAIN_POST_NMS = dm.TRAIN_POST_NMS_TOP_N
 
 
 # ---------------------------------------------------------------- data
@@ -138,12 +140,13 @@ def sample_rois(props: torch.Tensor, gt: torch.Tensor, gt_labels: torch.Tensor, 
 
 
 def fast_proposals(net: dm.DemoDetector, obj, reg, anchors, size) -> torch.Tensor:
-    """DemoDetector.proposals with the training settings, using torchvision's C++ NMS (training time
-    only; same greedy semantics as the exported model's aten NMS, which is checked by the test)."""
+    """One image's proposals with the training settings: DemoDetector.image_proposals as the exported
+    proposals() method calls it, but with torchvision's C++ NMS (training time only; the same greedy
+    semantics as the exported model's aten NMS, which the tests check)."""
     from torchvision.ops import nms  # training-time only
 
-    boxes, scores = net.proposal_candidates(obj, reg, anchors, size, TRAIN_PRE_NMS)
-    return boxes[nms(boxes, scores, net.rpn_nms_thresh)[:TRAIN_POST_NMS]]
+    boxes, scores = net.proposal_candidates(obj, reg, anchors, size, net.train_pre_nms_top_n)
+    return boxes[nms(boxes, scores, net.rpn_nms_thresh)[:net.train_post_nms_top_n]]
 
 
 class Trainer:
@@ -271,7 +274,18 @@ def manifest_for(name: str, description: str, categories: List[dict], image_size
             "valueRange": "VALUE_RANGE_UNIT",
         },
         "hasClassifyRois": True,
+        "hasProposals": True,
+        "proposalSettings": proposal_settings(),
     }
+
+
+def proposal_settings(net: Optional[dm.DemoDetector] = None) -> dict:
+    """The manifest's proposalSettings: the training settings the exported proposals() uses (the
+    recipe's, or a given model's attributes)."""
+    if net is None:
+        return {"preNmsTopN": TRAIN_PRE_NMS, "postNmsTopN": TRAIN_POST_NMS, "nmsThreshold": dm.RPN_NMS_THRESH}
+    return {"preNmsTopN": int(net.train_pre_nms_top_n), "postNmsTopN": int(net.train_post_nms_top_n),
+            "nmsThreshold": float(net.rpn_nms_thresh)}
 
 
 def _classes(categories: List[dict]) -> List[dict]:
@@ -290,6 +304,10 @@ def _classes(categories: List[dict]) -> List[dict]:
 
 
 def export(net: dm.DemoDetector, path: str, manifest: dict) -> torch.jit.ScriptModule:
+    """Scripts `net` (forward, classify_rois, proposals) to `path` and writes the manifest beside it."""
+    if manifest.get("hasProposals") and manifest.get("proposalSettings") != proposal_settings(net):
+        raise ValueError(f"manifest proposalSettings {manifest.get('proposalSettings')} but the model "
+                         f"uses {proposal_settings(net)}")
     net.eval()
     scripted = torch.jit.script(net)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -302,7 +320,7 @@ def export(net: dm.DemoDetector, path: str, manifest: dict) -> torch.jit.ScriptM
 def check_contract(pt_path: str) -> List[str]:
     """Re-runs the checks DetectorRuntime::Load does (server/runtime/detector_runtime.cc) on the saved
     files: manifest fields, forward on a blank mid-grey image of the validation size, classify_rois
-    on one RoI; plus: no operator outside aten/prim (the server has no torchvision library).
+    on one RoI, proposals' shape; plus: no operator outside aten/prim (the server has no torchvision library).
     Returns the problems found (empty: conforms)."""
     problems = []
     with open(os.path.splitext(pt_path)[0] + ".json") as f:
@@ -341,8 +359,18 @@ def check_contract(pt_path: str) -> List[str]:
                 r = m.classify_rois([x], [torch.tensor([[0.0, 0.0, width / 2.0, height / 2.0]])])
                 if len(r) != 1 or list(r[0].shape) != [1, c + 1]:
                     problems.append(f"classify_rois gave {[list(t.shape) for t in r]}, need [[1, {c + 1}]]")
+        if man.get("hasProposals"):
+            if not man.get("hasClassifyRois"):
+                problems.append("hasProposals needs hasClassifyRois")
+            if not hasattr(m, "proposals"):
+                problems.append("hasProposals but no proposals method")
+            else:
+                p = m.proposals([x])
+                if len(p) != 1 or p[0].dim() != 2 or p[0].shape[1] != 4 or not p[0].is_floating_point():
+                    problems.append(f"proposals gave {[list(t.shape) for t in p]}, need [[P, 4]]")
     ops = set()
-    for meth in [m.forward] + ([m.classify_rois] if hasattr(m, "classify_rois") else []):
+    methods = [m.forward] + [getattr(m, k) for k in ("classify_rois", "proposals") if hasattr(m, k)]
+    for meth in methods:
         for node in meth.graph.nodes():
             ops.add(node.kind())
     for sub in m.modules():

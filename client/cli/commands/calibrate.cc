@@ -18,6 +18,7 @@
 #include "client/cli/output.h"
 #include "client/cli/progress.h"
 #include "client/eval/lvis_dataset.h"
+#include "client/eval/repeat_factors.h"
 #include "client/lib/calibration_jobs.h"
 
 namespace logn::cli {
@@ -30,6 +31,8 @@ struct CalibrationInput {
   // From a dataset: its images in file order, and each image's annotations.
   LvisDataset dataset;
   absl::flat_hash_map<int64_t, std::vector<const LvisAnnotation*>> annotations;
+  // With --rfs-threshold: each image's repeat factor, sent as its weight.
+  absl::flat_hash_map<int64_t, double> repeat_factors;
   // From a logits file.
   std::unique_ptr<LogitsReader> reader;
   int64_t total = 0;  // images or rows
@@ -47,6 +50,12 @@ absl::StatusOr<std::unique_ptr<CalibrationInput>> OpenInput(const CalibrateOptio
     }
     input->total = static_cast<int64_t>(input->dataset.images.size());
     input->per_batch = options.images_per_batch;
+    if (options.rfs_threshold > 0) {
+      absl::StatusOr<absl::flat_hash_map<int64_t, double>> factors =
+          RepeatFactors(input->dataset, options.rfs_threshold);
+      if (!factors.ok()) return factors.status();
+      input->repeat_factors = *std::move(factors);
+    }
     return input;
   }
   absl::StatusOr<std::unique_ptr<LogitsReader>> opened =
@@ -71,9 +80,12 @@ v1::CalibrateHeader HeaderFor(const CalibrateOptions& options) {
   if (options.ema_momentum.has_value()) {
     header.mutable_ema()->set_momentum(*options.ema_momentum);
     if (options.ema_init.has_value()) *header.mutable_ema()->mutable_init() = *options.ema_init;
+    header.mutable_ema()->set_from_prior(options.ema_from_prior);
   } else {
     header.mutable_exact();
   }
+  *header.mutable_sampler() = options.sampler;
+  header.set_rfs_threshold(options.rfs_threshold);
   return header;
 }
 
@@ -119,6 +131,9 @@ absl::StatusOr<v1::ImageBatch> BuildImageBatch(const CalibrateOptions& options,
     v1::AnnotatedImage* annotated = batch.add_annotated_images();
     annotated->mutable_image()->set_encoded(*std::move(bytes));
     annotated->mutable_image()->set_image_id(absl::StrCat(image.id));
+    if (auto factor = input.repeat_factors.find(image.id); factor != input.repeat_factors.end()) {
+      annotated->set_weight(factor->second);
+    }
     auto it = input.annotations.find(image.id);
     if (it == input.annotations.end()) continue;
     for (const LvisAnnotation* a : it->second) {
@@ -225,6 +240,32 @@ void ParseInput(const Args& args, CalibrateOptions& o) {
     args.Fail("raw logits file needs --width (or use a .npy file)");
   }
   o.width = static_cast<int32_t>(args.Int("--width", 0, 1, 1 << 20));
+  if (args.Has("--rfs-threshold")) {
+    if (o.dataset_path.empty()) args.Fail("--rfs-threshold needs --dataset (its annotations)");
+    o.rfs_threshold = args.Double("--rfs-threshold", 0, 0, 1);
+    if (o.rfs_threshold <= 0) args.Fail("--rfs-threshold must be in (0, 1], e.g. 0.001 (LVIS)");
+  }
+  if (args.Has("--num-rois")) {
+    o.sampler.set_num_rois(static_cast<int32_t>(args.Int("--num-rois", 512, 1, 1 << 20)));
+  }
+  if (args.Has("--positive-fraction")) {
+    o.sampler.set_positive_fraction(args.Double("--positive-fraction", 0.25, 0, 1));
+  }
+  if (args.Has("--roi-source")) {
+    const std::string from = args.Get("--roi-source");
+    if (from == "proposals") {
+      o.sampler.set_from(v1::ROI_SOURCE_PROPOSALS);
+    } else if (from == "candidates") {
+      o.sampler.set_from(v1::ROI_SOURCE_CANDIDATES);
+    } else {
+      args.Fail("--roi-source takes proposals or candidates, got '" + from + "'");
+    }
+  }
+  if (args.Has("--positive-iou")) {
+    const double iou = args.Double("--positive-iou", 0.5, 0, 1);
+    if (iou <= 0) args.Fail("--positive-iou must be in (0, 1]");
+    o.sampler.set_positive_iou(static_cast<float>(iou));
+  }
   o.images_per_batch = static_cast<int>(args.Int("--batch-images", 8, 1, 4096));
   o.rows_per_batch = args.Int("--batch-rows", 0, 1, int64_t{1} << 30);
 }
@@ -254,6 +295,16 @@ void ParseJob(const Args& args, CalibrateOptions& o) {
     if (!o.ema_momentum) args.Fail("--ema-init only applies with --ema");
     o.ema_init = ParseSelectorText(args, args.Get("--ema-init"));
   }
+  o.ema_from_prior = args.Has("--ema-from-prior");
+  if (o.ema_from_prior && (!o.ema_momentum || o.ema_init)) {
+    args.Fail("--ema-from-prior applies with --ema and without --ema-init");
+  }
+  if (o.ema_momentum && !o.ema_init && !o.ema_from_prior && !args.Has("--resume")) {
+    args.Fail(
+        "--ema needs a start: --ema-init VERSION (an imported checkpoint or an earlier pass), or "
+        "--ema-from-prior to start from mean 0 / variance 1, which a pass at the official "
+        "momentum barely moves");
+  }
   o.description = args.Get("--description");
   o.job_id = args.Get("--job-id");
   ParseShard(args, o);
@@ -279,6 +330,39 @@ CalibrateOptions ParseCalibrateOptions(const Args& args) {
   return o;
 }
 
+// The sampler caps positives at the requested fraction; more means negatives ran out (too few
+// proposals or candidates), so the statistics lean towards objects, unlike training's.
+void WarnAboutSampling(const v1::RoiSampling& sampling, const Io& io) {
+  if (sampling.rois() <= 0 || sampling.images() <= 0 ||
+      (sampling.roi_source() != v1::ROI_SOURCE_PROPOSALS &&
+       sampling.roi_source() != v1::ROI_SOURCE_CANDIDATES)) {
+    return;
+  }
+  const double achieved =
+      static_cast<double>(sampling.positive_rois()) / static_cast<double>(sampling.rois());
+  const double per_image =
+      static_cast<double>(sampling.rois()) / static_cast<double>(sampling.images());
+  *io.err << absl::StrFormat(
+      "calibrate: %s: %.0f RoIs per image (requested %d), %.1f%% positives (at most %.1f%%)\n",
+      sampling.roi_source() == v1::ROI_SOURCE_PROPOSALS ? "RoIs sampled from proposals"
+                                                        : "RoIs sampled from output candidates",
+      per_image, sampling.num_rois(), 100 * achieved, 100 * sampling.positive_fraction());
+  if (achieved > sampling.positive_fraction() + 0.01) {
+    *io.err << absl::StrFormat(
+        "calibrate: warning: %.1f%% of the RoIs are positives, above the requested %.1f%%: "
+        "the images ran out of negatives, so these statistics lean towards objects and do not "
+        "describe what the classifier saw in training%s\n",
+        100 * achieved, 100 * sampling.positive_fraction(),
+        sampling.roi_source() == v1::ROI_SOURCE_CANDIDATES
+            ? " (sampled from output candidates: a model that exports proposals samples as "
+              "training does, docs/model-contract.md)"
+            : "");
+  } else if (sampling.roi_source() == v1::ROI_SOURCE_CANDIDATES) {
+    *io.err << "calibrate: warning: RoIs were sampled from the model's output candidates, an "
+               "approximation of training's sampling from proposals (docs/model-contract.md)\n";
+  }
+}
+
 int RunCalibrate(Client& client, const CalibrateOptions& options, const Io& io) {
   absl::StatusOr<std::unique_ptr<CalibrationInput>> input = OpenInput(options);
   if (!input.ok()) return ReportError(io, "calibrate", input.status());
@@ -289,6 +373,7 @@ int RunCalibrate(Client& client, const CalibrateOptions& options, const Io& io) 
   absl::StatusOr<v1::CalibrateResponse> response =
       Stream(client, header, options, **input, *range, io);
   if (!response.ok()) return ReportError(io, "calibrate", response.status());
+  WarnAboutSampling(response->statistics_version().sampling(), io);
   if (options.json) {
     *io.out << ProtoJson(*response) << "\n";
   } else {
@@ -297,6 +382,12 @@ int RunCalibrate(Client& client, const CalibrateOptions& options, const Io& io) 
         response->statistics_version().version(), response->rows_seen(), response->images_seen(),
         response->batches_seen(), FormatSeconds(absl::Now() - start),
         options.partial ? " (partial)" : "", options.activate ? " (active)" : "");
+    if (options.ema_momentum.has_value()) {
+      *io.out << absl::StrFormat(
+          "EMA: the starting statistics (%s) still carry %.1f%% of the weight\n",
+          options.ema_from_prior ? "mean 0 / variance 1" : "--ema-init",
+          100 * response->ema_start_weight());
+    }
   }
   return kExitOk;
 }
@@ -320,7 +411,19 @@ Streams a training set through the service and commits one new statistics versio
   --width N              columns per row of a raw logits file (C+1)
   --batch-rows N         rows per LogitBatch message (default: ~4 MiB)
   --ema MOMENTUM         exponential moving average in (0, 1] instead of exact
-  --ema-init VERSION     start the EMA from this version or alias
+  --ema-init VERSION     start the EMA from this version or alias (e.g. an imported
+                         checkpoint's running statistics)
+  --ema-from-prior       start the EMA from mean 0 / variance 1 instead (BatchNorm's
+                         start; at the official momentum 5e-5 a pass of a few hundred
+                         batches leaves ~98 % of the weight on it)
+  --rfs-threshold T      weigh each image by its repeat factor (repeat-factor
+                         sampling, LVIS: T = 0.001), from --dataset's annotations
+  --num-rois N           RoIs sampled per image (default 512)
+  --positive-fraction F  at most this fraction of them positive (default 0.25)
+  --positive-iou F       IoU with a ground-truth box that makes a RoI positive (0.5)
+  --roi-source S         sample RoIs from `proposals` (the RPN's, as training does;
+                         the default when the model exports them) or `candidates`
+                         (the model's outputs: the fallback, to compare the two)
   --activate             point "active" at the new version on commit
   --description TEXT     stored with the version
   --job-id ID            recorded in the version's provenance; with it the server
@@ -341,8 +444,9 @@ on stderr otherwise.
           ConnectionGroup().help),
       FlagSpec{{"--dataset", "--images", "--batch-images", "--logits", "--width", "--batch-rows",
                 "--ema", "--ema-init", "--description", "--job-id", "--progress-interval",
-                "--shard", "--checkpoint-every"},
-               {"--activate", "--json", "--partial", "--resume"}},
+                "--shard", "--checkpoint-every", "--rfs-threshold", "--num-rois",
+                "--positive-fraction", "--positive-iou", "--roi-source"},
+               {"--activate", "--json", "--partial", "--resume", "--ema-from-prior"}},
       ParseInto(&ParseCalibrateOptions),
       RunWithClient(&RunCalibrate)};
 }

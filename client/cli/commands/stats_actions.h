@@ -12,6 +12,7 @@
 #include "client/cli/args.h"
 #include "client/cli/commands.h"
 #include "google/protobuf/message.h"
+#include "logn/v1/store.pb.h"
 
 namespace logn::cli {
 
@@ -37,6 +38,20 @@ int RunStatsExport(Client& client, const StatsOptions& options, const Io& io);
 int RunStatsImport(Client& client, const StatsOptions& options, const Io& io);
 int RunStatsMerge(Client& client, const StatsOptions& options, const Io& io);
 int RunStatsJob(Client& client, const StatsOptions& options, const Io& io);
+
+// How a version's rows were sampled (StatisticsVersion.sampling), as list and show print it.
+// The `logn stats show` section, lines ending in "\n": "sampling SOURCE", then RoIs per image
+// (rois / images), the achieved positive fraction (positive_rois / rois) next to the requested
+// one, and the rfs threshold; one "sampling not recorded" line for a version without a record
+// (stats_show.cc).
+std::string SamplingSection(const v1::StatisticsVersion& v);
+// The compact `logn stats list` column: "proposals 487/img 8%", "logits", "imported"; "-"
+// without a record (stats_list.cc).
+std::string SamplingColumn(const v1::StatisticsVersion& v);
+// The `logn stats list` table: the version table (client/cli/output.h) with the sampling
+// column before the description.
+std::string ListHeader();
+std::string ListLine(const v1::StatisticsVersion& v);
 
 // Helpers of the actions (stats.cc).
 // A positional VERSION: a positive integer.

@@ -2,11 +2,13 @@
 
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "client/cli/commands/stats_actions.h"
 #include "client/cli/errors.h"
 #include "client/cli/output.h"
+#include "client/lib/enum_names.h"
 
 namespace logn::cli {
 namespace {
@@ -18,6 +20,7 @@ void PrintText(const v1::StatisticsVersion& v, bool include_statistics, const Io
   if (!v.parent_versions().empty()) {
     *io.out << "parents " << absl::StrJoin(v.parent_versions(), ",") << "\n";
   }
+  *io.out << SamplingSection(v);
   if (!include_statistics) return;
   const v1::Statistics& s = v.statistics();
   *io.out << "column        mean    variance\n";
@@ -27,7 +30,64 @@ void PrintText(const v1::StatisticsVersion& v, bool include_statistics, const Io
   }
 }
 
+// What a source means, where the name alone could mislead.
+absl::string_view SourceNote(v1::RoiSource source) {
+  switch (source) {
+    case v1::ROI_SOURCE_CANDIDATES:
+      return " (from the model's output candidates, not the RPN's proposals: an approximation "
+             "of training's RoIs)";
+    case v1::ROI_SOURCE_MIXED:
+      return " (merged from versions sampled differently)";
+    case v1::ROI_SOURCE_IMPORTED:
+      return " (imported statistics)";
+    default:
+      return "";
+  }
+}
+
 }  // namespace
+
+std::string SamplingSection(const v1::StatisticsVersion& v) {
+  if (!v.has_sampling()) return "sampling not recorded (stored before versions recorded it)\n";
+  const v1::RoiSampling& s = v.sampling();
+  std::string out =
+      absl::StrCat("sampling ", EnumName(s.roi_source()), SourceNote(s.roi_source()), "\n");
+  if (s.roi_source() == v1::ROI_SOURCE_IMPORTED && s.rois() == 0 && s.rfs_threshold() == 0) {
+    return out;  // imported without a record: nothing more is known
+  }
+  if (s.images() > 0 && s.rois() > 0) {
+    absl::StrAppend(
+        &out, absl::StrFormat("  rois per image     %.1f (%d rois from %d images",
+                              static_cast<double>(s.rois()) / s.images(), s.rois(), s.images()));
+    if (s.num_rois() > 0) absl::StrAppend(&out, "; sampler asks ", s.num_rois());
+    absl::StrAppend(&out, ")\n");
+  } else if (s.rois() > 0) {
+    absl::StrAppend(&out, "  rois               ", s.rois(), "\n");
+  }
+  // Positives are counted only where RoIs were sampled against ground truth.
+  if (s.rois() > 0 && (s.positive_rois() > 0 || s.positive_fraction() > 0)) {
+    absl::StrAppend(
+        &out, absl::StrFormat("  positive fraction  %.1f %% achieved (%d of %d rois)",
+                              100.0 * s.positive_rois() / s.rois(), s.positive_rois(), s.rois()));
+    if (s.positive_fraction() > 0) {
+      absl::StrAppend(&out,
+                      absl::StrFormat(", at most %.1f %% requested", 100 * s.positive_fraction()));
+    }
+    if (s.positive_iou() > 0)
+      absl::StrAppend(&out, absl::StrFormat(" (IoU >= %g)", s.positive_iou()));
+    absl::StrAppend(&out, "\n");
+  }
+  if (s.rfs_threshold() > 0) {
+    absl::StrAppend(&out, absl::StrFormat("  rfs threshold      %g\n", s.rfs_threshold()));
+  } else {
+    // A merge records 0 also when its parents used different thresholds.
+    absl::StrAppend(&out, "  rfs threshold      none",
+                    v.source() == v1::VERSION_SOURCE_MERGE
+                        ? " (unweighted, or different across the merged versions)\n"
+                        : " (unweighted)\n");
+  }
+  return out;
+}
 
 int RunStatsShow(Client& client, const StatsOptions& options, const Io& io) {
   v1::GetVersionRequest request;

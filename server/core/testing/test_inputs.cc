@@ -7,9 +7,9 @@
 namespace logn {
 namespace core_testing {
 
-std::string ContractModelPath() {
+std::string ContractModelPath(const std::string& name) {
   const char* dir = std::getenv("LOGN_TEST_MODEL_DIR");
-  return std::string(dir ? dir : "server/runtime/testdata") + "/contract/contract_agnostic.pt";
+  return std::string(dir ? dir : "server/runtime/testdata") + "/contract/" + name + ".pt";
 }
 
 std::string SyntheticPng(int height, int width, uint8_t seed) {

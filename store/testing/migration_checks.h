@@ -1,0 +1,20 @@
+#ifndef LOGN_STORE_TESTING_MIGRATION_CHECKS_H_
+#define LOGN_STORE_TESTING_MIGRATION_CHECKS_H_
+
+#include "calibration/statistics.h"
+#include "store/stats_store.h"
+
+namespace logn {
+namespace store_testing {
+
+// What every backend's migration test checks once a store opened on the previous schema, holding
+// version 1 of `model` (job "old-job", statistics `old_stats`) and that job's checkpoint after 3
+// batches: both read back, without a sampling record; a new version's record round-trips through
+// Put and List and goes when its version is deleted. gtest assertions (link GTest).
+void ExpectMigratedStoreKeepsOldRowsAndStoresSampling(StatsStore& store, const ModelKey& model,
+                                                      const Statistics& old_stats);
+
+}  // namespace store_testing
+}  // namespace logn
+
+#endif  // LOGN_STORE_TESTING_MIGRATION_CHECKS_H_
