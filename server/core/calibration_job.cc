@@ -82,6 +82,7 @@ absl::Status CalibrationJob::Resume() {
   LOGN_ASSIGN_OR_RETURN(JobCheckpoint checkpoint,
                         deps_.store->GetCheckpoint(deps_.model, header_.job_id));
   LOGN_RETURN_IF_ERROR(CheckResumable(header_, checkpoint));
+  LOGN_RETURN_IF_ERROR(CheckSameSampling(checkpoint));
   rows_ = checkpoint.statistics.count;
   images_ = checkpoint.images_seen;
   batches_ = checkpoint.batches;
@@ -93,6 +94,29 @@ absl::Status CalibrationJob::Resume() {
   }
   ema_updates_ = checkpoint.batches;
   return CreateAccumulator(&checkpoint);
+}
+
+// The rows after the checkpoint must be sampled and weighted like those before it, or the
+// committed version would describe neither setting.
+absl::Status CalibrationJob::CheckSameSampling(const JobCheckpoint& checkpoint) const {
+  if (!checkpoint.sampling.has_value()) return absl::OkStatus();
+  const RoiSamplingRecord& before = *checkpoint.sampling;
+  if (before.rfs_threshold != header_.rfs_threshold) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job '", header_.job_id, "' weighted its images with rfs_threshold ",
+        before.rfs_threshold, ", not ", header_.rfs_threshold, "; resume it with the same one"));
+  }
+  const bool sampled =
+      before.roi_source == RoiSource::kProposals || before.roi_source == RoiSource::kCandidates;
+  if (sampled && (before.num_rois != sampler_.num_rois ||
+                  before.positive_fraction != sampler_.positive_fraction ||
+                  before.positive_iou != sampler_.positive_iou)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job '", header_.job_id, "' sampled ", before.num_rois, " RoIs per image, at most ",
+        before.positive_fraction, " positive at IoU ", before.positive_iou,
+        "; resume it with the same sampler"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CalibrationJob::CreateAccumulator(const JobCheckpoint* checkpoint) {

@@ -50,10 +50,10 @@ struct CalibrationJobDeps {
 class CalibrationJob {
  public:
   // Checks the header (the model name is the caller's to check) and opens the job: afresh, from
-  // its checkpoint (resume; FAILED_PRECONDITION unless source, mode, momentum and
-  // resume_from_batch match it), or EMA from a stored version (ema.init). INVALID_ARGUMENT for
-  // a header that makes no sense (no source, a partial version to activate, resume without a
-  // job_id, a bad momentum).
+  // its checkpoint (resume; FAILED_PRECONDITION unless source, mode, momentum,
+  // resume_from_batch, the RoI sampler and the rfs threshold match it), or EMA from a stored
+  // version (ema.init). INVALID_ARGUMENT for a header that makes no sense (no source, a partial
+  // version to activate, resume without a job_id, a bad momentum, an EMA without a start).
   static absl::StatusOr<std::unique_ptr<CalibrationJob>> Start(CalibrationJobDeps deps,
                                                                const v1::CalibrateHeader& header);
 
@@ -92,6 +92,8 @@ class CalibrationJob {
   CalibrationJob(CalibrationJobDeps deps, CalibrationJobHeader header);
   // Continues from the job's checkpoint: counters and accumulation.
   absl::Status Resume();
+  // FAILED_PRECONDITION unless this stream samples and weights as the checkpointed rows were.
+  absl::Status CheckSameSampling(const JobCheckpoint& checkpoint) const;
   absl::Status CreateAccumulator(const JobCheckpoint* checkpoint);
   absl::Status CheckSource(VersionSource batch_source) const;
   // The logit rows of an image batch (all validated before any is accumulated), each row's

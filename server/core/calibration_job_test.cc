@@ -320,6 +320,65 @@ TEST_F(CalibrationJobTest, ImagesWithGroundTruthSampleFromProposals) {
   EXPECT_THAT(std::string(status.message()), HasSubstr("no proposals method"));
 }
 
+// A resumed job must weight and sample as its checkpointed rows were.
+TEST_F(CalibrationJobTest, ResumingWithAnotherRfsThresholdOrSamplerIsRefused) {
+  v1::CalibrateHeader header = LogitsHeader();
+  header.set_job_id("weighted");
+  header.set_checkpoint_every_batches(1);
+  header.set_rfs_threshold(0.001);
+  {
+    auto job = CalibrationJob::Start(deps_, header).value();
+    ASSERT_TRUE(job->AddLogits(RandomBatch(20)).ok());
+  }
+  header.set_resume(true);
+  header.set_resume_from_batch(1);
+  header.set_rfs_threshold(0.01);
+  const absl::Status status = CalibrationJob::Start(deps_, header).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("rfs_threshold"));
+  header.set_rfs_threshold(0.001);
+  auto resumed = CalibrationJob::Start(deps_, header).value();
+  ASSERT_TRUE(resumed->AddLogits(RandomBatch(20)).ok());
+  const int64_t version = resumed->Commit().value().statistics_version().version();
+  const VersionRecord stored =
+      store_->Get(deps_.model, VersionSelector::Number(version)).value();
+  ASSERT_TRUE(stored.info.sampling.has_value());
+  EXPECT_EQ(stored.info.sampling->rois, 40);  // both streams' rows, counted once
+  EXPECT_EQ(stored.info.sampling->rfs_threshold, 0.001);
+}
+
+TEST_F(CalibrationJobTest, ResumingWithAnotherSamplerIsRefused) {
+  DetectorRuntime::Options options;
+  options.model_path = ContractModelPath("contract_proposals");
+  options.intra_op_threads = 1;
+  const std::unique_ptr<DetectorRuntime> runtime = DetectorRuntime::Load(options).value();
+  deps_.runtime = runtime.get();
+  v1::CalibrateHeader header;
+  header.set_source(v1::VERSION_SOURCE_IMAGES);
+  header.set_job_id("sampled");
+  header.set_checkpoint_every_batches(1);
+  header.mutable_sampler()->set_num_rois(32);
+  v1::ImageBatch batch;
+  v1::AnnotatedImage* image = batch.add_annotated_images();
+  image->mutable_image()->set_encoded(SyntheticPng(48, 64, 3));
+  v1::BoundingBox* box = image->mutable_ground_truth()->add_boxes();
+  box->set_x2(40);
+  box->set_y2(30);
+  image->mutable_ground_truth()->add_category_ids(1);
+  {
+    auto job = CalibrationJob::Start(deps_, header).value();
+    ASSERT_TRUE(job->AddImages(batch).ok());
+  }
+  header.set_resume(true);
+  header.set_resume_from_batch(1);
+  header.mutable_sampler()->set_num_rois(64);
+  const absl::Status status = CalibrationJob::Start(deps_, header).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("same sampler"));
+  header.mutable_sampler()->set_num_rois(32);
+  EXPECT_TRUE(CalibrationJob::Start(deps_, header).ok());
+}
+
 TEST_F(CalibrationJobTest, SamplerOverridesAreValidatedOverTheServersDefaults) {
   v1::CalibrateHeader header;
   header.set_source(v1::VERSION_SOURCE_IMAGES);
