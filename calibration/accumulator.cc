@@ -89,7 +89,9 @@ absl::Status CheckRowWeights(const LogitBatchView& batch, absl::Span<const doubl
   if (weights.empty()) return absl::OkStatus();
   if (static_cast<int64_t>(weights.size()) != batch.rows) {
     return absl::InvalidArgumentError(absl::StrCat("logit batch has ", batch.rows, " rows but ",
-                                                   weights.size(), " row weights"));
+                                                   weights.size(),
+                                                   " row weights: send one per row, or none "
+                                                   "(every row weighs 1)"));
   }
   for (size_t r = 0; r < weights.size(); ++r) {
     if (!(weights[r] >= 0) || !std::isfinite(weights[r])) {

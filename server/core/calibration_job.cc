@@ -86,12 +86,7 @@ absl::Status CalibrationJob::Resume() {
   rows_ = checkpoint.statistics.count;
   images_ = checkpoint.images_seen;
   batches_ = checkpoint.batches;
-  if (checkpoint.sampling.has_value()) {
-    sampling_.source = checkpoint.sampling->roi_source;
-    sampling_.images = checkpoint.sampling->images;
-    sampling_.rois = checkpoint.sampling->rois;
-    sampling_.positive_rois = checkpoint.sampling->positive_rois;
-  }
+  if (checkpoint.sampling.has_value()) sampled_ = *checkpoint.sampling;
   ema_updates_ = checkpoint.batches;
   return CreateAccumulator(&checkpoint);
 }
@@ -184,13 +179,8 @@ absl::Status CalibrationJob::AddLogits(const v1::LogitBatch& batch) {
         ")"));
   }
   LOGN_ASSIGN_OR_RETURN(std::vector<float> values, LogitsFromProto(batch));
-  absl::StatusOr<std::vector<double>> weights = RowWeightsFromProto(batch);
-  if (!weights.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("batch ", batches_ + 1, ": ", weights.status().message()));
-  }
-  LOGN_RETURN_IF_ERROR(AddRows(values.data(), batch.rows(), *weights));
-  sampling_.Count(RoiSource::kLogits, 0, batch.rows(), 0);
+  LOGN_RETURN_IF_ERROR(AddRows(values.data(), batch.rows(), RowWeightsFromProto(batch)));
+  CountSampled(RoiSource::kLogits, 0, batch.rows(), 0);
   return FinishBatch();
 }
 
@@ -218,36 +208,32 @@ absl::Status CalibrationJob::AddImages(const v1::ImageBatch& batch) {
   }
   // A batch without rows (no candidates) is not an error: its images were seen.
   images_ += num_images;
-  sampling_.Count(rows.source, num_images, num_rows, rows.positives);
+  CountSampled(rows.source, num_images, num_rows, rows.positives);
   return FinishBatch();
 }
 
 std::optional<RoiSamplingRecord> CalibrationJob::SamplingRecord() const {
-  if (sampling_.source == RoiSource::kUnspecified) return std::nullopt;
-  RoiSamplingRecord record;
-  record.roi_source = sampling_.source;
-  record.images = sampling_.images;
-  record.rois = sampling_.rois;
-  record.positive_rois = sampling_.positive_rois;
+  if (sampled_.roi_source == RoiSource::kUnspecified) return std::nullopt;
+  RoiSamplingRecord record = sampled_;
   record.rfs_threshold = header_.rfs_threshold;
-  if (sampling_.source == RoiSource::kProposals || sampling_.source == RoiSource::kCandidates) {
-    record.num_rois = sampler_.num_rois;
-    record.positive_fraction = sampler_.positive_fraction;
-    record.positive_iou = sampler_.positive_iou;
-  }
+  const bool sampled = record.roi_source == RoiSource::kProposals ||
+                       record.roi_source == RoiSource::kCandidates;
+  record.num_rois = sampled ? sampler_.num_rois : 0;
+  record.positive_fraction = sampled ? sampler_.positive_fraction : 0.0;
+  record.positive_iou = sampled ? sampler_.positive_iou : 0.0f;
   return record;
 }
 
-void CalibrationJob::SamplingTally::Count(RoiSource batch_source, int64_t batch_images,
-                                          int64_t batch_rois, int64_t batch_positives) {
-  if (source == RoiSource::kUnspecified) {
-    source = batch_source;
-  } else if (source != batch_source) {
-    source = RoiSource::kMixed;
+void CalibrationJob::CountSampled(RoiSource source, int64_t images, int64_t rois,
+                                  int64_t positives) {
+  if (sampled_.roi_source == RoiSource::kUnspecified) {
+    sampled_.roi_source = source;
+  } else if (sampled_.roi_source != source) {
+    sampled_.roi_source = RoiSource::kMixed;
   }
-  images += batch_images;
-  rois += batch_rois;
-  positive_rois += batch_positives;
+  sampled_.images += images;
+  sampled_.rois += rois;
+  sampled_.positive_rois += positives;
 }
 
 absl::StatusOr<CalibrationJob::ImageRows> CalibrationJob::RowsFromImages(
@@ -262,13 +248,26 @@ absl::StatusOr<CalibrationJob::ImageRows> CalibrationJob::RowsFromImages(
   LOGN_ASSIGN_OR_RETURN(DetectorRuntime::ForwardResult forward, runtime.Forward(images));
   ImageRows rows;
   rows.source = RoiSource::kDetections;
-  const int64_t width = runtime.layout().width();
-  for (size_t i = 0; i < batch.size(); ++i) {
-    const std::vector<float>& logits = forward.images[i].logits;
-    rows.logits.insert(rows.logits.end(), logits.begin(), logits.end());
-    rows.weights.insert(rows.weights.end(), logits.size() / width, batch[i].weight);
-  }
+  std::vector<std::vector<float>> logits;
+  for (RawOutputs& image : forward.images) logits.push_back(std::move(image.logits));
+  CollectRows(batch, logits, &rows);
   return rows;
+}
+
+void CalibrationJob::CollectRows(const std::vector<AnnotatedImageInput>& batch,
+                                 const std::vector<std::vector<float>>& logits,
+                                 ImageRows* rows) const {
+  const int64_t width = deps_.runtime->layout().width();
+  // Weights only when an image has one: unit weights would cost the weighted kernel for nothing.
+  const bool weighted =
+      std::any_of(batch.begin(), batch.end(),
+                  [](const AnnotatedImageInput& image) { return image.weight != 1.0; });
+  for (size_t i = 0; i < batch.size(); ++i) {
+    rows->logits.insert(rows->logits.end(), logits[i].begin(), logits[i].end());
+    if (weighted) {
+      rows->weights.insert(rows->weights.end(), logits[i].size() / width, batch[i].weight);
+    }
+  }
 }
 
 absl::StatusOr<CalibrationJob::ImageRows> CalibrationJob::RowsFromSampledRois(
@@ -306,12 +305,7 @@ absl::StatusOr<CalibrationJob::ImageRows> CalibrationJob::RowsFromSampledRois(
     rois[i] = std::move(sampled.boxes);
   }
   LOGN_ASSIGN_OR_RETURN(DetectorRuntime::RoiResult scored, runtime.ClassifyRois(images, rois));
-  const int64_t width = runtime.layout().width();
-  for (size_t i = 0; i < batch.size(); ++i) {
-    const std::vector<float>& logits = scored.logits[i];
-    rows.logits.insert(rows.logits.end(), logits.begin(), logits.end());
-    rows.weights.insert(rows.weights.end(), logits.size() / width, batch[i].weight);
-  }
+  CollectRows(batch, scored.logits, &rows);
   return rows;
 }
 

@@ -74,18 +74,9 @@ class CalibrationJob {
   int64_t images() const { return images_; }
   int64_t batches() const { return batches_; }
 
-  // How this job's rows were obtained so far (recorded in the committed version).
-  struct SamplingTally {
-    RoiSource source = RoiSource::kUnspecified;  // kMixed once batches differ
-    int64_t images = 0;  // images whose rows came from sampled RoIs or candidates
-    int64_t rois = 0;
-    int64_t positive_rois = 0;  // sampled sources only
-    void Count(RoiSource batch_source, int64_t batch_images, int64_t batch_rois,
-               int64_t batch_positives);
-  };
-  const SamplingTally& sampling() const { return sampling_; }
-  // The record the committed version stores: the tally, the sampler applied to images with
-  // ground truth, the repeat-factor threshold. Unset before any batch.
+  // The record the committed version stores: how the rows so far were obtained (source, counts),
+  // the sampler applied to images with ground truth, the repeat-factor threshold. Unset before
+  // any batch.
   std::optional<RoiSamplingRecord> SamplingRecord() const;
 
  private:
@@ -100,7 +91,7 @@ class CalibrationJob {
   // weight, and how they were sampled.
   struct ImageRows {
     std::vector<float> logits;
-    std::vector<double> weights;  // one per row
+    std::vector<double> weights;  // one per row, or empty when every image weighs 1
     RoiSource source = RoiSource::kUnspecified;
     int64_t positives = 0;
   };
@@ -108,10 +99,15 @@ class CalibrationJob {
   // The RoIs of images with ground truth: sampled from proposals or candidates.
   absl::StatusOr<ImageRows> RowsFromSampledRois(const std::vector<AnnotatedImageInput>& batch,
                                                 const std::vector<ImageSource>& images) const;
+  // Appends each image's rows (logits[i] for batch[i]) and, if any image is weighted, each
+  // row's weight.
+  void CollectRows(const std::vector<AnnotatedImageInput>& batch,
+                   const std::vector<std::vector<float>>& logits, ImageRows* rows) const;
   // `weights`: empty (all 1) or one per row.
   absl::Status AddRows(const float* data, int64_t rows, absl::Span<const double> weights);
   // Counts one accepted batch and saves a checkpoint when an interval is complete.
   absl::Status FinishBatch();
+  void CountSampled(RoiSource source, int64_t images, int64_t rois, int64_t positives);
   absl::StatusOr<Statistics> SnapshotStatistics() const;
 
   const CalibrationJobDeps deps_;
@@ -123,7 +119,8 @@ class CalibrationJob {
   int64_t rows_ = 0;
   int64_t images_ = 0;
   int64_t batches_ = 0;
-  SamplingTally sampling_;
+  // The source and counts so far (kMixed once batches differ); SamplingRecord adds the rest.
+  RoiSamplingRecord sampled_;
   int64_t ema_updates_ = 0;  // EMA only: batches folded into the running statistics
   bool committed_ = false;
 };

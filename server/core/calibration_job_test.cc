@@ -192,8 +192,8 @@ TEST_F(CalibrationJobTest, ImagesWithoutGroundTruthAccumulateTheModelsCandidates
   EXPECT_EQ(job->rows(),
             forward.images[0].num_candidates + forward.images[1].num_candidates);
   EXPECT_EQ(job->images(), 2);
-  EXPECT_EQ(job->sampling().source, RoiSource::kDetections);
-  EXPECT_EQ(job->sampling().rois, job->rows());
+  EXPECT_EQ(job->SamplingRecord()->roi_source, RoiSource::kDetections);
+  EXPECT_EQ(job->SamplingRecord()->rois, job->rows());
 }
 
 TEST_F(CalibrationJobTest, EmaNeedsAStartAndReportsTheWeightItStillHas) {
@@ -299,17 +299,17 @@ TEST_F(CalibrationJobTest, ImagesWithGroundTruthSampleFromProposals) {
 
   auto job = CalibrationJob::Start(deps_, header).value();
   ASSERT_TRUE(job->AddImages(batch).ok());
-  EXPECT_EQ(job->sampling().source, RoiSource::kProposals);
-  EXPECT_EQ(job->sampling().images, 2);
-  EXPECT_EQ(job->sampling().rois, rois);
-  EXPECT_EQ(job->sampling().positive_rois, positives);
+  EXPECT_EQ(job->SamplingRecord()->roi_source, RoiSource::kProposals);
+  EXPECT_EQ(job->SamplingRecord()->images, 2);
+  EXPECT_EQ(job->SamplingRecord()->rois, rois);
+  EXPECT_EQ(job->SamplingRecord()->positive_rois, positives);
   EXPECT_GT(positives, 0);
   EXPECT_EQ(job->rows(), rois);
 
   header.mutable_sampler()->set_from(v1::ROI_SOURCE_CANDIDATES);
   auto from_candidates = CalibrationJob::Start(deps_, header).value();
   ASSERT_TRUE(from_candidates->AddImages(batch).ok());
-  EXPECT_EQ(from_candidates->sampling().source, RoiSource::kCandidates);
+  EXPECT_EQ(from_candidates->SamplingRecord()->roi_source, RoiSource::kCandidates);
 
   // Proposals asked of a model without them.
   deps_.runtime = runtime_;

@@ -5,8 +5,9 @@
 // queue until the oldest has waited max_queue_delay or the queued images reach max_batch_images,
 // whichever comes first; then the batch runs on the executor as one ServerCore::DetectBatch,
 // i.e. one forward pass. The queued images are shared among the free in-flight slots (a batch
-// takes at most ceil(queued / free slots)), so idle executor threads get work too. A request whose deadline passed (or that was cancelled) while queued is
-// answered without joining a batch.
+// takes at most ceil(queued / free slots)), so idle executor threads get work too. A request
+// whose deadline passed (or that was cancelled) while queued is answered without joining a
+// batch.
 
 #include <cstdint>
 #include <deque>

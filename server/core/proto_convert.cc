@@ -323,19 +323,13 @@ absl::StatusOr<CalibrationJobHeader> JobHeaderFromProto(const v1::CalibrateHeade
   if (sampler.num_rois() != 0) out.sampler.num_rois = sampler.num_rois();
   if (sampler.has_positive_fraction()) out.sampler.positive_fraction = sampler.positive_fraction();
   if (sampler.has_positive_iou()) out.sampler.positive_iou = sampler.positive_iou();
-  switch (sampler.from()) {
-    case v1::ROI_SOURCE_UNSPECIFIED:
-      break;
-    case v1::ROI_SOURCE_PROPOSALS:
-      out.sample_from = RoiSource::kProposals;
-      break;
-    case v1::ROI_SOURCE_CANDIDATES:
-      out.sample_from = RoiSource::kCandidates;
-      break;
-    default:
-      return absl::InvalidArgumentError(
-          "sampler.from takes ROI_SOURCE_PROPOSALS or ROI_SOURCE_CANDIDATES (or nothing)");
+  const absl::StatusOr<RoiSource> from = RoiSourceFromProto(sampler.from());
+  if (!from.ok() || (*from != RoiSource::kUnspecified && *from != RoiSource::kProposals &&
+                     *from != RoiSource::kCandidates)) {
+    return absl::InvalidArgumentError(
+        "sampler.from takes ROI_SOURCE_PROPOSALS or ROI_SOURCE_CANDIDATES (or nothing)");
   }
+  out.sample_from = *from;
   if (!std::isfinite(header.rfs_threshold()) || header.rfs_threshold() < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "rfs_threshold must be finite and >= 0 (0: no repeat-factor weights), got ",
@@ -345,19 +339,7 @@ absl::StatusOr<CalibrationJobHeader> JobHeaderFromProto(const v1::CalibrateHeade
   return out;
 }
 
-absl::StatusOr<std::vector<double>> RowWeightsFromProto(const v1::LogitBatch& batch) {
-  if (batch.row_weights_size() == 0) return std::vector<double>();
-  if (batch.row_weights_size() != batch.rows()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "logit batch has ", batch.rows(), " rows but ", batch.row_weights_size(),
-        " row weights: send one per row, or none (every row weighs 1)"));
-  }
-  for (int i = 0; i < batch.row_weights_size(); ++i) {
-    if (!std::isfinite(batch.row_weights(i)) || batch.row_weights(i) < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "row weight ", i, " must be finite and >= 0, got ", batch.row_weights(i)));
-    }
-  }
+std::vector<double> RowWeightsFromProto(const v1::LogitBatch& batch) {
   return std::vector<double>(batch.row_weights().begin(), batch.row_weights().end());
 }
 

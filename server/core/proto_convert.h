@@ -49,9 +49,9 @@ absl::StatusOr<ImageSource> ImageFromProto(const v1::Image& image, int index);
 // The float32 rows of a LogitBatch, checked: width > 0, rows > 0, data holds rows·width floats.
 // Copies into aligned storage (bytes fields carry no alignment guarantee).
 absl::StatusOr<std::vector<float>> LogitsFromProto(const v1::LogitBatch& batch);
-// A Calibrate logit batch's row weights: empty when it sends none (every row weighs 1), else one
-// per row. INVALID_ARGUMENT for another count or a negative / non-finite weight.
-absl::StatusOr<std::vector<double>> RowWeightsFromProto(const v1::LogitBatch& batch);
+// A Calibrate logit batch's row weights as sent: empty when it sends none (every row weighs 1).
+// The accumulator checks them (one per row, finite, >= 0).
+std::vector<double> RowWeightsFromProto(const v1::LogitBatch& batch);
 void LogitsToProto(const std::vector<float>& values, int64_t rows, int32_t width,
                    v1::LogitBatch* batch);
 

@@ -80,7 +80,8 @@ std::vector<float> CandidateProposals(const CandidatesView& candidates,
                                       const LogitLayout& layout);
 
 // One image's training-style RoIs from `proposals` (the RPN's, or CandidateProposals) and its
-// ground truth (G·4 floats), sampled by SampleRois with the seed RoiSamplingSeed(base_seed, image).
+// ground truth (G·4 floats), sampled by SampleRois with the seed
+// RoiSamplingSeed(base_seed, image).
 SampledRois SampleImageRois(absl::Span<const float> proposals,
                             absl::Span<const float> ground_truth, const ImageSource& image,
                             const RoiSamplingOptions& options, uint64_t base_seed);

@@ -98,6 +98,7 @@ def repeat_factors(dataset: dict, t: float) -> dict:
 def reference(model, manifest: dict, dataset: dict, images_dir: str, weights=None):
     """Statistics of every image's sampled RoIs: (count, total weight, mean, variance, rois,
     positives)."""
+    from torchvision.io import ImageReadMode, decode_image
     gt_of = {im["id"]: [] for im in dataset["images"]}
     for a in sorted(dataset["annotations"], key=lambda a: a["id"]):
         x, y, w, h = a["bbox"]
@@ -107,7 +108,6 @@ def reference(model, manifest: dict, dataset: dict, images_dir: str, weights=Non
         path = os.path.join(images_dir, im["file_name"])
         with open(path, "rb") as f:
             data = f.read()
-        from torchvision.io import ImageReadMode, decode_image
         chw = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), ImageReadMode.RGB)
         x, (h, w) = export_torchvision.preprocess(chw.permute(1, 2, 0), manifest["input"])
         if (h, w) != (chw.shape[1], chw.shape[2]):

@@ -295,16 +295,9 @@ void ParseJob(const Args& args, CalibrateOptions& o) {
     if (!o.ema_momentum) args.Fail("--ema-init only applies with --ema");
     o.ema_init = ParseSelectorText(args, args.Get("--ema-init"));
   }
+  // Whether the EMA has a start (exactly one of the two) is the server's rule to tell.
   o.ema_from_prior = args.Has("--ema-from-prior");
-  if (o.ema_from_prior && (!o.ema_momentum || o.ema_init)) {
-    args.Fail("--ema-from-prior applies with --ema and without --ema-init");
-  }
-  if (o.ema_momentum && !o.ema_init && !o.ema_from_prior && !args.Has("--resume")) {
-    args.Fail(
-        "--ema needs a start: --ema-init VERSION (an imported checkpoint or an earlier pass), or "
-        "--ema-from-prior to start from mean 0 / variance 1, which a pass at the official "
-        "momentum barely moves");
-  }
+  if (o.ema_from_prior && !o.ema_momentum) args.Fail("--ema-from-prior only applies with --ema");
   o.description = args.Get("--description");
   o.job_id = args.Get("--job-id");
   ParseShard(args, o);
