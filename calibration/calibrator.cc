@@ -120,8 +120,16 @@ std::string CalibrationSpec::DebugString() const {
     case CalibrationMethod::kLogN: break;
   }
   std::vector<std::string> parts;
-  if (logn.use_mean) parts.push_back("mu");
-  if (logn.use_std) parts.push_back("sigma");
+  if (logn.mean_weight == 1.0) {
+    parts.push_back("mu");
+  } else if (logn.mean_weight != 0.0) {
+    parts.push_back(absl::StrCat("mu*", logn.mean_weight));
+  }
+  if (logn.std_exponent == 1.0) {
+    parts.push_back("sigma");
+  } else if (logn.std_exponent != 0.0) {
+    parts.push_back(absl::StrCat("sigma^", logn.std_exponent));
+  }
   if (logn.use_beta) {
     parts.push_back(logn.beta_policy == BetaPolicy::kConstant
                         ? absl::StrCat("beta=", logn.beta_constant)
@@ -161,6 +169,12 @@ absl::StatusOr<Calibrator> Calibrator::ForLogN(const Statistics& stats,
     return absl::InvalidArgumentError(
         absl::StrCat("epsilon must be a finite value >= 0, got ", options.epsilon));
   }
+  const auto unit = [](double v) { return v >= 0.0 && v <= 1.0; };  // false for NaN
+  if (!unit(options.mean_weight) || !unit(options.std_exponent)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "LogN's mean weight (alpha) and std exponent (gamma) must be in [0, 1], got ",
+        options.mean_weight, " and ", options.std_exponent));
+  }
   Calibrator calibrator(stats.layout, CalibrationMethod::kLogN);
   double beta = 0;
   if (options.use_beta) {
@@ -171,20 +185,22 @@ absl::StatusOr<Calibrator> Calibrator::ForLogN(const Statistics& stats,
   }
   calibrator.beta_ = beta;
 
-  // The centre μ − β and the scale are computed in float64, then rounded to float32 (the centre
-  // as a hi + lo pair).
+  // The centre α·μ − β and the scale are computed in float64, then rounded to float32 (the
+  // centre as a hi + lo pair).
   auto normaliser = [&](double variance) {
-    if (!options.use_std) return 1.0;
-    const double denom = options.official_formula
-                             ? std::sqrt(std::max(variance, LogNOptions::kOfficialVarianceFloor))
-                             : std::sqrt(variance + options.epsilon);
-    return 1.0 / denom;
+    const double gamma = options.std_exponent;
+    if (gamma == 0.0) return 1.0;
+    const double denominator = options.official_formula
+                                   ? std::max(variance, LogNOptions::kOfficialVarianceFloor)
+                                   : variance + options.epsilon;
+    // γ = 1 keeps the exact 1/sqrt the paper's formula (and the golden files) use.
+    return gamma == 1.0 ? 1.0 / std::sqrt(denominator) : std::pow(denominator, -0.5 * gamma);
   };
   const LogitLayout& layout = stats.layout;
   for (int32_t j = 0; j < layout.width(); ++j) {
     const bool is_background = j == layout.background_column();
     if (is_background && !options.normalize_background) continue;  // untouched: (x − 0)·1
-    const double mean = options.use_mean ? stats.mean[j] : 0.0;
+    const double mean = options.mean_weight * stats.mean[j];
     // β calibrates the foreground only: on the background it would undo itself.
     const double offset = is_background ? 0.0 : beta;
     calibrator.SetColumn(j, mean - offset, static_cast<float>(normaliser(stats.variance[j])));

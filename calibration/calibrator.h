@@ -29,12 +29,14 @@ absl::string_view BetaPolicyName(BetaPolicy policy);
 // Parses "min_fg_mean", "avg_fg_mean", "max_fg_mean", "background_mean", "constant".
 absl::Status ParseBetaPolicy(absl::string_view text, BetaPolicy* out);
 
-// Logit Normalization: for foreground c, x̂_c = (x_c − [μ_c] + [β]) / [sqrt(σ_c² + ε)], each
-// bracketed term switchable (the paper's Table 2). The background logit is left untouched unless
-// normalize_background is set.
+// Logit Normalization and its continuous family: for foreground c,
+//   x̂_c = (x_c − α·μ_c + [β]) / (σ_c² + ε)^(γ/2),
+// α = mean_weight and γ = std_exponent in [0, 1]. α = γ = 1 with β is the paper's LogN; its
+// Table 2 switches are α, γ ∈ {0, 1} (α = 1, γ = 0 is μ-only; α = γ = 0 without β is no
+// calibration). The background logit is left untouched unless normalize_background is set.
 struct LogNOptions {
-  bool use_mean = true;
-  bool use_std = true;
+  double mean_weight = 1.0;   // α
+  double std_exponent = 1.0;  // γ
   // β calibrates the foreground against the background (Eq. 2). A classifier without a
   // background column (BackgroundPosition::kNone) gets Eq. 1, which has no β: there β applies
   // only with an explicit constant (beta_policy = kConstant); the adaptive policies are ignored
@@ -45,14 +47,16 @@ struct LogNOptions {
   double epsilon = 1e-5;       // the paper's ε
   // The official code's inference formula: no ε, variance clamped below at 1e-11.
   bool official_formula = false;
-  // Also normalise the background with its own μ and σ (never β): with use_beta = false this is
-  // plain BatchNorm inference over all C+1 logits, the baseline for normalised-logit heads.
+  // Also normalise the background with its own μ and σ, with the same α and γ (never β): with
+  // use_beta = false and α = γ = 1 this is plain BatchNorm inference over all C+1 logits, the
+  // baseline for normalised-logit heads.
   bool normalize_background = false;
 
   static constexpr double kOfficialVarianceFloor = 1e-11;
 
   friend bool operator==(const LogNOptions& a, const LogNOptions& b) {
-    return a.use_mean == b.use_mean && a.use_std == b.use_std && a.use_beta == b.use_beta &&
+    return a.mean_weight == b.mean_weight && a.std_exponent == b.std_exponent &&
+           a.use_beta == b.use_beta &&
            a.beta_policy == b.beta_policy && a.beta_constant == b.beta_constant &&
            a.epsilon == b.epsilon && a.official_formula == b.official_formula &&
            a.normalize_background == b.normalize_background;
@@ -72,7 +76,8 @@ struct CalibrationSpec {
   LogNOptions logn;
   LogAOptions loga;
 
-  // E.g. "logn", "logn(mu,beta=min_fg_mean)", "loga(tau=1)", "none".
+  // E.g. "none", "loga(tau=1)", "logn(mu,sigma,beta=min_fg_mean)",
+  // "logn(mu*0.5,sigma^0.25)" (α = 0.5, γ = 0.25).
   std::string DebugString() const;
 };
 
@@ -87,8 +92,9 @@ class Calibrator {
  public:
   // The identity: method none.
   static Calibrator Identity(const LogitLayout& layout);
-  // LogN from statistics. INVALID_ARGUMENT if the statistics do not validate, beta_policy =
-  // background_mean without a background column, or the map overflows float32. Without a
+  // LogN from statistics. INVALID_ARGUMENT if the statistics do not validate, α or γ is outside
+  // [0, 1], beta_policy = background_mean without a background column, or the map overflows
+  // float32. Without a
   // background column β is 0 unless beta_policy is kConstant (see LogNOptions::use_beta).
   static absl::StatusOr<Calibrator> ForLogN(const Statistics& stats, const LogNOptions& options);
   // LogA from per-foreground-class training counts (C entries, all > 0; instance counts in
@@ -102,11 +108,11 @@ class Calibrator {
   CalibrationMethod method() const { return method_; }
   // β actually used (0 when none / LogA / use_beta off / no background without a constant β).
   double beta() const { return beta_; }
-  // Per column (layout().width() entries): the multiplier, rounded to float32: 1/sqrt(σ² + ε)
-  // (official formula: 1/sqrt(max(σ², 1e-11))) for a LogN column with use_std, 1 otherwise.
+  // Per column (layout().width() entries): the multiplier, rounded to float32: (σ² + ε)^(−γ/2)
+  // (official formula: max(σ², 1e-11)^(−γ/2)) for a LogN column, 1 otherwise.
   absl::Span<const float> scale() const { return scale_; }
-  // Per column: the centre subtracted before scaling, rounded to float32: μ − β for a LogN
-  // foreground column (μ alone for a normalised background, −β without use_mean), τ·log π_c for
+  // Per column: the centre subtracted before scaling, rounded to float32: α·μ − β for a LogN
+  // foreground column (α·μ alone for a normalised background), τ·log π_c for
   // LogA, 0 for an untouched column. NOT the additive term of x·scale + shift: that is
   // −(shift + shift_lo)·scale.
   absl::Span<const float> shift() const { return shift_; }

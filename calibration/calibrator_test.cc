@@ -45,12 +45,12 @@ std::vector<float> RandomLogits(int64_t rows, int32_t width) {
   return values;
 }
 
-// The paper's Eq. 2 with switches, in double, written independently of the calibrator.
+// The paper's Eq. 2 generalised (α·μ, (σ² + ε)^(γ/2)), in double, written independently of
+// the calibrator.
 double ExpectedLogN(double x, double mu, double var, double beta, const LogNOptions& o) {
-  const double numerator = x - (o.use_mean ? mu : 0) + (o.use_beta ? beta : 0);
-  if (!o.use_std) return numerator;
-  return numerator / (o.official_formula ? std::sqrt(std::max(var, 1e-11))
-                                         : std::sqrt(var + o.epsilon));
+  const double numerator = x - o.mean_weight * mu + (o.use_beta ? beta : 0);
+  const double denominator = o.official_formula ? std::max(var, 1e-11) : var + o.epsilon;
+  return numerator / std::pow(std::sqrt(denominator), o.std_exponent);
 }
 
 void ExpectLogN(const Statistics& stats, const LogNOptions& options, double expected_beta) {
@@ -65,7 +65,8 @@ void ExpectLogN(const Statistics& stats, const LogNOptions& options, double expe
     const int j = static_cast<int>(i % width);
     double expected, magnitude;
     if (j == bg) {
-      const LogNOptions no_beta{options.use_mean, options.use_std, false};
+      LogNOptions no_beta = options;
+      no_beta.use_beta = false;
       expected = options.normalize_background
                      ? ExpectedLogN(input[i], stats.mean[j], stats.variance[j], 0.0, no_beta)
                      : input[i];
@@ -89,11 +90,54 @@ TEST(LogNTest, EveryTableTwoSwitchCombinationFollowsTheFormula) {
        {BackgroundPosition::kFirst, BackgroundPosition::kLast}) {
     for (int mask = 0; mask < 8; ++mask) {
       LogNOptions options;
-      options.use_mean = mask & 1;
-      options.use_std = mask & 2;
+      options.mean_weight = mask & 1;
+      options.std_exponent = (mask & 2) ? 1.0 : 0.0;
       options.use_beta = mask & 4;
       ExpectLogN(MakeStats(position), options, -6.0);
     }
+  }
+}
+
+TEST(LogNTest, TheContinuousFamilyFollowsTheFormulaOnItsGrid) {
+  for (BackgroundPosition position : {BackgroundPosition::kFirst, BackgroundPosition::kLast}) {
+    for (double alpha : {0.0, 0.25, 0.5, 0.75, 1.0}) {
+      for (double gamma : {0.0, 0.25, 0.5, 0.75, 1.0}) {
+        for (bool official : {false, true}) {
+          LogNOptions options;
+          options.mean_weight = alpha;
+          options.std_exponent = gamma;
+          options.official_formula = official;
+          options.normalize_background = position == BackgroundPosition::kFirst;
+          ExpectLogN(MakeStats(position), options, -6.0);
+        }
+      }
+    }
+  }
+}
+
+TEST(LogNTest, TheFamilyContainsTheSwitches) {
+  const Statistics stats = MakeStats(BackgroundPosition::kLast);
+  LogNOptions none;
+  none.mean_weight = 0;
+  none.std_exponent = 0;
+  none.use_beta = false;
+  const Calibrator identity_like = Calibrator::ForLogN(stats, none).value();
+  std::vector<float> logits = RandomLogits(16, stats.layout.width());
+  std::vector<float> calibrated = logits;
+  ASSERT_TRUE(identity_like.Apply(absl::MakeSpan(calibrated)).ok());
+  EXPECT_EQ(calibrated, logits);  // x − 0 times 1 plus 0: exact
+}
+
+TEST(LogNTest, AlphaAndGammaOutsideTheUnitIntervalAreRefused) {
+  const Statistics stats = MakeStats(BackgroundPosition::kLast);
+  for (auto [alpha, gamma] : {std::pair{-0.1, 1.0}, std::pair{1.0, 1.5},
+                              std::pair{std::nan(""), 1.0}, std::pair{1.0, std::nan("")}}) {
+    LogNOptions options;
+    options.mean_weight = alpha;
+    options.std_exponent = gamma;
+    const auto calibrator = Calibrator::ForLogN(stats, options);
+    EXPECT_EQ(calibrator.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(calibrator.status().message(), HasSubstr("[0, 1]"));
   }
 }
 

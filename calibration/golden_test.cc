@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
 #include "calibration/accumulator.h"
 #include "calibration/calibrator.h"
 #include "gtest/gtest.h"
@@ -105,6 +106,28 @@ TEST_P(GoldenTest, MatchesAlgorithmOne) {
         ExpectRelativelyNear(normed.at(r, j) * literal_scale, ours, "background");
       } else {
         ExpectRelativelyNear(ours, normed.at(r, j), "normalised foreground logit");
+      }
+    }
+  }
+
+  // The continuous family: α·μ and (σ² + ε)^(γ/2), β = min μ, background untouched.
+  const Array& family_params = fixture["family_params"];
+  const Array& family_normed = fixture["family_normed"];
+  ASSERT_EQ(family_params.cols, 2);
+  ASSERT_EQ(family_normed.rows, family_params.rows * test.rows);
+  for (int64_t p = 0; p < family_params.rows; ++p) {
+    LogNOptions family = options;
+    family.mean_weight = family_params.at(p, 0);
+    family.std_exponent = family_params.at(p, 1);
+    const Calibrator member = Calibrator::ForLogN(ema_stats, family).value();
+    std::vector<float> out(test.values.begin(), test.values.end());
+    ASSERT_TRUE(member.Apply(absl::MakeSpan(out)).ok());
+    for (int64_t r = 0; r < test.rows; ++r) {
+      for (int j = 0; j < layout.width(); ++j) {
+        ExpectRelativelyNear(out[r * layout.width() + j],
+                             family_normed.at(p * test.rows + r, j),
+                             absl::StrCat("family alpha=", family.mean_weight,
+                                          " gamma=", family.std_exponent));
       }
     }
   }

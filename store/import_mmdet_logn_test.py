@@ -128,6 +128,20 @@ class ImportMmdetLognTest(unittest.TestCase):
         self.assertEqual(len(stats["mean"]), 4)
         self.logn_stats("import", "--file", out)
 
+    def test_background_first_moves_the_checkpoints_last_column_to_the_front(self):
+        ckpt, sd = self.save_single("first.pth", num_classes=4)
+        out = self.path("first.json")
+        self.convert(ckpt, out, "--model-sha256", SHA, "--background", "first")
+        with open(out) as f:
+            stats = json.load(f)
+        self.assertEqual(stats["layout"], {"num_classes": 4,
+                                           "background": "BACKGROUND_POSITION_FIRST"})
+        mean = sd["roi_head.bbox_head.bn.running_mean"].double().tolist()
+        var = sd["roi_head.bbox_head.bn.running_var"].double().tolist()
+        self.assertEqual(stats["mean"], [mean[-1]] + mean[:-1])
+        self.assertEqual(stats["variance"], [var[-1]] + var[:-1])
+        self.logn_stats("import", "--file", out)
+
     def test_cascade_gives_one_file_and_version_per_stage(self):
         sd = {}
         for stage in range(3):

@@ -111,6 +111,18 @@ ALTER TABLE stats_job_checkpoints
   ADD COLUMN positive_rois BIGINT,
   ADD COLUMN rfs_threshold DOUBLE PRECISION;
 )sql",
+    // 3 -> 4: each version's calibration profile, the one part of a version that can be set,
+    // replaced and cleared; a side table as in SQLite (sqlite_backend.cc). Versions stored
+    // before have no row here: no profile.
+    R"sql(
+CREATE TABLE stats_version_profile(
+  model_id BIGINT NOT NULL,
+  version BIGINT NOT NULL,
+  profile BYTEA NOT NULL,
+  set_at_us BIGINT NOT NULL,
+  PRIMARY KEY(model_id, version),
+  FOREIGN KEY(model_id, version) REFERENCES stats_versions(model_id, version) ON DELETE CASCADE);
+)sql",
 };
 
 namespace {
@@ -133,15 +145,22 @@ const std::vector<std::pair<std::string, std::string>>& Statements() {
       {"insert_sampling",
        absl::StrCat("INSERT INTO stats_version_sampling(model_id, version, ", kSamplingColumns,
                     ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)")},
+      {"write_profile",
+       absl::StrCat("INSERT INTO stats_version_profile(model_id, version, ", kProfileColumns,
+                    ") VALUES($1,$2,$3,$4) ON CONFLICT (model_id, version) DO UPDATE "
+                    "SET profile = EXCLUDED.profile, set_at_us = EXCLUDED.set_at_us")},
+      {"delete_profile",
+       "DELETE FROM stats_version_profile WHERE model_id = $1 AND version = $2"},
       {"find_version",
-       absl::StrCat("SELECT ", kVersionColumns, ", ", kSamplingColumns, " FROM ",
-                    kVersionsWithSampling, " WHERE model_id = $1 AND version = $2")},
+       absl::StrCat("SELECT ", kVersionColumns, ", ", kSamplingColumns, ", ", kProfileColumns,
+                    " FROM ", kVersionsWithSideTables, " WHERE model_id = $1 AND version = $2")},
       {"get_version",
-       absl::StrCat("SELECT ", kVersionColumns, ", ", kSamplingColumns, ", payload FROM ",
-                    kVersionsWithSampling, " WHERE model_id = $1 AND version = $2")},
+       absl::StrCat("SELECT ", kVersionColumns, ", ", kSamplingColumns, ", ", kProfileColumns,
+                    ", payload FROM ", kVersionsWithSideTables,
+                    " WHERE model_id = $1 AND version = $2")},
       {"list_versions",
-       absl::StrCat("SELECT ", kVersionColumns, ", ", kSamplingColumns, " FROM ",
-                    kVersionsWithSampling, " WHERE model_id = $1 AND version > $2 "
+       absl::StrCat("SELECT ", kVersionColumns, ", ", kSamplingColumns, ", ", kProfileColumns,
+                    " FROM ", kVersionsWithSideTables, " WHERE model_id = $1 AND version > $2 "
                     "AND ($3::integer = 0 OR job_id = $4) AND ($5::text = '' OR source = $5) "
                     "AND ($6::integer < 0 OR partial = ($6 = 1)) ORDER BY version LIMIT $7")},
       {"delete_version", "DELETE FROM stats_versions WHERE model_id = $1 AND version = $2"},
@@ -301,10 +320,13 @@ class PgTxn final : public StoreTxn {
   absl::Status InsertVersion(int64_t model_id, const VersionRow& row) override {
     LOGN_RETURN_IF_ERROR(WithVersionValues(
         model_id, row, [this](const auto&... v) { return Exec("insert_version", v...); }));
-    if (!row.sampling.has_value()) return absl::OkStatus();
-    return WithSamplingValues(model_id, row.version, *row.sampling, [this](const auto&... v) {
-      return Exec("insert_sampling", v...);
-    });
+    if (row.sampling.has_value()) {
+      LOGN_RETURN_IF_ERROR(WithSamplingValues(
+          model_id, row.version, *row.sampling,
+          [this](const auto&... v) { return Exec("insert_sampling", v...); }));
+    }
+    if (!row.profile.has_value()) return absl::OkStatus();
+    return WriteProfile(model_id, row.version, *row.profile);
   }
 
   absl::StatusOr<std::optional<VersionRow>> FindVersion(int64_t model_id, int64_t version,
@@ -324,6 +346,15 @@ class PgTxn final : public StoreTxn {
 
   absl::Status DeleteVersion(int64_t model_id, int64_t version) override {
     return Exec("delete_version", model_id, version);
+  }
+
+  absl::Status WriteProfile(int64_t model_id, int64_t version, const ProfileRow& row) override {
+    return WithProfileValues(model_id, version, row,
+                             [this](const auto&... v) { return Exec("write_profile", v...); });
+  }
+
+  absl::Status DeleteProfile(int64_t model_id, int64_t version) override {
+    return Exec("delete_profile", model_id, version);
   }
 
   absl::StatusOr<std::vector<AliasRow>> ListAliases(int64_t model_id) override {

@@ -22,7 +22,7 @@ absl::StatusOr<std::unique_ptr<StoreBackend>> OpenPostgresBackend(
 
 // Schema migrations, exposed for the migration test: kPostgresMigrations[i] takes the schema
 // (stats_meta's schema_version) from version i to i + 1.
-inline constexpr int kPostgresSchemaVersion = 3;
+inline constexpr int kPostgresSchemaVersion = 4;
 extern const char* const kPostgresMigrations[kPostgresSchemaVersion];
 
 }  // namespace logn

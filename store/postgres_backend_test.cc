@@ -75,26 +75,35 @@ TEST(PostgresStoreTest, ReconnectsAfterTheServerDropsItsConnections) {
   EXPECT_EQ(*(*store)->Resolve(model, VersionSelector::Active()), 2);
 }
 
-// A database written by the previous release (schema 2): its versions and checkpoints read
-// back without a sampling record, and new ones get theirs.
+// A fresh database `db` on the test server (the shared one is already at the current schema)
+// and its URL.
+std::string FreshDatabase(const std::string& url, const std::string& db) {
+  const size_t slash = url.rfind('/');
+  const size_t query = url.find('?', slash);
+  pqxx::connection admin(url);
+  pqxx::nontransaction w(admin);
+  w.exec(absl::StrCat("DROP DATABASE IF EXISTS ", db, " WITH (FORCE)"));
+  w.exec(absl::StrCat("CREATE DATABASE ", db));
+  return absl::StrCat(url.substr(0, slash + 1), db,
+                      query == std::string::npos ? "" : url.substr(query));
+}
+
+void DropDatabase(const std::string& url, const std::string& db) {
+  pqxx::connection admin(url);
+  pqxx::nontransaction w(admin);
+  w.exec(absl::StrCat("DROP DATABASE ", db, " WITH (FORCE)"));
+}
+
+// A database written by the release before sampling records (schema 2): its versions and
+// checkpoints read back without a sampling record, and new ones get theirs.
 TEST(PostgresStoreTest, MigratesSchema2VersionsToNoSamplingRecord) {
   const std::string url = store_testing::PostgresUrl();
   if (url.empty()) {
     if (store_testing::InCi()) FAIL() << "LOGN_PG_URL is not set in CI";
     GTEST_SKIP() << "LOGN_PG_URL is not set";
   }
-  // A database of its own: the shared one is already at the current schema.
   const std::string db = absl::StrCat("logn_mig_", getpid());
-  const size_t slash = url.rfind('/');
-  const size_t query = url.find('?', slash);
-  const std::string db_url = absl::StrCat(
-      url.substr(0, slash + 1), db, query == std::string::npos ? "" : url.substr(query));
-  {
-    pqxx::connection admin(url);
-    pqxx::nontransaction w(admin);
-    w.exec(absl::StrCat("DROP DATABASE IF EXISTS ", db, " WITH (FORCE)"));
-    w.exec(absl::StrCat("CREATE DATABASE ", db));
-  }
+  const std::string db_url = FreshDatabase(url, db);
   const ModelKey model = UniqueModel("pgmig");
   Statistics stats = RandomStatistics(3, 1);
   stats.provenance.model_name = model.name;
@@ -129,9 +138,65 @@ TEST(PostgresStoreTest, MigratesSchema2VersionsToNoSamplingRecord) {
               kPostgresSchemaVersion);
     EXPECT_EQ(w.exec1("SELECT count(*) FROM stats_version_sampling")[0].as<int>(), 0);
   }
-  pqxx::connection admin(url);
-  pqxx::nontransaction w(admin);
-  w.exec(absl::StrCat("DROP DATABASE ", db, " WITH (FORCE)"));
+  DropDatabase(url, db);
+}
+
+// A database written by the previous release (schema 3): its versions read back intact
+// (sampling records included) and without a calibration profile, and profiles can be set
+// afterwards.
+TEST(PostgresStoreTest, MigratesSchema3VersionsToNoCalibrationProfile) {
+  const std::string url = store_testing::PostgresUrl();
+  if (url.empty()) {
+    if (store_testing::InCi()) FAIL() << "LOGN_PG_URL is not set in CI";
+    GTEST_SKIP() << "LOGN_PG_URL is not set";
+  }
+  const std::string db = absl::StrCat("logn_mig3_", getpid());
+  const std::string db_url = FreshDatabase(url, db);
+  const ModelKey model = UniqueModel("pgmig3");
+  Statistics stats = RandomStatistics(3, 1);
+  stats.provenance.model_name = model.name;
+  stats.provenance.model_sha256 = model.sha256;
+  const std::string payload = StatisticsToBinary(stats);
+  const RoiSamplingRecord sampling = store_testing::ProposalSampling(20, 256, 0.1, 0.001);
+  {
+    pqxx::connection c(db_url);
+    pqxx::work w(c);
+    for (int v = 0; v < 3; ++v) w.exec(kPostgresMigrations[v]);
+    w.exec("CREATE TABLE stats_meta(key TEXT PRIMARY KEY, value BIGINT NOT NULL)");
+    w.exec("INSERT INTO stats_meta(key, value) VALUES('schema_version', 3)");
+    w.exec_params("INSERT INTO stats_models(name, sha256, num_classes, background, next_version) "
+                  "VALUES($1, $2, 3, 'last', 3)",
+                  model.name, model.sha256);
+    const pqxx::binarystring bytes(payload.data(), payload.size());
+    for (int version : {1, 2}) {
+      w.exec_params("INSERT INTO stats_versions SELECT model_id, $2::bigint, 1700000000000000, "
+                    "$3::text, 'old', 'images', 10, 2, 'exact', 0, '', $4::text, FALSE, "
+                    "$5::bytea FROM stats_models WHERE name = $1",
+                    model.name, version, version == 1 ? "old-job" : "other", Sha256Hex(payload),
+                    bytes);
+    }
+    w.exec_params("INSERT INTO stats_version_sampling SELECT model_id, 1, 'proposals', $2::bigint, "
+                  "$3::float8, $4::float8, $5::bigint, $6::bigint, $7::bigint, $8::float8 "
+                  "FROM stats_models WHERE name = $1",
+                  model.name, sampling.num_rois, sampling.positive_fraction,
+                  static_cast<double>(sampling.positive_iou), sampling.images, sampling.rois,
+                  sampling.positive_rois, sampling.rfs_threshold);
+    w.commit();
+  }
+  {
+    absl::StatusOr<std::unique_ptr<StatsStore>> store = OpenStatsStore(db_url);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_testing::ExpectMigratedStoreKeepsOldVersionsAndStoresProfiles(**store, model, stats,
+                                                                        sampling);
+    pqxx::connection c(db_url);
+    pqxx::work w(c);
+    EXPECT_EQ(w.exec1("SELECT value FROM stats_meta WHERE key = 'schema_version'")[0].as<int>(),
+              kPostgresSchemaVersion);
+    EXPECT_EQ(w.exec1("SELECT count(*) FROM stats_version_profile")[0].as<int>(), 1)
+        << "version 1's; version 2's went with it, version 3's was cleared";
+    EXPECT_EQ(w.exec1("SELECT version FROM stats_version_profile")[0].as<int>(), 1);
+  }
+  DropDatabase(url, db);
 }
 
 }  // namespace

@@ -111,6 +111,20 @@ ALTER TABLE stats_job_checkpoints ADD COLUMN sampled_rois INTEGER;
 ALTER TABLE stats_job_checkpoints ADD COLUMN positive_rois INTEGER;
 ALTER TABLE stats_job_checkpoints ADD COLUMN rfs_threshold REAL;
 )sql",
+    // 4 -> 5: each version's calibration profile (the default setting Detect uses with it),
+    // the one part of a version that can be set, replaced and cleared. A side table for the
+    // reasons of stats_version_sampling, and so that a change writes one small row, never the
+    // row that holds the payload. A rowid table: a profile may take up to 64 KiB, more than a
+    // WITHOUT ROWID row should. Versions stored before have no row here: no profile.
+    R"sql(
+CREATE TABLE stats_version_profile(
+  model_id INTEGER NOT NULL,
+  version INTEGER NOT NULL,
+  profile BLOB NOT NULL,
+  set_at_us INTEGER NOT NULL,
+  PRIMARY KEY(model_id, version),
+  FOREIGN KEY(model_id, version) REFERENCES stats_versions(model_id, version) ON DELETE CASCADE);
+)sql",
 };
 
 namespace {
@@ -207,10 +221,11 @@ class Stmt {
   }
   Stmt& Bind(const char* v) { return Bind(absl::string_view(v)); }
   Stmt& Bind(bool v) { return Bind(int64_t{v ? 1 : 0}); }
-  // Bound without a copy: the bytes must outlive the statement's step.
+  // Bound without a copy: the bytes must outlive the statement's step. Empty bytes are an
+  // empty blob, never NULL (which a null data pointer would bind).
   Stmt& Bind(PayloadBytes v) {
-    sqlite3_bind_blob(stmt_, ++index_, v.bytes.data(), static_cast<int>(v.bytes.size()),
-                      SQLITE_STATIC);
+    sqlite3_bind_blob(stmt_, ++index_, v.bytes.data() != nullptr ? v.bytes.data() : "",
+                      static_cast<int>(v.bytes.size()), SQLITE_STATIC);
     return *this;
   }
   Stmt& Bind(std::optional<int64_t> v) {
@@ -351,24 +366,27 @@ class SqliteTxn final : public StoreTxn {
       WithVersionValues(model_id, row, [&s](const auto&... v) { (s.Bind(v), ...); });
       LOGN_RETURN_IF_ERROR(s.Run());
     }
-    if (!row.sampling.has_value()) return absl::OkStatus();
-    static const std::string kSampling =
-        absl::StrCat("INSERT INTO stats_version_sampling(model_id, version, ", kSamplingColumns,
-                     ") VALUES(?,?,?,?,?,?,?,?,?,?)");
-    LOGN_STMT(s, c_, kSampling.c_str());
-    WithSamplingValues(model_id, row.version, *row.sampling,
-                       [&s](const auto&... v) { (s.Bind(v), ...); });
-    return s.Run();
+    if (row.sampling.has_value()) {
+      static const std::string kSampling =
+          absl::StrCat("INSERT INTO stats_version_sampling(model_id, version, ", kSamplingColumns,
+                       ") VALUES(?,?,?,?,?,?,?,?,?,?)");
+      LOGN_STMT(s, c_, kSampling.c_str());
+      WithSamplingValues(model_id, row.version, *row.sampling,
+                         [&s](const auto&... v) { (s.Bind(v), ...); });
+      LOGN_RETURN_IF_ERROR(s.Run());
+    }
+    if (!row.profile.has_value()) return absl::OkStatus();
+    return WriteProfile(model_id, row.version, *row.profile);
   }
 
   absl::StatusOr<std::optional<VersionRow>> FindVersion(int64_t model_id, int64_t version,
                                                         bool with_payload) override {
     static const std::string kSql =
-        absl::StrCat("SELECT ", kVersionColumns, ", ", kSamplingColumns, " FROM ",
-                     kVersionsWithSampling, " WHERE model_id = ? AND version = ?");
-    static const std::string kWithPayload =
-        absl::StrCat("SELECT ", kVersionColumns, ", ", kSamplingColumns, ", payload FROM ",
-                     kVersionsWithSampling, " WHERE model_id = ? AND version = ?");
+        absl::StrCat("SELECT ", kVersionColumns, ", ", kSamplingColumns, ", ", kProfileColumns,
+                     " FROM ", kVersionsWithSideTables, " WHERE model_id = ? AND version = ?");
+    static const std::string kWithPayload = absl::StrCat(
+        "SELECT ", kVersionColumns, ", ", kSamplingColumns, ", ", kProfileColumns,
+        ", payload FROM ", kVersionsWithSideTables, " WHERE model_id = ? AND version = ?");
     LOGN_STMT(s, c_, with_payload ? kWithPayload.c_str() : kSql.c_str());
     s.Bind(model_id).Bind(version);
     return FirstRow(s, [with_payload](const Stmt& r) { return ReadVersionRow(r, with_payload); });
@@ -378,7 +396,8 @@ class SqliteTxn final : public StoreTxn {
                                                        int64_t limit,
                                                        const VersionRowFilter& filter) override {
     static const std::string kSql = absl::StrCat(
-        "SELECT ", kVersionColumns, ", ", kSamplingColumns, " FROM ", kVersionsWithSampling,
+        "SELECT ", kVersionColumns, ", ", kSamplingColumns, ", ", kProfileColumns, " FROM ",
+        kVersionsWithSideTables,
         " WHERE model_id = ?1 AND version > ?2 AND (?3 = 0 OR job_id = ?4) "
         "AND (?5 = '' OR source = ?5) AND (?6 < 0 OR partial = ?6) ORDER BY version LIMIT ?7");
     LOGN_STMT(s, c_, kSql.c_str());
@@ -389,6 +408,21 @@ class SqliteTxn final : public StoreTxn {
 
   absl::Status DeleteVersion(int64_t model_id, int64_t version) override {
     LOGN_STMT(s, c_, "DELETE FROM stats_versions WHERE model_id = ? AND version = ?");
+    return s.Bind(model_id).Bind(version).Run();
+  }
+
+  absl::Status WriteProfile(int64_t model_id, int64_t version, const ProfileRow& row) override {
+    static const std::string kSql = absl::StrCat(
+        "INSERT INTO stats_version_profile(model_id, version, ", kProfileColumns,
+        ") VALUES(?,?,?,?) ON CONFLICT(model_id, version) DO UPDATE SET "
+        "profile = excluded.profile, set_at_us = excluded.set_at_us");
+    LOGN_STMT(s, c_, kSql.c_str());
+    WithProfileValues(model_id, version, row, [&s](const auto&... v) { (s.Bind(v), ...); });
+    return s.Run();
+  }
+
+  absl::Status DeleteProfile(int64_t model_id, int64_t version) override {
+    LOGN_STMT(s, c_, "DELETE FROM stats_version_profile WHERE model_id = ? AND version = ?");
     return s.Bind(model_id).Bind(version).Run();
   }
 

@@ -22,7 +22,7 @@ absl::StatusOr<std::unique_ptr<StoreBackend>> OpenSqliteBackend(const std::strin
 
 // Schema migrations, exposed for the migration test: kSqliteMigrations[i] takes the schema from
 // version i to i + 1.
-inline constexpr int kSqliteSchemaVersion = 4;
+inline constexpr int kSqliteSchemaVersion = 5;
 extern const char* const kSqliteMigrations[kSqliteSchemaVersion];
 
 }  // namespace logn

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "calibration/statistics_codec.h"
@@ -69,6 +70,10 @@ TEST_F(SqliteStoreTest, MigratesAnOlderSchemaForward) {
   NewVersion sampled{model, RandomStatistics(3, 3)};
   sampled.sampling = store_testing::ProposalSampling(4);
   ASSERT_TRUE((*store)->Put(sampled).ok());  // needs the v4 sampling table
+  ASSERT_TRUE((*store)
+                  ->SetCalibrationProfile(model, VersionSelector::Number(2),
+                                          store_testing::TestProfile("p"))
+                  .ok());  // needs the v5 profile table
 }
 
 // A store written by the previous release (schema 3): its versions and checkpoints read back
@@ -124,6 +129,70 @@ TEST_F(SqliteStoreTest, MigratesSchema3VersionsToNoSamplingRecord) {
   ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
   EXPECT_EQ(sqlite3_column_int(stmt, 0), 0) << "deleting version 2 deleted its record";
   sqlite3_finalize(stmt);
+  sqlite3_close(db);
+}
+
+// A store written by the previous release (schema 4): its versions read back intact (sampling
+// records included) and without a calibration profile, and profiles can be set afterwards.
+TEST_F(SqliteStoreTest, MigratesSchema4VersionsToNoCalibrationProfile) {
+  const ModelKey model = UniqueModel("mig4");
+  Statistics stats = RandomStatistics(3, 1);
+  stats.provenance.model_name = model.name;
+  stats.provenance.model_sha256 = model.sha256;
+  const std::string payload = StatisticsToBinary(stats);
+  const RoiSamplingRecord sampling = store_testing::ProposalSampling(20, 256, 0.1, 0.001);
+  sqlite3* db = RawOpen();
+  for (int v = 0; v < 4; ++v) {
+    ASSERT_EQ(sqlite3_exec(db, kSqliteMigrations[v], nullptr, nullptr, nullptr), SQLITE_OK) << v;
+  }
+  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 4", nullptr, nullptr, nullptr), SQLITE_OK);
+  auto exec = [&](const std::string& sql) {
+    sqlite3_stmt* stmt = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_bind_text(stmt, 1, model.name.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(stmt, 2, model.sha256.c_str(), -1, SQLITE_TRANSIENT);
+    const std::string sha = Sha256Hex(payload);
+    sqlite3_bind_text(stmt, 3, sha.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(stmt, 4, payload.data(), static_cast<int>(payload.size()), SQLITE_TRANSIENT);
+    EXPECT_EQ(sqlite3_step(stmt), SQLITE_DONE) << sqlite3_errmsg(db);
+    sqlite3_finalize(stmt);
+  };
+  exec("INSERT INTO stats_models(name, sha256, num_classes, background, next_version) "
+       "VALUES(?1, ?2, 3, 'last', 3)");
+  for (int version : {1, 2}) {
+    exec(absl::StrCat("INSERT INTO stats_versions SELECT model_id, ", version,
+                      ", 1700000000000000, '", version == 1 ? "old-job" : "other", "', 'old', "
+                      "'images', 10, 2, 'exact', 0, '', ?3, 0, ?4 FROM stats_models "
+                      "WHERE name = ?1 AND sha256 = ?2"));
+  }
+  exec(absl::StrCat("INSERT INTO stats_version_sampling SELECT model_id, 1, 'proposals', ",
+                    sampling.num_rois, ", ", sampling.positive_fraction, ", ",
+                    sampling.positive_iou, ", ", sampling.images, ", ", sampling.rois, ", ",
+                    sampling.positive_rois, ", ", sampling.rfs_threshold,
+                    " FROM stats_models WHERE name = ?1 AND sha256 = ?2"));
+  sqlite3_close(db);
+
+  absl::StatusOr<std::unique_ptr<StatsStore>> store = OpenStatsStore(url_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  store_testing::ExpectMigratedStoreKeepsOldVersionsAndStoresProfiles(**store, model, stats,
+                                                                      sampling);
+
+  db = RawOpen();
+  auto count = [&](const char* sql) {
+    sqlite3_stmt* stmt = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    EXPECT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+    const int n = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    return n;
+  };
+  EXPECT_EQ(count("PRAGMA user_version"), kSqliteSchemaVersion);
+  EXPECT_EQ(count("SELECT count(*) FROM stats_version_profile"), 1)
+      << "version 1's; version 2's went with it, version 3's was cleared";
+  EXPECT_EQ(count("SELECT count(*) FROM stats_version_profile WHERE version = 1"), 1);
+  EXPECT_EQ(count("SELECT count(*) FROM pragma_table_info('stats_versions')"), 14)
+      << "stats_versions is unchanged: the payload stays its last column";
   sqlite3_close(db);
 }
 

@@ -1,5 +1,6 @@
 #include "store/stats_cache.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "common/status_macros.h"
@@ -10,10 +11,9 @@ StatsCache::StatsCache(StatsStore* store, Options options)
     : store_(store), options_(std::move(options)) {}
 
 absl::StatusOr<int64_t> StatsCache::ResolveAlias(const ModelKey& model, const std::string& alias,
-                                                 bool* from_cache) {
-  // Read the generation first: a change racing with the lookup below bumps it past what we
+                                                 uint64_t generation, bool* from_cache) {
+  // `generation` was read first: a change racing with the lookup below bumps it past what we
   // record, so the next Get re-resolves.
-  const uint64_t generation = store_->AliasGeneration();
   {
     absl::ReaderMutexLock l(&mu_);
     auto it = aliases_.find(AliasKey{model, alias});
@@ -45,31 +45,69 @@ absl::StatusOr<int64_t> StatsCache::ResolveAlias(const ModelKey& model, const st
 }
 
 absl::StatusOr<std::shared_ptr<const CachedVersion>> StatsCache::GetVersion(const ModelKey& model,
-                                                                            int64_t version) {
+                                                                            int64_t version,
+                                                                            uint64_t generation) {
   VersionKey key{model, version};
+  std::shared_ptr<const CachedVersion> older;
   {
     absl::ReaderMutexLock l(&mu_);
     auto it = versions_.find(key);
     if (it != versions_.end()) {
       it->second->last_used.store(tick_.fetch_add(1, std::memory_order_relaxed) + 1,
                                   std::memory_order_relaxed);
-      hits_.fetch_add(1, std::memory_order_relaxed);
-      return it->second->entry;
+      // Read at or after `generation`: no metadata change since.
+      if (it->second->generation >= generation) {
+        hits_.fetch_add(1, std::memory_order_relaxed);
+        return it->second->entry;
+      }
+      older = it->second->entry;
     }
   }
+  if (older != nullptr) return Refresh(key, std::move(older), generation);
   loads_.fetch_add(1, std::memory_order_relaxed);
   LOGN_ASSIGN_OR_RETURN(VersionRecord record,
                         store_->Get(model, VersionSelector::Number(version)));
   LOGN_ASSIGN_OR_RETURN(Calibrator calibrator,
                         Calibrator::ForLogN(record.statistics, options_.logn));
-  auto entry = std::make_shared<const CachedVersion>(
-      std::move(record.info), std::move(record.statistics), std::move(calibrator));
+  return Insert(key,
+                std::make_shared<const CachedVersion>(
+                    std::move(record.info), std::move(record.statistics), std::move(calibrator)),
+                generation);
+}
 
+absl::StatusOr<std::shared_ptr<const CachedVersion>> StatsCache::Refresh(
+    const VersionKey& key, std::shared_ptr<const CachedVersion> older, uint64_t generation) {
+  refreshes_.fetch_add(1, std::memory_order_relaxed);
+  absl::StatusOr<VersionInfo> info =
+      store_->GetInfo(key.model, VersionSelector::Number(key.version));
+  if (!info.ok()) {
+    // An outage must not stop Detect: the metadata it last had, read again next time.
+    if (absl::IsUnavailable(info.status())) {
+      stale_metadata_.fetch_add(1, std::memory_order_relaxed);
+      return older;
+    }
+    // Deleted meanwhile: so is its entry (an alias pointing at it is re-resolved by Get).
+    if (absl::IsNotFound(info.status())) {
+      absl::MutexLock l(&mu_);
+      auto it = versions_.find(key);
+      if (it != versions_.end() && it->second->entry == older) versions_.erase(it);
+    }
+    return info.status();
+  }
+  // The statistics and calibrator never change: shared, not rebuilt.
+  return Insert(key, std::make_shared<const CachedVersion>(*std::move(info), older->snapshot),
+                generation);
+}
+
+std::shared_ptr<const CachedVersion> StatsCache::Insert(
+    const VersionKey& key, std::shared_ptr<const CachedVersion> entry, uint64_t generation) {
   absl::MutexLock l(&mu_);
   auto& slot = versions_[key];
-  if (slot == nullptr) {
-    slot = std::make_unique<Slot>();
-    slot->entry = entry;
+  if (slot == nullptr) slot = std::make_unique<Slot>();
+  // Concurrent loads of one version share the first entry; a newer read replaces an older one.
+  if (slot->entry == nullptr || slot->generation < generation) {
+    slot->entry = std::move(entry);
+    slot->generation = generation;
   }
   slot->last_used.store(tick_.fetch_add(1, std::memory_order_relaxed) + 1,
                         std::memory_order_relaxed);
@@ -94,14 +132,19 @@ absl::StatusOr<std::shared_ptr<const CachedVersion>> StatsCache::GetVersion(cons
 absl::StatusOr<std::shared_ptr<const CachedVersion>> StatsCache::Get(
     const ModelKey& model, const VersionSelector& selector) {
   LOGN_RETURN_IF_ERROR(selector.Validate());
-  if (selector.version > 0) return GetVersion(model, selector.version);
+  // Read before anything is looked up or read: a change racing with the reads below bumps it
+  // past what they record, so the next Get reads again.
+  const uint64_t generation = store_->AliasGeneration();
+  if (selector.version > 0) return GetVersion(model, selector.version, generation);
   // Two rounds: if the alias moved and its old target was deleted between resolving and
   // loading, the second round resolves afresh.
   absl::Status last;
   for (int round = 0; round < 2; ++round) {
     bool from_cache = false;
-    LOGN_ASSIGN_OR_RETURN(int64_t version, ResolveAlias(model, selector.alias, &from_cache));
-    absl::StatusOr<std::shared_ptr<const CachedVersion>> entry = GetVersion(model, version);
+    LOGN_ASSIGN_OR_RETURN(int64_t version,
+                          ResolveAlias(model, selector.alias, generation, &from_cache));
+    absl::StatusOr<std::shared_ptr<const CachedVersion>> entry =
+        GetVersion(model, version, generation);
     if (entry.ok() || !absl::IsNotFound(entry.status())) return entry;
     last = entry.status();
     absl::MutexLock l(&mu_);
@@ -123,6 +166,8 @@ StatsCache::Counters StatsCache::counters() const {
   c.resolutions = resolutions_.load();
   c.evictions = evictions_.load();
   c.stale = stale_.load();
+  c.refreshes = refreshes_.load();
+  c.stale_metadata = stale_metadata_.load();
   return c;
 }
 

@@ -113,6 +113,7 @@ TEST_F(StatsCacheTest, AnOutageKeepsServingTheLastResolvedVersion) {
   ASSERT_TRUE(during.ok()) << during.status();
   EXPECT_EQ((*during)->info.version, 1);
   EXPECT_EQ(cache.counters().stale, 1);
+  EXPECT_EQ(cache.counters().stale_metadata, 1) << "served with the metadata it had";
   // What was never cached cannot be served.
   EXPECT_EQ(cache.Get(model_, VersionSelector::Number(2)).status().code(),
             absl::StatusCode::kUnavailable);
@@ -152,6 +153,84 @@ TEST_F(StatsCacheTest, AliasChangeByAnotherProcessIsSeenWithinOneSecond) {
     absl::SleepFor(absl::Milliseconds(10));
   }
   EXPECT_EQ(seen, 3);
+}
+
+// A calibration profile is the one part of a version that changes: a cached entry shows the
+// change at once, with its statistics and calibrator shared, not rebuilt.
+TEST_F(StatsCacheTest, ProfileChangeThroughTheStoreIsSeenAtOnce) {
+  StatsCache cache(store_.get(), {});
+  absl::StatusOr<std::shared_ptr<const CachedVersion>> before = cache.GetActive(model_);
+  ASSERT_TRUE(before.ok()) << before.status();
+  EXPECT_EQ((*before)->info.calibration_profile, std::nullopt);
+  ASSERT_TRUE(cache.Get(model_, VersionSelector::Number(2)).ok());
+  const int gets = counting_->gets.load();
+
+  absl::StatusOr<VersionInfo> set = store_->SetCalibrationProfile(
+      model_, VersionSelector::Active(), store_testing::TestProfile("tuned"));
+  ASSERT_TRUE(set.ok()) << set.status();
+  absl::StatusOr<std::shared_ptr<const CachedVersion>> after = cache.GetActive(model_);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ((*after)->info.calibration_profile, set->calibration_profile);
+  EXPECT_EQ((*after)->info.version, 1);
+  EXPECT_EQ((*after)->snapshot, (*before)->snapshot);
+  EXPECT_EQ(&(*after)->calibrator, &(*before)->calibrator);
+  EXPECT_EQ((*before)->info.calibration_profile, std::nullopt) << "entries are immutable";
+  EXPECT_EQ(counting_->gets.load(), gets) << "no payload read";
+  EXPECT_EQ(cache.counters().loads, 2);
+  EXPECT_EQ(cache.counters().refreshes, 1);
+  // Then a hit again; version 2 is refreshed on its next Get (one metadata read), and a
+  // version deleted meanwhile is not served.
+  const int calls = counting_->calls.load();
+  EXPECT_EQ(cache.GetActive(model_)->get(), after->get());
+  EXPECT_EQ(counting_->calls.load(), calls);
+  absl::StatusOr<std::shared_ptr<const CachedVersion>> two =
+      cache.Get(model_, VersionSelector::Number(2));
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ((*two)->info.calibration_profile, std::nullopt);
+  EXPECT_EQ(cache.counters().refreshes, 2);
+  ASSERT_TRUE(store_->Delete(model_, 2).ok());
+  ASSERT_TRUE(store_->SetCalibrationProfile(model_, VersionSelector::Active(), std::nullopt).ok());
+  EXPECT_EQ(cache.Get(model_, VersionSelector::Number(2)).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ((*cache.GetActive(model_))->info.calibration_profile, std::nullopt);
+  EXPECT_EQ(counting_->gets.load(), gets);
+}
+
+// A change made elsewhere is seen once the generation moves (the backends' watchers bump it;
+// here the test does, with the watcher kept quiet).
+TEST_F(StatsCacheTest, ProfileChangeElsewhereIsSeenWhenTheGenerationMoves) {
+  StatsStoreOptions quiet;
+  quiet.watch_interval = absl::Hours(1);
+  absl::StatusOr<std::unique_ptr<StoreBackend>> backend =
+      OpenSqliteBackend(url_.substr(std::string("sqlite://").size()), quiet);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  auto owned = std::make_unique<CountingBackend>(*std::move(backend));
+  CountingBackend* counting = owned.get();
+  StatsStore store(std::move(owned));
+  StatsCache cache(&store, {});
+  absl::StatusOr<std::shared_ptr<const CachedVersion>> before = cache.GetActive(model_);
+  ASSERT_TRUE(before.ok()) << before.status();
+
+  absl::StatusOr<std::unique_ptr<StatsStore>> other = OpenStatsStore(url_);
+  ASSERT_TRUE(other.ok()) << other.status();
+  const std::string profile = store_testing::TestProfile("elsewhere");
+  ASSERT_TRUE((*other)->SetCalibrationProfile(model_, VersionSelector::Number(1), profile).ok());
+  // Not seen yet: the hot path never reads the store.
+  const int calls = counting->calls.load();
+  EXPECT_EQ(cache.GetActive(model_)->get(), before->get());
+  EXPECT_EQ(counting->calls.load(), calls);
+
+  counting->bumps += 1;
+  absl::StatusOr<std::shared_ptr<const CachedVersion>> after = cache.GetActive(model_);
+  ASSERT_TRUE(after.ok()) << after.status();
+  ASSERT_TRUE((*after)->info.calibration_profile.has_value());
+  EXPECT_EQ((*after)->info.calibration_profile->profile, profile);
+  EXPECT_EQ((*after)->snapshot, (*before)->snapshot);
+  absl::StatusOr<std::shared_ptr<const CachedVersion>> by_number =
+      cache.Get(model_, VersionSelector::Number(1));
+  ASSERT_TRUE(by_number.ok()) << by_number.status();
+  EXPECT_EQ(by_number->get(), after->get());
+  EXPECT_EQ(cache.counters().loads, 1);
 }
 
 TEST_F(StatsCacheTest, UnknownAliasIsNotFoundAndNotCached) {

@@ -59,6 +59,13 @@ absl::StatusOr<VersionRecord> FromProto(const v1::StatisticsVersion& p) {
     }
     info.sampling = *sampling;
   }
+  if (p.has_calibration_profile()) {
+    // Kept as the store keeps it: the message without set_at, and when it was set.
+    info.calibration_profile = CalibrationProfileRecord{
+        CalibrationProfileToBytes(p.calibration_profile()),
+        absl::FromUnixMicros(google::protobuf::util::TimeUtil::TimestampToMicroseconds(
+            p.calibration_profile().set_at()))};
+  }
   if (!p.has_statistics()) return absl::InvalidArgumentError("export has no statistics");
   LOGN_ASSIGN_OR_RETURN(record.statistics, StatisticsFromProto(p.statistics()));
   // The derived fields always follow the snapshot; the checksum proves it is the one exported.
@@ -121,6 +128,11 @@ NewVersion ImportedVersion(const VersionRecord& record, const ModelKey& model) {
   v.sampling = record.info.sampling;
   if (v.sampling.has_value() && v.sampling->roi_source == RoiSource::kUnspecified) {
     v.sampling->roi_source = RoiSource::kImported;
+  }
+  // The default setting chosen for these statistics goes with them; it is set (set_at) when
+  // Put stores it.
+  if (record.info.calibration_profile.has_value()) {
+    v.calibration_profile = record.info.calibration_profile->profile;
   }
   return v;
 }

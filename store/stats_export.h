@@ -28,8 +28,8 @@ absl::StatusOr<VersionRecord> VersionFromBinary(absl::string_view bytes);
 // What importing `record` into a store as a new version of `model` writes: the same snapshot
 // and provenance, source `import`, no parents (they belong to the other store), the record's
 // sampling record (roi_source kImported when it names none; when it has none, Put records
-// kImported). Put refuses it with FAILED_PRECONDITION if the record was computed for another
-// model.
+// kImported) and its calibration profile (set_at: when Put stores it). Put refuses it with
+// FAILED_PRECONDITION if the record was computed for another model.
 NewVersion ImportedVersion(const VersionRecord& record, const ModelKey& model);
 
 // Parses either a version export (JSON envelope) or a bare logn.v1.Statistics JSON, as written

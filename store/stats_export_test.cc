@@ -53,6 +53,7 @@ class StatsExportTest : public ::testing::Test {
     EXPECT_EQ(a.info.payload_sha256, b.info.payload_sha256);
     EXPECT_EQ(a.info.partial, b.info.partial);
     EXPECT_EQ(a.info.sampling, b.info.sampling);
+    EXPECT_EQ(a.info.calibration_profile, b.info.calibration_profile);
     EXPECT_EQ(a.statistics.mean, b.statistics.mean);
     EXPECT_EQ(a.statistics.variance, b.statistics.variance);
     EXPECT_EQ(StatisticsToBinary(a.statistics), StatisticsToBinary(b.statistics));
@@ -204,6 +205,53 @@ TEST_F(StatsExportTest, FilesWithoutARecordImportAsImported) {
   const absl::Status s = ParseImport(unnamed.SerializeAsString(), model_).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_THAT(s.message(), HasSubstr("sampling"));
+}
+
+// The calibration profile chosen for a version goes with its statistics: exported in both
+// forms, imported with the same content and set at the import.
+TEST_F(StatsExportTest, CalibrationProfileRoundTripsThroughExportAndImport) {
+  EXPECT_THAT(VersionToJson(record_), ::testing::Not(HasSubstr("calibration_profile")));
+  const std::string profile = store_testing::TestProfile("logn tune --objective apr", 0.75);
+  ASSERT_TRUE(store_->SetCalibrationProfile(model_, VersionSelector::Number(2), profile).ok());
+  absl::StatusOr<VersionRecord> with_profile = store_->Get(model_, VersionSelector::Number(2));
+  ASSERT_TRUE(with_profile.ok()) << with_profile.status();
+  ASSERT_TRUE(with_profile->info.calibration_profile.has_value());
+  const absl::Time set_at = with_profile->info.calibration_profile->set_at;
+
+  const std::string json = VersionToJson(*with_profile);
+  EXPECT_THAT(json, HasSubstr("\"calibration_profile\": {"));
+  EXPECT_THAT(json, HasSubstr("\"description\": \"logn tune --objective apr\""));
+  EXPECT_THAT(json, HasSubstr("\"mean_weight\": 0.75"));
+  EXPECT_THAT(json, HasSubstr("\"set_at\": \""));
+  absl::StatusOr<VersionRecord> from_json = VersionFromJson(json);
+  ASSERT_TRUE(from_json.ok()) << from_json.status();
+  ExpectSame(*from_json, *with_profile);
+  absl::StatusOr<VersionRecord> from_binary = VersionFromBinary(VersionToBinary(*with_profile));
+  ASSERT_TRUE(from_binary.ok()) << from_binary.status();
+  ExpectSame(*from_binary, *with_profile);
+
+  absl::StatusOr<std::unique_ptr<StatsStore>> other =
+      OpenStatsStore(store_testing::FreshSqliteUrl("import-profile-test"));
+  ASSERT_TRUE(other.ok()) << other.status();
+  for (const std::string& file : {json, VersionToBinary(*with_profile)}) {
+    absl::StatusOr<NewVersion> v = ParseImport(file, model_);
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_EQ(v->calibration_profile, profile);
+    const absl::Time before = absl::Now() - absl::Milliseconds(1);
+    absl::StatusOr<VersionRecord> imported = (*other)->Put(*v);
+    ASSERT_TRUE(imported.ok()) << imported.status();
+    absl::StatusOr<VersionRecord> got =
+        (*other)->Get(model_, VersionSelector::Number(imported->info.version));
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_TRUE(got->info.calibration_profile.has_value());
+    EXPECT_EQ(got->info.calibration_profile->profile, profile) << "the same profile";
+    EXPECT_GE(got->info.calibration_profile->set_at, before) << "set by the import";
+    EXPECT_NE(got->info.calibration_profile->set_at, set_at);
+  }
+  // A file without one (exported before profiles, or from a version without) imports none.
+  absl::StatusOr<NewVersion> none = ParseImport(VersionToBinary(record_), model_);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->calibration_profile, std::nullopt);
 }
 
 }  // namespace

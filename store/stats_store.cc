@@ -387,6 +387,19 @@ absl::StatusOr<VersionRecord> StatsStore::Get(const ModelKey& model,
   return record;
 }
 
+absl::StatusOr<VersionInfo> StatsStore::GetInfo(const ModelKey& model,
+                                                const VersionSelector& selector) {
+  LOGN_RETURN_IF_ERROR(model.Validate());
+  VersionRow row;
+  LOGN_RETURN_IF_ERROR(backend_->Read("get info", [&](StoreTxn& txn) -> absl::Status {
+    LOGN_ASSIGN_OR_RETURN(Model m, RequireModel(txn, model));
+    LOGN_ASSIGN_OR_RETURN(int64_t version, ResolveIn(txn, m, model, selector));
+    LOGN_ASSIGN_OR_RETURN(row, RequireVersion(txn, m, model, version, /*with_payload=*/false));
+    return absl::OkStatus();
+  }));
+  return store_internal::DecodeVersionRow(model, row);
+}
+
 absl::StatusOr<int64_t> StatsStore::Resolve(const ModelKey& model,
                                             const VersionSelector& selector) {
   LOGN_RETURN_IF_ERROR(model.Validate());
@@ -525,6 +538,42 @@ absl::Status StatsStore::Delete(const ModelKey& model, int64_t version) {
     }
     return txn.DeleteVersion(m.id, version);
   });
+}
+
+absl::StatusOr<VersionInfo> StatsStore::SetCalibrationProfile(
+    const ModelKey& model, const VersionSelector& selector, std::optional<std::string> profile) {
+  LOGN_RETURN_IF_ERROR(model.Validate());
+  LOGN_RETURN_IF_ERROR(selector.Validate());
+  if (profile.has_value()) {
+    LOGN_RETURN_IF_ERROR(store_internal::CheckCalibrationProfile(
+        *profile, absl::StrCat(selector.DebugString(), " of ", model.DebugString())));
+  }
+  std::optional<ProfileRow> new_row;
+  if (profile.has_value()) new_row = ProfileRow{*std::move(profile), ToMicros(absl::Now())};
+  bool changed = false;
+  VersionRow row;
+  LOGN_RETURN_IF_ERROR(
+      backend_->Write("set calibration profile", [&](StoreTxn& txn) -> absl::Status {
+        changed = false;
+        LOGN_ASSIGN_OR_RETURN(Model m, RequireModel(txn, model));
+        LOGN_ASSIGN_OR_RETURN(int64_t version, ResolveIn(txn, m, model, selector));
+        LOGN_ASSIGN_OR_RETURN(row, RequireVersion(txn, m, model, version, /*with_payload=*/false));
+        LOGN_RETURN_IF_ERROR(store_internal::CheckProfileTarget(
+            row.partial, store_internal::VersionName(model, version)));
+        if (new_row.has_value()) {
+          LOGN_RETURN_IF_ERROR(txn.WriteProfile(m.id, version, *new_row));
+        } else if (row.profile.has_value()) {
+          LOGN_RETURN_IF_ERROR(txn.DeleteProfile(m.id, version));
+        } else {
+          return absl::OkStatus();  // clearing what is not there: no change to publish
+        }
+        row.profile = new_row;
+        changed = true;
+        // Caches (StatsCache, in every process) re-read a version's metadata when it moves.
+        return txn.PublishAliasChange(model);
+      }));
+  if (changed) local_alias_changes_.fetch_add(1, std::memory_order_acq_rel);
+  return store_internal::DecodeVersionRow(model, row);
 }
 
 absl::Status StatsStore::PutCheckpoint(const JobCheckpoint& checkpoint) {

@@ -6,6 +6,7 @@
 // point at versions. See docs/statistics-store.md.
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -111,6 +112,25 @@ inline constexpr absl::string_view kActiveAlias = "active";
 // string is unambiguous).
 absl::Status ValidateAliasName(absl::string_view alias);
 
+// The most bytes a calibration profile may take.
+inline constexpr size_t kMaxCalibrationProfileBytes = 64 * 1024;
+
+// A version's calibration profile: the binary logn.v1.CalibrationProfile (set_at cleared) and
+// when it was set. The default calibration setting the server uses with that version when a
+// Detect request names none. Opaque to the store, which only checks its size and that it parses
+// (store/version_proto.h writes and reads the message).
+struct CalibrationProfileRecord {
+  std::string profile;  // opaque to the store, at most kMaxCalibrationProfileBytes
+  absl::Time set_at = absl::UnixEpoch();  // UTC, microsecond precision
+
+  friend bool operator==(const CalibrationProfileRecord& a, const CalibrationProfileRecord& b) {
+    return a.profile == b.profile && a.set_at == b.set_at;
+  }
+  friend bool operator!=(const CalibrationProfileRecord& a, const CalibrationProfileRecord& b) {
+    return !(a == b);
+  }
+};
+
 // Everything about a version except the snapshot itself (what List returns).
 struct VersionInfo {
   ModelKey model;
@@ -130,6 +150,9 @@ struct VersionInfo {
   bool partial = false;
   // How the rows were sampled; unset for versions stored before the store recorded it.
   std::optional<RoiSamplingRecord> sampling;
+  // The version's calibration profile; unset: none. Unlike the rest of a version it can be
+  // set, replaced and cleared (StatsStore::SetCalibrationProfile).
+  std::optional<CalibrationProfileRecord> calibration_profile;
 };
 
 // One stored version.
@@ -151,6 +174,11 @@ struct NewVersion {
   // sources: kMerge always gets MergeRoiSampling of the parents' records (whatever is set
   // here), and kImport, when unset, gets a record with roi_source kImported.
   std::optional<RoiSamplingRecord> sampling;
+  // The calibration profile to store with the version (the binary logn.v1.CalibrationProfile,
+  // set_at cleared; checked like SetCalibrationProfile's, and refused on a partial version).
+  // An import carries it over from the file; its set_at is Put's time. A merge never inherits
+  // its parents' profiles: it has the one set here, usually none.
+  std::optional<std::string> calibration_profile;
   // When unset (InfinitePast), Put uses the current time.
   absl::Time created_at = absl::InfinitePast();
   // Also delete the checkpoint of `job_id` (if any) in the same transaction, so a committed
@@ -216,10 +244,12 @@ class StoreBackend;  // store/store_backend.h
 // The store: every rule about versions, aliases and checkpoints, over a database backend
 // (store/store_backend.h) that only stores rows. Thread-safe; every write is one transaction,
 // so a crash leaves either the whole write or none of it. Error codes, for every method:
-//   INVALID_ARGUMENT    malformed key, alias, selector, page token or snapshot
+//   INVALID_ARGUMENT    malformed key, alias, selector, page token, snapshot or calibration
+//                       profile
 //   NOT_FOUND           unknown model, version or alias (the message names which)
-//   FAILED_PRECONDITION statistics for another model or layout, aliasing a partial version,
-//                       deleting an aliased version, nothing to roll back to
+//   FAILED_PRECONDITION statistics for another model or layout, aliasing a partial version or
+//                       giving it a calibration profile, deleting an aliased version, nothing
+//                       to roll back to
 //   DATA_LOSS           a stored payload whose checksum does not verify
 //   UNAVAILABLE         the database cannot be reached (retryable)
 //   RESOURCE_EXHAUSTED  disk full / out of database resources
@@ -238,11 +268,16 @@ class StatsStore final {
   // equal the layout of the model's earlier versions (FAILED_PRECONDITION otherwise). Empty
   // provenance model fields are filled in. The sampling record: a merge's is derived from its
   // parents (MergeRoiSampling), an import without one is marked kImported, any other is
-  // stored as given (INVALID_ARGUMENT when it does not validate).
+  // stored as given (INVALID_ARGUMENT when it does not validate). The calibration profile is
+  // stored as given (set_at: now), checked as SetCalibrationProfile checks it.
   absl::StatusOr<VersionRecord> Put(const NewVersion& v);
 
   // The version `selector` names; its payload checksum is verified (DATA_LOSS otherwise).
   absl::StatusOr<VersionRecord> Get(const ModelKey& model, const VersionSelector& selector);
+
+  // The metadata of the version `selector` names (Get without the snapshot: the payload is
+  // not read).
+  absl::StatusOr<VersionInfo> GetInfo(const ModelKey& model, const VersionSelector& selector);
 
   // The version number `selector` names, without reading the payload (cheap).
   absl::StatusOr<int64_t> Resolve(const ModelKey& model, const VersionSelector& selector);
@@ -274,8 +309,21 @@ class StatsStore final {
   // The model's aliases, by name.
   absl::StatusOr<std::vector<AliasInfo>> Aliases(const ModelKey& model);
 
-  // Deletes a version. FAILED_PRECONDITION while an alias points at it.
+  // Deletes a version (and its calibration profile). FAILED_PRECONDITION while an alias
+  // points at it.
   absl::Status Delete(const ModelKey& model, int64_t version);
+
+  // Sets (profile) or clears (nullopt) the calibration profile of the version `selector` names:
+  // the binary logn.v1.CalibrationProfile with set_at cleared, which the store keeps as it is
+  // (set_at: now). NOT_FOUND for an unknown model/version/alias; FAILED_PRECONDITION for a
+  // partial version; INVALID_ARGUMENT for a profile over kMaxCalibrationProfileBytes or bytes
+  // that are not a logn.v1.CalibrationProfile. Counts as a metadata change: AliasGeneration()
+  // moves (here and, through the backends' notification, in other processes sharing the
+  // store), so StatsCache never serves a stale profile. Clearing a version that has none
+  // changes nothing. Returns the version's info after the change.
+  absl::StatusOr<VersionInfo> SetCalibrationProfile(const ModelKey& model,
+                                                    const VersionSelector& selector,
+                                                    std::optional<std::string> profile);
 
   // Saves (replacing any earlier one) the checkpoint of (model, job_id). The statistics must
   // validate and match the model's layout (FAILED_PRECONDITION otherwise).
@@ -286,10 +334,11 @@ class StatsStore final {
   // Deletes a checkpoint (a job abandoned for good). NOT_FOUND when there is none.
   absl::Status DeleteCheckpoint(const ModelKey& model, absl::string_view job_id);
 
-  // A process-local counter that grows whenever an alias of any model may have changed,
-  // including changes made through other store instances and other processes (seen within
-  // ~1 s). Reading it never touches the database: caches compare it to decide when to
-  // re-resolve aliases.
+  // A process-local counter that grows whenever an alias or a version's calibration profile
+  // (the mutable metadata) of any model may have changed, including changes made through other
+  // store instances and other processes (seen within ~1 s). Reading it never touches the
+  // database: caches compare it to decide when to re-resolve aliases and re-read versions'
+  // metadata.
   uint64_t AliasGeneration() const;
 
   // "sqlite" or "postgres".
@@ -297,8 +346,8 @@ class StatsStore final {
 
  private:
   const std::unique_ptr<StoreBackend> backend_;
-  // Alias changes made through this instance: seen by AliasGeneration() as soon as they
-  // commit, before any watcher notices them.
+  // Alias and calibration profile changes made through this instance: seen by
+  // AliasGeneration() as soon as they commit, before any watcher notices them.
   std::atomic<uint64_t> local_alias_changes_{0};
 };
 

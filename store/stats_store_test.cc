@@ -15,7 +15,9 @@
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "logn/v1/store.pb.h"
 #include "store/testing/test_stats.h"
+#include "store/version_proto.h"
 
 // The contract of StatsStore, run on every backend this build has (SQLite; PostgreSQL with
 // LOGN_WITH_POSTGRES). Backend specifics: sqlite_backend_test.cc, postgres_backend_test.cc.
@@ -27,6 +29,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using store_testing::ProposalSampling;
 using store_testing::RandomStatistics;
+using store_testing::TestProfile;
 using store_testing::UniqueModel;
 
 // How each backend's store is found. Sqlite: a fresh file per test. Postgres: the server the
@@ -740,6 +743,230 @@ TYPED_TEST(StatsStoreTest, AliasChangeByAnotherReplicaIsSeenWithinOneSecond) {
                                   std::to_string(absl::ToInt64Milliseconds(seen_after)));
 }
 
+// ---- Calibration profiles: the one part of a version that can be set, replaced and cleared ----
+
+TYPED_TEST(StatsStoreTest, CalibrationProfileIsSetReplacedAndCleared) {
+  ASSERT_EQ(this->PutOk(1), 1);
+  ASSERT_EQ(this->PutOk(2), 2);
+  ASSERT_TRUE(this->store_->SetAlias(this->model_, "canary", 2).ok());
+  EXPECT_EQ(this->store_->GetInfo(this->model_, VersionSelector::Number(1))->calibration_profile,
+            std::nullopt);
+
+  const std::string first = TestProfile("first");
+  const absl::Time before = absl::Now() - absl::Milliseconds(1);
+  absl::StatusOr<VersionInfo> set =
+      this->store_->SetCalibrationProfile(this->model_, VersionSelector::Number(1), first);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->version, 1);
+  ASSERT_TRUE(set->calibration_profile.has_value());
+  EXPECT_EQ(set->calibration_profile->profile, first);
+  EXPECT_GE(set->calibration_profile->set_at, before);
+  EXPECT_LE(set->calibration_profile->set_at, absl::Now());
+  // What the call returns is what every read returns, in every instance.
+  std::unique_ptr<StatsStore> replica = this->OpenAnother();
+  ASSERT_NE(replica, nullptr);
+  absl::StatusOr<VersionRecord> got = replica->Get(this->model_, VersionSelector::Number(1));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->info.calibration_profile, set->calibration_profile);
+  EXPECT_EQ(replica->GetInfo(this->model_, VersionSelector::Number(1))->calibration_profile,
+            set->calibration_profile);
+  absl::StatusOr<VersionPage> page = replica->List(this->model_, "", 0);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->versions.size(), 2u);
+  EXPECT_EQ(page->versions[0].calibration_profile, set->calibration_profile);
+  EXPECT_EQ(page->versions[1].calibration_profile, std::nullopt);
+  EXPECT_EQ(got->info.payload_sha256, page->versions[0].payload_sha256) << "the rest unchanged";
+
+  // By alias; replacing sets a new time.
+  absl::SleepFor(absl::Milliseconds(2));
+  const std::string second = TestProfile("second", 0.25);
+  absl::StatusOr<VersionInfo> by_alias =
+      this->store_->SetCalibrationProfile(this->model_, VersionSelector::Alias("canary"), first);
+  ASSERT_TRUE(by_alias.ok()) << by_alias.status();
+  EXPECT_EQ(by_alias->version, 2);
+  absl::StatusOr<VersionInfo> replaced =
+      this->store_->SetCalibrationProfile(this->model_, VersionSelector::Number(1), second);
+  ASSERT_TRUE(replaced.ok()) << replaced.status();
+  EXPECT_EQ(replaced->calibration_profile->profile, second);
+  EXPECT_GT(replaced->calibration_profile->set_at, set->calibration_profile->set_at);
+  EXPECT_EQ(this->store_->GetInfo(this->model_, VersionSelector::Number(1))->calibration_profile,
+            replaced->calibration_profile);
+
+  // Cleared; clearing again is a no-op. Version 2 keeps its own.
+  absl::StatusOr<VersionInfo> cleared =
+      this->store_->SetCalibrationProfile(this->model_, VersionSelector::Number(1), std::nullopt);
+  ASSERT_TRUE(cleared.ok()) << cleared.status();
+  EXPECT_EQ(cleared->calibration_profile, std::nullopt);
+  EXPECT_EQ(cleared->job_id, "job-1");
+  // Nothing changed, so nothing is published: the generation stays (checked where no other
+  // writer shares the database, once the watcher has seen the changes above).
+  const bool alone = std::is_same_v<TypeParam, Sqlite>;
+  if (alone) absl::SleepFor(absl::Milliseconds(500));
+  const uint64_t generation = this->store_->AliasGeneration();
+  ASSERT_TRUE(this->store_
+                  ->SetCalibrationProfile(this->model_, VersionSelector::Number(1), std::nullopt)
+                  .ok());
+  if (alone) absl::SleepFor(absl::Milliseconds(300));
+  if (alone) EXPECT_EQ(this->store_->AliasGeneration(), generation) << "nothing changed";
+  EXPECT_EQ(this->store_->Get(this->model_, VersionSelector::Number(1))->info.calibration_profile,
+            std::nullopt);
+  EXPECT_EQ(this->store_->Get(this->model_, VersionSelector::Number(2))
+                ->info.calibration_profile->profile,
+            first);
+  // An empty profile (every field default) is a profile, not none.
+  absl::StatusOr<VersionInfo> empty =
+      this->store_->SetCalibrationProfile(this->model_, VersionSelector::Number(1), "");
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  ASSERT_TRUE(this->store_->GetInfo(this->model_, VersionSelector::Number(1))
+                  ->calibration_profile.has_value());
+  EXPECT_EQ(this->store_->GetInfo(this->model_, VersionSelector::Number(1))
+                ->calibration_profile->profile,
+            "");
+}
+
+TYPED_TEST(StatsStoreTest, CalibrationProfileRefusals) {
+  ASSERT_EQ(this->PutOk(1), 1);
+  NewVersion shard = this->Version(2);
+  shard.partial = true;
+  ASSERT_TRUE(this->store_->Put(shard).ok());
+  auto set = [this](const ModelKey& model, VersionSelector selector,
+                    std::optional<std::string> profile) {
+    return this->store_->SetCalibrationProfile(model, selector, std::move(profile)).status();
+  };
+  const std::string profile = TestProfile("p");
+  absl::Status s = set(UniqueModel("never"), VersionSelector::Number(1), profile);
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+  s = set(this->model_, VersionSelector::Number(9), profile);
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+  EXPECT_THAT(s.message(), HasSubstr("no version 9"));
+  s = set(this->model_, VersionSelector::Alias("canary"), std::nullopt);
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+  EXPECT_THAT(s.message(), HasSubstr("canary"));
+  EXPECT_EQ(set(this->model_, VersionSelector::Alias("Bad!"), profile).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(set(ModelKey{"m", "not-hex"}, VersionSelector::Number(1), profile).code(),
+            absl::StatusCode::kInvalidArgument);
+  // One shard of a job never serves: it gets no default setting, set or cleared.
+  for (const std::optional<std::string>& p : {std::optional<std::string>(profile),
+                                              std::optional<std::string>()}) {
+    s = set(this->model_, VersionSelector::Number(2), p);
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    EXPECT_THAT(s.message(), HasSubstr("partial"));
+  }
+  // Size: 64 KiB at most.
+  v1::CalibrationProfile big;
+  big.set_description(std::string(kMaxCalibrationProfileBytes - 4, 'x'));
+  const std::string at_limit = CalibrationProfileToBytes(big);
+  ASSERT_EQ(at_limit.size(), kMaxCalibrationProfileBytes);
+  EXPECT_TRUE(set(this->model_, VersionSelector::Number(1), at_limit).ok());
+  EXPECT_EQ(this->store_->GetInfo(this->model_, VersionSelector::Number(1))
+                ->calibration_profile->profile,
+            at_limit);
+  big.set_description(std::string(kMaxCalibrationProfileBytes - 3, 'x'));
+  s = set(this->model_, VersionSelector::Number(1), CalibrationProfileToBytes(big));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(s.message(), HasSubstr("65537 bytes; the limit is 65536"));
+  // Not a logn.v1.CalibrationProfile at all.
+  s = set(this->model_, VersionSelector::Number(1), std::string("\xff\xff\xff", 3));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(s.message(), HasSubstr("CalibrationProfile"));
+  // Nothing refused changed anything.
+  EXPECT_EQ(this->store_->GetInfo(this->model_, VersionSelector::Number(1))
+                ->calibration_profile->profile,
+            at_limit);
+  EXPECT_EQ(this->store_->GetInfo(this->model_, VersionSelector::Number(2))->calibration_profile,
+            std::nullopt);
+}
+
+TYPED_TEST(StatsStoreTest, PutStoresAProfileWithTheSameRules) {
+  NewVersion v = this->Version(1);
+  v.source = VersionSource::kImport;
+  v.created_at = absl::FromUnixMicros(1'700'000'000'000'000);  // the file's: not the profile's
+  v.calibration_profile = TestProfile("imported");
+  const absl::Time before = absl::Now() - absl::Milliseconds(1);
+  absl::StatusOr<VersionRecord> put = this->store_->Put(v);
+  ASSERT_TRUE(put.ok()) << put.status();
+  ASSERT_TRUE(put->info.calibration_profile.has_value());
+  EXPECT_EQ(put->info.calibration_profile->profile, *v.calibration_profile);
+  EXPECT_GE(put->info.calibration_profile->set_at, before);
+  EXPECT_EQ(this->store_->Get(this->model_, VersionSelector::Number(1))->info.calibration_profile,
+            put->info.calibration_profile);
+
+  NewVersion partial = this->Version(2);
+  partial.partial = true;
+  partial.calibration_profile = TestProfile("shard");
+  EXPECT_EQ(this->store_->Put(partial).status().code(), absl::StatusCode::kFailedPrecondition);
+  NewVersion bad = this->Version(3);
+  bad.calibration_profile = std::string("\xff", 1);
+  EXPECT_EQ(this->store_->Put(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  bad.calibration_profile = std::string(kMaxCalibrationProfileBytes + 1, '\0');
+  EXPECT_EQ(this->store_->Put(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(this->store_->List(this->model_, "", 0)->versions.size(), 1u);
+}
+
+TYPED_TEST(StatsStoreTest, DeletingAVersionDeletesItsProfileAndMergesInheritNone) {
+  ASSERT_EQ(this->PutOk(1), 1);
+  ASSERT_EQ(this->PutOk(2), 2);
+  ASSERT_EQ(this->PutOk(3), 3);
+  for (int64_t v : {1, 2, 3}) {
+    ASSERT_TRUE(this->store_
+                    ->SetCalibrationProfile(this->model_, VersionSelector::Number(v),
+                                            TestProfile(absl::StrCat("v", v)))
+                    .ok());
+  }
+  NewVersion merge = this->Version(4);
+  merge.source = VersionSource::kMerge;
+  merge.parent_versions = {1, 2};
+  absl::StatusOr<VersionRecord> merged = this->store_->Put(merge);
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  EXPECT_EQ(merged->info.calibration_profile, std::nullopt)
+      << "a profile is chosen for one set of statistics";
+  EXPECT_EQ(this->store_->GetInfo(this->model_, VersionSelector::Number(4))->calibration_profile,
+            std::nullopt);
+
+  ASSERT_TRUE(this->store_->Delete(this->model_, 3).ok());
+  EXPECT_EQ(this->store_->GetInfo(this->model_, VersionSelector::Number(3)).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(this->store_
+                ->SetCalibrationProfile(this->model_, VersionSelector::Number(3), std::nullopt)
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
+  absl::StatusOr<VersionPage> page = this->store_->List(this->model_, "", 0);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->versions.size(), 3u);
+  EXPECT_EQ(page->versions[0].calibration_profile->profile, TestProfile("v1"));
+  EXPECT_EQ(page->versions[1].calibration_profile->profile, TestProfile("v2"));
+  EXPECT_EQ(page->versions[2].calibration_profile, std::nullopt);
+}
+
+// A profile change is a metadata change: the generation moves at once in this instance and
+// within a second in another (so every process's StatsCache re-reads the version).
+TYPED_TEST(StatsStoreTest, ProfileChangesMoveTheGenerationHereAndInOtherReplicas) {
+  ASSERT_EQ(this->PutOk(1), 1);
+  std::unique_ptr<StatsStore> replica = this->OpenAnother();
+  ASSERT_NE(replica, nullptr);
+  absl::SleepFor(absl::Milliseconds(500));  // the replica's watcher settles
+  auto moves = [&](std::optional<std::string> profile) {
+    const uint64_t here = this->store_->AliasGeneration();
+    const uint64_t there = replica->AliasGeneration();
+    EXPECT_TRUE(this->store_
+                    ->SetCalibrationProfile(this->model_, VersionSelector::Number(1),
+                                            std::move(profile))
+                    .ok());
+    EXPECT_GT(this->store_->AliasGeneration(), here);
+    const absl::Time deadline = absl::Now() + absl::Seconds(1);
+    while (replica->AliasGeneration() == there && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    EXPECT_GT(replica->AliasGeneration(), there);
+  };
+  moves(TestProfile("set"));
+  moves(TestProfile("replaced"));
+  moves(std::nullopt);
+  EXPECT_EQ(replica->GetInfo(this->model_, VersionSelector::Number(1))->calibration_profile,
+            std::nullopt);
+}
 
 TEST(VersionSelectorTest, Parses) {
   EXPECT_EQ(VersionSelector::Parse("7")->version, 7);

@@ -43,8 +43,14 @@ struct SamplingRow {
   double rfs_threshold = 0.0;
 };
 
+// A CalibrationProfileRecord as stored: the columns of stats_version_profile.
+struct ProfileRow {
+  std::string profile;  // the bytes as given
+  int64_t set_at_us = 0;
+};
+
 // One row of stats_versions, columns as stored (store_internal encodes and decodes them), with
-// the version's row of stats_version_sampling when it has one.
+// the version's rows of stats_version_sampling and stats_version_profile when it has them.
 struct VersionRow {
   int64_t version = 0;
   int64_t created_at_us = 0;
@@ -59,6 +65,7 @@ struct VersionRow {
   std::string payload_sha256;
   bool partial = false;
   std::optional<SamplingRow> sampling;  // none: the version has no sampling record
+  std::optional<ProfileRow> profile;    // none: the version has no calibration profile
   std::string payload;  // empty unless read with the payload
 };
 
@@ -113,10 +120,18 @@ inline constexpr char kVersionColumns[] =
 inline constexpr char kSamplingColumns[] =
     "roi_source, num_rois, positive_fraction, positive_iou, sampled_images, sampled_rois, "
     "positive_rois, rfs_threshold";
-// What every version query reads FROM: the version rows with their sampling columns (NULL for
-// a version without a record). The join column names (model_id, version) stay unqualified.
-inline constexpr char kVersionsWithSampling[] =
-    "stats_versions LEFT JOIN stats_version_sampling USING (model_id, version)";
+// A version's calibration profile lives in the side table stats_version_profile, keyed by
+// (model_id, version), one row per version that has a profile (none before schema 5 / 4), for
+// the same reason as the sampling record, and because, unlike the rest of a version, it is
+// replaced and cleared: an upsert or a delete of one small row, never an UPDATE of the row
+// that holds the payload.
+inline constexpr char kProfileColumns[] = "profile, set_at_us";
+// What every version query reads FROM: the version rows with their sampling and profile
+// columns (NULL for a version without a record / a profile). The join column names (model_id,
+// version) stay unqualified.
+inline constexpr char kVersionsWithSideTables[] =
+    "stats_versions LEFT JOIN stats_version_sampling USING (model_id, version) "
+    "LEFT JOIN stats_version_profile USING (model_id, version)";
 
 // The 8 columns of kSamplingColumns from column `first` on; none when roi_source is NULL.
 template <typename Row>
@@ -127,7 +142,16 @@ std::optional<SamplingRow> ReadSamplingColumns(const Row& r, int first) {
                      r.Int(first + 6),    r.Double(first + 7)};
 }
 
-// Maps a result row of kVersionColumns, kSamplingColumns (then `payload` when `with_payload`).
+// The 2 columns of kProfileColumns from column `first` on; none when set_at_us is
+// NULL (the profile itself may be empty).
+template <typename Row>
+std::optional<ProfileRow> ReadProfileColumns(const Row& r, int first) {
+  if (r.IsNull(first + 1)) return std::nullopt;
+  return ProfileRow{r.Blob(first), r.Int(first + 1)};
+}
+
+// Maps a result row of kVersionColumns, kSamplingColumns, kProfileColumns (then `payload` when
+// `with_payload`).
 // `Row` is the backend's cursor over one result row: Int(i), Double(i), Bool(i), Text(i),
 // Blob(i) and IsNull(i) read column i.
 template <typename Row>
@@ -146,7 +170,8 @@ VersionRow ReadVersionRow(const Row& r, bool with_payload) {
   row.payload_sha256 = r.Text(10);
   row.partial = r.Bool(11);
   row.sampling = ReadSamplingColumns(r, 12);
-  if (with_payload) row.payload = r.Blob(20);
+  row.profile = ReadProfileColumns(r, 20);
+  if (with_payload) row.payload = r.Blob(22);
   return row;
 }
 
@@ -210,6 +235,13 @@ decltype(auto) WithSamplingValues(int64_t model_id, int64_t version, const Sampl
               s.images, s.rois, s.positive_rois, s.rfs_threshold);
 }
 
+// Likewise for (model_id, version, kProfileColumns...) of stats_version_profile.
+template <typename F>
+decltype(auto) WithProfileValues(int64_t model_id, int64_t version, const ProfileRow& p,
+                                 F&& bind) {
+  return bind(model_id, version, PayloadBytes{p.profile}, p.set_at_us);
+}
+
 // Likewise for (model_id, job_id, kCheckpointColumns...) of stats_job_checkpoints. Without a
 // sampling record roi_source is bound as '' (the statement stores NULLIF(roi_source, ''), so
 // NULL) and the other sampling columns as 0.
@@ -240,7 +272,8 @@ class StoreTxn {
   // Every model, by name then sha256.
   virtual absl::StatusOr<std::vector<ModelKey>> ListModels() = 0;
 
-  // Inserts the version's row, and its row of stats_version_sampling when row.sampling is set.
+  // Inserts the version's row, and its rows of stats_version_sampling and
+  // stats_version_profile when row.sampling / row.profile are set.
   virtual absl::Status InsertVersion(int64_t model_id, const VersionRow& row) = 0;
   virtual absl::StatusOr<std::optional<VersionRow>> FindVersion(int64_t model_id,
                                                                 int64_t version,
@@ -249,8 +282,12 @@ class StoreTxn {
   virtual absl::StatusOr<std::vector<VersionRow>> ListVersions(int64_t model_id, int64_t after,
                                                                int64_t limit,
                                                                const VersionRowFilter& filter) = 0;
-  // Deletes the version's row (its sampling row goes with it: ON DELETE CASCADE).
+  // Deletes the version's row (its sampling and profile rows go with it: ON DELETE CASCADE).
   virtual absl::Status DeleteVersion(int64_t model_id, int64_t version) = 0;
+  // Inserts or replaces the version's row of stats_version_profile.
+  virtual absl::Status WriteProfile(int64_t model_id, int64_t version, const ProfileRow& row) = 0;
+  // Deletes the version's row of stats_version_profile, if any.
+  virtual absl::Status DeleteProfile(int64_t model_id, int64_t version) = 0;
 
   // The model's aliases, by name.
   virtual absl::StatusOr<std::vector<AliasRow>> ListAliases(int64_t model_id) = 0;
@@ -264,8 +301,9 @@ class StoreTxn {
   virtual absl::StatusOr<std::optional<HistoryRow>> LastUndoneSet(int64_t model_id,
                                                                   absl::string_view alias) = 0;
   virtual absl::Status MarkUndone(int64_t history_id) = 0;
-  // Tells the other store instances (processes, replicas) that an alias of `model` changed,
-  // once this transaction commits: their ExternalAliasGeneration() moves.
+  // Tells the other store instances (processes, replicas) that an alias or a calibration
+  // profile of `model` changed, once this transaction commits: their
+  // ExternalAliasGeneration() moves.
   virtual absl::Status PublishAliasChange(const ModelKey& model) = 0;
 
   // Inserts or replaces the checkpoint of (model, row.job_id).
@@ -294,7 +332,8 @@ class StoreBackend {
   virtual absl::Status Write(absl::string_view what, Body body) = 0;
 
   // A counter that grows whenever another store instance or process may have published an
-  // alias change (seen within ~1 s). An atomic read: it never touches the database.
+  // alias or calibration profile change (seen within ~1 s). An atomic read: it never touches
+  // the database.
   virtual uint64_t ExternalAliasGeneration() const {
     return alias_generation_.load(std::memory_order_acquire);
   }

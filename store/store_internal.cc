@@ -11,6 +11,7 @@
 #include "calibration/statistics_codec.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "store/version_proto.h"
 
 namespace logn {
 namespace store_internal {
@@ -90,10 +91,6 @@ absl::StatusOr<Statistics> DecodeStatistics(absl::string_view what, absl::string
   return stats;
 }
 
-std::string VersionName(const ModelKey& model, int64_t version) {
-  return absl::StrCat("version ", version, " of ", model.DebugString());
-}
-
 std::string CheckpointName(const ModelKey& model, absl::string_view job_id) {
   return absl::StrCat("checkpoint of job '", job_id, "' of ", model.DebugString());
 }
@@ -107,10 +104,55 @@ absl::Status CorruptColumn(absl::string_view column, absl::string_view value,
 
 }  // namespace
 
+std::string VersionName(const ModelKey& model, int64_t version) {
+  return absl::StrCat("version ", version, " of ", model.DebugString());
+}
+
+absl::Status CheckCalibrationProfile(absl::string_view profile, absl::string_view what) {
+  if (profile.size() > kMaxCalibrationProfileBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("the calibration profile of ", what, " is ",
+                                                   profile.size(), " bytes; the limit is ",
+                                                   kMaxCalibrationProfileBytes));
+  }
+  if (absl::Status s = CheckCalibrationProfileBytes(profile); !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the calibration profile of ", what, ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckProfileTarget(bool partial, absl::string_view what) {
+  if (!partial) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      what, " is partial (one shard of a job) and cannot have a calibration profile: merge the "
+      "shards and give the merged version the profile"));
+}
+
+std::optional<ProfileRow> EncodeProfile(const std::optional<CalibrationProfileRecord>& record) {
+  if (!record.has_value()) return std::nullopt;
+  return ProfileRow{record->profile, ToMicros(record->set_at)};
+}
+
+absl::StatusOr<std::optional<CalibrationProfileRecord>> DecodeProfile(
+    const std::optional<ProfileRow>& row, absl::string_view what) {
+  if (!row.has_value()) return std::optional<CalibrationProfileRecord>();
+  if (absl::Status s = CheckCalibrationProfileBytes(row->profile); !s.ok()) {
+    return absl::DataLossError(absl::StrCat("stored calibration profile of the ", what,
+                                            " is corrupt: ", s.message()));
+  }
+  return std::optional<CalibrationProfileRecord>(
+      CalibrationProfileRecord{row->profile, FromMicros(row->set_at_us)});
+}
+
 absl::StatusOr<PreparedVersion> PrepareVersion(const NewVersion& v, absl::Time now) {
   LOGN_RETURN_IF_ERROR(v.model.Validate());
   LOGN_RETURN_IF_ERROR(CheckProvenance(v.model, v.statistics));
   LOGN_RETURN_IF_ERROR(CheckVersionFields(v));
+  if (v.calibration_profile.has_value()) {
+    const std::string what = absl::StrCat("the new version of ", v.model.DebugString());
+    LOGN_RETURN_IF_ERROR(CheckCalibrationProfile(*v.calibration_profile, what));
+    LOGN_RETURN_IF_ERROR(CheckProfileTarget(v.partial, what));
+  }
 
   PreparedVersion out;
   Statistics stamped = v.statistics;
@@ -141,6 +183,12 @@ absl::StatusOr<PreparedVersion> PrepareVersion(const NewVersion& v, absl::Time n
     info.sampling->roi_source = RoiSource::kImported;
   } else if (v.source != VersionSource::kMerge) {
     info.sampling = v.sampling;
+  }
+  // A merge never inherits its parents' profiles: a profile is chosen for one set of
+  // statistics. What the caller set (an import: the file's) is stored, set now.
+  if (v.calibration_profile.has_value()) {
+    info.calibration_profile = CalibrationProfileRecord{*v.calibration_profile,
+                                                        FromMicros(ToMicros(now))};
   }
   out.payload = StatisticsToBinary(stamped);
   info.payload_sha256 = Sha256Hex(out.payload);
@@ -255,6 +303,7 @@ VersionRow EncodeVersionRow(const VersionInfo& info, std::string payload) {
   row.payload_sha256 = info.payload_sha256;
   row.partial = info.partial;
   row.sampling = EncodeSampling(info.sampling);
+  row.profile = EncodeProfile(info.calibration_profile);
   row.payload = std::move(payload);
   return row;
 }
@@ -280,6 +329,8 @@ absl::StatusOr<VersionInfo> DecodeVersionRow(const ModelKey& model, const Versio
   info.partial = row.partial;
   LOGN_ASSIGN_OR_RETURN(info.sampling,
                         DecodeSampling(row.sampling, VersionName(model, row.version)));
+  LOGN_ASSIGN_OR_RETURN(info.calibration_profile,
+                        DecodeProfile(row.profile, VersionName(model, row.version)));
   return info;
 }
 

@@ -20,7 +20,8 @@
 namespace logn {
 namespace store_internal {
 
-// A NewVersion checked and ready to insert: the stamped snapshot, its payload and checksum.
+// A NewVersion checked and ready to insert: the stamped snapshot, its payload and checksum
+// (and its calibration profile, set at `now`).
 struct PreparedVersion {
   VersionInfo info;  // everything but `version`
   std::string payload;
@@ -52,6 +53,22 @@ absl::StatusOr<JobCheckpoint> DecodeCheckpointRow(const ModelKey& model, const C
 std::optional<SamplingRow> EncodeSampling(const std::optional<RoiSamplingRecord>& record);
 absl::StatusOr<std::optional<RoiSamplingRecord>> DecodeSampling(
     const std::optional<SamplingRow>& row, absl::string_view what);
+
+// The rules of a calibration profile's bytes: at most kMaxCalibrationProfileBytes and a
+// logn.v1.CalibrationProfile (INVALID_ARGUMENT otherwise, naming `what`).
+absl::Status CheckCalibrationProfile(absl::string_view profile, absl::string_view what);
+// The partial-version guard of calibration profiles: one shard of a job never serves, so it
+// never gets a default setting (FAILED_PRECONDITION, naming `what`, when `partial`).
+absl::Status CheckProfileTarget(bool partial, absl::string_view what);
+
+// A calibration profile's stored form and back (DATA_LOSS for stored bytes that are not a
+// logn.v1.CalibrationProfile).
+std::optional<ProfileRow> EncodeProfile(const std::optional<CalibrationProfileRecord>& record);
+absl::StatusOr<std::optional<CalibrationProfileRecord>> DecodeProfile(
+    const std::optional<ProfileRow>& row, absl::string_view what);
+
+// "version 3 of m@0123abcd…", the name of a version in messages.
+std::string VersionName(const ModelKey& model, int64_t version);
 
 // A version's stored form and back (DATA_LOSS for a stored value that does not parse).
 VersionRow EncodeVersionRow(const VersionInfo& info, std::string payload);

@@ -234,6 +234,48 @@ TEST(PrepareVersionTest, DecidesTheSamplingRecordOfImportsAndMerges) {
   EXPECT_EQ(p->info.sampling, store_testing::ProposalSampling(3));
 }
 
+TEST(CalibrationProfileTest, PreparedEncodedAndDecoded) {
+  NewVersion v = Valid();
+  v.calibration_profile = store_testing::TestProfile("p");
+  const absl::Time now = absl::FromUnixMicros(1'800'000'000'000'001) + absl::Nanoseconds(500);
+  absl::StatusOr<PreparedVersion> p = PrepareVersion(v, now);
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_TRUE(p->info.calibration_profile.has_value());
+  EXPECT_EQ(p->info.calibration_profile->profile, *v.calibration_profile);
+  EXPECT_EQ(p->info.calibration_profile->set_at, absl::FromUnixMicros(1'800'000'000'000'001))
+      << "set now, to the microsecond";
+  p->info.version = 2;
+  VersionRow row = EncodeVersionRow(p->info, p->payload);
+  ASSERT_TRUE(row.profile.has_value());
+  EXPECT_EQ(row.profile->set_at_us, 1'800'000'000'000'001);
+  absl::StatusOr<VersionInfo> back = DecodeVersionRow(v.model, row);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->calibration_profile, p->info.calibration_profile);
+  // Bytes damaged in the database.
+  row.profile->profile = std::string("\xff\xff", 2);
+  const absl::Status corrupt = DecodeVersionRow(v.model, row).status();
+  EXPECT_EQ(corrupt.code(), absl::StatusCode::kDataLoss) << corrupt;
+  EXPECT_THAT(corrupt.message(), HasSubstr("calibration profile of the version 2"));
+
+  // The rules, in one place for Put and SetCalibrationProfile.
+  EXPECT_TRUE(CheckCalibrationProfile(std::string(), "v").ok());
+  EXPECT_EQ(CheckCalibrationProfile(std::string(kMaxCalibrationProfileBytes + 1, 'x'), "v").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckCalibrationProfile("\xff", "v").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(CheckProfileTarget(false, "v").ok());
+  EXPECT_EQ(CheckProfileTarget(true, "v").code(), absl::StatusCode::kFailedPrecondition);
+  v.partial = true;
+  EXPECT_EQ(PrepareVersion(v, now).status().code(), absl::StatusCode::kFailedPrecondition);
+  v.partial = false;
+  v.calibration_profile = "\xff";
+  EXPECT_EQ(PrepareVersion(v, now).status().code(), absl::StatusCode::kInvalidArgument);
+  v.calibration_profile.reset();
+  p = PrepareVersion(v, now);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->info.calibration_profile, std::nullopt);
+  EXPECT_FALSE(EncodeVersionRow(p->info, p->payload).profile.has_value());
+}
+
 TEST(RoiSourceTest, NamesRoundTrip) {
   for (RoiSource s : {RoiSource::kUnspecified, RoiSource::kProposals, RoiSource::kCandidates,
                       RoiSource::kDetections, RoiSource::kLogits, RoiSource::kImported,

@@ -1,5 +1,9 @@
 #include "store/version_proto.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
+#include <limits>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -112,6 +116,46 @@ absl::StatusOr<RoiSamplingRecord> RoiSamplingFromProto(const v1::RoiSampling& pr
   return record;
 }
 
+std::string CalibrationProfileToBytes(const v1::CalibrationProfile& profile) {
+  v1::CalibrationProfile without_set_at = profile;
+  without_set_at.clear_set_at();
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream out(&stream);
+    out.SetSerializationDeterministic(true);
+    without_set_at.SerializeToCodedStream(&out);
+  }  // flushed into `bytes`
+  return bytes;
+}
+
+namespace {
+
+// INVALID_ARGUMENT (and `proto` cleared) unless `bytes` parse as a CalibrationProfile.
+absl::Status ParseCalibrationProfile(absl::string_view bytes, v1::CalibrationProfile* proto) {
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()) ||
+      !proto->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    proto->Clear();
+    return absl::InvalidArgumentError(absl::StrCat(
+        bytes.size(), " bytes that are not a logn.v1.CalibrationProfile message"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckCalibrationProfileBytes(absl::string_view bytes) {
+  v1::CalibrationProfile profile;
+  return ParseCalibrationProfile(bytes, &profile);
+}
+
+absl::Status CalibrationProfileToProto(const CalibrationProfileRecord& record,
+                                       v1::CalibrationProfile* proto) {
+  absl::Status status = ParseCalibrationProfile(record.profile, proto);
+  TimeToProto(record.set_at, proto->mutable_set_at());
+  return status;
+}
+
 void VersionInfoToProto(const VersionInfo& info, v1::StatisticsVersion* proto) {
   proto->Clear();
   proto->set_format(std::string(kVersionExportFormat));
@@ -130,6 +174,11 @@ void VersionInfoToProto(const VersionInfo& info, v1::StatisticsVersion* proto) {
   proto->set_payload_sha256(info.payload_sha256);
   proto->set_partial(info.partial);
   if (info.sampling.has_value()) RoiSamplingToProto(*info.sampling, proto->mutable_sampling());
+  if (info.calibration_profile.has_value()) {
+    // A VersionInfo the store returned always holds bytes that parse (DecodeVersionRow).
+    CalibrationProfileToProto(*info.calibration_profile, proto->mutable_calibration_profile())
+        .IgnoreError();
+  }
 }
 
 }  // namespace logn

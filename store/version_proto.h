@@ -5,7 +5,9 @@
 // tree, and the one writer of the version resource (logn.v1.StatisticsVersion) that both the
 // RPC responses and the export files are built from.
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "logn/v1/store.pb.h"
 #include "store/stats_store.h"
 
@@ -26,10 +28,26 @@ void RoiSamplingToProto(const RoiSamplingRecord& record, v1::RoiSampling* proto)
 // build does not know.
 absl::StatusOr<RoiSamplingRecord> RoiSamplingFromProto(const v1::RoiSampling& proto);
 
+// A calibration profile's stored form (CalibrationProfileRecord::profile,
+// NewVersion::calibration_profile, what StatsStore::SetCalibrationProfile takes): the
+// deterministic binary serialisation of `profile` with set_at cleared (the store keeps its
+// own).
+std::string CalibrationProfileToBytes(const v1::CalibrationProfile& profile);
+// OK when `bytes` parse as a logn.v1.CalibrationProfile; INVALID_ARGUMENT otherwise. The one
+// check of a profile's content the store makes (what the setting says is the server's to
+// validate); StatsStore applies it with the size limit (kMaxCalibrationProfileBytes).
+absl::Status CheckCalibrationProfileBytes(absl::string_view bytes);
+// The profile as a message: the stored bytes parsed, set_at from the record. INVALID_ARGUMENT
+// when the bytes do not parse (never for a record the store returned: it checks them on every
+// write and read); `proto` then holds only set_at.
+absl::Status CalibrationProfileToProto(const CalibrationProfileRecord& record,
+                                       v1::CalibrationProfile* proto);
+
 // Replaces `proto` with the basic view of the version `info` describes: `format`
-// (kVersionExportFormat), every provenance field and `sampling` (set only when the version has
-// a record); `statistics` and `aliases` are left empty (an export adds the statistics, a
-// response the aliases and, in the full view, the statistics).
+// (kVersionExportFormat), every provenance field, `sampling` (set only when the version has
+// a record) and `calibration_profile` (set only when it has one, set_at included);
+// `statistics` and `aliases` are left empty (an export adds the statistics, a response the
+// aliases and, in the full view, the statistics).
 void VersionInfoToProto(const VersionInfo& info, v1::StatisticsVersion* proto);
 
 }  // namespace logn

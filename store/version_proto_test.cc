@@ -112,5 +112,68 @@ TEST(VersionProtoTest, VersionInfoIsTheBasicViewWithTheFormat) {
   EXPECT_EQ(proto.sampling().images(), 20);
 }
 
+TEST(VersionProtoTest, CalibrationProfileBytesHaveNoSetAtAndAreChecked) {
+  v1::CalibrationProfile profile;
+  profile.mutable_default_setting()->set_calibration_method(v1::CALIBRATION_METHOD_LOGN);
+  profile.mutable_default_setting()->mutable_logn()->set_mean_weight(0.5);
+  profile.set_description("logn tune --objective apr");
+  profile.mutable_tuning()->set_objective("apr");
+  profile.mutable_tuning()->add_split_seeds(7);
+  profile.mutable_set_at()->set_seconds(1700000000);
+  const std::string bytes = CalibrationProfileToBytes(profile);
+  v1::CalibrationProfile back;
+  ASSERT_TRUE(back.ParseFromString(bytes));
+  EXPECT_FALSE(back.has_set_at()) << "the store keeps its own";
+  EXPECT_EQ(back.description(), "logn tune --objective apr");
+  EXPECT_EQ(back.tuning().split_seeds(0), 7u);
+  EXPECT_EQ(CalibrationProfileToBytes(back), bytes) << "one form per message";
+
+  EXPECT_TRUE(CheckCalibrationProfileBytes(bytes).ok());
+  EXPECT_TRUE(CheckCalibrationProfileBytes("").ok()) << "every field default";
+  const absl::Status bad = CheckCalibrationProfileBytes(std::string("\xff\xff", 2));
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.message()), HasSubstr("not a logn.v1.CalibrationProfile"));
+
+  v1::CalibrationProfile message;
+  const CalibrationProfileRecord record{bytes, absl::FromUnixMicros(1700000000123456)};
+  ASSERT_TRUE(CalibrationProfileToProto(record, &message).ok());
+  EXPECT_EQ(message.description(), "logn tune --objective apr");
+  EXPECT_EQ(message.set_at().seconds(), 1700000000);
+  EXPECT_EQ(message.set_at().nanos(), 123456000);
+  const CalibrationProfileRecord garbage{std::string("\xff\xff", 2), record.set_at};
+  EXPECT_EQ(CalibrationProfileToProto(garbage, &message).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(message.description(), "") << "only set_at";
+  EXPECT_EQ(message.set_at().seconds(), 1700000000);
+}
+
+TEST(VersionProtoTest, VersionInfoCarriesTheCalibrationProfile) {
+  VersionInfo info;
+  info.model = ModelKey{"demo", std::string(64, 'c')};
+  info.version = 3;
+  v1::StatisticsVersion proto;
+  VersionInfoToProto(info, &proto);
+  EXPECT_FALSE(proto.has_calibration_profile()) << "none: absent, not an empty message";
+
+  v1::CalibrationProfile profile;
+  profile.mutable_default_setting()->set_name("tuned");
+  profile.mutable_default_setting()->set_calibration_method(v1::CALIBRATION_METHOD_LOGN);
+  profile.set_description("by hand");
+  info.calibration_profile = CalibrationProfileRecord{CalibrationProfileToBytes(profile),
+                                                      absl::FromUnixSeconds(1800000000)};
+  VersionInfoToProto(info, &proto);
+  ASSERT_TRUE(proto.has_calibration_profile());
+  EXPECT_EQ(proto.calibration_profile().default_setting().name(), "tuned");
+  EXPECT_EQ(proto.calibration_profile().default_setting().calibration_method(),
+            v1::CALIBRATION_METHOD_LOGN);
+  EXPECT_EQ(proto.calibration_profile().description(), "by hand");
+  EXPECT_EQ(proto.calibration_profile().set_at().seconds(), 1800000000);
+  // An empty profile is a profile.
+  info.calibration_profile->profile.clear();
+  VersionInfoToProto(info, &proto);
+  EXPECT_TRUE(proto.has_calibration_profile());
+  EXPECT_EQ(proto.calibration_profile().set_at().seconds(), 1800000000);
+}
+
 }  // namespace
 }  // namespace logn

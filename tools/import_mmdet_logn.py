@@ -18,7 +18,7 @@ checkpoint one file is written per stage: OUT gets '.stage<N>' before its extens
 Usage:
   import_mmdet_logn.py CHECKPOINT.pth -o OUT.json --model-name NAME
       [--model-file MODEL.pt | --model-sha256 HEX] [--momentum 0.1] [--rows N]
-      [--stage N] [--description TEXT] [--allow-pickle]
+      [--stage N] [--background last|first] [--description TEXT] [--allow-pickle]
 
 Exit status: 0 on success, 1 on bad input (the message says what is wrong), 2 on bad usage.
 """
@@ -125,8 +125,14 @@ def convert_stage(state, prefix, args, model_sha256, description):
     }
     if model_sha256:
         provenance["model_sha256"] = model_sha256
+    position = "BACKGROUND_POSITION_LAST"
+    if args.background == "first":
+        # The served model puts the background logit first (torchvision's order): move the
+        # checkpoint's last column to the front; the foreground order is unchanged.
+        mean, variance = mean[-1:] + mean[:-1], variance[-1:] + variance[:-1]
+        position = "BACKGROUND_POSITION_FIRST"
     return {
-        "layout": {"num_classes": len(mean) - 1, "background": "BACKGROUND_POSITION_LAST"},
+        "layout": {"num_classes": len(mean) - 1, "background": position},
         "count": str(args.rows),
         "mean": mean,
         "variance": variance,
@@ -168,6 +174,9 @@ def main(argv):
     parser.add_argument("--rows", type=int, default=0,
                         help="rows the statistics were accumulated over, if known")
     parser.add_argument("--stage", type=int, help="convert only this Cascade stage")
+    parser.add_argument("--background", choices=("last", "first"), default="last",
+                        help="where the SERVED model's background logit is (the checkpoint's is "
+                             "always last); first moves it to column 0")
     parser.add_argument("--description", help="provenance description")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="load a checkpoint with arbitrary pickled objects (trusted files only)")

@@ -23,8 +23,8 @@ import torchvision
 from torchvision.ops import batched_nms
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "client",
-                                "python"))
-from example import compile_protos  # noqa: E402  (protoc + grpc_python_plugin, as the example)
+                                "testing"))
+from grpc_stubs import compile_protos  # noqa: E402  (protoc + grpc_python_plugin)
 
 
 class Detector:

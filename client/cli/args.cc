@@ -42,7 +42,9 @@ const FlagGroup& SelectorGroup() {
 
 const FlagGroup& MethodGroup() {
   static const FlagGroup* const group = new FlagGroup{
-      "  --method M             none | logn | loga (default logn)\n", {"--method"}, {}};
+      "  --method M             default | none | logn | loga (default: the model's default\n"
+      "                         calibration, its statistics version's profile, else logn)\n",
+      {"--method"}, {}};
   return *group;
 }
 
@@ -208,12 +210,17 @@ v1::StatisticsSelector ReadSelector(const Args& args) {
 
 v1::CalibrationSetting ReadMethod(const Args& args) {
   v1::CalibrationSetting setting;
-  const std::string method = absl::AsciiStrToLower(args.Get("--method", "logn"));
+  const std::string method = absl::AsciiStrToLower(args.Get("--method", "default"));
+  if (method == "default") {
+    // Unnamed: the server echoes the profile's own name (or "default").
+    setting.set_calibration_method(v1::CALIBRATION_METHOD_MODEL_DEFAULT);
+    return setting;
+  }
   v1::CalibrationMethod value;
-  if (ParseEnumName(method, &value)) {
+  if (ParseEnumName(method, &value) && value != v1::CALIBRATION_METHOD_MODEL_DEFAULT) {
     setting.set_calibration_method(value);
   } else {
-    args.Fail("--method must be none, logn or loga, got '" + method + "'");
+    args.Fail("--method must be default, none, logn or loga, got '" + method + "'");
   }
   setting.set_name(method);
   return setting;

@@ -122,15 +122,22 @@ TEST(FlagGroupsTest, SelectorText) {
 }
 
 TEST(FlagGroupsTest, MethodIsCaseInsensitiveAndNamesTheSetting) {
+  // No --method: the model's default (its profile, else LogN), left unnamed for the server.
   v1::CalibrationSetting def = ReadMethod(Parsed({}, GroupFlags()));
-  EXPECT_EQ(def.calibration_method(), v1::CALIBRATION_METHOD_LOGN);
-  EXPECT_EQ(def.name(), "logn");
+  EXPECT_EQ(def.calibration_method(), v1::CALIBRATION_METHOD_MODEL_DEFAULT);
+  EXPECT_EQ(def.name(), "");
+  v1::CalibrationSetting logn = ReadMethod(Parsed({"--method", "logn"}, GroupFlags()));
+  EXPECT_EQ(logn.calibration_method(), v1::CALIBRATION_METHOD_LOGN);
+  EXPECT_EQ(logn.name(), "logn");
   v1::CalibrationSetting loga = ReadMethod(Parsed({"--method", "LogA"}, GroupFlags()));
   EXPECT_EQ(loga.calibration_method(), v1::CALIBRATION_METHOD_LOGA);
   EXPECT_EQ(loga.name(), "loga");
   Args bad = Parsed({"--method", "BOGUS"}, GroupFlags());
   ReadMethod(bad);
-  EXPECT_EQ(bad.error(), "--method must be none, logn or loga, got 'bogus'");
+  EXPECT_EQ(bad.error(), "--method must be default, none, logn or loga, got 'bogus'");
+  Args spelled = Parsed({"--method", "model_default"}, GroupFlags());
+  ReadMethod(spelled);  // only "default" names it
+  EXPECT_FALSE(spelled.error().empty());
 }
 
 TEST(FlagGroupsTest, PostprocessSetsOnlyWhatIsGiven) {

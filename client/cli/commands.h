@@ -15,6 +15,7 @@
 #include "client/cli/args.h"
 #include "client/cli/bench.h"
 #include "client/cli/command.h"
+#include "client/cli/tune.h"
 #include "client/lib/client.h"
 #include "logn/v1/calibration_service.pb.h"
 #include "logn/v1/common.pb.h"
@@ -28,9 +29,20 @@ struct DetectOptions {
   std::vector<std::string> images;
   v1::StatisticsSelector selector;  // unset: "active"
   v1::CalibrationSetting setting;   // calibration_method NONE / LOGN / LOGA
+  // The settings after the first of a comma-separated --method (none,logn,loga): computed from
+  // the same forward pass, printed as one table (or JSON line) each.
+  std::vector<v1::CalibrationSetting> more_settings;
   v1::PostprocessOptions postprocess;
   int images_per_request = 4;
-  // Write an LVIS/COCO results file instead of JSON lines.
+  // JSON lines (every detection) instead of a table per image.
+  bool json = false;
+  // Rows per table and boxes per drawn image; 0: all.
+  int top = 10;
+  // Write DIR/<image stem>.png with the detections drawn (--draw DIR); "" to draw nothing.
+  std::string draw_dir;
+  // Enlargement of the drawn images; 0: auto (client/cli/draw.h AutoScale).
+  int draw_scale = 0;
+  // Write an LVIS/COCO results file instead of printing.
   std::string lvis_results_path;
   // Ground truth used to map image file names to LVIS image ids (else the numeric file stem);
   // an image without an id is a usage error (exit 2), found before any request.
@@ -89,6 +101,7 @@ Command ApplyCommand();
 
 // ----- stats (commands/stats.cc, one commands/stats_ACTION.cc per action) -----
 enum class StatsAction {
+  kProfile,
   kList,
   kShow,
   kActivate,
@@ -118,6 +131,8 @@ struct StatsOptions {
   // merge (recorded) / job (looked up) / list (only this job's versions; "": those without one).
   std::optional<std::string> job_id;
   std::optional<v1::VersionSource> source;  // list (only this source's versions)
+  std::string setting_name;  // profile --setting (a `logn tune` grid name)
+  bool clear = false;        // profile --clear
 };
 Command StatsCommand();
 
@@ -140,12 +155,15 @@ struct CompareOptions {
   std::string out_path;  // the JSON table, also written when printing text
 };
 // The settings `logn compare` evaluates, in table order: none, LogA (when `include_loga`), plain
-// BN, LogN, the paper's Table 2 (mu / sigma / beta on-off) and Table 3 (beta policies).
+// BN, LogN, the model's default (MODEL_DEFAULT), the paper's Table 2 (mu / sigma / beta on-off) and Table 3 (beta policies).
 std::vector<v1::CalibrationSetting> CompareSettings(bool include_loga);
 Command CompareCommand();
 
-// ----- info (commands/info.cc: GetModelInfo as one JSON object) -----
-struct InfoOptions {};
+// ----- info (commands/info.cc: GetModelInfo as a summary, a class table or JSON) -----
+struct InfoOptions {
+  bool json = false;     // the GetModelInfoResponse as one JSON object
+  bool classes = false;  // the class table instead of the summary
+};
 Command InfoCommand();
 
 // ----- health (commands/health.cc; exit 0 iff SERVING) -----
@@ -162,6 +180,21 @@ struct BenchCommandOptions {
   int max_images = 256;
 };
 Command BenchCommand();
+
+// ----- tune (commands/tune.cc) -----
+struct TuneOptions {
+  std::string gt_path;
+  std::string images_dir;
+  v1::StatisticsSelector selector;  // the version tuned (and given the profile); unset: active
+  TuningOptions engine;             // objective, held-out fraction, seeds, threads
+  std::vector<int64_t> reference_versions;  // full LogN with these versions, reported only
+  int images_per_request = 4;
+  bool apply = false;  // store the first seed's choice as the version's calibration profile
+  bool json = false;
+  std::string report_path;   // JSON report
+  std::string heatmap_path;  // SVG heat map
+};
+Command TuneCommand();
 
 }  // namespace logn::cli
 

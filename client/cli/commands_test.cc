@@ -284,13 +284,14 @@ TEST(CompareSettingsTest, ThePapersTablesInOrder) {
   const std::vector<v1::CalibrationSetting> settings = CompareSettings(/*include_loga=*/true);
   for (const auto& s : settings) names.push_back(s.name());
   EXPECT_THAT(names,
-              ElementsAre("none", "loga", "bn", "logn", "t2:-", "t2:mu", "t2:sigma", "t2:beta",
-                          "t2:mu+sigma+beta", "t3:const-4", "t3:const-12", "t3:background_mean",
+              ElementsAre("none", "loga", "bn", "logn", "default", "t2:-", "t2:mu", "t2:sigma",
+                          "t2:beta", "t2:mu+sigma+beta", "t3:const-4", "t3:const-12", "t3:background_mean",
                           "t3:max_fg_mean", "t3:avg_fg_mean", "t3:min_fg_mean"));
   EXPECT_EQ(settings[1].calibration_method(), v1::CALIBRATION_METHOD_LOGA);
   EXPECT_FALSE(settings[2].logn().use_beta());
   EXPECT_TRUE(settings[2].logn().normalize_background());
-  EXPECT_EQ(settings[9].logn().beta_constant(), -4);
+  EXPECT_EQ(settings[4].calibration_method(), v1::CALIBRATION_METHOD_MODEL_DEFAULT);
+  EXPECT_EQ(settings[10].logn().beta_constant(), -4);
   EXPECT_EQ(CompareSettings(/*include_loga=*/false).size(), settings.size() - 1);
   EXPECT_EQ(CompareSettings(false)[1].name(), "bn");
 }

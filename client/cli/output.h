@@ -1,11 +1,14 @@
 #ifndef LOGN_CLIENT_CLI_OUTPUT_H_
 #define LOGN_CLIENT_CLI_OUTPUT_H_
 
-// Formatting shared by the `logn` commands: JSON pieces, the version table, files.
+// Formatting shared by the `logn` commands: JSON pieces, the version table, files, and the
+// human-readable output of `logn info` and `logn detect` (their JSON stays behind --json).
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -14,6 +17,7 @@
 #include "google/protobuf/timestamp.pb.h"
 #include "logn/v1/common.pb.h"
 #include "logn/v1/detection_service.pb.h"
+#include "logn/v1/model.pb.h"
 #include "logn/v1/store.pb.h"
 
 namespace logn::cli {
@@ -41,7 +45,62 @@ std::string SettingName(const v1::CalibrationSetting& setting);
 std::string SelectorText(const v1::StatisticsSelector& selector);
 
 // A service detection (x1y1x2y2) as an LVIS result (xywh) of image `image_id`.
-Detection ToLvisDetection(int64_t image_id, const v1::Detection& d);
+LvisDetection ToLvisDetection(int64_t image_id, const v1::Detection& d);
+
+// ----- `logn info` and `logn detect` for people -----
+
+// "r", "c", "f"; "-" when unknown.
+std::string GroupLetter(v1::FrequencyGroup group);
+
+// The manifest's classes by category id, for tables and pictures. Without a manifest (or for an
+// id it does not list) a class is named "#ID" with group "-".
+class ClassNames {
+ public:
+  ClassNames() = default;
+  explicit ClassNames(const v1::ModelManifest& manifest);
+  std::string Name(int32_t category_id) const;
+  std::string Group(int32_t category_id) const;
+
+ private:
+  absl::flat_hash_map<int32_t, std::pair<std::string, v1::FrequencyGroup>> classes_;
+};
+
+// A calibration setting in words: "none (raw logits)", "LogA τ=1", "LogN α=1 γ=1 β=min μ" (α the
+// weight of μ, γ the exponent of σ; "no β" without it), plus ε, the official formula or a
+// normalised background when set.
+std::string DescribeSetting(const v1::CalibrationSetting& setting);
+
+// What a Detect request naming no setting gets (GetModelInfoResponse.default_calibration): for
+// version 0 "built-in LogN α=1 γ=1 β=min μ (no calibration profile)", else the profile's setting
+// and where it came from, e.g. "LogN α=1 γ=0 β=min μ (profile of version 3, tuned: objective
+// ap)".
+std::string DefaultCalibrationText(const v1::GetModelInfoResponse& info);
+
+// `logn info`: model, description, sha256, device, classes per r/c/f group, logit and box
+// layout, the model's extra methods, input policy, active statistics version, default
+// calibration; one "label  value" line each (long values wrapped at 100 columns).
+std::string InfoSummary(const v1::GetModelInfoResponse& info);
+// `logn info --classes`: the class table (id, group, training images and instances, name).
+std::string ClassTable(const v1::ModelManifest& manifest);
+
+// A score as the detect table shows it: "0.829", or "1.2e-04" below 0.001.
+std::string ScoreText(float score);
+
+// One image's detections under one setting, as `logn detect` prints them: a header line
+// ("IMAGE: N detections (setting S, statistics version V), top K"; the version only for settings
+// that use statistics: not none or loga), the column header, the first
+// `top` rows (0: all: rank, class, group, score, x1 y1 x2 y2), then how many were left out.
+std::string DetectionTable(const v1::ImageDetections& image, const v1::CalibrationSetting& setting,
+                           int64_t version, const ClassNames& classes, int top);
+// Every table of a response: per image, one per setting, in request order, separated by blank
+// lines.
+std::string DetectionTables(const v1::DetectResponse& response, const ClassNames& classes,
+                            int top);
+
+// `logn detect --json`: one line (newline included) per image and setting, image by image:
+//   {"image":ID,"setting":NAME,"version":V,"detections":[{"category_id":C,"score":S,
+//    "box":[x1,y1,x2,y2]},...]}
+std::string DetectionJsonLines(const v1::DetectResponse& response);
 
 }  // namespace logn::cli
 

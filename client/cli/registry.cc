@@ -14,7 +14,8 @@ namespace logn::cli {
 const std::vector<Command>& Commands() {
   static const std::vector<Command>* const commands = new std::vector<Command>{
       DetectCommand(),  CalibrateCommand(), ApplyCommand(),  StatsCommand(), EvalCommand(),
-      CompareCommand(), InfoCommand(),      HealthCommand(), BenchCommand()};
+      CompareCommand(), InfoCommand(),      HealthCommand(), BenchCommand(),
+      TuneCommand()};
   return *commands;
 }
 

@@ -170,7 +170,7 @@ TEST_F(RegistryTest, TheRealRegistry) {
   std::vector<std::string> names;
   for (const Command& c : commands) names.push_back(c.name);
   EXPECT_THAT(names, ::testing::ElementsAre("detect", "calibrate", "apply", "stats", "eval",
-                                            "compare", "info", "health", "bench"));
+                                            "compare", "info", "health", "bench", "tune"));
   for (const Command& c : commands) {
     SCOPED_TRACE(c.name);
     EXPECT_THAT(c.usage, StartsWith("usage: logn " + c.name));
@@ -189,7 +189,7 @@ TEST_F(RegistryTest, TheRealRegistry) {
   EXPECT_EQ(FindCommand(commands, "nope"), nullptr);
   EXPECT_THAT(MainUsage(commands),
               HasSubstr("  stats       list|show|activate|rollback|alias|delete|export|import|"
-                        "merge|job\n"));
+                        "merge|job|profile\n"));
 }
 
 }  // namespace

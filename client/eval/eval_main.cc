@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
     std::cerr << "logn eval: ground truth: " << gt.status() << "\n";
     return 1;
   }
-  absl::StatusOr<std::vector<logn::Detection>> dt = logn::ReadLvisResults(dt_path);
+  absl::StatusOr<std::vector<logn::LvisDetection>> dt = logn::ReadLvisResults(dt_path);
   if (!dt.ok()) {
     std::cerr << "logn eval: results: " << dt.status() << "\n";
     return 1;

@@ -273,7 +273,7 @@ absl::StatusOr<LvisDataset> ParseLvisDataset(absl::string_view json) {
   return dataset;
 }
 
-absl::StatusOr<std::vector<Detection>> ParseLvisResults(absl::string_view json) {
+absl::StatusOr<std::vector<LvisDetection>> ParseLvisResults(absl::string_view json) {
   // Results are a bare array; protobuf's JSON parser wants an object, so wrap it.
   const size_t first = json.find_first_not_of(" \t\r\n");
   if (first == absl::string_view::npos || json[first] != '[') {
@@ -286,12 +286,12 @@ absl::StatusOr<std::vector<Detection>> ParseLvisResults(absl::string_view json) 
   eval::v1::LvisResultsJson proto;
   LOGN_RETURN_IF_ERROR(ParseJson(wrapped, &proto, "results"));
 
-  std::vector<Detection> detections;
+  std::vector<LvisDetection> detections;
   detections.reserve(proto.results_size());
   for (int i = 0; i < proto.results_size(); ++i) {
     const eval::v1::LvisDetectionJson& p = proto.results(i);
     const std::string where = absl::StrCat("results[", i, "]");
-    Detection d;
+    LvisDetection d;
     if (!p.has_image_id()) return Invalid(where + ".image_id", "missing");
     if (!p.has_category_id()) return Invalid(where + ".category_id", "missing");
     if (!p.has_score()) return Invalid(where + ".score", "missing");
@@ -333,7 +333,7 @@ absl::StatusOr<LvisDataset> ReadLvisDataset(const std::string& path) {
   return WithPath(ParseLvisDataset(text), path);
 }
 
-absl::StatusOr<std::vector<Detection>> ReadLvisResults(const std::string& path) {
+absl::StatusOr<std::vector<LvisDetection>> ReadLvisResults(const std::string& path) {
   LOGN_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   return WithPath(ParseLvisResults(text), path);
 }
@@ -373,10 +373,10 @@ std::string LvisDatasetToJson(const LvisDataset& dataset) {
   return out;
 }
 
-std::string LvisResultsToJson(const std::vector<Detection>& detections) {
+std::string LvisResultsToJson(const std::vector<LvisDetection>& detections) {
   std::string out = "[";
   for (size_t i = 0; i < detections.size(); ++i) {
-    const Detection& d = detections[i];
+    const LvisDetection& d = detections[i];
     if (i) out.push_back(',');
     absl::StrAppend(&out, "{\"image_id\":", d.image_id, ",\"category_id\":", d.category_id,
                     ",\"bbox\":");

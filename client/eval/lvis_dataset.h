@@ -68,7 +68,7 @@ struct LvisDataset {
 };
 
 // One entry of an LVIS / COCO results file.
-struct Detection {
+struct LvisDetection {
   int64_t image_id = 0;
   int64_t category_id = 0;
   BoxXywh bbox;
@@ -95,13 +95,13 @@ absl::StatusOr<LvisDataset> ReadLvisDataset(const std::string& path);
 // Parses a results file: a JSON array of {image_id, category_id, bbox [x,y,w,h], score} (other
 // keys are ignored). Every field is required; bbox must hold 4 finite numbers with w, h >= 0;
 // score must be finite. Errors are INVALID_ARGUMENT naming the entry and field.
-absl::StatusOr<std::vector<Detection>> ParseLvisResults(absl::string_view json);
-absl::StatusOr<std::vector<Detection>> ReadLvisResults(const std::string& path);
+absl::StatusOr<std::vector<LvisDetection>> ParseLvisResults(absl::string_view json);
+absl::StatusOr<std::vector<LvisDetection>> ReadLvisResults(const std::string& path);
 
 // Serialises back to LVIS JSON (compact; the fields above only). Round-trips through the
 // parsers; used by tests and tools that rewrite datasets.
 std::string LvisDatasetToJson(const LvisDataset& dataset);
-std::string LvisResultsToJson(const std::vector<Detection>& detections);
+std::string LvisResultsToJson(const std::vector<LvisDetection>& detections);
 
 // Reads a whole file into memory with errno-based status codes.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);

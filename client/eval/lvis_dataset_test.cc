@@ -137,7 +137,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "categories[1].id: duplicate category id 1"}));
 
 TEST(LvisResultsTest, ParsesDetections) {
-  absl::StatusOr<std::vector<Detection>> r = ParseLvisResults(
+  absl::StatusOr<std::vector<LvisDetection>> r = ParseLvisResults(
       R"([{"image_id": 1, "category_id": 2, "bbox": [1, 2, 3, 4], "score": 0.5, "extra": [1]},
           {"image_id": 3, "category_id": 4, "bbox": [0, 0, 0, 0], "score": -1e3}])");
   ASSERT_TRUE(r.ok()) << r.status();
@@ -146,10 +146,10 @@ TEST(LvisResultsTest, ParsesDetections) {
   EXPECT_EQ((*r)[0].category_id, 2);
   EXPECT_DOUBLE_EQ((*r)[0].bbox.h, 4);
   EXPECT_DOUBLE_EQ((*r)[1].score, -1e3);
-  absl::StatusOr<std::vector<Detection>> again = ParseLvisResults(LvisResultsToJson(*r));
+  absl::StatusOr<std::vector<LvisDetection>> again = ParseLvisResults(LvisResultsToJson(*r));
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(LvisResultsToJson(*again), LvisResultsToJson(*r));
-  absl::StatusOr<std::vector<Detection>> empty = ParseLvisResults(" [ ] ");
+  absl::StatusOr<std::vector<LvisDetection>> empty = ParseLvisResults(" [ ] ");
   ASSERT_TRUE(empty.ok());
   EXPECT_TRUE(empty->empty());
 }
@@ -175,7 +175,7 @@ TEST(LvisResultsTest, RejectsBadInputWithThePosition) {
       {R"([{"image_id": "x", "category_id": 2, "bbox": [1, 2, 3, 4], "score": 1}])", "malformed results JSON"},
   };
   for (const Case& c : cases) {
-    absl::StatusOr<std::vector<Detection>> r = ParseLvisResults(c.json);
+    absl::StatusOr<std::vector<LvisDetection>> r = ParseLvisResults(c.json);
     ASSERT_FALSE(r.ok()) << c.json << " parsed into " << (r.ok() ? r->size() : 0) << " entries";
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << c.json;
     EXPECT_THAT(std::string(r.status().message()), HasSubstr(c.expected)) << c.json;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -78,7 +79,7 @@ struct CellResult {
 };
 
 CellResult EvaluateCell(const Cell& cell, const LvisDataset& gt_data,
-                        const std::vector<Detection>& dets,
+                        const std::vector<LvisDetection>& dets,
                         const absl::flat_hash_set<int64_t>& not_exhaustive,
                         const std::array<double, kNumIou>& iou_thresholds, const AreaRange& range) {
   // Ground truth: regular boxes first, ignored ones last, file order otherwise.
@@ -139,7 +140,7 @@ CellResult EvaluateCell(const Cell& cell, const LvisDataset& gt_data,
   // Unmatched detections outside the range, or of a not-exhaustively annotated category, are
   // not false positives.
   for (size_t j = 0; j < n; ++j) {
-    const Detection& d = dets[dts[j]];
+    const LvisDetection& d = dets[dts[j]];
     const double area = d.bbox.w * d.bbox.h;
     if (InRange(area, range) && !not_exhaustive.contains(d.category_id)) continue;
     for (int t = 0; t < kNumIou; ++t) {
@@ -151,7 +152,7 @@ CellResult EvaluateCell(const Cell& cell, const LvisDataset& gt_data,
 
 // Precision at each recall point and final recall for one (category, area range); false when
 // the range holds no regular ground truth (the cell then stays -1, i.e. excluded).
-bool Accumulate(const std::vector<CellResult>& cells,
+bool Accumulate(const std::vector<const CellResult*>& cells,
                 const std::array<double, kNumRecall>& recall_thresholds,
                 std::vector<double>* precision /* [t * R + r] */, std::vector<double>* recall) {
   int64_t num_gt = 0;
@@ -162,9 +163,9 @@ bool Accumulate(const std::vector<CellResult>& cells,
   };
   std::vector<Ref> refs;
   for (size_t c = 0; c < cells.size(); ++c) {
-    num_gt += cells[c].num_regular_gt;
-    for (size_t j = 0; j < cells[c].scores.size(); ++j) {
-      refs.push_back({cells[c].scores[j], static_cast<int>(c), static_cast<int>(j)});
+    num_gt += cells[c]->num_regular_gt;
+    for (size_t j = 0; j < cells[c]->scores.size(); ++j) {
+      refs.push_back({cells[c]->scores[j], static_cast<int>(c), static_cast<int>(j)});
     }
   }
   if (num_gt == 0) return false;
@@ -177,7 +178,7 @@ bool Accumulate(const std::vector<CellResult>& cells,
   for (int t = 0; t < kNumIou; ++t) {
     double tp = 0, fp = 0;
     for (size_t i = 0; i < n; ++i) {
-      const CellResult& cell = cells[refs[i].cell];
+      const CellResult& cell = *cells[refs[i].cell];
       const size_t at = t * cell.scores.size() + refs[i].index;
       if (!cell.ignored[at]) {
         if (cell.matched[at]) {
@@ -241,9 +242,9 @@ EvalIndex IndexGroundTruth(const LvisDataset& ground_truth) {
   return index;
 }
 
-absl::Status ValidateDetections(const std::vector<Detection>& detections, const EvalIndex& index) {
+absl::Status ValidateDetections(const std::vector<LvisDetection>& detections, const EvalIndex& index) {
   for (size_t i = 0; i < detections.size(); ++i) {
-    const Detection& d = detections[i];
+    const LvisDetection& d = detections[i];
     const std::string where = absl::StrCat("detections[", i, "]");
     if (!index.image_rank.contains(d.image_id)) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -260,7 +261,7 @@ absl::Status ValidateDetections(const std::vector<Detection>& detections, const 
 }
 
 // Step 1: the per-image cut, over all categories. Images keep their order of first appearance.
-std::vector<Detection> CutPerImage(const std::vector<Detection>& detections, int limit) {
+std::vector<LvisDetection> CutPerImage(const std::vector<LvisDetection>& detections, int limit) {
   std::vector<int64_t> appearance;
   absl::flat_hash_map<int64_t, std::vector<int>> by_image;
   for (size_t i = 0; i < detections.size(); ++i) {
@@ -268,7 +269,7 @@ std::vector<Detection> CutPerImage(const std::vector<Detection>& detections, int
     if (inserted) appearance.push_back(detections[i].image_id);
     it->second.push_back(static_cast<int>(i));
   }
-  std::vector<Detection> kept;
+  std::vector<LvisDetection> kept;
   kept.reserve(detections.size());
   for (int64_t image_id : appearance) {
     std::vector<int>& list = by_image[image_id];
@@ -293,7 +294,7 @@ struct CellTable {
 // Steps 2 and 3: ground truth with area > 0 into cells, then the detections that pass the
 // federated rule (a known category, area > 0, the category positive or negative in the image).
 CellTable BuildCells(const LvisDataset& ground_truth, const EvalIndex& index,
-                     const std::vector<Detection>& kept, LvisEvalResult* result) {
+                     const std::vector<LvisDetection>& kept, LvisEvalResult* result) {
   const size_t num_images = index.image_order.size();
   CellTable table;
   table.cells.resize(index.num_categories());
@@ -319,7 +320,7 @@ CellTable BuildCells(const LvisDataset& ground_truth, const EvalIndex& index,
                                       image.not_exhaustive_category_ids.end());
   }
   for (size_t i = 0; i < kept.size(); ++i) {
-    const Detection& d = kept[i];
+    const LvisDetection& d = kept[i];
     const auto k = index.category_rank.find(d.category_id);
     if (k == index.category_rank.end()) continue;
     const double area = d.bbox.w * d.bbox.h;
@@ -334,49 +335,81 @@ CellTable BuildCells(const LvisDataset& ground_truth, const EvalIndex& index,
   return table;
 }
 
-// precision[k][a] holds T*R values, or is empty when the pair is excluded (-1 in lvis-api).
-struct Curves {
-  std::vector<std::array<std::vector<double>, kNumArea>> precision;
-  std::vector<std::array<std::vector<double>, kNumArea>> recall;
+}  // namespace
+
+struct LvisEvaluation::Index : EvalIndex {};
+
+// Step 4, the subset-independent part: every (category, area range, image) cell matched.
+struct LvisEvaluation::Cells {
+  struct Evaluated {
+    int image_rank = 0;
+    CellResult result;
+  };
+  // [k][area]: the category's cells in ascending image order.
+  std::vector<std::array<std::vector<Evaluated>, kNumArea>> by_category;
+  // [k]: (image rank, ground truth not ignored) for the category's images with ground truth.
+  std::vector<std::vector<std::pair<int, int64_t>>> num_gt;
+  // Per image rank: detections given, kept by the per-image cut, and evaluated.
+  std::vector<int64_t> given, kept, evaluated;
 };
 
-// Step 4: evaluate and accumulate per category and area range.
-Curves EvaluateCategories(const LvisDataset& ground_truth, const CellTable& table,
-                          const std::vector<Detection>& kept) {
+absl::StatusOr<LvisEvaluation> LvisEvaluation::Create(
+    const LvisDataset& ground_truth, const std::vector<LvisDetection>& detections,
+    const LvisEvalOptions& options) {
+  LOGN_RETURN_IF_ERROR(ValidateLvisDataset(ground_truth));
+  LvisEvaluation evaluation;
+  evaluation.ground_truth_ = &ground_truth;
+  evaluation.max_detections_per_image_ = options.max_detections_per_image;
+  auto index = std::make_shared<Index>(Index{IndexGroundTruth(ground_truth)});
+  LOGN_RETURN_IF_ERROR(ValidateDetections(detections, *index));
+  const std::vector<LvisDetection> kept = CutPerImage(detections, options.max_detections_per_image);
+  LvisEvalResult counts;
+  const CellTable table = BuildCells(ground_truth, *index, kept, &counts);
+
+  auto cells = std::make_shared<Cells>();
+  const size_t num_images = index->image_order.size();
+  cells->given.assign(num_images, 0);
+  cells->kept.assign(num_images, 0);
+  cells->evaluated.assign(num_images, 0);
+  for (const LvisDetection& d : detections) ++cells->given[index->image_rank.at(d.image_id)];
+  for (const LvisDetection& d : kept) ++cells->kept[index->image_rank.at(d.image_id)];
   const std::array<double, kNumIou> iou_thresholds = IouThresholds();
-  const std::array<double, kNumRecall> recall_thresholds = RecallThresholds();
   const int num_categories = static_cast<int>(table.cells.size());
-  Curves curves;
-  curves.precision.resize(num_categories);
-  curves.recall.resize(num_categories);
+  cells->by_category.resize(num_categories);
+  cells->num_gt.resize(num_categories);
   for (int k = 0; k < num_categories; ++k) {
     std::vector<const Cell*> ordered;
     ordered.reserve(table.cells[k].size());
     for (const auto& [rank, cell] : table.cells[k]) ordered.push_back(&cell);
     std::sort(ordered.begin(), ordered.end(),
               [](const Cell* a, const Cell* b) { return a->image_index < b->image_index; });
-    if (ordered.empty()) continue;
-    for (int a = 0; a < kNumArea; ++a) {
-      std::vector<CellResult> results;
-      results.reserve(ordered.size());
-      for (const Cell* cell : ordered) {
-        results.push_back(EvaluateCell(*cell, ground_truth, kept,
-                                       table.not_exhaustive[cell->image_index], iou_thresholds,
-                                       kAreaRanges[a]));
-      }
-      std::vector<double> p, r;
-      if (Accumulate(results, recall_thresholds, &p, &r)) {
-        curves.precision[k][a] = std::move(p);
-        curves.recall[k][a] = std::move(r);
+    for (const Cell* cell : ordered) {
+      cells->evaluated[cell->image_index] += static_cast<int64_t>(cell->dt.size());
+      int64_t regular = 0;
+      for (int g : cell->gt) regular += ground_truth.annotations[g].ignore ? 0 : 1;
+      if (!cell->gt.empty()) cells->num_gt[k].push_back({cell->image_index, regular});
+      for (int a = 0; a < kNumArea; ++a) {
+        cells->by_category[k][a].push_back(
+            {cell->image_index,
+             EvaluateCell(*cell, ground_truth, kept, table.not_exhaustive[cell->image_index],
+                          iou_thresholds, kAreaRanges[a])});
       }
     }
   }
-  return curves;
+  evaluation.index_ = std::move(index);
+  evaluation.cells_ = std::move(cells);
+  return evaluation;
 }
 
-// Step 5: summaries, means over the valid (t, r, k) cells.
-void Summarise(const LvisDataset& ground_truth, const EvalIndex& index, const CellTable& table,
-               const Curves& curves, LvisEvalResult* result) {
+namespace {
+
+// Step 5: summaries, means over the valid (t, r, k) cells of the subset's curves.
+void SummariseCurves(const LvisDataset& ground_truth, const EvalIndex& index,
+                     const std::vector<std::vector<std::pair<int, int64_t>>>& num_gt,
+                     const std::vector<uint8_t>& in_subset,
+                     const std::vector<std::array<std::vector<double>, kNumArea>>& precision,
+                     const std::vector<std::array<std::vector<double>, kNumArea>>& recall,
+                     LvisEvalResult* result) {
   const int num_categories = index.num_categories();
   auto category = [&](int k) -> const LvisCategory& {
     return ground_truth.categories[index.category_order[k].second];
@@ -385,7 +418,7 @@ void Summarise(const LvisDataset& ground_truth, const EvalIndex& index, const Ce
     Mean mean;
     for (int k = 0; k < num_categories; ++k) {
       if (only_group >= 0 && static_cast<int>(category(k).frequency) != only_group) continue;
-      const std::vector<double>& p = curves.precision[k][area];
+      const std::vector<double>& p = precision[k][area];
       if (p.empty()) continue;
       for (int t = 0; t < kNumIou; ++t) {
         if (only_iou >= 0 && t != only_iou) continue;
@@ -397,7 +430,7 @@ void Summarise(const LvisDataset& ground_truth, const EvalIndex& index, const Ce
   auto mean_ar = [&](int area) {
     Mean mean;
     for (int k = 0; k < num_categories; ++k) {
-      for (double x : curves.recall[k][area]) mean.Add(x);
+      for (double x : recall[k][area]) mean.Add(x);
     }
     return mean.Get();
   };
@@ -421,9 +454,9 @@ void Summarise(const LvisDataset& ground_truth, const EvalIndex& index, const Ce
     entry.category_id = c.id;
     entry.name = c.name;
     entry.frequency = c.frequency;
-    entry.num_gt = table.num_gt[k];
+    for (const auto& [rank, count] : num_gt[k]) entry.num_gt += in_subset[rank] ? count : 0;
     Mean mean;
-    for (double x : curves.precision[k][0]) mean.Add(x);
+    for (double x : precision[k][0]) mean.Add(x);
     entry.ap = mean.Get();
     result->per_class.push_back(std::move(entry));
   }
@@ -431,21 +464,52 @@ void Summarise(const LvisDataset& ground_truth, const EvalIndex& index, const Ce
 
 }  // namespace
 
-absl::StatusOr<LvisEvalResult> EvaluateLvis(const LvisDataset& ground_truth,
-                                            const std::vector<Detection>& detections,
-                                            const LvisEvalOptions& options) {
-  LOGN_RETURN_IF_ERROR(ValidateLvisDataset(ground_truth));
-  const EvalIndex index = IndexGroundTruth(ground_truth);
-  LOGN_RETURN_IF_ERROR(ValidateDetections(detections, index));
-  const std::vector<Detection> kept = CutPerImage(detections, options.max_detections_per_image);
+LvisEvalResult LvisEvaluation::Summarise(const absl::flat_hash_set<int64_t>* image_ids) const {
+  const EvalIndex& index = *index_;
+  const Cells& cells = *cells_;
+  const size_t num_images = index.image_order.size();
+  std::vector<uint8_t> in_subset(num_images, 1);
+  if (image_ids != nullptr) {
+    for (size_t r = 0; r < num_images; ++r) {
+      in_subset[r] = image_ids->contains(index.image_order[r].first) ? 1 : 0;
+    }
+  }
   LvisEvalResult result;
-  result.max_detections_per_image = options.max_detections_per_image;
-  result.num_detections = static_cast<int64_t>(detections.size());
-  result.num_detections_kept = static_cast<int64_t>(kept.size());
-  const CellTable table = BuildCells(ground_truth, index, kept, &result);
-  const Curves curves = EvaluateCategories(ground_truth, table, kept);
-  Summarise(ground_truth, index, table, curves, &result);
+  result.max_detections_per_image = max_detections_per_image_;
+  for (size_t r = 0; r < num_images; ++r) {
+    if (!in_subset[r]) continue;
+    result.num_detections += cells.given[r];
+    result.num_detections_kept += cells.kept[r];
+    result.num_detections_evaluated += cells.evaluated[r];
+  }
+  // Step 4, the accumulation over the subset: precision[k][a] holds T*R values, or is empty
+  // when the pair is excluded (-1 in lvis-api).
+  const std::array<double, kNumRecall> recall_thresholds = RecallThresholds();
+  const int num_categories = index.num_categories();
+  std::vector<std::array<std::vector<double>, kNumArea>> precision(num_categories);
+  std::vector<std::array<std::vector<double>, kNumArea>> recall(num_categories);
+  std::vector<const CellResult*> selected;
+  for (int k = 0; k < num_categories; ++k) {
+    for (int a = 0; a < kNumArea; ++a) {
+      selected.clear();
+      for (const Cells::Evaluated& cell : cells.by_category[k][a]) {
+        if (in_subset[cell.image_rank]) selected.push_back(&cell.result);
+      }
+      if (selected.empty()) continue;
+      Accumulate(selected, recall_thresholds, &precision[k][a], &recall[k][a]);
+    }
+  }
+
+  SummariseCurves(*ground_truth_, index, cells.num_gt, in_subset, precision, recall, &result);
   return result;
+}
+
+absl::StatusOr<LvisEvalResult> EvaluateLvis(const LvisDataset& ground_truth,
+                                            const std::vector<LvisDetection>& detections,
+                                            const LvisEvalOptions& options) {
+  LOGN_ASSIGN_OR_RETURN(const LvisEvaluation evaluation,
+                        LvisEvaluation::Create(ground_truth, detections, options));
+  return evaluation.Summarise();
 }
 
 std::string FormatLvisEvalResult(const LvisEvalResult& result, bool per_class) {

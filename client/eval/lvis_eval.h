@@ -2,9 +2,11 @@
 #define LOGN_CLIENT_EVAL_LVIS_EVAL_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "client/eval/lvis_dataset.h"
 
@@ -58,11 +60,37 @@ struct LvisEvalResult {
   int64_t num_detections_evaluated = 0;  // after the area-0, category and federated filters
 };
 
+// The evaluation in two phases, for scoring one set of detections on many subsets of its images
+// (`logn tune`'s tuning and held-out parts): the matching of every (image, category, area range)
+// cell does not depend on which images are averaged over, so Create runs it once, and Summarise
+// accumulates over any subset. Summarise(ids) equals EvaluateLvis on the ground truth and the
+// detections restricted to the images `ids` names (every category kept). Copies share the
+// matched cells; thread-compatible (Summarise is const and may run concurrently).
+class LvisEvaluation {
+ public:
+  // Errors as EvaluateLvis's. `ground_truth` must outlive the evaluation.
+  static absl::StatusOr<LvisEvaluation> Create(const LvisDataset& ground_truth,
+                                               const std::vector<LvisDetection>& detections,
+                                               const LvisEvalOptions& options = {});
+  // The metrics over the images whose ids are in `image_ids` (every image when null); ids that
+  // are not images of the ground truth are ignored.
+  LvisEvalResult Summarise(const absl::flat_hash_set<int64_t>* image_ids = nullptr) const;
+
+ private:
+  struct Index;
+  struct Cells;
+  LvisEvaluation() = default;
+  const LvisDataset* ground_truth_ = nullptr;
+  int max_detections_per_image_ = 300;
+  std::shared_ptr<const Index> index_;
+  std::shared_ptr<const Cells> cells_;
+};
+
 // Evaluates `detections` against `ground_truth`. INVALID_ARGUMENT if the ground truth fails
 // ValidateLvisDataset, or a detection names an image the ground truth does not have (lvis-api
 // asserts on this), or has a non-finite score / box or a negative width or height.
 absl::StatusOr<LvisEvalResult> EvaluateLvis(const LvisDataset& ground_truth,
-                                            const std::vector<Detection>& detections,
+                                            const std::vector<LvisDetection>& detections,
                                             const LvisEvalOptions& options = {});
 
 // Human-readable summary in lvis-api's print style, optionally followed by a per-class table.

@@ -1,7 +1,10 @@
 #include "client/eval/lvis_eval.h"
 
+#include <random>
 #include <string>
 #include <vector>
+
+#include "absl/container/flat_hash_set.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -44,11 +47,11 @@ class Gt {
   LvisDataset d_;
 };
 
-Detection Det(int64_t image, int64_t category, BoxXywh b, double score) {
-  return Detection{image, category, b, score};
+LvisDetection Det(int64_t image, int64_t category, BoxXywh b, double score) {
+  return LvisDetection{image, category, b, score};
 }
 
-LvisEvalResult Eval(const Gt& gt, const std::vector<Detection>& dt, LvisEvalOptions options = {}) {
+LvisEvalResult Eval(const Gt& gt, const std::vector<LvisDetection>& dt, LvisEvalOptions options = {}) {
   absl::StatusOr<LvisEvalResult> r = EvaluateLvis(gt.get(), dt, options);
   EXPECT_TRUE(r.ok()) << r.status();
   return r.ok() ? *r : LvisEvalResult{};
@@ -72,7 +75,7 @@ TEST(LvisEvalTest, PerfectDetectionsScoreOne) {
   gt.Category(1, Frequency::kRare).Category(2, Frequency::kCommon).Category(3, Frequency::kFrequent);
   gt.Image(1).Image(2);
   gt.Box(1, 1, kSmall).Box(1, 2, kMedium).Box(1, 3, kLarge).Box(2, 3, kSmall).Box(2, 1, kLarge);
-  std::vector<Detection> dt;
+  std::vector<LvisDetection> dt;
   for (const LvisAnnotation& a : gt.get().annotations) {
     dt.push_back(Det(a.image_id, a.category_id, a.bbox, 0.5 + 0.01 * a.id));
   }
@@ -132,7 +135,7 @@ TEST(LvisEvalTest, FederatedRulesDropUnverifiedCategories) {
     gt.Box(1, 1, kMedium).Box(2, 2, kMedium);
     return gt;
   };
-  const std::vector<Detection> dt = {Det(1, 1, kMedium, 0.5), Det(2, 2, kMedium, 0.5),
+  const std::vector<LvisDetection> dt = {Det(1, 1, kMedium, 0.5), Det(2, 2, kMedium, 0.5),
                                      Det(1, 2, kFar, 0.9)};
   LvisEvalResult r = Eval(build({}), dt);
   EXPECT_NEAR(ClassAp(r, 2), 1.0, 1e-12);  // not verified absent on image 1: not evaluated
@@ -151,7 +154,7 @@ TEST(LvisEvalTest, NotExhaustiveCategoriesIgnoreUnmatchedDetections) {
     return gt;
   };
   // An unmatched category-1 box ranked above the true positive.
-  const std::vector<Detection> dt = {Det(1, 1, kFar, 0.9), Det(1, 1, kMedium, 0.5)};
+  const std::vector<LvisDetection> dt = {Det(1, 1, kFar, 0.9), Det(1, 1, kMedium, 0.5)};
   EXPECT_NEAR(Eval(build({}), dt).ap, 0.5, 1e-12);
   EXPECT_NEAR(Eval(build({1}), dt).ap, 1.0, 1e-12);  // ignored, yet the match still counts
   // Matches still count on not-exhaustive categories: without the TP, AP is 0, not excluded.
@@ -174,7 +177,7 @@ TEST(LvisEvalTest, AtMost300DetectionsPerImageAcrossCategories) {
   for (int fillers : {299, 300}) {
     Gt gt;
     gt.Category(1).Category(2).Image(1, {2}).Box(1, 1, kMedium);
-    std::vector<Detection> dt;
+    std::vector<LvisDetection> dt;
     for (int i = 0; i < fillers; ++i) dt.push_back(Det(1, 2, {i * 1.0, 0, 5, 5}, 0.9));
     dt.push_back(Det(1, 1, kMedium, 0.1));
     const LvisEvalResult r = Eval(gt, dt);
@@ -187,7 +190,7 @@ TEST(LvisEvalTest, AtMost300DetectionsPerImageAcrossCategories) {
   // The cut is per image: the same boxes split over two images all survive.
   Gt gt;
   gt.Category(1).Category(2).Image(1, {2}).Image(2).Box(1, 1, kMedium);
-  std::vector<Detection> dt;
+  std::vector<LvisDetection> dt;
   for (int i = 0; i < 300; ++i) dt.push_back(Det(2, 2, {i * 1.0, 0, 5, 5}, 0.9));
   dt.push_back(Det(1, 1, kMedium, 0.1));
   EXPECT_NEAR(Eval(gt, dt).ap, 1.0, 1e-12);
@@ -254,6 +257,116 @@ TEST(LvisEvalTest, FrequencyGroupsAverageTheirOwnCategories) {
   EXPECT_NEAR(r.ap_common, 0.5, 1e-12);
   EXPECT_NEAR(r.ap_frequent, 1.0, 1e-12);
   EXPECT_NEAR(r.ap, 0.5, 1e-12);
+}
+
+// A random federated dataset: 40 images, 6 categories of all groups, jittered detections with
+// duplicates, misses, negatives and not-exhaustive categories.
+struct RandomCase {
+  LvisDataset gt;
+  std::vector<LvisDetection> dt;
+};
+
+RandomCase MakeRandomCase(uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  RandomCase c;
+  for (int64_t k = 1; k <= 6; ++k) {
+    c.gt.categories.push_back({k, "c" + std::to_string(k),
+                               static_cast<Frequency>((k - 1) % 3), 1, 1});
+  }
+  int64_t next_annotation = 1;
+  for (int64_t i = 1; i <= 40; ++i) {
+    LvisImage image;
+    image.id = 100 + 3 * i;  // ids not contiguous
+    for (int64_t k = 1; k <= 6; ++k) {
+      const double u = unit(rng);
+      if (u < 0.35) {
+        const int boxes = 1 + static_cast<int>(unit(rng) * 3);
+        for (int b = 0; b < boxes; ++b) {
+          LvisAnnotation a;
+          a.id = next_annotation++;
+          a.image_id = image.id;
+          a.category_id = k;
+          a.bbox = {unit(rng) * 200, unit(rng) * 200, 8 + unit(rng) * 120, 8 + unit(rng) * 120};
+          a.area = a.bbox.w * a.bbox.h;
+          a.ignore = unit(rng) < 0.05;
+          c.gt.annotations.push_back(a);
+          // A detection near it (sometimes), scores random.
+          if (unit(rng) < 0.8) {
+            BoxXywh d = a.bbox;
+            d.x += (unit(rng) - 0.5) * 0.3 * d.w;
+            d.y += (unit(rng) - 0.5) * 0.3 * d.h;
+            c.dt.push_back({image.id, k, d, unit(rng)});
+          }
+        }
+        if (unit(rng) < 0.2) image.not_exhaustive_category_ids.push_back(k);
+      } else if (u < 0.6) {
+        image.neg_category_ids.push_back(k);
+      }
+      if (unit(rng) < 0.5) {  // a false positive anywhere
+        c.dt.push_back({image.id, k,
+                        {unit(rng) * 200, unit(rng) * 200, 5 + unit(rng) * 90, 5 + unit(rng) * 90},
+                        unit(rng)});
+      }
+    }
+    c.gt.images.push_back(std::move(image));
+  }
+  return c;
+}
+
+void ExpectSameMetrics(const LvisEvalResult& a, const LvisEvalResult& b) {
+  EXPECT_DOUBLE_EQ(a.ap, b.ap);
+  EXPECT_DOUBLE_EQ(a.ap50, b.ap50);
+  EXPECT_DOUBLE_EQ(a.ap75, b.ap75);
+  EXPECT_DOUBLE_EQ(a.ap_small, b.ap_small);
+  EXPECT_DOUBLE_EQ(a.ap_medium, b.ap_medium);
+  EXPECT_DOUBLE_EQ(a.ap_large, b.ap_large);
+  EXPECT_DOUBLE_EQ(a.ap_rare, b.ap_rare);
+  EXPECT_DOUBLE_EQ(a.ap_common, b.ap_common);
+  EXPECT_DOUBLE_EQ(a.ap_frequent, b.ap_frequent);
+  EXPECT_DOUBLE_EQ(a.ar, b.ar);
+  EXPECT_EQ(a.num_detections, b.num_detections);
+  EXPECT_EQ(a.num_detections_kept, b.num_detections_kept);
+  EXPECT_EQ(a.num_detections_evaluated, b.num_detections_evaluated);
+  ASSERT_EQ(a.per_class.size(), b.per_class.size());
+  for (size_t k = 0; k < a.per_class.size(); ++k) {
+    EXPECT_EQ(a.per_class[k].num_gt, b.per_class[k].num_gt);
+    EXPECT_DOUBLE_EQ(a.per_class[k].ap, b.per_class[k].ap);
+  }
+}
+
+TEST(LvisEvaluationTest, ASubsetScoresAsTheRestrictedDatasetDoes) {
+  for (uint32_t seed : {1u, 2u, 3u}) {
+    const RandomCase c = MakeRandomCase(seed);
+    LvisEvalOptions options;
+    options.max_detections_per_image = 4;  // the per-image cut matters on some images
+    const LvisEvaluation evaluation = LvisEvaluation::Create(c.gt, c.dt, options).value();
+    ExpectSameMetrics(evaluation.Summarise(), EvaluateLvis(c.gt, c.dt, options).value());
+
+    // Every third image, then its complement: each against an evaluation built from scratch on
+    // the restricted ground truth and detections.
+    absl::flat_hash_set<int64_t> part, rest;
+    for (size_t i = 0; i < c.gt.images.size(); ++i) {
+      (i % 3 == seed % 3 ? part : rest).insert(c.gt.images[i].id);
+    }
+    for (const absl::flat_hash_set<int64_t>* ids : {&part, &rest}) {
+      RandomCase restricted;
+      restricted.gt.categories = c.gt.categories;
+      for (const LvisImage& image : c.gt.images) {
+        if (ids->contains(image.id)) restricted.gt.images.push_back(image);
+      }
+      for (const LvisAnnotation& a : c.gt.annotations) {
+        if (ids->contains(a.image_id)) restricted.gt.annotations.push_back(a);
+      }
+      for (const LvisDetection& d : c.dt) {
+        if (ids->contains(d.image_id)) restricted.dt.push_back(d);
+      }
+      const LvisEvalResult expected =
+          EvaluateLvis(restricted.gt, restricted.dt, options).value();
+      ASSERT_GT(expected.ap, 0.0);  // a real case, not an empty one
+      ExpectSameMetrics(evaluation.Summarise(ids), expected);
+    }
+  }
 }
 
 TEST(LvisEvalTest, RejectsDetectionsOfUnknownImagesAndBadGroundTruth) {

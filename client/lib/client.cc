@@ -354,6 +354,13 @@ absl::StatusOr<v1::ImportVersionResponse> Client::ImportVersion(
                request);
 }
 
+absl::StatusOr<v1::SetCalibrationProfileResponse> Client::SetCalibrationProfile(
+    const v1::SetCalibrationProfileRequest& request) {
+  // Idempotent: setting the same profile twice leaves the same state.
+  return Unary("SetCalibrationProfile", kIdempotent, *stats_,
+               &v1::StatsStoreService::Stub::SetCalibrationProfile, request);
+}
+
 absl::StatusOr<ServingStatus> Client::Health(const std::string& service) {
   ServingStatus serving = ServingStatus::kUnknown;
   absl::Status status = WithRetries("Health", true, [&]() -> absl::Status {

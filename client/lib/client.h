@@ -28,8 +28,9 @@ namespace logn {
 // GetVersion, ExportVersion, Health) that fail with UNAVAILABLE: attempt n (n >= 2) waits
 // min(max_backoff, initial_backoff * multiplier^(n-2)) scaled by a uniform factor in
 // [1 - jitter, 1 + jitter] so that many clients do not retry in lockstep. Calls that change
-// state (Calibrate, Merge, SetAlias, Activate, Rollback, DeleteVersion, ImportVersion) and streams are
-// never retried: the server may have applied them before the connection broke.
+// state (Calibrate, Merge, SetAlias, Activate, Rollback, DeleteVersion, ImportVersion) and
+// streams are never retried: the server may have applied them before the connection broke.
+// SetCalibrationProfile is retried: setting the same profile twice leaves the same state.
 struct RetryPolicy {
   // Total attempts including the first; 1 disables retries. Must be >= 1.
   int max_attempts = 4;
@@ -182,6 +183,8 @@ class Client {
   absl::StatusOr<v1::DeleteVersionResponse> DeleteVersion(const v1::DeleteVersionRequest& request);
   absl::StatusOr<v1::ExportVersionResponse> ExportVersion(const v1::ExportVersionRequest& request);
   absl::StatusOr<v1::ImportVersionResponse> ImportVersion(const v1::ImportVersionRequest& request);
+  absl::StatusOr<v1::SetCalibrationProfileResponse> SetCalibrationProfile(
+      const v1::SetCalibrationProfileRequest& request);
 
   // grpc.health.v1 Check of `service` ("" = the whole server), retried like an idempotent call.
   absl::StatusOr<ServingStatus> Health(const std::string& service = "");

@@ -10,9 +10,11 @@ import argparse
 import json
 import os
 import pty
+import struct
 import subprocess
 import sys
 import unittest
+import zlib
 
 import numpy as np
 
@@ -29,6 +31,55 @@ def logn(*argv, expect=0):
         raise AssertionError(f"logn {' '.join(map(str, argv))}: exit {proc.returncode} != {expect}\n"
                              f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
     return proc.stdout, proc.stderr
+
+
+def read_png(path):
+    """Decodes an 8-bit, non-interlaced PNG (grey, RGB or RGBA) with zlib alone, checking every
+    chunk's CRC: returns (width, height, channels, rows), rows a list of bytes objects."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise AssertionError(f"{path}: not a PNG")
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        if zlib.crc32(kind + body) != crc:
+            raise AssertionError(f"{path}: bad CRC in {kind}")
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    width, height, depth, color, _, _, interlace = header
+    channels = {0: 1, 2: 3, 6: 4}[color]
+    if depth != 8 or interlace:
+        raise AssertionError(f"{path}: unsupported PNG (depth {depth}, interlace {interlace})")
+    raw, stride, rows, prev = zlib.decompress(idat), width * channels, [], bytes(width * channels)
+    if len(raw) != height * (stride + 1):
+        raise AssertionError(f"{path}: {len(raw)} bytes of pixel data for {width}x{height}")
+    for y in range(height):
+        start = y * (stride + 1)
+        kind, line = raw[start], bytearray(raw[start + 1:start + 1 + stride])
+        for x in range(stride):
+            a = line[x - channels] if x >= channels else 0
+            b, c = prev[x], prev[x - channels] if x >= channels else 0
+            if kind == 1:
+                line[x] = (line[x] + a) & 255
+            elif kind == 2:
+                line[x] = (line[x] + b) & 255
+            elif kind == 3:
+                line[x] = (line[x] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        prev = line
+    return width, height, channels, rows
 
 
 class CliEndToEnd(unittest.TestCase):
@@ -74,7 +125,7 @@ class CliEndToEnd(unittest.TestCase):
         out, _ = logn("--help")
         self.assertIn("usage: logn COMMAND", out)
         for command in ["detect", "calibrate", "apply", "stats", "eval", "compare", "health",
-                        "bench"]:
+                        "bench", "info", "tune"]:
             out, _ = logn(command, "--help")
             self.assertTrue(out.startswith(f"usage: logn {command}"), out)
 
@@ -108,6 +159,17 @@ class CliEndToEnd(unittest.TestCase):
             (["health", "--server", self.addr, "--bogus"], "unknown flag --bogus"),
             (["health", "--server", self.addr, "--deadline"], "needs a value"),
             (["compare", "--server", self.addr, "--gt", "v.json"], "--images is required"),
+            (["detect", "--server", self.addr, "--top", "-1", "a.png"], "--top"),
+            (["detect", "--server", self.addr, "--draw-scale", "2", "a.png"],
+             "--draw-scale only applies with --draw"),
+            (["detect", "--server", self.addr, "--draw", "d", "--draw-scale", "x", "a.png"],
+             "--draw-scale"),
+            (["detect", "--server", self.addr, "--json", "--lvis-results", "r.json", "a.png"],
+             "exclusive"),
+            (["detect", "--server", self.addr, "--method", "none,bogus", "a.png"], "--method"),
+            (["detect", "--server", self.addr, "--method", "none,logn", "--lvis-results", "r.json",
+              "a.png"], "single --method"),
+            (["info", "--server", self.addr, "--json", "--classes"], "exclusive"),
         ]
         for argv, reason in cases:
             with self.subTest(argv=argv):
@@ -120,7 +182,7 @@ class CliEndToEnd(unittest.TestCase):
         self.assertEqual(out.strip(), "SERVING")
 
     def test_02_info_describes_the_model(self):
-        out, _ = logn("info", "--server", self.addr)
+        out, _ = logn("info", "--server", self.addr, "--json")
         info = json.loads(out)
         self.assertEqual(info["manifest"]["name"], "contract_agnostic")
         self.assertEqual(len(info["manifest"]["classes"]), 5)
@@ -128,6 +190,28 @@ class CliEndToEnd(unittest.TestCase):
         self.assertEqual(info["device"], "cpu")
         _, err = logn("info", "extra", "--server", self.addr, expect=2)
         self.assertIn("unexpected argument", err)
+        # By default a summary for people: one "label  value" line each, classes by group.
+        text, _ = logn("info", "--server", self.addr)
+        labels = [line[:21].strip() for line in text.splitlines() if not line.startswith(" ")]
+        for label in ["model", "sha256", "device", "classes", "layout", "input",
+                      "active statistics", "default calibration"]:
+            self.assertIn(label, labels, text)
+        self.assertIn("contract_agnostic", text)
+        self.assertIn(info["model_sha256"], text)
+        groups = {"FREQUENCY_GROUP_RARE": "rare", "FREQUENCY_GROUP_COMMON": "common",
+                  "FREQUENCY_GROUP_FREQUENT": "frequent"}
+        for c in info["manifest"]["classes"]:
+            group_line = next(line for line in text.splitlines()
+                              if line.startswith(f"  {groups.get(c['frequency'], 'no group')} "))
+            self.assertIn(c["name"], group_line)
+        self.assertIn("none active", text)  # no statistics yet
+        self.assertIn("built-in LogN", text)
+        # --classes: one row per class.
+        table, _ = logn("info", "--server", self.addr, "--classes")
+        rows = table.splitlines()
+        self.assertEqual(rows[0].split(), ["id", "group", "images", "instances", "name"])
+        self.assertEqual([r.split()[-1] for r in rows[1:]],
+                         [c["name"] for c in info["manifest"]["classes"]])
 
     def test_03_server_errors_exit_1_with_code_name(self):
         # No statistics yet: LogN (the default) has nothing to use.
@@ -376,7 +460,7 @@ class CliEndToEnd(unittest.TestCase):
         val_dir = os.path.join(ARGS.data, "val")
         images = [os.path.join(val_dir, n) for n in sorted(os.listdir(val_dir))[:5]]
         out, _ = logn("detect", "--server", self.addr, "--method", "none", "--max-detections", "7",
-                      "--batch", "2", *images)
+                      "--batch", "2", "--json", *images)
         lines = [json.loads(line) for line in out.splitlines()]
         self.assertEqual([line["image"] for line in lines], images)
         for line in lines:
@@ -386,12 +470,12 @@ class CliEndToEnd(unittest.TestCase):
             self.assertEqual(scores, sorted(scores, reverse=True))
         # Over one DetectStream: the same lines, in the same order.
         streamed, _ = logn("detect", "--server", self.addr, "--method", "none",
-                           "--max-detections", "7", "--batch", "2", "--stream", *images)
+                           "--max-detections", "7", "--batch", "2", "--stream", "--json", *images)
         self.assertEqual(streamed, out)
         _, err = logn("detect", "--server", self.addr, "--stream", images[0],
                       self.path("no_such.png"), expect=1)
         self.assertIn("no_such.png", err)
-        out, _ = logn("detect", "--server", self.addr, "--alias", "canary", images[0])
+        out, _ = logn("detect", "--server", self.addr, "--alias", "canary", "--json", images[0])
         self.assertEqual(json.loads(out)["version"], 2)
 
         val = os.path.join(ARGS.data, "val.json")
@@ -414,6 +498,95 @@ class CliEndToEnd(unittest.TestCase):
         _, err = logn("eval", "--gt", val, "--dt", self.path("missing.json"), expect=1)
         self.assertIn("NOT_FOUND", err)
 
+    def class_names(self):
+        out, _ = logn("info", "--server", self.addr, "--json")
+        return {c["id"]: c["name"] for c in json.loads(out)["manifest"]["classes"]}
+
+    def test_42_detect_prints_tables_with_class_names(self):
+        val_dir = os.path.join(ARGS.data, "val")
+        images = [os.path.join(val_dir, n) for n in sorted(os.listdir(val_dir))[:3]]
+        names = self.class_names()
+        out, _ = logn("detect", "--server", self.addr, "--method", "none", "--json", *images)
+        dets = {line["image"]: line["detections"] for line in map(json.loads, out.splitlines())}
+        for top, stream in ((None, []), ("3", ["--stream"]), ("0", [])):
+            flags = ["--top", top] if top else []
+            text, _ = logn("detect", "--server", self.addr, "--method", "none", *flags, *stream,
+                           *images)
+            tables = text.split("\n\n")
+            self.assertEqual(len(tables), len(images), text)
+            for image, table in zip(images, tables):
+                lines = table.splitlines()
+                n = len(dets[image])
+                self.assertTrue(lines[0].startswith(f"{image}: {n} detection"), lines[0])
+                self.assertIn("(setting none)", lines[0])
+                if n == 0:
+                    continue
+                self.assertEqual(lines[1].split(), ["rank", "class", "group", "score", "x1", "y1",
+                                                    "x2", "y2"])
+                shown = min(n, int(top or 10)) if top != "0" else n
+                rows = lines[2:2 + shown]
+                for rank, (row, d) in enumerate(zip(rows, dets[image]), 1):
+                    cells = row.split()
+                    self.assertEqual(cells[0], str(rank))
+                    self.assertEqual(cells[1], names[d["category_id"]])  # a name, not an id
+                    self.assertIn(cells[2], ["r", "c", "f"])
+                    self.assertAlmostEqual(float(cells[3]), d["score"], delta=6e-4)
+                    for got, want in zip(cells[4:], d["box"]):
+                        self.assertAlmostEqual(float(got), want, delta=0.051)
+                if shown < n:
+                    self.assertIn(f"({n - shown} more", lines[2 + shown])
+                else:
+                    self.assertEqual(len(lines), 2 + n)
+        # Several settings from one forward pass: one table (or JSON line) each, image by image.
+        text, _ = logn("detect", "--server", self.addr, "--method", "none,logn", *images[:2])
+        headers = [t.splitlines()[0] for t in text.split("\n\n")]
+        self.assertEqual([h.split(":")[0] for h in headers], [images[0]] * 2 + [images[1]] * 2)
+        self.assertIn("(setting none)", headers[0])
+        self.assertIn("(setting logn, statistics version 1)", headers[1])
+        out, _ = logn("detect", "--server", self.addr, "--method", "none,logn", "--json",
+                      *images[:2])
+        lines = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual([(l["image"], l["setting"]) for l in lines],
+                         [(images[0], "none"), (images[0], "logn"), (images[1], "none"),
+                          (images[1], "logn")])
+        self.assertEqual(lines[0]["detections"], dets[images[0]])
+
+    def test_43_detect_draws_pictures(self):
+        val_dir = os.path.join(ARGS.data, "val")
+        images = [os.path.join(val_dir, n) for n in sorted(os.listdir(val_dir))[:3]]
+        out, _ = logn("detect", "--server", self.addr, "--method", "none", "--json", *images)
+        counts = {line["image"]: len(line["detections"]) for line in map(json.loads,
+                                                                         out.splitlines())}
+        draw = self.path("drawn")
+        _, err = logn("detect", "--server", self.addr, "--method", "none", "--draw", draw,
+                      "--draw-scale", "1", "--top", "5", *images)
+        self.assertIn(f"drew {len(images)} images in {draw}", err)
+        for image in images:
+            stem = os.path.splitext(os.path.basename(image))[0]
+            w, h, channels, rows = read_png(os.path.join(draw, stem + ".png"))
+            w0, h0, channels0, rows0 = read_png(image)
+            self.assertEqual((w, h, channels), (w0, h0, 3))
+            changed = sum(1 for y in range(h) for x in range(w)
+                          if rows[y][3 * x:3 * x + 3] != rows0[y][channels0 * x:channels0 * x + 3])
+            if counts[image] > 0:
+                self.assertGreater(changed, 0, f"{image}: nothing drawn")
+            self.assertLess(changed, w * h, f"{image}: the picture is gone")
+            if counts[image] == 0:
+                self.assertEqual(changed, 0)
+        # Auto scale enlarges small images by an integer factor; several settings, one file each.
+        _, err = logn("detect", "--server", self.addr, "--method", "none,logn", "--draw", draw,
+                      "--json", images[0])
+        self.assertIn("drew 2 images", err)
+        stem = os.path.splitext(os.path.basename(images[0]))[0]
+        w0, h0, _, _ = read_png(images[0])
+        factor = max(1, min(8, -(-480 // max(w0, h0))))
+        for setting in ("none", "logn"):
+            w, h, _, _ = read_png(os.path.join(draw, f"{stem}.{setting}.png"))
+            self.assertEqual((w, h), (w0 * factor, h0 * factor))
+        _, err = logn("detect", "--server", self.addr, "--draw", os.path.join(images[0], "x"),
+                      images[0], expect=1)
+        self.assertIn("cannot create", err)
+
     def test_41_compare_runs_every_setting_and_matches_detect_plus_eval(self):
         val = os.path.join(ARGS.data, "val.json")
         val_dir = os.path.join(ARGS.data, "val")
@@ -424,8 +597,8 @@ class CliEndToEnd(unittest.TestCase):
         with open(table_path) as f:
             self.assertEqual(json.load(f), table)
         names = [row["setting"] for row in table["settings"]]
-        self.assertEqual(names, ["none", "loga", "bn", "logn", "t2:-", "t2:mu", "t2:sigma", "t2:beta",
-                                 "t2:mu+sigma+beta", "t3:const-4", "t3:const-12",
+        self.assertEqual(names, ["none", "loga", "bn", "logn", "default", "t2:-", "t2:mu",
+                                 "t2:sigma", "t2:beta", "t2:mu+sigma+beta", "t3:const-4", "t3:const-12",
                                  "t3:background_mean", "t3:max_fg_mean", "t3:avg_fg_mean",
                                  "t3:min_fg_mean"])
         rows = {row["setting"]: row for row in table["settings"]}
@@ -433,6 +606,8 @@ class CliEndToEnd(unittest.TestCase):
         # Same settings, same numbers: full LogN twice, and min_fg_mean is the default policy.
         for key in ["AP", "AP50", "AP75", "APr", "APc", "APf"]:
             self.assertEqual(rows["logn"][key], rows["t2:mu+sigma+beta"][key])
+            # No calibration profile yet: the model's default is LogN.
+            self.assertEqual(rows["default"][key], rows["logn"][key])
             self.assertEqual(rows["logn"][key], rows["t3:min_fg_mean"][key])
         # The "none" row equals detect --method none over the same images, evaluated by `logn eval`.
         with open(val) as f:

@@ -14,46 +14,12 @@
 
 namespace logn {
 
-absl::StatusOr<CalibrationSpec> SpecFromProto(const v1::CalibrationSetting& setting) {
-  CalibrationSpec spec;
-  LOGN_ASSIGN_OR_RETURN(spec.method, CalibrationMethodFromProto(setting.calibration_method()));
-  const v1::LogNParams& p = setting.logn();
-  LogNOptions& o = spec.logn;
-  if (p.has_use_mean()) o.use_mean = p.use_mean();
-  if (p.has_use_std()) o.use_std = p.use_std();
-  if (p.has_use_beta()) o.use_beta = p.use_beta();
-  LOGN_ASSIGN_OR_RETURN(o.beta_policy, BetaPolicyFromProto(p.beta_policy()));
-  o.beta_constant = p.beta_constant();
-  if (p.has_epsilon()) o.epsilon = p.epsilon();
-  o.official_formula = p.official_formula();
-  o.normalize_background = p.normalize_background();
-  if (setting.loga().has_tau()) spec.loga.tau = setting.loga().tau();
-  return spec;
-}
-
-v1::CalibrationSetting SpecToProto(const CalibrationSpec& spec, const std::string& name) {
-  v1::CalibrationSetting setting;
-  setting.set_name(name);
-  setting.set_calibration_method(CalibrationMethodToProto(spec.method));
-  switch (spec.method) {
-    case CalibrationMethod::kNone:
-      return setting;
-    case CalibrationMethod::kLogA:
-      setting.mutable_loga()->set_tau(spec.loga.tau);
-      return setting;
-    case CalibrationMethod::kLogN:
-      break;
+absl::StatusOr<NamedSpec> SettingFromProto(const v1::CalibrationSetting& setting) {
+  if (setting.calibration_method() == v1::CALIBRATION_METHOD_MODEL_DEFAULT) {
+    return NamedSpec::ModelDefault(setting.name());
   }
-  v1::LogNParams* p = setting.mutable_logn();
-  p->set_use_mean(spec.logn.use_mean);
-  p->set_use_std(spec.logn.use_std);
-  p->set_use_beta(spec.logn.use_beta);
-  p->set_beta_policy(BetaPolicyToProto(spec.logn.beta_policy));
-  p->set_beta_constant(spec.logn.beta_constant);
-  p->set_epsilon(spec.logn.epsilon);
-  p->set_official_formula(spec.logn.official_formula);
-  p->set_normalize_background(spec.logn.normalize_background);
-  return setting;
+  LOGN_ASSIGN_OR_RETURN(CalibrationSpec spec, SpecFromProto(setting));
+  return NamedSpec{spec, setting.name()};
 }
 
 absl::StatusOr<VersionSelector> SelectorFromProto(const v1::StatisticsSelector& selector) {
@@ -202,10 +168,11 @@ absl::StatusOr<DetectQuery> DetectQueryFromProto(const v1::DetectRequest& reques
   query.request_id = request.request_id();
   LOGN_ASSIGN_OR_RETURN(query.postprocess, PostprocessFromProto(request.postprocess()));
   query.include_uncalibrated_score = request.postprocess().include_uncalibrated_score();
-  if (request.calibrations().empty()) query.settings.push_back(NamedSpec{CalibrationSpec(), ""});
+  query.include_raw_candidates = request.postprocess().include_raw_candidates();
+  if (request.calibrations().empty()) query.settings.push_back(NamedSpec::ModelDefault(""));
   for (const v1::CalibrationSetting& setting : request.calibrations()) {
-    LOGN_ASSIGN_OR_RETURN(CalibrationSpec spec, SpecFromProto(setting));
-    query.settings.push_back(NamedSpec{spec, setting.name()});
+    LOGN_ASSIGN_OR_RETURN(NamedSpec named, SettingFromProto(setting));
+    query.settings.push_back(std::move(named));
   }
   query.statistics = StatisticsChoiceFromProto(request.selector(), request.has_selector());
   query.images.reserve(request.images_size());
@@ -230,6 +197,17 @@ void DetectionToProto(const Detection& d, const v1::ModelManifest& manifest,
 }
 
 }  // namespace
+
+void RawCandidatesToProto(const RawOutputs& outputs, const std::string& image_id,
+                          int32_t width, v1::DetectResponse* response) {
+  v1::RawCandidates* raw = response->add_raw_candidates();
+  raw->set_image_id(image_id);
+  LogitsToProto(outputs.logits, outputs.num_candidates, width, raw->mutable_logits());
+  raw->set_boxes(reinterpret_cast<const char*>(outputs.boxes.data()),
+                 outputs.boxes.size() * sizeof(float));
+  raw->set_box_layout(outputs.class_specific ? v1::BOX_LAYOUT_CLASS_SPECIFIC
+                                             : v1::BOX_LAYOUT_CLASS_AGNOSTIC);
+}
 
 void DetectOutcomeToProto(const DetectOutcome& outcome, const v1::ModelManifest& manifest,
                           v1::DetectResponse* response) {

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "calibration/calibrator.h"
+#include "calibration/setting_proto.h"
 #include "calibration/statistics.h"
 #include "logn/v1/calibration_service.pb.h"
 #include "logn/v1/common.pb.h"
@@ -21,6 +22,7 @@
 #include "logn/v1/stats_service.pb.h"
 #include "server/core/requests.h"
 #include "server/core/versions.h"
+#include "server/runtime/detector_runtime.h"
 #include "server/runtime/image.h"
 #include "server/runtime/postprocess.h"
 #include "store/stats_store.h"
@@ -29,10 +31,8 @@ namespace logn {
 
 // ---- Messages.
 
-// A request's calibration setting as a spec, defaults filled in (method unspecified = LogN).
-absl::StatusOr<CalibrationSpec> SpecFromProto(const v1::CalibrationSetting& setting);
-// The spec as the setting it came from, every default spelled out (what responses echo).
-v1::CalibrationSetting SpecToProto(const CalibrationSpec& spec, const std::string& name);
+// A request's setting: a spec as SpecFromProto makes it, or the model-default placeholder.
+absl::StatusOr<NamedSpec> SettingFromProto(const v1::CalibrationSetting& setting);
 
 // Unset selector = alias "active".
 absl::StatusOr<VersionSelector> SelectorFromProto(const v1::StatisticsSelector& selector);
@@ -79,6 +79,10 @@ absl::StatusOr<VersionFilter> VersionFilterFromProto(const v1::ListVersionsReque
 // core's to check.
 absl::StatusOr<DetectQuery> DetectQueryFromProto(const v1::DetectRequest& request);
 // The response: category ids from the manifest, boxes and scores as computed.
+// Appends one image's raw candidates (DetectResponse.raw_candidates); `width` = C+1.
+void RawCandidatesToProto(const RawOutputs& outputs, const std::string& image_id,
+                          int32_t width, v1::DetectResponse* response);
+
 void DetectOutcomeToProto(const DetectOutcome& outcome, const v1::ModelManifest& manifest,
                           v1::DetectResponse* response);
 

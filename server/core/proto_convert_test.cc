@@ -22,7 +22,7 @@ TEST(ProtoConvertTest, SpecDefaultsAreFilledInAndEchoed) {
   const CalibrationSpec spec = SpecFromProto(setting).value();
   EXPECT_EQ(spec.method, CalibrationMethod::kLogN);
   EXPECT_FALSE(spec.logn.use_beta);
-  EXPECT_TRUE(spec.logn.use_mean);  // default
+  EXPECT_EQ(spec.logn.mean_weight, 1.0);  // default: use_mean
   EXPECT_EQ(spec.logn.beta_policy, BetaPolicy::kConstant);
   const v1::CalibrationSetting echoed = SpecToProto(spec, "bn");
   EXPECT_EQ(echoed.name(), "bn");
@@ -181,13 +181,25 @@ TEST(ProtoConvertTest, DetectQueryHasTheDefaultSettingAndImageIds) {
   const DetectQuery query = DetectQueryFromProto(request).value();
   EXPECT_EQ(query.request_id, "r1");
   ASSERT_EQ(query.settings.size(), 1u);
-  EXPECT_EQ(query.settings[0].spec.method, CalibrationMethod::kLogN);
+  EXPECT_TRUE(query.settings[0].model_default);  // resolved by the server, from the profile
   EXPECT_EQ(query.settings[0].name, "");
+  EXPECT_FALSE(query.include_raw_candidates);
   EXPECT_THAT(query.image_ids, ElementsAre("a", ""));
   EXPECT_EQ(query.images[1].bytes(), "png bytes");
   EXPECT_TRUE(query.include_uncalibrated_score);
   EXPECT_FALSE(query.statistics.explicitly_set);
   EXPECT_EQ(query.statistics.selector.value().alias, "active");
+
+  // MODEL_DEFAULT named explicitly is the same placeholder, keeping its name.
+  v1::DetectRequest named = request;
+  v1::CalibrationSetting* model_default = named.add_calibrations();
+  model_default->set_calibration_method(v1::CALIBRATION_METHOD_MODEL_DEFAULT);
+  model_default->set_name("tuned");
+  named.mutable_postprocess()->set_include_raw_candidates(true);
+  const DetectQuery with_default = DetectQueryFromProto(named).value();
+  EXPECT_TRUE(with_default.settings[0].model_default);
+  EXPECT_EQ(with_default.settings[0].name, "tuned");
+  EXPECT_TRUE(with_default.include_raw_candidates);
 
   // Method NONE with a malformed alias converts: the alias is never used.
   request.add_calibrations()->set_calibration_method(v1::CALIBRATION_METHOD_NONE);

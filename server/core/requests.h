@@ -25,6 +25,14 @@ namespace logn {
 struct NamedSpec {
   CalibrationSpec spec;
   std::string name;
+  // The model's default (CALIBRATION_METHOD_MODEL_DEFAULT, or a Detect request naming no
+  // setting): `spec` is meaningless until the server replaces it with the calibration profile of
+  // the statistics version used (LogN with its defaults when that version has none).
+  bool model_default = false;
+
+  static NamedSpec ModelDefault(std::string name) {
+    return NamedSpec{CalibrationSpec(), std::move(name), true};
+  }
 };
 
 // Which statistics a request's LogN settings use. The selector is kept with its conversion error
@@ -41,10 +49,11 @@ struct DetectQuery {
   std::string request_id;
   std::vector<ImageSource> images;
   std::vector<std::string> image_ids;  // one per image
-  std::vector<NamedSpec> settings;     // at least one: the default LogN when the request has none
+  std::vector<NamedSpec> settings;     // at least one: the model's default when the request has none
   StatisticsChoice statistics;
   PostprocessOptions postprocess;      // validated
   bool include_uncalibrated_score = false;
+  bool include_raw_candidates = false;
 };
 
 // A Detect result: for each setting, in request order, each image's detections.
@@ -57,7 +66,7 @@ struct DetectOutcome {
     std::vector<float> uncalibrated_scores;
   };
   struct Setting {
-    NamedSpec setting;
+    NamedSpec setting;  // as resolved: never a model_default placeholder
     std::vector<Image> images;
   };
   std::string request_id;

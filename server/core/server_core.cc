@@ -1,6 +1,8 @@
 #include "server/core/server_core.h"
 
 #include <algorithm>
+#include <optional>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -10,6 +12,7 @@
 #include "common/status_macros.h"
 #include "server/core/proto_convert.h"
 #include "store/stats_export.h"
+#include "store/version_proto.h"
 
 namespace logn {
 namespace {
@@ -159,32 +162,67 @@ absl::StatusOr<std::shared_ptr<const CachedVersion>> ServerCore::CachedStatistic
   return cached.status();
 }
 
+absl::StatusOr<NamedSpec> ServerCore::ModelDefaultSetting(const VersionInfo* version,
+                                                          const std::string& name) const {
+  NamedSpec resolved{CalibrationSpec(), name.empty() ? "default" : name};
+  if (version == nullptr || !version->calibration_profile.has_value()) return resolved;
+  v1::CalibrationProfile profile;
+  if (!profile.ParseFromString(version->calibration_profile->profile)) {
+    return absl::DataLossError(absl::StrCat("the calibration profile of version ",
+                                            version->version, " does not parse"));
+  }
+  LOGN_ASSIGN_OR_RETURN(resolved.spec, SpecFromProto(profile.default_setting()));
+  if (name.empty() && !profile.default_setting().name().empty()) {
+    resolved.name = profile.default_setting().name();
+  }
+  return resolved;
+}
+
+absl::StatusOr<Calibrator> ServerCore::CalibratorFor(const CalibrationSpec& spec,
+                                                     const Statistics* statistics) const {
+  if (spec.method == CalibrationMethod::kLogA && instance_counts_.empty()) {
+    return absl::FailedPreconditionError(
+        "LogA needs every class's training instance_count in the model manifest");
+  }
+  return MakeCalibrator(spec, runtime_->layout(), statistics, instance_counts_);
+}
+
+absl::Status ServerCore::ValidateProfile(const v1::CalibrationProfile& profile,
+                                         const Statistics& statistics) const {
+  LOGN_ASSIGN_OR_RETURN(const CalibrationSpec spec, SpecFromProto(profile.default_setting()));
+  const absl::StatusOr<Calibrator> calibrator = CalibratorFor(spec, &statistics);
+  if (!calibrator.ok()) {
+    return absl::Status(calibrator.status().code(),
+                        absl::StrCat("calibration profile: ", calibrator.status().message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ServerCore::Calibrators> ServerCore::ResolveCalibrators(
     absl::Span<const NamedSpec> settings, const StatisticsChoice& statistics) {
   Calibrators out;
   std::shared_ptr<const CachedVersion> version;
-  const bool needs_statistics = std::any_of(settings.begin(), settings.end(), [](const auto& s) {
-    return s.spec.method == CalibrationMethod::kLogN;
+  const bool needs_version = std::any_of(settings.begin(), settings.end(), [](const auto& s) {
+    return s.model_default || s.spec.method == CalibrationMethod::kLogN;
   });
-  if (needs_statistics) {
+  if (needs_version) {
     LOGN_ASSIGN_OR_RETURN(version, CachedStatistics(statistics));
     out.statistics_version = version->info.version;
   }
-  for (const NamedSpec& setting : settings) {
-    const CalibrationSpec& spec = setting.spec;
-    if (spec.method == CalibrationMethod::kLogA && instance_counts_.empty()) {
-      return absl::FailedPreconditionError(
-          "LogA needs every class's training instance_count in the model manifest");
+  for (const NamedSpec& requested : settings) {
+    NamedSpec setting = requested;
+    if (requested.model_default) {
+      LOGN_ASSIGN_OR_RETURN(setting, ModelDefaultSetting(&version->info, requested.name));
     }
+    const CalibrationSpec& spec = setting.spec;
+    out.settings.push_back(setting);
     // The cache holds each version's calibrator for the default options: no rebuild per request.
     if (spec.method == CalibrationMethod::kLogN && spec.logn == options_.cache.logn) {
       out.calibrators.push_back(version->calibrator);
       continue;
     }
-    LOGN_ASSIGN_OR_RETURN(
-        Calibrator calibrator,
-        MakeCalibrator(spec, runtime_->layout(), version ? &version->statistics : nullptr,
-                       instance_counts_));
+    LOGN_ASSIGN_OR_RETURN(Calibrator calibrator,
+                          CalibratorFor(spec, version ? &version->statistics : nullptr));
     out.calibrators.push_back(std::move(calibrator));
   }
   return out;
@@ -225,9 +263,9 @@ absl::StatusOr<DetectOutcome> ServerCore::FinishDetect(const PreparedDetect& pre
       runtime_->PostprocessOutputs(outputs, calibrators, query.postprocess, &outcome.dropped));
   outcome.request_id = query.request_id;
   outcome.statistics_version = prepared.calibrators.statistics_version;
-  for (size_t s = 0; s < query.settings.size(); ++s) {
+  for (size_t s = 0; s < prepared.calibrators.settings.size(); ++s) {
     DetectOutcome::Setting& result = outcome.results.emplace_back();
-    result.setting = query.settings[s];
+    result.setting = prepared.calibrators.settings[s];
     for (size_t i = 0; i < outputs.size(); ++i) {
       DetectOutcome::Image& image = result.images.emplace_back();
       image.image_id = query.image_ids[i];
@@ -250,6 +288,12 @@ absl::Status ServerCore::Respond(const PreparedDetect& prepared,
                                  v1::DetectResponse* response) const {
   LOGN_ASSIGN_OR_RETURN(const DetectOutcome outcome, FinishDetect(prepared, outputs, timings));
   DetectOutcomeToProto(outcome, runtime_->manifest(), response);
+  if (prepared.query.include_raw_candidates) {
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      RawCandidatesToProto(outputs[i], prepared.query.image_ids[i], runtime_->layout().width(),
+                           response);
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -311,11 +355,17 @@ absl::Status ServerCore::GetModelInfo(const v1::GetModelInfoRequest& request,
   if (!active.ok()) {
     if (!absl::IsNotFound(active.status())) return active.status();
     response->set_active_version(0);
+    LOGN_ASSIGN_OR_RETURN(const NamedSpec built_in, ModelDefaultSetting(nullptr, ""));
+    *response->mutable_default_calibration() = SpecToProto(built_in.spec, built_in.name);
     return absl::OkStatus();
   }
   response->set_active_version(active->info.version);
   LOGN_ASSIGN_OR_RETURN(std::vector<std::string> aliases, AliasesOf(active->info.version));
   VersionToProto(active->info, aliases, response->mutable_active_statistics_version());
+  LOGN_ASSIGN_OR_RETURN(const NamedSpec resolved, ModelDefaultSetting(&active->info, ""));
+  *response->mutable_default_calibration() = SpecToProto(resolved.spec, resolved.name);
+  response->set_default_calibration_version(
+      active->info.calibration_profile.has_value() ? active->info.version : 0);
   return absl::OkStatus();
 }
 
@@ -345,8 +395,7 @@ absl::Status ServerCore::Apply(const v1::ApplyRequest& request, v1::ApplyRespons
   LOGN_ASSIGN_OR_RETURN(std::vector<float> values, LogitsFromProto(request.logits()));
   const LogitBatchView view{values.data(), request.logits().rows(), width};
   LOGN_RETURN_IF_ERROR(ValidateLogitBatch(layout, view));
-  LOGN_ASSIGN_OR_RETURN(CalibrationSpec spec, SpecFromProto(request.calibration()));
-  const NamedSpec setting{spec, request.calibration().name()};
+  LOGN_ASSIGN_OR_RETURN(const NamedSpec setting, SettingFromProto(request.calibration()));
   LOGN_ASSIGN_OR_RETURN(
       Calibrators resolved,
       ResolveCalibrators({setting}, StatisticsChoiceFromProto(request.selector(),
@@ -532,7 +581,34 @@ absl::Status ServerCore::ImportVersion(const v1::ImportVersionRequest& request,
   // The format is always detected from the content (store/stats_export.h).
   LOGN_ASSIGN_OR_RETURN(NewVersion version, ParseImport(request.content(), model_key_));
   if (!request.description().empty()) version.description = request.description();
+  if (version.calibration_profile.has_value()) {
+    v1::CalibrationProfile profile;
+    if (!profile.ParseFromString(*version.calibration_profile)) {
+      return absl::InvalidArgumentError("the file's calibration profile does not parse");
+    }
+    LOGN_RETURN_IF_ERROR(ValidateProfile(profile, version.statistics));
+  }
   return StoreVersion(version, request.activate(), response->mutable_statistics_version());
+}
+
+absl::Status ServerCore::SetCalibrationProfile(const v1::SetCalibrationProfileRequest& request,
+                                               v1::SetCalibrationProfileResponse* response) {
+  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
+  LOGN_ASSIGN_OR_RETURN(VersionSelector selector, SelectorFromProto(request.selector()));
+  std::optional<std::string> profile_bytes;
+  if (request.has_calibration_profile()) {
+    const v1::CalibrationProfile& profile = request.calibration_profile();
+    LOGN_ASSIGN_OR_RETURN(const VersionRecord record, store_->Get(model_key_, selector));
+    LOGN_RETURN_IF_ERROR(ValidateProfile(profile, record.statistics));
+    profile_bytes = CalibrationProfileToBytes(profile);  // set_at cleared: the store keeps it
+    // The version validated, even if the alias moves meanwhile.
+    selector = VersionSelector::Number(record.info.version);
+  }
+  LOGN_ASSIGN_OR_RETURN(const VersionInfo info,
+                        store_->SetCalibrationProfile(model_key_, selector, profile_bytes));
+  LOGN_ASSIGN_OR_RETURN(std::vector<std::string> aliases, AliasesOf(info.version));
+  VersionToProto(info, aliases, response->mutable_statistics_version());
+  return absl::OkStatus();
 }
 
 }  // namespace logn

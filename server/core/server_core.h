@@ -101,6 +101,10 @@ class ServerCore {
                              v1::ExportVersionResponse* response);
   absl::Status ImportVersion(const v1::ImportVersionRequest& request,
                              v1::ImportVersionResponse* response);
+  // Validates the profile's setting against the version (it must build a calibrator from the
+  // version's statistics and the model's counts), then stores it; no profile clears it.
+  absl::Status SetCalibrationProfile(const v1::SetCalibrationProfileRequest& request,
+                                     v1::SetCalibrationProfileResponse* response);
 
   // The active version's number, 0 when there is none (for metrics and GetModelInfo).
   int64_t ActiveVersion();
@@ -111,11 +115,13 @@ class ServerCore {
 
   // NOT_FOUND unless `name` is empty or the served model's name.
   absl::Status CheckModel(const std::string& name) const;
-  // The calibrators of a request's settings, all LogN ones from one statistics version (so a
-  // response is consistent with the one version it names even while aliases move).
+  // The calibrators of a request's settings, all LogN ones and the model default from one
+  // statistics version (so a response is consistent with the one version it names even while
+  // aliases move).
   struct Calibrators {
+    std::vector<NamedSpec> settings;      // as resolved: model defaults replaced by the profile
     std::vector<Calibrator> calibrators;  // one per setting
-    int64_t statistics_version = 0;       // 0 when no setting needs statistics
+    int64_t statistics_version = 0;       // 0 when no setting needs statistics or a profile
   };
   absl::StatusOr<Calibrators> ResolveCalibrators(absl::Span<const NamedSpec> settings,
                                                  const StatisticsChoice& statistics);
@@ -124,6 +130,18 @@ class ServerCore {
   absl::StatusOr<std::shared_ptr<const CachedVersion>> CachedStatistics(
       const StatisticsChoice& statistics);
   absl::StatusOr<std::vector<std::string>> AliasesOf(int64_t version);
+  // What the model default means with `version`: its calibration profile's setting, else LogN
+  // with its defaults (named `name`, or "default" when empty).
+  absl::StatusOr<NamedSpec> ModelDefaultSetting(const VersionInfo* version,
+                                                const std::string& name) const;
+  // The calibrator of a concrete spec (`statistics` for LogN; FAILED_PRECONDITION for LogA on a
+  // model without instance counts).
+  absl::StatusOr<Calibrator> CalibratorFor(const CalibrationSpec& spec,
+                                           const Statistics* statistics) const;
+  // INVALID_ARGUMENT / FAILED_PRECONDITION unless the profile's setting is concrete and builds a
+  // calibrator with `statistics`.
+  absl::Status ValidateProfile(const v1::CalibrationProfile& profile,
+                               const Statistics& statistics) const;
   // A Detect request converted and checked, with its calibrators.
   struct PreparedDetect {
     DetectQuery query;

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <limits>
@@ -204,6 +205,177 @@ TEST_F(ServerCoreTest, ApplyEqualsTheCalibrationCore) {
   std::vector<float> scores(expected.size());
   SoftmaxRows(expected.data(), scores.data(), 7, width_);
   EXPECT_EQ(LogitsFromProto(response.scores()).value(), scores);
+}
+
+v1::CalibrationSetting MuOnly(const std::string& name) {
+  v1::CalibrationSetting setting;
+  setting.set_name(name);
+  setting.set_calibration_method(v1::CALIBRATION_METHOD_LOGN);
+  setting.mutable_logn()->set_mean_weight(1.0);
+  setting.mutable_logn()->set_std_exponent(0.0);
+  setting.mutable_logn()->set_use_beta(false);
+  return setting;
+}
+
+TEST_F(ServerCoreTest, TheCalibrationProfileIsTheDefaultOfItsVersion) {
+  CalibrateFromLogits(RandomLogits(600), /*activate=*/true);
+  CalibrateFromLogits(RandomLogits(600), /*activate=*/false);  // version 2
+  const v1::DetectRequest request = DetectRequestFor(2);  // names no setting
+
+  // No profile: the built-in LogN, echoed as such.
+  v1::DetectResponse before;
+  ASSERT_TRUE(core_->Detect(request, &before).ok());
+  EXPECT_EQ(before.results(0).setting().name(), "default");
+  EXPECT_EQ(before.results(0).setting().calibration_method(), v1::CALIBRATION_METHOD_LOGN);
+  EXPECT_TRUE(before.results(0).setting().logn().use_std());
+  v1::GetModelInfoResponse info;
+  ASSERT_TRUE(core_->GetModelInfo({}, &info).ok());
+  EXPECT_EQ(info.default_calibration_version(), 0);
+  EXPECT_EQ(info.default_calibration().calibration_method(), v1::CALIBRATION_METHOD_LOGN);
+
+  // μ-only as version 1's profile (through the alias "active").
+  v1::SetCalibrationProfileRequest set;
+  *set.mutable_calibration_profile()->mutable_default_setting() = MuOnly("mu-only");
+  set.mutable_calibration_profile()->set_description("by hand");
+  v1::SetCalibrationProfileResponse set_response;
+  ASSERT_TRUE(core_->SetCalibrationProfile(set, &set_response).ok());
+  EXPECT_EQ(set_response.statistics_version().version(), 1);
+  EXPECT_EQ(set_response.statistics_version().calibration_profile().description(), "by hand");
+  EXPECT_TRUE(set_response.statistics_version().calibration_profile().has_set_at());
+
+  v1::DetectResponse after;
+  ASSERT_TRUE(core_->Detect(request, &after).ok());
+  EXPECT_EQ(after.version(), 1);
+  EXPECT_EQ(after.results(0).setting().name(), "mu-only");
+  EXPECT_FALSE(after.results(0).setting().logn().use_std());
+  // The same detections as asking for μ-only by name.
+  v1::DetectRequest explicit_request = request;
+  *explicit_request.add_calibrations() = MuOnly("mu-only");
+  v1::DetectResponse named;
+  ASSERT_TRUE(core_->Detect(explicit_request, &named).ok());
+  after.clear_timing();
+  named.clear_timing();
+  EXPECT_EQ(after.SerializeAsString(), named.SerializeAsString());
+  EXPECT_NE(before.results(0).SerializeAsString(), named.results(0).SerializeAsString());
+
+  // MODEL_DEFAULT in a list resolves to the profile of the version the request selects: version
+  // 2 has none, so there it is LogN.
+  v1::DetectRequest mixed = request;
+  mixed.add_calibrations()->set_calibration_method(v1::CALIBRATION_METHOD_MODEL_DEFAULT);
+  mixed.mutable_selector()->set_version(2);
+  v1::DetectResponse on_two;
+  ASSERT_TRUE(core_->Detect(mixed, &on_two).ok());
+  EXPECT_EQ(on_two.results(0).setting().calibration_method(), v1::CALIBRATION_METHOD_LOGN);
+  EXPECT_EQ(on_two.version(), 2);
+
+  ASSERT_TRUE(core_->GetModelInfo({}, &info).ok());
+  EXPECT_EQ(info.default_calibration_version(), 1);
+  EXPECT_EQ(info.default_calibration().name(), "mu-only");
+  EXPECT_EQ(info.active_statistics_version().calibration_profile().description(), "by hand");
+
+  // Apply follows the profile too.
+  v1::ApplyRequest apply;
+  *apply.mutable_logits() = MakeBatch(RandomLogits(3), 3, width_);
+  apply.mutable_calibration()->set_calibration_method(v1::CALIBRATION_METHOD_MODEL_DEFAULT);
+  v1::ApplyResponse by_default, by_name;
+  ASSERT_TRUE(core_->Apply(apply, &by_default).ok());
+  *apply.mutable_calibration() = MuOnly("");
+  ASSERT_TRUE(core_->Apply(apply, &by_name).ok());
+  EXPECT_EQ(by_default.logits().data(), by_name.logits().data());
+
+  // Cleared: back to LogN.
+  v1::SetCalibrationProfileRequest clear;
+  ASSERT_TRUE(core_->SetCalibrationProfile(clear, &set_response).ok());
+  EXPECT_FALSE(set_response.statistics_version().has_calibration_profile());
+  v1::DetectResponse cleared;
+  ASSERT_TRUE(core_->Detect(request, &cleared).ok());
+  cleared.clear_timing();
+  before.clear_timing();
+  EXPECT_EQ(cleared.SerializeAsString(), before.SerializeAsString());
+}
+
+TEST_F(ServerCoreTest, BadCalibrationProfilesAreRefused) {
+  CalibrateFromLogits(RandomLogits(300), /*activate=*/true);
+  auto set = [&](const v1::CalibrationSetting& setting, int64_t version = 0) {
+    v1::SetCalibrationProfileRequest request;
+    if (version > 0) request.mutable_selector()->set_version(version);
+    *request.mutable_calibration_profile()->mutable_default_setting() = setting;
+    v1::SetCalibrationProfileResponse response;
+    return core_->SetCalibrationProfile(request, &response);
+  };
+  v1::CalibrationSetting model_default;
+  model_default.set_calibration_method(v1::CALIBRATION_METHOD_MODEL_DEFAULT);
+  EXPECT_THAT(set(model_default).message(), HasSubstr("MODEL_DEFAULT"));
+  v1::CalibrationSetting too_far = MuOnly("x");
+  too_far.mutable_logn()->set_mean_weight(1.5);
+  const absl::Status out_of_range = set(too_far);
+  EXPECT_EQ(out_of_range.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(out_of_range.message(), HasSubstr("[0, 1]"));
+  EXPECT_EQ(set(MuOnly("x"), /*version=*/9).code(), absl::StatusCode::kNotFound);
+  // Nothing was stored by the failures.
+  v1::GetVersionResponse version;
+  ASSERT_TRUE(core_->GetVersion({}, &version).ok());
+  EXPECT_FALSE(version.statistics_version().has_calibration_profile());
+
+  // An imported file carrying a bad profile is refused as a whole.
+  ASSERT_TRUE(set(MuOnly("fine")).ok());
+  v1::ExportVersionRequest export_request;
+  export_request.set_export_format(v1::EXPORT_FORMAT_BINARY);
+  v1::ExportVersionResponse exported;
+  ASSERT_TRUE(core_->ExportVersion(export_request, &exported).ok());
+  v1::StatisticsVersion file;
+  ASSERT_TRUE(file.ParseFromString(exported.content()));
+  EXPECT_EQ(file.calibration_profile().default_setting().name(), "fine");
+  file.mutable_calibration_profile()->mutable_default_setting()->mutable_logn()->set_std_exponent(
+      -1);
+  file.mutable_calibration_profile()->mutable_default_setting()->mutable_logn()->clear_use_std();
+  v1::ImportVersionRequest import;
+  import.set_content(file.SerializeAsString());
+  v1::ImportVersionResponse imported;
+  const absl::Status bad_import = core_->ImportVersion(import, &imported);
+  EXPECT_EQ(bad_import.code(), absl::StatusCode::kInvalidArgument) << bad_import;
+}
+
+TEST_F(ServerCoreTest, RawCandidatesPostProcessLocallyToTheServersDetections) {
+  CalibrateFromLogits(RandomLogits(600), /*activate=*/true);
+  v1::DetectRequest request = DetectRequestFor(2);
+  request.add_calibrations()->set_calibration_method(v1::CALIBRATION_METHOD_LOGN);
+  request.mutable_postprocess()->set_include_raw_candidates(true);
+  v1::DetectResponse response;
+  ASSERT_TRUE(core_->Detect(request, &response).ok());
+  ASSERT_EQ(response.raw_candidates_size(), 2);
+
+  v1::GetVersionRequest get;
+  get.set_view(v1::VERSION_VIEW_FULL);
+  v1::GetVersionResponse version;
+  ASSERT_TRUE(core_->GetVersion(get, &version).ok());
+  const Statistics stats = StatisticsFromProto(version.statistics_version().statistics()).value();
+  const Calibrator calibrator = Calibrator::ForLogN(stats, LogNOptions()).value();
+  for (int i = 0; i < 2; ++i) {
+    const v1::RawCandidates& raw = response.raw_candidates(i);
+    EXPECT_EQ(raw.image_id(), request.images(i).image_id());
+    EXPECT_EQ(raw.logits().width(), width_);
+    const std::vector<float> logits = LogitsFromProto(raw.logits()).value();
+    std::vector<float> boxes(raw.boxes().size() / sizeof(float));
+    std::memcpy(boxes.data(), raw.boxes().data(), raw.boxes().size());
+    const CandidatesView view{raw.logits().rows(),
+                              raw.box_layout() == v1::BOX_LAYOUT_CLASS_SPECIFIC, boxes, logits};
+    const std::vector<Detection> local =
+        Postprocess(calibrator, view, PostprocessOptions()).value();
+    const v1::ImageDetections& served = response.results(0).image_detections(i);
+    ASSERT_EQ(static_cast<int>(local.size()), served.detections_size());
+    ASSERT_GT(local.size(), 0u);
+    for (size_t k = 0; k < local.size(); ++k) {
+      EXPECT_EQ(local[k].score, served.detections(k).score());
+      EXPECT_EQ(local[k].box[0], served.detections(k).box().x1());
+      EXPECT_EQ(local[k].box[3], served.detections(k).box().y2());
+    }
+  }
+  // Not asked for: not sent.
+  request.mutable_postprocess()->set_include_raw_candidates(false);
+  v1::DetectResponse without;
+  ASSERT_TRUE(core_->Detect(request, &without).ok());
+  EXPECT_EQ(without.raw_candidates_size(), 0);
 }
 
 TEST_F(ServerCoreTest, CalibrateFromImagesWithGroundTruthSamplesRois) {

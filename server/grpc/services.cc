@@ -516,4 +516,11 @@ grpc::ServerUnaryReactor* StatsStoreServiceImpl::ImportVersion(
                   request, response);
 }
 
+grpc::ServerUnaryReactor* StatsStoreServiceImpl::SetCalibrationProfile(
+    grpc::CallbackServerContext* ctx, const v1::SetCalibrationProfileRequest* request,
+    v1::SetCalibrationProfileResponse* response) {
+  return RunUnary(context_, ctx, "SetCalibrationProfile", Access::kAdmin,
+                  &ServerCore::SetCalibrationProfile, request, response);
+}
+
 }  // namespace logn

@@ -103,6 +103,9 @@ class StatsStoreServiceImpl final : public v1::StatsStoreService::CallbackServic
   grpc::ServerUnaryReactor* ImportVersion(grpc::CallbackServerContext* ctx,
                                           const v1::ImportVersionRequest* request,
                                           v1::ImportVersionResponse* response) override;
+  grpc::ServerUnaryReactor* SetCalibrationProfile(
+      grpc::CallbackServerContext* ctx, const v1::SetCalibrationProfileRequest* request,
+      v1::SetCalibrationProfileResponse* response) override;
 
  private:
   ServiceContext* const context_;

@@ -14,6 +14,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/sha256.h"
+#include "logn/v1/store.pb.h"
+#include "store/version_proto.h"
 
 namespace logn {
 namespace store_testing {
@@ -97,8 +99,22 @@ RoiSamplingRecord ProposalSampling(int64_t images, int32_t num_rois, double posi
   return r;
 }
 
+std::string TestProfile(const std::string& description, double alpha) {
+  v1::CalibrationProfile profile;
+  v1::CalibrationSetting* setting = profile.mutable_default_setting();
+  setting->set_name("tuned");
+  setting->set_calibration_method(v1::CALIBRATION_METHOD_LOGN);
+  setting->mutable_logn()->set_mean_weight(alpha);
+  profile.set_description(description);
+  return CalibrationProfileToBytes(profile);
+}
+
 }  // namespace store_testing
 
 void PrintTo(const RoiSamplingRecord& record, std::ostream* os) { *os << record.DebugString(); }
+
+void PrintTo(const CalibrationProfileRecord& record, std::ostream* os) {
+  *os << "profile of " << record.profile.size() << " bytes set at " << record.set_at;
+}
 
 }  // namespace logn

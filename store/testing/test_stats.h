@@ -35,10 +35,15 @@ bool InCi();
 RoiSamplingRecord ProposalSampling(int64_t images, int32_t num_rois = 512,
                                    double positives = 0.08, double rfs_threshold = 0.0);
 
+// A calibration profile in its stored form (CalibrationProfileToBytes), as the server would
+// set it: LOGN with mean weight `alpha`, described by `description`.
+std::string TestProfile(const std::string& description, double alpha = 0.5);
+
 }  // namespace store_testing
 
 // gtest prints records (and optionals of them) with their fields.
 void PrintTo(const RoiSamplingRecord& record, std::ostream* os);
+void PrintTo(const CalibrationProfileRecord& record, std::ostream* os);
 
 }  // namespace logn
 

@@ -198,7 +198,7 @@ def run(cli: Cli, args, work: str, url: str) -> int:
             activated = time.monotonic()
             for other in (b, c):
                 while True:
-                    out = cli.run("detect", "--server", other, image).stdout
+                    out = cli.run("detect", "--json", "--server", other, image).stdout
                     seen = json.loads(out.splitlines()[0])["version"]
                     elapsed = time.monotonic() - activated
                     if int(seen) == int(version):

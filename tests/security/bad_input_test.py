@@ -16,9 +16,8 @@ import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "client", "testing"))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "client", "python"))
 from logn_test_server import LognServer, run_unittests  # noqa: E402
-from example import compile_protos, float32_bytes, png  # noqa: E402
+from grpc_stubs import compile_protos, float32_bytes, png  # noqa: E402
 
 import grpc  # noqa: E402
 

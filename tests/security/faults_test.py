@@ -141,7 +141,7 @@ class FaultsTest(unittest.TestCase):
             try:
                 time.sleep(0.5)  # the listen thread notices and invalidates cached aliases
                 for _ in range(5):
-                    r = logn("detect", "--server", server.address, image)
+                    r = logn("detect", "--json", "--server", server.address, image)
                     self.assertEqual(r.returncode, 0, r.stderr)
                     self.assertIn(f'"version":{version}', r.stdout)
                 for argv in (["stats", "list"], ["stats", "activate", version]):
@@ -162,7 +162,7 @@ class FaultsTest(unittest.TestCase):
             r = self.calibrate(server, "--activate")
             self.assertEqual(r.returncode, 0, r.stderr)
             new_version = json.loads(r.stdout)["statistics_version"]["version"]
-            r = logn("detect", "--server", server.address, image)
+            r = logn("detect", "--json", "--server", server.address, image)
             self.assertIn(f'"version":{new_version}', r.stdout)
 
     def test_sqlite_on_a_full_disk_is_resource_exhausted_then_recovers(self):

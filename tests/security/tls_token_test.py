@@ -105,7 +105,7 @@ class TlsAndTokenTest(unittest.TestCase):
         r = logn("stats", "list", *self.mtls())
         self.assertEqual(r.returncode, 0, r.stderr)
         image = os.path.join(ARGS.data, "val", sorted(os.listdir(os.path.join(ARGS.data, "val")))[0])
-        r = logn("detect", *self.mtls(), image)
+        r = logn("detect", "--json", *self.mtls(), image)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn('"version":1', r.stdout)
 

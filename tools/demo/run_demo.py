@@ -1,17 +1,24 @@
 #!/usr/bin/python3
 """The README's main job: LogN Serve end to end on the bundled demo detectors.
 
-For each model under models/: start logn_server with an embedded SQLite store, stream the training
-split through Calibrate twice (images with ground truth; version 1, activated: RoIs sampled from
-the RPN's proposals as in training; version 2: from the model's output candidates, the fallback),
-run `logn compare` on val with each (one forward pass per image, every setting from it), stop the
-server. Then print the main
-table (none / LogA / plain BN / LogN), the paper's Table 2 and Table 3 layouts, and draw two
-plots: per-class logit mean and standard deviation against training frequency (the paper's
-Fig. 2) and per-group AP before / after calibration.
+For each model under models/ (demo_ce: linear classifier, plain CE; demo_cosine_ce: cosine
+classifier, plain CE; demo_logn: cosine classifier trained with BatchNorm on its logits, the
+official LogN regime): start logn_server with an embedded SQLite store; stream the training split
+through Calibrate (version 1, activated: RoIs sampled from the RPN's proposals as training sampled
+them); for a model that ships the official statistics pass (models/NAME/official_stats.pth) import
+it as version 2, as a user with a released checkpoint would; then `logn tune` on val: one forward
+pass per image, every setting of the grid evaluated locally, chosen on a tuning half and reported
+on the other half, for three splits; --apply stores the choice as the model's default. Stop the
+server. Then print, per model, the held-out table (tuned default, none, LogA, LogN with our
+statistics, LogN with the official ones), the paper's Table 2 and Table 3 layouts (fixed settings,
+all val images), and draw the plots.
 
 Usage (scripts/demo does the build and calls this):
   /usr/bin/python3 tools/demo/run_demo.py --build build --out out/demo [--scale full|tiny]
+      [--models demo_ce ...] [--with-candidates]
+--with-candidates also calibrates from the model's output candidates (version 3, the fallback for
+models without proposals) and tunes with it: the proposals-vs-candidates comparison of
+docs/demo-detectors.md.
 """
 import argparse
 import json
@@ -22,15 +29,20 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-MODELS = ("demo_ce", "demo_logn")
-MAIN_ROWS = (("none", "none"), ("loga", "LogA"), ("bn", "plain BN (μ, σ on C+1, no β)"),
-             ("logn", "LogN (μ, σ, β = min μ)"))
-TABLE2_ROWS = (("t2:-", " ", " ", " "), ("t2:mu", "✓", " ", " "), ("t2:sigma", " ", "✓", " "),
-               ("t2:beta", " ", " ", "✓"), ("t2:mu+sigma+beta", "✓", "✓", "✓"))
-TABLE3_ROWS = (("t3:const-4", "-4"), ("t3:const-12", "-12"), ("t3:background_mean", "μ_bg"),
-               ("t3:max_fg_mean", "μ_max"), ("t3:avg_fg_mean", "μ_avg"),
-               ("t3:min_fg_mean", "μ_min"))
+MODELS = ("demo_ce", "demo_cosine_ce", "demo_logn")
+SEEDS = "0,1,2"
 METRICS = ("AP", "AP50", "AP75", "APr", "APc", "APf")
+# Fixed settings (not chosen on val), by their `logn tune` names.
+TABLE2_ROWS = (("none", " ", " ", " "), ("logn(a=1,g=0,beta=off)", "✓", " ", " "),
+               ("logn(a=0,g=1,beta=off)", " ", "✓", " "),
+               ("logn(a=0,g=0,beta=min_fg_mean)", " ", " ", "✓"),
+               ("logn(a=1,g=1,beta=min_fg_mean)", "✓", "✓", "✓"))
+TABLE3_ROWS = (("logn(a=1,g=1,beta=background_mean)", "μ_bg"),
+               ("logn(a=1,g=1,beta=max_fg_mean)", "μ_max"),
+               ("logn(a=1,g=1,beta=avg_fg_mean)", "μ_avg"),
+               ("logn(a=1,g=1,beta=min_fg_mean)", "μ_min"))
+HELD_OUT_LABELS = {"tuned": "tuned default (chosen on the other half)", "none": "none",
+                   "loga": "LogA (τ = 1)", "logn": "LogN, our statistics (proposals)"}
 
 
 def log(message):
@@ -75,6 +87,11 @@ def fmt(value):
     return "  -  " if value is None or value < 0 else "%5.1f" % (100 * value)
 
 
+def fmt_spread(entry):
+    return "%5.1f ± %.1f" % (100 * entry["mean"], 100 * entry["spread"]) if entry["mean"] >= 0 \
+        else "  -  "
+
+
 def print_table(title, header, rows):
     print("\n" + title)
     print("| " + " | ".join(header) + " |")
@@ -83,8 +100,115 @@ def print_table(title, header, rows):
         print("| " + " | ".join(row) + " |")
 
 
+def import_official(logn, common, model_dir, name, work):
+    """The official statistics pass (a checkpoint's BN buffers) through the importer: version 2."""
+    checkpoint = os.path.join(model_dir, "official_stats.pth")
+    if not os.path.exists(checkpoint):
+        return None
+    converted = os.path.join(work, "official_stats.json")
+    manifest = json.load(open(os.path.join(model_dir, "model.json")))
+    first = manifest.get("background") == "BACKGROUND_POSITION_FIRST"
+    run(["/usr/bin/python3", os.path.join(ROOT, "tools", "import_mmdet_logn.py"), checkpoint,
+         "-o", converted, "--model-name", name, "--model-file",
+         os.path.join(model_dir, "model.pt"), "--momentum", "0.00005",
+         "--background", "first" if first else "last", "--description",
+         "official statistics pass (lr 0, BN momentum 5e-5), imported"])
+    out = run([logn, "stats", "import", converted, *common, "--json"], capture_output=True,
+              text=True).stdout
+    return int(json.loads(out)["version"])
+
+
+def demo_model(name, args, logn, server_binary, data, out):
+    """One model: calibrate, import, tune (--apply); returns what the tables need."""
+    work = os.path.join(out, name)
+    os.makedirs(work, exist_ok=True)
+    store = os.path.join(work, "stats.db")
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(store + suffix):
+            os.remove(store + suffix)
+    model_dir = os.path.join(args.models_dir, name)
+    server = Server(server_binary, os.path.join(model_dir, "model.pt"), store, work)
+    try:
+        common = ["--server", server.address]
+        calibrate = [logn, "calibrate", *common, "--dataset", os.path.join(data, "train.json"),
+                     "--images", os.path.join(data, "train")]
+        # Version 1 (active): RoIs sampled from the RPN's proposals, as training sampled them.
+        run([*calibrate, "--activate", "--roi-source", "proposals",
+             "--description", "demo: %s train split, RoIs from proposals" % args.scale])
+        official = import_official(logn, common, model_dir, name, work)
+        tune = [logn, "tune", *common, "--gt", os.path.join(data, "val.json"), "--images",
+                os.path.join(data, "val"), "--seeds", SEEDS]
+        references = [] if official is None else ["--reference-version", str(official)]
+        report_file = os.path.join(work, "tune.json")
+        run([*tune, "--version", "1", *references, "--report", report_file, "--heatmap",
+             os.path.join(work, "tune_heatmap.svg"), "--apply"])
+        candidates_report = None
+        if args.with_candidates:
+            run([*calibrate, "--roi-source", "candidates",
+                 "--description", "demo: %s train split, RoIs from candidates" % args.scale])
+            candidates_report = os.path.join(work, "tune_candidates.json")
+            version = 3 if official is not None else 2
+            run([*tune, "--version", str(version), "--report", candidates_report])
+        statistics_file = os.path.join(work, "statistics_v1.json")
+        run([logn, "stats", "export", "1", *common, "--out", statistics_file])
+        info = json.loads(run([logn, "info", *common, "--json"], capture_output=True,
+                              text=True).stdout)
+    finally:
+        server.stop()
+    exported = json.load(open(statistics_file))
+    return {"report": json.load(open(report_file)), "info": info, "official_version": official,
+            "candidates": json.load(open(candidates_report)) if candidates_report else None,
+            "statistics": exported.get("statistics", exported)}
+
+
+def print_model_tables(name, result):
+    report = result["report"]
+    labels = dict(HELD_OUT_LABELS)
+    if result["official_version"] is not None:
+        labels["logn@v%d" % result["official_version"]] = "LogN, official statistics (imported)"
+    rows = []
+    for entry in report["heldout"]:
+        label = labels.get(entry["setting"], entry["setting"])
+        rows.append([label, *(fmt_spread(entry[m]) for m in METRICS)])
+    sizes = report["splits"][0]
+    print_table("%s: held-out val images (mean ± spread over splits %s; about %d of %d images "
+                "held out each time), AP in %%" % (
+                    name, SEEDS, sizes["heldout_images"],
+                    sizes["heldout_images"] + sizes["tuning_images"]),
+                ["setting", *METRICS], rows)
+    print("chosen per split (tuning half, objective %s): %s; default stored: %s" % (
+        report["objective"], ", ".join(s["chosen"] for s in report["splits"]),
+        result["info"].get("default_calibration", {}).get("name", "?")))
+    settings = {s["setting"]: s for s in report["settings"]}
+    print_table("%s, Table 2 layout (fixed settings, all val images): components of LogN" % name,
+                ["μ", "σ", "β", *METRICS],
+                [[mu, sigma, beta, *(fmt(settings[key]["all_images"][m]) for m in METRICS)]
+                 for key, mu, sigma, beta in TABLE2_ROWS if key in settings])
+    print_table("%s, Table 3 layout (fixed settings, all val images): choice of β" % name,
+                ["β", *METRICS],
+                [[label, *(fmt(settings[key]["all_images"][m]) for m in METRICS)]
+                 for key, label in TABLE3_ROWS if key in settings])
+
+
+def print_sampling_table(results):
+    """LogN and plain BN with statistics from proposals vs candidates (--with-candidates)."""
+    rows = []
+    for name, result in results.items():
+        if result["candidates"] is None:
+            continue
+        for source, report in (("proposals", result["report"]), ("candidates",
+                                                                 result["candidates"])):
+            settings = {s["setting"]: s["all_images"] for s in report["settings"]}
+            rows.append([name, source, *(fmt(settings[key][m])
+                                         for key in ("logn(a=1,g=1,beta=min_fg_mean)", "bn")
+                                         for m in ("AP", "APr"))])
+    if rows:
+        print_table("Statistics from proposals vs output candidates (all val images)",
+                    ["model", "RoIs from", "LogN AP", "LogN APr", "BN AP", "BN APr"], rows)
+
+
 def plots(out, results):
-    """Fig. 2 (per-class logit mean / std against training frequency) and per-group AP bars."""
+    """Fig. 2 (per-class logit mean / std against training frequency) and held-out group AP."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -92,14 +216,15 @@ def plots(out, results):
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     colors = {"r": "tab:red", "c": "tab:orange", "f": "tab:blue"}
-    for name, marker in zip(results, ("o", "^")):
+    for name, marker in zip(results, ("o", "^", "s")):
         stats, info = results[name]["statistics"], results[name]["info"]
         classes = info["manifest"]["classes"]
         bg_first = info["manifest"].get("background", "") == "BACKGROUND_POSITION_FIRST"
         mean = np.array(stats["mean"], dtype=float)
         std = np.sqrt(np.array(stats["variance"], dtype=float))
         offset = 1 if bg_first else 0
-        counts = np.array([float(c.get("instance_count", c.get("instanceCount", 1))) for c in classes])
+        counts = np.array([float(c.get("instance_count", c.get("instanceCount", 1)))
+                           for c in classes])
         groups = [{"FREQUENCY_GROUP_RARE": "r", "FREQUENCY_GROUP_COMMON": "c"}.get(
             c.get("frequency", ""), "f") for c in classes]
         for ax, values, label in ((axes[0], mean, "logit mean μ"), (axes[1], std, "logit std σ")):
@@ -111,7 +236,7 @@ def plots(out, results):
             ax.set_ylabel(label)
     axes[0].set_title("Per-class logit mean vs frequency")
     axes[1].set_title("Per-class logit std vs frequency")
-    axes[1].legend(title="model (o, ^); r/c/f = red/orange/blue")
+    axes[1].legend(title="model (o, ^, s); r/c/f = red/orange/blue")
     fig.tight_layout()
     fig2 = os.path.join(out, "logit_statistics.png")
     fig.savefig(fig2, dpi=110)
@@ -119,43 +244,22 @@ def plots(out, results):
 
     fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
     for ax, name in zip(axes[0], results):
-        table = {s["setting"]: s for s in results[name]["compare"]["settings"]}
-        settings = [key for key, _ in MAIN_ROWS if key in table]
+        rows = [e for e in results[name]["report"]["heldout"]]
         x = np.arange(3)
-        width = 0.8 / max(1, len(settings))
-        for i, key in enumerate(settings):
-            values = [max(0.0, table[key][m] or 0.0) * 100 for m in ("APr", "APc", "APf")]
-            ax.bar(x + i * width, values, width, label=key)
-        ax.set_xticks(x + width * (len(settings) - 1) / 2)
+        width = 0.8 / max(1, len(rows))
+        for i, entry in enumerate(rows):
+            values = [max(0.0, entry[m]["mean"]) * 100 for m in ("APr", "APc", "APf")]
+            ax.bar(x + i * width, values, width, label=entry["setting"])
+        ax.set_xticks(x + width * (len(rows) - 1) / 2)
         ax.set_xticklabels(["APr", "APc", "APf"])
-        ax.set_title(name)
+        ax.set_title("%s (held-out)" % name)
         ax.set_ylabel("AP (%)")
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.tight_layout()
     bars = os.path.join(out, "group_ap.png")
     fig.savefig(bars, dpi=110)
     plt.close(fig)
     return fig2, bars
-
-
-def print_sampling_table(results):
-    """LogN and plain BN with statistics from proposals (version 1) vs candidates (version 2)."""
-    rows = []
-    for name in results:
-        for version, source, compare in ((1, "proposals", results[name]["compare"]),
-                                         (2, "candidates", results[name]["compare_candidates"])):
-            sampling = results[name]["sampling"][version]
-            rois = int(sampling.get("rois", 0))
-            images = max(1, int(sampling.get("images", 0)))
-            positives = int(sampling.get("positive_rois", 0))
-            table = {s["setting"]: s for s in compare["settings"]}
-            rows.append([name, source, "%d" % rois, "%.0f" % (rois / images),
-                         "%.1f %%" % (100.0 * positives / max(1, rois)),
-                         *(fmt(table[key][m]) for key in ("logn", "bn") for m in ("AP", "APr"))])
-    print_table("Statistics from the RPN's proposals (as training samples) vs the model's output "
-                "candidates (the fallback): 512 RoIs per image requested, at most 25 % positives",
-                ["model", "RoIs from", "RoIs", "RoIs / image", "positives", "LogN AP", "LogN APr",
-                 "BN AP", "BN APr"], rows)
 
 
 def main():
@@ -165,6 +269,10 @@ def main():
     parser.add_argument("--scale", choices=("full", "tiny"), default="full",
                         help="tiny: a few dozen images, for the test suite")
     parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--models-dir", default=os.path.join(ROOT, "models"),
+                        help="where the models' directories are (default: the bundled ones)")
+    parser.add_argument("--with-candidates", action="store_true",
+                        help="also calibrate from output candidates and tune with them")
     args = parser.parse_args()
 
     out = os.path.abspath(args.out)
@@ -177,74 +285,25 @@ def main():
              "--out", data, "--seed", "0", "--scale", args.scale])
 
     started = time.time()
-    results = {}
-    for name in args.models:
-        work = os.path.join(out, name)
-        os.makedirs(work, exist_ok=True)
-        store = os.path.join(work, "stats.db")
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(store + suffix):
-                os.remove(store + suffix)
-        server = Server(server_binary, os.path.join(ROOT, "models", name, "model.pt"), store, work)
-        try:
-            common = ["--server", server.address]
-            calibrate = [logn, "calibrate", *common, "--dataset", os.path.join(data, "train.json"),
-                         "--images", os.path.join(data, "train")]
-            # Version 1 (active): RoIs sampled from the RPN's proposals, as training sampled them.
-            run([*calibrate, "--activate", "--roi-source", "proposals",
-                 "--description", "demo: %s train split, RoIs from proposals" % args.scale])
-            # Version 2: the fallback for models without proposals (their output candidates).
-            run([*calibrate, "--roi-source", "candidates",
-                 "--description", "demo: %s train split, RoIs from candidates" % args.scale])
-            compare_file = os.path.join(work, "compare.json")
-            candidates_file = os.path.join(work, "compare_candidates.json")
-            for version, out_file in ((1, compare_file), (2, candidates_file)):
-                run([logn, "compare", *common, "--gt", os.path.join(data, "val.json"),
-                     "--images", os.path.join(data, "val"), "--version", str(version),
-                     "--out", out_file])
-            statistics_file = os.path.join(work, "statistics_v1.json")
-            run([logn, "stats", "export", "active", *common, "--out", statistics_file])
-            sampling = {}
-            for version in (1, 2):
-                shown = json.loads(run([logn, "stats", "show", str(version), *common, "--json"],
-                                       capture_output=True, text=True).stdout)
-                sampling[version] = shown["statistics_version"].get("sampling", {})
-            info = json.loads(run([logn, "info", *common], capture_output=True, text=True).stdout)
-        finally:
-            server.stop()
-        exported = json.load(open(statistics_file))
-        results[name] = {"compare": json.load(open(compare_file)), "info": info,
-                         "compare_candidates": json.load(open(candidates_file)),
-                         "sampling": sampling, "statistics": exported.get("statistics", exported)}
+    results = {name: demo_model(name, args, logn, server_binary, data, out)
+               for name in args.models}
 
-    header = ["model", "setting", *METRICS]
-    rows = []
-    for name in results:
-        table = {s["setting"]: s for s in results[name]["compare"]["settings"]}
-        for key, label in MAIN_ROWS:
-            if key in table:
-                rows.append([name, label, *(fmt(table[key][m]) for m in METRICS)])
-    print("\nLogN Serve demo (%s scale): statistics from Calibrate over the training split, "
-          "val evaluated with the LVIS protocol, AP in %%." % args.scale)
-    print_table("Main table", header, rows)
-    for name in results:
-        table = {s["setting"]: s for s in results[name]["compare"]["settings"]}
-        print_table("Table 2 layout (%s): components of LogN" % name,
-                    ["μ", "σ", "β", *METRICS],
-                    [[mu, sigma, beta, *(fmt(table[key][m]) for m in METRICS)]
-                     for key, mu, sigma, beta in TABLE2_ROWS if key in table])
-        print_table("Table 3 layout (%s): choice of β" % name, ["β", *METRICS],
-                    [[label, *(fmt(table[key][m]) for m in METRICS)]
-                     for key, label in TABLE3_ROWS if key in table])
+    print("\nLogN Serve demo (%s scale): statistics from Calibrate over the training split; "
+          "`logn tune` chose each model's default on one half of val and reports the other "
+          "half; LVIS protocol, AP in %%." % args.scale)
+    for name, result in results.items():
+        print_model_tables(name, result)
     print_sampling_table(results)
     summary = os.path.join(out, "results.json")
     with open(summary, "w") as f:
-        json.dump({name: {"proposals": r["compare"], "candidates": r["compare_candidates"],
-                          "sampling": r["sampling"]} for name, r in results.items()}, f, indent=1)
+        json.dump({name: {"tune": r["report"], "official_version": r["official_version"],
+                          "candidates": r["candidates"]} for name, r in results.items()}, f,
+                  indent=1)
     fig2, bars = plots(out, results)
-    print("\nResults: %s (per model: compare.json, statistics_v1.json, server.log)" % summary)
+    print("\nResults: %s (per model: tune.json, tune_heatmap.svg, statistics_v1.json, "
+          "server.log)" % summary)
     print("Plots:   %s, %s" % (fig2, bars))
-    print("Servers, calibration and evaluation took %.0f s." % (time.time() - started))
+    print("Servers, calibration, tuning and evaluation took %.0f s." % (time.time() - started))
 
 
 if __name__ == "__main__":

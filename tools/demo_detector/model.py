@@ -11,8 +11,9 @@ Model contract (docs/model-contract.md, proto/logn/v1/model.proto):
   classify_rois(images, rois: List[Tensor[R, 4]]) -> List[logits [R, C+1]]
   proposals(images) -> List[boxes [P, 4] xyxy input pixels]: the RPN's proposals with the TRAINING
     settings (top 1000 -> NMS 0.7 -> 600), the pool the RoI head's training RoIs were sampled from
-The logits are the raw classifier outputs for both demo models (the LogN-head model's training-time
-BatchNorm is not part of the exported module).
+The logits are the raw classifier outputs for every demo model: the linear classifier's, or the
+cosine classifier's temperature * cos (a training-time BatchNorm on the logits, when the recipe
+has one, is not part of the exported module).
 """
 
 import math
@@ -123,6 +124,8 @@ class DemoDetector(nn.Module):
         rep: int,
         anchor_sizes: List[float],
         aspect_ratios: List[float],
+        cosine: bool = False,
+        temperature: float = 20.0,
     ):
         super().__init__()
         c0, c1, c2, c3 = widths
@@ -145,13 +148,19 @@ class DemoDetector(nn.Module):
         # 1x1): the same maps, but they run on oneDNN, ~20x faster on CPU than this BLAS's GEMM.
         self.fc1 = nn.Conv2d(roi_width, rep, pool)
         self.fc2 = nn.Conv2d(rep, rep, 1)
-        self.cls_score = nn.Conv2d(rep, num_classes + 1, 1)  # linear classifier; column 0: background
+        # Column 0: background. Linear classifier, or (cosine) the normalised linear classifier of
+        # the paper's implementation details (Seesaw Loss's NormedLinear): logits = temperature *
+        # cos(feature, class weight), no bias.
+        self.cosine = cosine
+        self.temperature = temperature
+        self.cls_score = nn.Conv2d(rep, num_classes + 1, 1, bias=not cosine)
         self.bbox_pred = nn.Conv2d(rep, 4, 1)  # class-agnostic
         for m in [self.rpn_obj, self.rpn_reg]:
             nn.init.normal_(m.weight, std=0.01)
             nn.init.zeros_(m.bias)
         nn.init.normal_(self.cls_score.weight, std=0.01)
-        nn.init.zeros_(self.cls_score.bias)
+        if self.cls_score.bias is not None:
+            nn.init.zeros_(self.cls_score.bias)
         nn.init.normal_(self.bbox_pred.weight, std=0.001)
         nn.init.zeros_(self.bbox_pred.bias)
 
@@ -290,7 +299,16 @@ class DemoDetector(nn.Module):
     def roi_head(self, pooled: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         x = F.relu(self.fc1(pooled))  # [R, rep, 1, 1]
         x = F.relu(self.fc2(x))
-        return self.cls_score(x).flatten(1), self.bbox_pred(x).flatten(1)
+        if self.cosine:
+            # Normalised features and weights (eps 1e-6 as mmdetection's NormedLinear), scaled by
+            # the temperature: the raw logits are temperature * cosine, in [-T, T].
+            xn = x / (torch.linalg.vector_norm(x, dim=1, keepdim=True) + 1e-6)
+            w = self.cls_score.weight
+            wn = w / (torch.linalg.vector_norm(w.flatten(1), dim=1).view(-1, 1, 1, 1) + 1e-6)
+            logits = F.conv2d(xn, wn) * self.temperature
+        else:
+            logits = self.cls_score(x)
+        return logits.flatten(1), self.bbox_pred(x).flatten(1)
 
     # ---- the contract ----
 
@@ -336,7 +354,17 @@ class DemoDetector(nn.Module):
         return out
 
 
-def build(num_classes: int, tiny: bool) -> DemoDetector:
+COSINE_TEMPERATURE = 20.0  # the paper's implementation details (following Seesaw Loss)
+
+
+def build(num_classes: int, tiny: bool, classifier: str = "linear",
+          temperature: float = COSINE_TEMPERATURE) -> DemoDetector:
+    """classifier: "linear" (C+1 linear layer with bias) or "cosine" (normalised, temperature)."""
+    if classifier not in ("linear", "cosine"):
+        raise ValueError(f"unknown classifier {classifier}")
+    cos = classifier == "cosine"
     if tiny:
-        return DemoDetector(num_classes, [8, 16, 24, 24], 16, 8, 5, 2, 64, [12.0, 24.0, 48.0, 96.0], [0.5, 1.0, 2.0])
-    return DemoDetector(num_classes, [16, 32, 48, 64], 48, 24, 7, 1, 256, [12.0, 24.0, 48.0, 96.0], [0.5, 1.0, 2.0])
+        return DemoDetector(num_classes, [8, 16, 24, 24], 16, 8, 5, 2, 64, [12.0, 24.0, 48.0, 96.0], [0.5, 1.0, 2.0],
+                            cos, temperature)
+    return DemoDetector(num_classes, [16, 32, 48, 64], 48, 24, 7, 1, 256, [12.0, 24.0, 48.0, 96.0], [0.5, 1.0, 2.0],
+                        cos, temperature)

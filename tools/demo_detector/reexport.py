@@ -42,8 +42,11 @@ ATTRIBUTES = ["num_classes", "rpn_stride", "roi_stride", "pool", "sampling", "si
 
 def rebuild(old: torch.jit.ScriptModule, num_classes: int) -> dm.DemoDetector:
     state = old.state_dict()
+    # A cosine classifier has no cls_score.bias (and the scripted module records its temperature).
+    classifier = "linear" if "cls_score.bias" in state else "cosine"
+    temperature = float(getattr(old, "temperature", dm.COSINE_TEMPERATURE))
     for tiny in (False, True):
-        net = dm.build(num_classes, tiny)
+        net = dm.build(num_classes, tiny, classifier, temperature)
         fresh = net.state_dict()
         if set(fresh) == set(state) and all(fresh[k].shape == state[k].shape for k in fresh):
             net.load_state_dict(state, strict=True)

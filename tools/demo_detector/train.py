@@ -203,10 +203,50 @@ def lr_at(it: int, iters: int, base: float, warmup: int) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def train(net: dm.DemoDetector, train_split: Split, head: str, args, log) -> Dict[str, float]:
+def repeat_factors(split: Split, threshold: float) -> torch.Tensor:
+    """LVIS's repeat-factor sampling (Gupta et al. 2019; detectron2's RepeatFactorTrainingSampler):
+    r_c = max(1, sqrt(t / f_c)) with f_c the fraction of training images holding class c, and per
+    image r_i = max over its classes (1 for an image without annotations). float64 [N]."""
+    n = len(split)
+    images_of: Dict[int, int] = {}
+    for labels in split.gt_labels:
+        for c in set(labels.tolist()):
+            images_of[c] = images_of.get(c, 0) + 1
+    r_class = {c: max(1.0, math.sqrt(threshold / (k / n))) for c, k in images_of.items()}
+    return torch.tensor([max([r_class[c] for c in set(lab.tolist())], default=1.0) for lab in split.gt_labels],
+                        dtype=torch.float64)
+
+
+def epoch_order(n: int, factors: Optional[torch.Tensor], gen: torch.Generator) -> torch.Tensor:
+    """One epoch's image order: a permutation of all images, or with repeat factors each image
+    floor(r_i) times plus once more with probability frac(r_i) (stochastic rounding), shuffled."""
+    if factors is None:
+        return torch.randperm(n, generator=gen)
+    whole = factors.floor()
+    extra = (torch.rand(n, generator=gen, dtype=torch.float64) < factors - whole).to(torch.float64)
+    idx = torch.repeat_interleave(torch.arange(n), (whole + extra).to(torch.long))
+    return idx[torch.randperm(idx.numel(), generator=gen)]
+
+
+def flip_batch(x: torch.Tensor, gts: List[torch.Tensor], flips: torch.Tensor) -> None:
+    """Horizontal flip in place of the images (and their boxes) whose flag is set."""
+    w = x.shape[3]
+    for j in range(x.shape[0]):
+        if bool(flips[j]):
+            x[j] = x[j].flip(-1)
+            b = gts[j]
+            gts[j] = torch.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], dim=1)
+
+
+def train(net: dm.DemoDetector, train_split: Split, head: str, args, log,
+          trainer_out: Optional[list] = None) -> Dict[str, float]:
+    """Trains `net` in place. With `trainer_out`, appends the Trainer (its logit_bn holds the
+    BatchNorm's trained running statistics for head "logn")."""
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     trainer = Trainer(net, head, args)
+    if trainer_out is not None:
+        trainer_out.append(trainer)
     net.train()
     if trainer.logit_bn is not None:
         trainer.logit_bn.train()
@@ -217,7 +257,12 @@ def train(net: dm.DemoDetector, train_split: Split, head: str, args, log) -> Dic
         lr=args.lr, momentum=0.9)
     n = len(train_split)
     inputs = torch.stack([train_split.normalized(i) for i in range(n)])  # all images share one size
-    order = torch.randperm(n, generator=gen)
+    rfs = getattr(args, "rfs_threshold", 0.0) or 0.0
+    factors = repeat_factors(train_split, rfs) if rfs > 0 else None
+    if factors is not None:
+        log(f"repeat-factor sampling t={rfs}: {int((factors > 1).sum())} of {n} images repeated, "
+            f"expected epoch {float(factors.sum()):.1f} images, max factor {float(factors.max()):.3f}")
+    order = epoch_order(n, factors, gen)
     pos = 0
     start = time.time()
     running: Dict[str, float] = {}
@@ -225,21 +270,15 @@ def train(net: dm.DemoDetector, train_split: Split, head: str, args, log) -> Dic
         lr = lr_at(it, args.iters, args.lr, args.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
-        if pos + args.batch > n:
-            order = torch.randperm(n, generator=gen)
+        if pos + args.batch > order.numel():
+            order = epoch_order(n, factors, gen)
             pos = 0
         idx = order[pos: pos + args.batch].tolist()
         pos += args.batch
         x = inputs[idx].clone()
         gts = [train_split.gt_boxes[i].clone() for i in idx]
         gls = [train_split.gt_labels[i] for i in idx]
-        flips = torch.rand(len(idx), generator=gen) < 0.5
-        w = x.shape[3]
-        for j in range(len(idx)):
-            if bool(flips[j]):
-                x[j] = x[j].flip(-1)
-                b = gts[j]
-                gts[j] = torch.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], dim=1)
+        flip_batch(x, gts, torch.rand(len(idx), generator=gen) < 0.5)
         losses = trainer.step_losses(x, gts, gls, gen)
         loss = sum(losses.values())
         opt.zero_grad()
@@ -461,16 +500,98 @@ def roi_statistics(net: dm.DemoDetector, split: Split, seed: int, log) -> Tuple[
     return mean, var, count
 
 
+OFFICIAL_STATS_MOMENTUM = 5e-5  # the official code's statistics pass: BN momentum during the lr-0 epoch
+OFFICIAL_VARIANCE_FLOOR = 1e-11  # the official inference formula: 1 / sqrt(max(var, 1e-11)), no eps
+
+
+def official_statistics_pass(net: dm.DemoDetector, logit_bn: torch.nn.BatchNorm1d, split: Split, args, log,
+                             momentum: float = OFFICIAL_STATS_MOMENTUM) -> torch.nn.BatchNorm1d:
+    """The official LogN code's statistics pass for a model trained with BatchNorm1d(C+1) on its logits:
+    one more epoch over the training split at learning rate 0 (the same sampler, flip and RoI
+    sampling as training: proposals + ground truth, 512 RoIs per image, <= 25 % positives), the
+    logits' BatchNorm in training mode with momentum `momentum`, starting from its trained running
+    statistics. Learning rate 0 leaves every weight as it is; the backbone's BatchNorms are in eval
+    mode (the exported model's statistics; mmdetection's ResNet keeps its BNs frozen the same way),
+    so the logits are exactly the exported model's. Returns the updated copy of the BatchNorm."""
+    import copy
+
+    bn = copy.deepcopy(logit_bn)
+    bn.momentum = momentum
+    bn.train()
+    gen = torch.Generator().manual_seed(args.seed + 2)
+    net.eval()
+    n = len(split)
+    rfs = getattr(args, "rfs_threshold", 0.0) or 0.0
+    order = epoch_order(n, repeat_factors(split, rfs) if rfs > 0 else None, gen)
+    start = time.time()
+    rois_seen = 0
+    steps = order.numel() // args.batch
+    with torch.no_grad():
+        for it in range(steps):
+            idx = order[it * args.batch: (it + 1) * args.batch].tolist()
+            x = torch.stack([split.normalized(i) for i in idx])
+            gts = [split.gt_boxes[i].clone() for i in idx]
+            gls = [split.gt_labels[i] for i in idx]
+            flip_batch(x, gts, torch.rand(len(idx), generator=gen) < 0.5)
+            p3, p2 = net.features(x)
+            obj, reg = net.rpn_outputs(p3)
+            size = (int(x.shape[2]), int(x.shape[3]))
+            anchors = net.anchors(int(p3.shape[2]), int(p3.shape[3]), x.device)
+            feats = []
+            for j in range(len(idx)):
+                props = fast_proposals(net, obj[j], reg[j], anchors, size)
+                rois, _, _ = sample_rois(props, gts[j], gls[j], gen)
+                feats.append(net.roi_align(p2[j], rois))
+            logits, _ = net.roi_head(torch.cat(feats))
+            bn(logits)
+            rois_seen += logits.shape[0]
+    log(f"official statistics pass: {steps} iterations x {args.batch} images at lr 0, BN momentum {momentum}, "
+        f"{rois_seen} RoIs, {time.time() - start:.0f}s")
+    bn.eval()
+    return bn
+
+
+def save_official_stats(bn: torch.nn.BatchNorm1d, path: str, meta: dict) -> None:
+    """Writes the BatchNorm's running statistics as an mmdetection-style checkpoint, the layout of
+    the official LogN code's released models (and what tools/import_mmdet_logn.py reads):
+    {'meta': ..., 'state_dict': {'roi_head.bbox_head.bn.running_mean' / running_var /
+    num_batches_tracked}}, BACKGROUND LAST (mmdetection's order; ours is background first)."""
+    def bg_last(t: torch.Tensor) -> torch.Tensor:
+        return torch.cat([t[1:], t[:1]]).clone()
+
+    state = {
+        "roi_head.bbox_head.bn.running_mean": bg_last(bn.running_mean.detach().to(torch.float32)),
+        "roi_head.bbox_head.bn.running_var": bg_last(bn.running_var.detach().to(torch.float32)),
+        "roi_head.bbox_head.bn.num_batches_tracked": bn.num_batches_tracked.detach().clone(),
+    }
+    torch.save({"meta": meta, "state_dict": state}, path)
+
+
+def load_official_stats(path: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    """save_official_stats' file -> (mean, var) in OUR column order (background first), float64."""
+    sd = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    m = sd["roi_head.bbox_head.bn.running_mean"].to(torch.float64)
+    v = sd["roi_head.bbox_head.bn.running_var"].to(torch.float64)
+    return torch.cat([m[-1:], m[:-1]]), torch.cat([v[-1:], v[:-1]])
+
+
 def calibrators(mean: torch.Tensor, var: torch.Tensor, instance_counts: List[int], eps: float = 1e-5):
     """The settings of the preview, as functions of the raw logits [N, C+1] (background column 0).
-    Same formulas as calibration/calibrator.h."""
+    Same formulas as calibration/calibrator.h:
+      none   the raw logits
+      loga   x_c - log pi_c for foreground c (instance counts, tau = 1)
+      bn     (x - mu) / sqrt(var + eps) on all C+1 columns (plain BatchNorm inference, no beta)
+      logn   Algorithm 1 with the official code's inference formula: foreground
+             (x_c - mu_c + beta) / sqrt(max(var_c, 1e-11)), beta = min foreground mu, background untouched
+      mu     x_c - mu_c (foreground; the service's logn(mu): no beta, no sigma)
+      beta   x_c + beta (foreground; logn(beta))"""
     m = mean.to(torch.float32)
     v = var.to(torch.float32)
-    beta = float(m[1:].min())
+    beta = float(mean[1:].min())
     logn_shift = m.clone()
     logn_shift[1:] = m[1:] - beta
     logn_shift[0] = 0.0
-    logn_scale = torch.sqrt(v + eps)
+    logn_scale = torch.sqrt(var.clamp(min=OFFICIAL_VARIANCE_FLOOR)).to(torch.float32)
     logn_scale[0] = 1.0
     prior = torch.tensor(instance_counts, dtype=torch.float64)
     log_prior = torch.log(prior / prior.sum()).to(torch.float32)
@@ -490,4 +611,14 @@ def calibrators(mean: torch.Tensor, var: torch.Tensor, instance_counts: List[int
     def logn(x):
         return (x - logn_shift) / logn_scale
 
-    return {"none": none, "loga": loga, "bn": plain_bn, "logn": logn}, beta
+    def mu_only(x):
+        y = x.clone()
+        y[:, 1:] = x[:, 1:] - m[1:]
+        return y
+
+    def beta_only(x):
+        y = x.clone()
+        y[:, 1:] = x[:, 1:] + beta
+        return y
+
+    return {"none": none, "loga": loga, "bn": plain_bn, "logn": logn, "mu": mu_only, "beta": beta_only}, beta

@@ -28,7 +28,10 @@ Design (why it is hard in the way LVIS is hard):
     about as many as its positive images, at least 8); some multi-instance (image, class)
     pairs lose one annotation and are listed in not_exhaustive_category_ids, as in LVIS where
     annotators flag categories they did not annotate exhaustively.
-  - val: every class is in at least 5 (in practice >= 8) val images.
+  - val: full scale, every class is in at least 30 val images (rare ones included; frequent
+    classes in 20 % of their training count, up to 60), so that a random half of val still holds
+    every class in several images; ~1,000 images. Tiny: at least 5. The train split does not
+    depend on the val size (see main()).
 """
 import argparse
 import colorsys
@@ -54,7 +57,11 @@ SCALES = {
     "full": dict(families=10, siblings=10, image_size=160,
                  rare=[3, 3, 3, 3, 3, 2, 2, 2, 2, 2], common=[4, 4, 4, 3, 3, 3, 3, 3, 3, 3],
                  rare_range=(1, 10), common_range=(11, 100), frequent_range=(101, 300),
-                 val_min=8, val_fraction=0.1, classes_per_image=3.5),
+                 val_min=30, val_fraction=0.2, classes_per_image=3.5,
+                 # The val layout this scale had first (8 images per class, 10 % of train): still
+                 # drawn from the main generator and discarded, so that everything the main
+                 # generator draws after it (the train split's federated labels) is unchanged.
+                 legacy_val=(8, 0.1)),
     "tiny": dict(families=3, siblings=4, image_size=128,
                  rare=[2, 1, 2], common=[2, 3, 2],
                  rare_range=(1, 10), common_range=(11, 16), frequent_range=None,
@@ -429,7 +436,15 @@ def main(argv=None):
     targets = train_targets(classes, args.scale, rng)
     train_layout = layout_split(classes, targets, args.scale, rng)
     val_targets = [max(cfg["val_min"], int(round(cfg["val_fraction"] * t))) for t in targets]
-    val_layout = layout_split(classes, val_targets, args.scale, rng)
+    if "legacy_val" in cfg:
+        # The train split stays byte-identical to the one generated before val grew: the legacy
+        # val layout consumes the main generator's draws as it did, and the val layout comes from
+        # its own generator (seeded by the seed alone: deterministic).
+        legacy_min, legacy_fraction = cfg["legacy_val"]
+        layout_split(classes, [max(legacy_min, int(round(legacy_fraction * t))) for t in targets], args.scale, rng)
+        val_layout = layout_split(classes, val_targets, args.scale, np.random.default_rng([args.seed, 2]))
+    else:
+        val_layout = layout_split(classes, val_targets, args.scale, rng)
 
     os.makedirs(args.out, exist_ok=True)
     with multiprocessing.Pool(args.workers, initializer=_init_worker, initargs=(classes,)) as pool:

@@ -40,6 +40,9 @@ std::vector<v1::CalibrationSetting> CompareSettings(bool include_loga) {
     p->set_normalize_background(true);
   }
   add_method(v1::CALIBRATION_METHOD_LOGN);
+  // The model's default (the statistics version's calibration profile, e.g. `logn tune`'s
+  // choice; LogN when it has none).
+  add("default", v1::CALIBRATION_METHOD_MODEL_DEFAULT);
   // Table 2: which of mu, sigma, beta are on.
   const struct {
     const char* name;
@@ -83,7 +86,7 @@ using Row = std::pair<std::string, LvisEvalResult>;  // setting name, its evalua
 // The detections of every setting over the ground truth's images, and the statistics version the
 // server used.
 struct Detections {
-  std::vector<std::vector<Detection>> by_setting;
+  std::vector<std::vector<LvisDetection>> by_setting;
   int64_t statistics_version = 0;
 };
 

@@ -21,7 +21,7 @@ EvalOptions ParseEvalOptions(const Args& args) {
 int RunEval(const EvalOptions& options, const Io& io) {
   absl::StatusOr<LvisDataset> gt = ReadLvisDataset(options.gt_path);
   if (!gt.ok()) return ReportError(io, "eval", gt.status());
-  absl::StatusOr<std::vector<Detection>> dt = ReadLvisResults(options.dt_path);
+  absl::StatusOr<std::vector<LvisDetection>> dt = ReadLvisResults(options.dt_path);
   if (!dt.ok()) return ReportError(io, "eval", dt.status());
   absl::StatusOr<LvisEvalResult> result = EvaluateLvis(*gt, *dt);
   if (!result.ok()) return ReportError(io, "eval", result.status());

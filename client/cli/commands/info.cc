@@ -1,4 +1,4 @@
-// logn info: GetModelInfo as one JSON object.
+// logn info: GetModelInfo as a summary for people, the class table, or one JSON object.
 
 #include "absl/strings/str_cat.h"
 #include "client/cli/commands.h"
@@ -9,27 +9,48 @@ namespace logn::cli {
 
 namespace {
 
-InfoOptions ParseInfoOptions(const Args&) { return {}; }
+InfoOptions ParseInfoOptions(const Args& args) {
+  InfoOptions o;
+  o.json = args.Has("--json");
+  o.classes = args.Has("--classes");
+  if (o.json && o.classes) args.Fail("--json and --classes are exclusive (--json has the classes)");
+  return o;
+}
 
-int RunInfo(Client& client, const InfoOptions&, const Io& io) {
-  return PrintOrReport(
-      io, "info", client.GetModelInfo(),
-      [&](const v1::GetModelInfoResponse& info) { *io.out << ProtoJson(info) << "\n"; });
+int RunInfo(Client& client, const InfoOptions& options, const Io& io) {
+  return PrintOrReport(io, "info", client.GetModelInfo(),
+                       [&](const v1::GetModelInfoResponse& info) {
+                         if (options.json) {
+                           *io.out << ProtoJson(info) << "\n";
+                         } else if (options.classes) {
+                           *io.out << ClassTable(info.manifest());
+                         } else {
+                           *io.out << InfoSummary(info);
+                         }
+                       });
 }
 
 }  // namespace
 
 Command InfoCommand() {
   return {"info",
-          "the served model: manifest, classes, sha256, active version (JSON)",
-          absl::StrCat(R"(usage: logn info --server ADDR
+          "the served model: classes per r/c/f group, input, sha256, statistics, calibration",
+          absl::StrCat(R"(usage: logn info --server ADDR [--classes | --json]
 
-GetModelInfo: the manifest (classes with their r/c/f groups), the model's
-sha256, the active statistics version and the device, as one JSON object.
+GetModelInfo, summarised: the model's name and description, sha256 and device,
+its classes per frequency group (rare / common / frequent), logit and box layout,
+the methods it exports, the input policy, the active statistics version and the
+default calibration (what a Detect request naming no setting gets: the active
+version's calibration profile, else the built-in LogN).
+
+  --classes              one row per class: id, group, training images and
+                         instances, name
+  --json                 the GetModelInfoResponse as one JSON object (protobuf
+                         JSON, .proto field names, defaults included): for scripts
 
 )",
                        ConnectionGroup().help),
-          FlagSpec{},
+          FlagSpec{{}, {"--json", "--classes"}},
           ParseInto(&ParseInfoOptions),
           RunWithClient(&RunInfo)};
 }

@@ -59,6 +59,11 @@ constexpr StatsActionSpec kStatsActions[] = {
     {StatsAction::kJob, "job",
      "  job JOB_ID [--json]                    a resumable job's last checkpoint\n", 1, "JOB_ID",
      &ParseStatsJob, &RunStatsJob},
+    {StatsAction::kProfile, "profile",
+     "  profile VERSION|ALIAS (--setting NAME | --clear) [--description TEXT] [--json]\n"
+     "                                         the version's default calibration (NAME: a\n"
+     "                                         `logn tune` setting, e.g. \"logn(a=1,g=0,beta=off)\")\n",
+     1, "VERSION|ALIAS", &ParseStatsProfile, &RunStatsProfile},
 };
 
 // The first action `match` accepts; null when none does.
@@ -129,6 +134,8 @@ void ReadStatsFlags(const Args& args, StatsOptions& o) {
   o.activate = args.Has("--activate");
   o.partial = args.Has("--partial");
   o.complete = args.Has("--complete");
+  o.setting_name = args.Get("--setting");
+  o.clear = args.Has("--clear");
   if (o.partial && o.complete) args.Fail("--partial and --complete are exclusive");
   if (args.Has("--job-id")) o.job_id = args.Get("--job-id");
   if (args.Has("--format") && !ParseEnumName(args.Get("--format"), &o.export_format)) {
@@ -179,8 +186,9 @@ Command StatsCommand() {
   return {"stats",
           ActionNames(),
           StatsUsage(),
-          FlagSpec{{"--out", "--format", "--description", "--job-id", "--source"},
-                   {"--json", "--statistics", "--activate", "--partial", "--complete"},
+          FlagSpec{{"--out", "--format", "--description", "--job-id", "--source", "--setting"},
+                   {"--json", "--statistics", "--activate", "--partial", "--complete",
+                    "--clear"},
                    /*connects=*/true,
                    /*positional=*/true},
           ParseInto(&ParseStatsOptions),

@@ -27,6 +27,7 @@ void ParseStatsAlias(const std::vector<std::string>& pos, const Args& args, Stat
 void ParseStatsImport(const std::vector<std::string>& pos, const Args& args, StatsOptions* o);
 void ParseStatsMerge(const std::vector<std::string>& pos, const Args& args, StatsOptions* o);
 void ParseStatsJob(const std::vector<std::string>& pos, const Args& args, StatsOptions* o);
+void ParseStatsProfile(const std::vector<std::string>& pos, const Args& args, StatsOptions* o);
 
 int RunStatsList(Client& client, const StatsOptions& options, const Io& io);
 int RunStatsShow(Client& client, const StatsOptions& options, const Io& io);
@@ -38,6 +39,11 @@ int RunStatsExport(Client& client, const StatsOptions& options, const Io& io);
 int RunStatsImport(Client& client, const StatsOptions& options, const Io& io);
 int RunStatsMerge(Client& client, const StatsOptions& options, const Io& io);
 int RunStatsJob(Client& client, const StatsOptions& options, const Io& io);
+int RunStatsProfile(Client& client, const StatsOptions& options, const Io& io);
+// The `logn stats show` lines of a version's calibration profile: the default setting, when
+// and how it was chosen and its held-out figures; "default calibration: LogN (built in)" without
+// one (stats_profile.cc).
+std::string ProfileSection(const v1::StatisticsVersion& v);
 
 // How a version's rows were sampled (StatisticsVersion.sampling), as list and show print it.
 // The `logn stats show` section, lines ending in "\n": "sampling SOURCE", then RoIs per image

@@ -20,7 +20,7 @@ void PrintText(const v1::StatisticsVersion& v, bool include_statistics, const Io
   if (!v.parent_versions().empty()) {
     *io.out << "parents " << absl::StrJoin(v.parent_versions(), ",") << "\n";
   }
-  *io.out << SamplingSection(v);
+  *io.out << SamplingSection(v) << ProfileSection(v);
   if (!include_statistics) return;
   const v1::Statistics& s = v.statistics();
   *io.out << "column        mean    variance\n";
