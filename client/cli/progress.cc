@@ -40,11 +40,11 @@ std::string ProgressReporter::Line(bool bar) const {
     absl::StrAppend(&line, " rows ", rows_);
     if (options_.total_rows > 0) absl::StrAppend(&line, "/", options_.total_rows);
   }
-  absl::StrAppend(&line, " images ", images_);
+  absl::StrAppend(&line, " ", options_.unit, " ", images_);
   if (options_.total_images > 0) absl::StrAppend(&line, "/", options_.total_images);
   absl::StrAppend(&line, " |");
   if (show_rows) absl::StrAppend(&line, absl::StrFormat(" %.0f rows/s", rows_ / elapsed));
-  absl::StrAppend(&line, absl::StrFormat(" %.1f images/s", images_ / elapsed));
+  absl::StrAppend(&line, absl::StrFormat(" %.1f %s/s", images_ / elapsed, options_.unit));
   const double eta = fraction > 0 ? elapsed * (1 - fraction) / fraction : -1;
   absl::StrAppend(&line, " | ETA ", FormatEta(eta), " elapsed ", FormatEta(elapsed));
   return line;

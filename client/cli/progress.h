@@ -22,6 +22,8 @@ struct ProgressOptions {
   // server sampled only at the commit): rows are then shown only once they are known.
   bool rows_known = true;
   std::string label = "calibrate";
+  // What the second counter counts ("images"; `logn tune` counts "settings" evaluated).
+  std::string unit = "images";
 };
 
 // Reports a streaming job's progress: rows/s, images/s and the ETA from whichever total is known.

@@ -68,7 +68,7 @@ class TuneEndToEnd(unittest.TestCase):
                         "--seeds", "0,1,2", "--report", self.report_path, "--heatmap",
                         self.heatmap_path)
         self.assertIn("held-out images", out)
-        self.assertIn("settings", err)  # the progress line
+        self.assertRegex(err, r"evaluate .* settings 132/132")  # the progress line
         report = self.report()
         self.assertEqual(report["statistics_version"], 1)
         self.assertEqual(report["seeds"], [0, 1, 2])

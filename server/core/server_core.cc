@@ -436,6 +436,15 @@ absl::StatusOr<NewVersion> ServerCore::MergedVersion(VersionOrigin origin) {
 
 absl::Status ServerCore::StoreVersion(const NewVersion& version, bool activate,
                                       v1::StatisticsVersion* stored_version) {
+  // Statistics the served model cannot use never enter the store (an imported file with the
+  // background on the other side would otherwise be kept, and fail every request using it).
+  if (version.statistics.layout != runtime_->layout()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "statistics for ", version.statistics.layout.DebugString(), " but model '",
+        model_key_.name, "' has ", runtime_->layout().DebugString(),
+        " (a checkpoint's background-last statistics for a background-first model: convert "
+        "with tools/import_mmdet_logn.py --background first)"));
+  }
   LOGN_ASSIGN_OR_RETURN(const StoredVersion stored, StoreNewVersion(*store_, version, activate));
   VersionToProto(stored, stored_version);
   return absl::OkStatus();

@@ -336,6 +336,29 @@ TEST_F(ServerCoreTest, BadCalibrationProfilesAreRefused) {
   EXPECT_EQ(bad_import.code(), absl::StatusCode::kInvalidArgument) << bad_import;
 }
 
+TEST_F(ServerCoreTest, ImportedStatisticsOfAnotherLayoutAreRefused) {
+  // A bare statistics JSON (what tools/import_mmdet_logn.py writes) with the background on the
+  // wrong side: refused, nothing stored, and the right file still imports.
+  Statistics stats;
+  stats.layout = core_->runtime().layout();
+  stats.layout.background = stats.layout.background == BackgroundPosition::kFirst
+                                ? BackgroundPosition::kLast
+                                : BackgroundPosition::kFirst;
+  stats.count = 10;
+  stats.mean.assign(stats.layout.width(), 0.5);
+  stats.variance.assign(stats.layout.width(), 2.0);
+  v1::ImportVersionRequest import;
+  import.set_content(StatisticsToJson(stats));
+  v1::ImportVersionResponse imported;
+  const absl::Status wrong = core_->ImportVersion(import, &imported);
+  EXPECT_EQ(wrong.code(), absl::StatusCode::kFailedPrecondition) << wrong;
+  EXPECT_THAT(wrong.message(), HasSubstr("--background first"));
+  stats.layout = core_->runtime().layout();
+  import.set_content(StatisticsToJson(stats));
+  ASSERT_TRUE(core_->ImportVersion(import, &imported).ok());
+  EXPECT_EQ(imported.statistics_version().version(), 1);
+}
+
 TEST_F(ServerCoreTest, RawCandidatesPostProcessLocallyToTheServersDetections) {
   CalibrateFromLogits(RandomLogits(600), /*activate=*/true);
   v1::DetectRequest request = DetectRequestFor(2);

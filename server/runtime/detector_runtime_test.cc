@@ -317,14 +317,21 @@ TEST(DetectorRuntimeTest, DemoModelsServeProposals) {
         static_cast<uint8_t>(((x / 24 + y / 24) % 2) * 140 + (x * 3 + y * 5 + (i % 3) * 50) % 100);
   }
   const ImageSource sources[] = {ImageSource::Raw(image.pixels, image.height, image.width, 3)};
-  for (const std::string name : {"demo_ce", "demo_logn"}) {
+  for (const std::string name : {"demo_ce", "demo_cosine_ce", "demo_logn"}) {
     SCOPED_TRACE(name);
     DetectorRuntime::Options options;
     options.model_path = kModelsDir + "/" + name + "/model.pt";
     options.intra_op_threads = 2;
     auto runtime = LoadOrDie(options);
     ASSERT_NE(runtime, nullptr);
-    EXPECT_TRUE(runtime->optimized_for_inference()) << runtime->optimization_note();
+    if (name == "demo_cosine_ce") {
+      // Measured: its frozen oneDNN graph moves logits by float rounding, enough to change which
+      // proposals survive NMS on the probe, so the load-time check keeps the original module.
+      // Either way the model must load and serve; what it chose is said in the note.
+      EXPECT_FALSE(runtime->optimization_note().empty());
+    } else {
+      EXPECT_TRUE(runtime->optimized_for_inference()) << runtime->optimization_note();
+    }
     EXPECT_TRUE(runtime->has_proposals());
     const v1::ProposalSettings& settings = runtime->manifest().proposal_settings();
     EXPECT_EQ(settings.pre_nms_top_n(), 1000);

@@ -237,7 +237,8 @@ int RunTune(Client& client, const TuneOptions& options, const Io& io) {
   ProgressOptions progress_options;
   progress_options.terminal = io.terminal;
   progress_options.rows_known = false;
-  progress_options.label = "settings";
+  progress_options.label = "evaluate";
+  progress_options.unit = "settings";
   progress_options.total_images = static_cast<int64_t>(
       TuningGrid(input.layout.has_background(), !input.class_counts.empty()).size() +
       input.references.size());
