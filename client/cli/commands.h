@@ -157,6 +157,8 @@ struct CompareOptions {
 // The settings `logn compare` evaluates, in table order: none, LogA (when `include_loga`), plain
 // BN, LogN, the model's default (MODEL_DEFAULT), the paper's Table 2 (mu / sigma / beta on-off) and Table 3 (beta policies).
 std::vector<v1::CalibrationSetting> CompareSettings(bool include_loga);
+// Whether LogA is possible: every class has a training instance count (compare and tune).
+bool ModelHasInstanceCounts(const v1::GetModelInfoResponse& info);
 Command CompareCommand();
 
 // ----- info (commands/info.cc: GetModelInfo as a summary, a class table or JSON) -----

@@ -297,50 +297,33 @@ absl::StatusOr<TuneResult> RunTuning(const TuneInput& input, const TuningOptions
   return result;
 }
 
-MeanSpread HeldOutMeanSpread(const SettingScores& scores,
+MeanSpread HeldOutMeanSpread(const std::vector<LvisEvalResult>& heldout,
                              double (*metric)(const LvisEvalResult&)) {
   MeanSpread out;
-  if (scores.heldout.empty()) return out;
-  double lo = metric(scores.heldout[0]), hi = lo, sum = 0;
-  for (const LvisEvalResult& r : scores.heldout) {
+  if (heldout.empty()) return out;
+  double lo = metric(heldout[0]), hi = lo, sum = 0;
+  for (const LvisEvalResult& r : heldout) {
     const double v = metric(r);
     sum += v;
     lo = std::min(lo, v);
     hi = std::max(hi, v);
   }
-  out.mean = sum / static_cast<double>(scores.heldout.size());
+  out.mean = sum / static_cast<double>(heldout.size());
   out.spread = hi - lo;
   return out;
 }
 
-namespace {
-
-struct Metric {
-  const char* name;
-  double (*get)(const LvisEvalResult&);
-};
-constexpr Metric kMetrics[] = {{"AP", &Ap},       {"AP50", &Ap50},     {"AP75", &Ap75},
-                               {"APr", &ApRare}, {"APc", &ApCommon}, {"APf", &ApFrequent}};
-
-// The held-out rows every report shows: the choice (per seed: the procedure "tune on the tuning
-// part, measure on the held-out part"), then the references.
-struct HeldOutRow {
-  std::string label;
-  std::vector<const LvisEvalResult*> per_seed;
-};
-
 std::vector<HeldOutRow> HeldOutRows(const TuneResult& result) {
   std::vector<HeldOutRow> rows;
-  HeldOutRow tuned{"tuned", {}};
+  HeldOutRow tuned{"tuned", false, {}};
   for (size_t s = 0; s < result.chosen.size(); ++s) {
-    tuned.per_seed.push_back(&result.settings[result.chosen[s]].heldout[s]);
+    tuned.heldout.push_back(result.settings[result.chosen[s]].heldout[s]);
   }
   rows.push_back(std::move(tuned));
   auto add = [&](const std::string& label, int index) {
     if (index < 0) return;
-    HeldOutRow row{label, {}};
-    for (const LvisEvalResult& r : result.settings[index].heldout) row.per_seed.push_back(&r);
-    rows.push_back(std::move(row));
+    const SettingScores& scores = result.settings[index];
+    rows.push_back(HeldOutRow{label, scores.reference_only, scores.heldout});
   };
   add("none", result.none_index);
   add("loga", result.loga_index);
@@ -351,11 +334,14 @@ std::vector<HeldOutRow> HeldOutRows(const TuneResult& result) {
   return rows;
 }
 
-MeanSpread RowMeanSpread(const HeldOutRow& row, double (*metric)(const LvisEvalResult&)) {
-  SettingScores scores;
-  for (const LvisEvalResult* r : row.per_seed) scores.heldout.push_back(*r);
-  return HeldOutMeanSpread(scores, metric);
-}
+namespace {
+
+struct Metric {
+  const char* name;
+  double (*get)(const LvisEvalResult&);
+};
+constexpr Metric kMetrics[] = {{"AP", &Ap},       {"AP50", &Ap50},     {"AP75", &Ap75},
+                               {"APr", &ApRare}, {"APc", &ApCommon}, {"APf", &ApFrequent}};
 
 std::string MetricsJson(const LvisEvalResult& r) {
   return absl::StrFormat(
@@ -404,7 +390,7 @@ std::string TuneReportJson(const TuneResult& result, const TuningOptions& option
   for (const HeldOutRow& row : HeldOutRows(result)) {
     std::vector<std::string> metrics;
     for (const Metric& m : kMetrics) {
-      const MeanSpread ms = RowMeanSpread(row, m.get);
+      const MeanSpread ms = HeldOutMeanSpread(row.heldout, m.get);
       metrics.push_back(
           absl::StrFormat("\"%s\":{\"mean\":%.17g,\"spread\":%.17g}", m.name, ms.mean, ms.spread));
     }
@@ -441,7 +427,7 @@ std::string TuneReportText(const TuneResult& result, const TuningOptions& option
   for (const HeldOutRow& row : HeldOutRows(result)) {
     absl::StrAppendFormat(&out, "%-28s", row.label);
     for (const Metric& m : kMetrics) {
-      const MeanSpread ms = RowMeanSpread(row, m.get);
+      const MeanSpread ms = HeldOutMeanSpread(row.heldout, m.get);
       if (ms.mean < 0) {
         absl::StrAppendFormat(&out, " %12s", "-");  // nothing to average (no such class)
       } else {
@@ -483,7 +469,7 @@ std::string TuneHeatMapSvg(const TuneResult& result, const TuningOptions& option
             alpha == 0 && gamma == 0 && beta == "off" ? "none" : FamilyName(alpha, gamma, beta.c_str());
         const auto it = by_name.find(name);
         const double v =
-            it == by_name.end() ? -1 : HeldOutMeanSpread(*it->second, panels[p].get).mean;
+            it == by_name.end() ? -1 : HeldOutMeanSpread(it->second->heldout, panels[p].get).mean;
         values.push_back(v);
         if (v >= 0) {
           lo = std::min(lo, v);

@@ -119,8 +119,19 @@ struct MeanSpread {
   double mean = 0;
   double spread = 0;
 };
-MeanSpread HeldOutMeanSpread(const SettingScores& scores,
+MeanSpread HeldOutMeanSpread(const std::vector<LvisEvalResult>& heldout,
                              double (*metric)(const LvisEvalResult&));
+
+// One row of the held-out table: per seed, the held-out result it stands for.
+struct HeldOutRow {
+  std::string label;
+  bool reference_only = false;
+  std::vector<LvisEvalResult> heldout;
+};
+// The rows every report shows: "tuned" (per seed, that seed's own choice on its own held-out
+// part: the procedure "tune, then serve"), "none", "loga" (τ = 1), "logn", then the references
+// under their names.
+std::vector<HeldOutRow> HeldOutRows(const TuneResult& result);
 
 // The report as JSON: options, per seed the choice and the parts' sizes, every setting's
 // metrics (all images, tuning and held-out mean over seeds), the references.

@@ -167,7 +167,7 @@ absl::StatusOr<NamedSpec> ServerCore::ModelDefaultSetting(const VersionInfo* ver
   NamedSpec resolved{CalibrationSpec(), name.empty() ? "default" : name};
   if (version == nullptr || !version->calibration_profile.has_value()) return resolved;
   v1::CalibrationProfile profile;
-  if (!profile.ParseFromString(version->calibration_profile->profile)) {
+  if (!CalibrationProfileToProto(*version->calibration_profile, &profile).ok()) {
     return absl::DataLossError(absl::StrCat("the calibration profile of version ",
                                             version->version, " does not parse"));
   }

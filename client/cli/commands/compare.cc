@@ -77,6 +77,14 @@ std::vector<v1::CalibrationSetting> CompareSettings(bool include_loga) {
   return settings;
 }
 
+bool ModelHasInstanceCounts(const v1::GetModelInfoResponse& info) {
+  if (info.manifest().classes_size() == 0) return false;
+  for (const v1::ClassInfo& c : info.manifest().classes()) {
+    if (c.instance_count() <= 0) return false;
+  }
+  return true;
+}
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -155,15 +163,6 @@ std::string TableText(const std::vector<Row>& rows, int64_t statistics_version, 
                           cell(r.ap75), cell(r.ap_rare), cell(r.ap_common), cell(r.ap_frequent));
   }
   return out;
-}
-
-// LogA needs every class's training instance count.
-bool ModelHasInstanceCounts(const v1::GetModelInfoResponse& info) {
-  if (info.manifest().classes_size() == 0) return false;
-  for (const v1::ClassInfo& c : info.manifest().classes()) {
-    if (c.instance_count() <= 0) return false;
-  }
-  return true;
 }
 
 CompareOptions ParseCompareOptions(const Args& args) {

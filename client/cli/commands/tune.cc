@@ -62,13 +62,11 @@ absl::StatusOr<ModelInputs> FetchModelInputs(Client& client, const TuneOptions& 
   LOGN_ASSIGN_OR_RETURN(const BackgroundPosition background,
                         BackgroundPositionFromProto(manifest.background()));
   out.layout = LogitLayout{manifest.classes_size(), background};
-  bool all_counts = manifest.classes_size() > 0;
   for (const v1::ClassInfo& c : manifest.classes()) {
     out.category_ids.push_back(c.id());
     out.class_counts.push_back(static_cast<double>(c.instance_count()));
-    all_counts &= c.instance_count() > 0;
   }
-  if (!all_counts) out.class_counts.clear();
+  if (!ModelHasInstanceCounts(info)) out.class_counts.clear();
   LOGN_ASSIGN_OR_RETURN(std::tie(out.version, out.statistics),
                         FetchStatistics(client, options.selector));
   for (int64_t version : options.reference_versions) {
@@ -152,11 +150,12 @@ v1::CalibrationProfile ProfileOf(const TuneResult& result, const TuningOptions& 
   int evaluated = 0;
   for (const SettingScores& s : result.settings) evaluated += s.reference_only ? 0 : 1;
   record->set_settings_evaluated(evaluated);
-  auto add = [&](const std::string& label, const SettingScores& scores) {
+  for (const HeldOutRow& row : HeldOutRows(result)) {
+    if (row.reference_only) continue;
     v1::HeldOutFigures* figures = record->add_heldout();
-    figures->set_setting_name(label);
+    figures->set_setting_name(row.label);
     const auto fill = [&](double (*metric)(const LvisEvalResult&), auto set_mean, auto set_spread) {
-      const MeanSpread ms = HeldOutMeanSpread(scores, metric);
+      const MeanSpread ms = HeldOutMeanSpread(row.heldout, metric);
       (figures->*set_mean)(ms.mean);
       (figures->*set_spread)(ms.spread);
     };
@@ -168,16 +167,7 @@ v1::CalibrationProfile ProfileOf(const TuneResult& result, const TuningOptions& 
          &v1::HeldOutFigures::set_apc_spread);
     fill([](const LvisEvalResult& r) { return r.ap_frequent; },
          &v1::HeldOutFigures::set_apf_mean, &v1::HeldOutFigures::set_apf_spread);
-  };
-  // The procedure's held-out figures: each seed's own choice on its own held-out part.
-  SettingScores tuned;
-  for (size_t s = 0; s < result.chosen.size(); ++s) {
-    tuned.heldout.push_back(result.settings[result.chosen[s]].heldout[s]);
   }
-  add("tuned", tuned);
-  if (result.none_index >= 0) add("none", result.settings[result.none_index]);
-  if (result.loga_index >= 0) add("loga", result.settings[result.loga_index]);
-  if (result.logn_index >= 0) add("logn", result.settings[result.logn_index]);
   return profile;
 }
 
