@@ -50,20 +50,21 @@ absl::string_view VersionSourceName(VersionSource source) {
     case VersionSource::kImages: return "images";
     case VersionSource::kMerge: return "merge";
     case VersionSource::kImport: return "import";
+    case VersionSource::kServedTraffic: return "served-traffic";
   }
   return "unknown";
 }
 
 absl::Status ParseVersionSource(absl::string_view text, VersionSource* out) {
   for (VersionSource s : {VersionSource::kLogits, VersionSource::kImages, VersionSource::kMerge,
-                          VersionSource::kImport}) {
+                          VersionSource::kImport, VersionSource::kServedTraffic}) {
     if (text == VersionSourceName(s)) {
       *out = s;
       return absl::OkStatus();
     }
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "unknown version source '", text, "': expected logits, images, merge or import"));
+      "unknown version source '", text, "': expected logits, images, merge, import or served-traffic"));
 }
 
 absl::string_view RoiSourceName(RoiSource source) {
@@ -448,7 +449,7 @@ absl::StatusOr<std::vector<ModelKey>> StatsStore::Models() {
 }
 
 absl::StatusOr<int64_t> StatsStore::SetAlias(const ModelKey& model, absl::string_view alias,
-                                             int64_t version) {
+                                             int64_t version, bool allow_served_traffic) {
   LOGN_RETURN_IF_ERROR(model.Validate());
   LOGN_RETURN_IF_ERROR(ValidateAliasName(alias));
   bool changed = false;
@@ -463,6 +464,12 @@ absl::StatusOr<int64_t> StatsStore::SetAlias(const ModelKey& model, absl::string
       return absl::FailedPreconditionError(absl::StrCat(
           "version ", version, " of ", model.DebugString(),
           " is partial (one shard of a job): merge the shards and alias the merged version"));
+    }
+    if (row.source == VersionSourceName(VersionSource::kServedTraffic) && !allow_served_traffic) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "version ", version, " of ", model.DebugString(),
+          " holds served traffic (a drift reference or snapshot), not training RoIs: alias it "
+          "only on purpose, with allow_served_traffic"));
     }
     LOGN_ASSIGN_OR_RETURN(std::optional<int64_t> current, txn.AliasTarget(m.id, alias));
     previous = current.value_or(0);

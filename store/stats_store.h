@@ -42,7 +42,8 @@ struct ModelKey {
 };
 
 // What produced a version.
-enum class VersionSource { kLogits, kImages, kMerge, kImport };
+// kServedTraffic: logits of served Detect requests (drift references and snapshots).
+enum class VersionSource { kLogits, kImages, kMerge, kImport, kServedTraffic };
 absl::string_view VersionSourceName(VersionSource source);  // "logits", "images", "merge", "import"
 absl::Status ParseVersionSource(absl::string_view text, VersionSource* out);
 
@@ -292,10 +293,12 @@ class StatsStore final {
   absl::StatusOr<std::vector<ModelKey>> Models();
 
   // Points `alias` at `version` (creating the alias if needed) and returns the version it
-  // pointed at before (0 if it is new). FAILED_PRECONDITION for a partial version. Each change
-  // is recorded in the alias history; pointing an alias where it already points is a no-op.
+  // pointed at before (0 if it is new). FAILED_PRECONDITION for a partial version, and for a
+  // served-traffic version unless `allow_served_traffic` (served logits are not training RoIs:
+  // calibrating with them is a deliberate choice). Each change is recorded in the alias
+  // history; pointing an alias where it already points is a no-op.
   absl::StatusOr<int64_t> SetAlias(const ModelKey& model, absl::string_view alias,
-                                   int64_t version);
+                                   int64_t version, bool allow_served_traffic = false);
   // SetAlias(model, "active", version).
   absl::StatusOr<int64_t> Activate(const ModelKey& model, int64_t version) {
     return SetAlias(model, kActiveAlias, version);

@@ -24,6 +24,8 @@ v1::VersionSource VersionSourceToProto(VersionSource source) {
       return v1::VERSION_SOURCE_MERGE;
     case VersionSource::kImport:
       return v1::VERSION_SOURCE_IMPORT;
+    case VersionSource::kServedTraffic:
+      return v1::VERSION_SOURCE_SERVED_TRAFFIC;
   }
   return v1::VERSION_SOURCE_UNSPECIFIED;
 }
@@ -38,11 +40,13 @@ absl::StatusOr<VersionSource> VersionSourceFromProto(v1::VersionSource source) {
       return VersionSource::kMerge;
     case v1::VERSION_SOURCE_IMPORT:
       return VersionSource::kImport;
+    case v1::VERSION_SOURCE_SERVED_TRAFFIC:
+      return VersionSource::kServedTraffic;
     default:
       break;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("source must be VERSION_SOURCE_LOGITS, _IMAGES, _MERGE or _IMPORT, got ",
+      absl::StrCat("source must be VERSION_SOURCE_LOGITS, _IMAGES, _MERGE, _IMPORT or _SERVED_TRAFFIC, got ",
                    static_cast<int>(source)));
 }
 

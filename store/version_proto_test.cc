@@ -18,8 +18,10 @@ TEST(VersionProtoTest, VersionSourceRoundTripsAndUnspecifiedIsRefused) {
   EXPECT_EQ(VersionSourceToProto(VersionSource::kImages), v1::VERSION_SOURCE_IMAGES);
   EXPECT_EQ(VersionSourceToProto(VersionSource::kMerge), v1::VERSION_SOURCE_MERGE);
   EXPECT_EQ(VersionSourceToProto(VersionSource::kImport), v1::VERSION_SOURCE_IMPORT);
+  EXPECT_EQ(VersionSourceToProto(VersionSource::kServedTraffic),
+            v1::VERSION_SOURCE_SERVED_TRAFFIC);
   for (VersionSource s : {VersionSource::kLogits, VersionSource::kImages, VersionSource::kMerge,
-                          VersionSource::kImport}) {
+                          VersionSource::kImport, VersionSource::kServedTraffic}) {
     EXPECT_EQ(VersionSourceFromProto(VersionSourceToProto(s)).value(), s);
   }
   for (v1::VersionSource bad :
@@ -27,7 +29,8 @@ TEST(VersionProtoTest, VersionSourceRoundTripsAndUnspecifiedIsRefused) {
     const absl::Status status = VersionSourceFromProto(bad).status();
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(std::string(status.message()),
-                HasSubstr("source must be VERSION_SOURCE_LOGITS, _IMAGES, _MERGE or _IMPORT"));
+                HasSubstr("source must be VERSION_SOURCE_LOGITS, _IMAGES, _MERGE, _IMPORT or "
+                          "_SERVED_TRAFFIC"));
   }
 }
 

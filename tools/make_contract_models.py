@@ -154,6 +154,18 @@ class TinyDetectorWithProposals(TinyDetectorWithRois):
         return out
 
 
+# A contract model carrying 128 MiB of buffers it never reads: loading and unloading it moves the
+# process's RSS by a measurable amount (the model repository's memory tests).
+HEAVY_BALLAST_FLOATS = 32 * 1024 * 1024
+
+
+def heavy_model() -> torch.nn.Module:
+    torch.manual_seed(17)
+    model = TinyDetector(5, False, grid=4, drop_row=False).eval()
+    model.register_buffer("ballast", torch.zeros(HEAVY_BALLAST_FLOATS))
+    return model
+
+
 def manifest_for(name: str, num_classes: int, background: str, class_specific: bool, input_policy: dict,
                  has_classify_rois: bool, has_proposals: bool = False) -> dict:
     manifest = {
@@ -222,7 +234,11 @@ def main() -> int:
             export_torchvision.write_reference(
                 model, manifest, os.path.join(args.out_dir, name + "_ref"), [(120, 90), (50, 75)], seed
             )
-    print(f"wrote {len(MODELS)} contract models to {args.out_dir}")
+    torch.jit.script(heavy_model()).save(os.path.join(args.out_dir, "contract_heavy.pt"))
+    with open(os.path.join(args.out_dir, "contract_heavy.json"), "w") as f:
+        json.dump(manifest_for("contract_heavy", 5, "BACKGROUND_POSITION_FIRST", False, SHORTER_SIDE, False), f,
+                  indent=1)
+    print(f"wrote {len(MODELS) + 1} contract models to {args.out_dir}")
     return 0
 
 

@@ -59,6 +59,16 @@ const FlagGroup& PostprocessGroup() {
   return *group;
 }
 
+const FlagGroup& ModelGroup() {
+  static const FlagGroup* const group = new FlagGroup{
+      R"(  --model NAME           model (default: the server's default model)
+  --model-version N      version of the model (default: its newest available one)
+)",
+      {"--model", "--model-version"},
+      {}};
+  return *group;
+}
+
 FlagSpec& FlagSpec::Add(std::initializer_list<const FlagGroup*> groups) {
   for (const FlagGroup* group : groups) {
     value_flags.insert(group->value_flags.begin(), group->value_flags.end());
@@ -70,6 +80,10 @@ FlagSpec& FlagSpec::Add(std::initializer_list<const FlagGroup*> groups) {
 bool Args::Valued(const std::string& name) const {
   return spec_.value_flags.count(name) > 0 ||
          (spec_.connects && ConnectionGroup().value_flags.count(name) > 0);
+}
+
+bool Args::OptionalValue(const std::string& name) const {
+  return spec_.optional_value_flags.count(name) > 0;
 }
 
 bool Args::Boolean(const std::string& name) const {
@@ -102,6 +116,15 @@ std::string Args::Parse(const std::vector<std::string>& argv) {
     if (Boolean(name)) {
       if (has_value) return name + " takes no value";
       flags_[name] = "1";
+      continue;
+    }
+    if (OptionalValue(name)) {
+      // Only a number is taken as the value, so `--watch snapshot` cannot swallow an action.
+      double number;
+      if (!has_value && i + 1 < argv.size() && absl::SimpleAtod(argv[i + 1], &number)) {
+        value = argv[++i];
+      }
+      flags_[name] = value;
       continue;
     }
     if (!Valued(name)) return "unknown flag " + name;
@@ -236,6 +259,26 @@ v1::PostprocessOptions ReadPostprocess(const Args& args) {
     p.set_max_detections(static_cast<int32_t>(args.Int("--max-detections", 0, 1, 100000)));
   }
   return p;
+}
+
+ModelRef ReadModel(const Args& args) {
+  ModelRef model;
+  model.name = args.Get("--model");
+  if (args.Has("--model") && model.name.empty()) args.Fail("--model needs a name");
+  if (args.Has("--model-version")) {
+    const std::string text = args.Get("--model-version");
+    if (!absl::SimpleAtoi(text, &model.version) || model.version < 0) {
+      args.Fail("--model-version must be a positive integer, got '" + text + "'");
+      model.version = 0;
+    }
+  }
+  return model;
+}
+
+ModelRef PinModelVersion(const ModelRef& model, int64_t served) {
+  ModelRef pinned = model;
+  if (pinned.version == 0 && served > 0) pinned.version = served;
+  return pinned;
 }
 
 }  // namespace logn::cli

@@ -6,7 +6,9 @@
 // post-processing) with their help text.
 //
 // Syntax: `--name VALUE` or `--name=VALUE` for valued flags, `--name` for boolean ones; a flag
-// given twice keeps the last value; `--` ends the flags; anything else is positional.
+// given twice keeps the last value; `--` ends the flags; anything else is positional. A flag
+// whose value is optional (`--watch [SECONDS]`) takes `--name=VALUE`, or the next argument when
+// that is a number, else no value.
 
 #include <cstdint>
 #include <initializer_list>
@@ -35,6 +37,8 @@ const FlagGroup& SelectorGroup();
 const FlagGroup& MethodGroup();
 // --score-threshold, --nms-iou, --max-detections.
 const FlagGroup& PostprocessGroup();
+// --model NAME, --model-version N: which model version a command's requests name.
+const FlagGroup& ModelGroup();
 
 // The flags a command accepts.
 struct FlagSpec {
@@ -43,6 +47,7 @@ struct FlagSpec {
   bool connects = true;               // also takes ConnectionGroup()
   // Takes positional arguments; without, the dispatcher refuses any ("unexpected argument").
   bool positional = false;
+  std::set<std::string> optional_value_flags;  // --name [NUMBER]
 
   // Adds the flags of `groups` (for a command's definition).
   FlagSpec& Add(std::initializer_list<const FlagGroup*> groups);
@@ -79,6 +84,7 @@ class Args {
  private:
   bool Valued(const std::string& name) const;
   bool Boolean(const std::string& name) const;
+  bool OptionalValue(const std::string& name) const;
 
   FlagSpec spec_;
   std::map<std::string, std::string> flags_;
@@ -99,6 +105,27 @@ v1::StatisticsSelector ParseSelectorText(const Args& args, const std::string& te
 v1::CalibrationSetting ReadMethod(const Args& args);
 // --score-threshold / --nms-iou / --max-detections; unset fields: the server's defaults.
 v1::PostprocessOptions ReadPostprocess(const Args& args);
+
+// The model version a command's requests name. Empty / 0 leave the choice to the server: the
+// served model (the only one outside repository mode), its newest available version.
+struct ModelRef {
+  std::string name;
+  int64_t version = 0;
+};
+// --model / --model-version (a positive integer; 0 also means the newest available).
+ModelRef ReadModel(const Args& args);
+// Names `model` in `request`: every logn.v1 request that concerns one model version has the
+// fields model_name and model_version.
+template <typename Request>
+void SetModel(const ModelRef& model, Request* request) {
+  request->set_model_name(model.name);
+  request->set_model_version(model.version);
+}
+// `model` with the version a server answered with (e.g. GetModelInfoResponse.model_version)
+// when it named none, so that a command's later calls reach the same model version even if a
+// newer one becomes available meanwhile; unchanged when it named one or `served` is 0 (a server
+// that does not say).
+ModelRef PinModelVersion(const ModelRef& model, int64_t served);
 
 }  // namespace logn::cli
 

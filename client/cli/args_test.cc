@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -151,6 +152,52 @@ TEST(FlagGroupsTest, PostprocessSetsOnlyWhatIsGiven) {
   Args bad = Parsed({"--max-detections", "0"}, GroupFlags());
   ReadPostprocess(bad);
   EXPECT_THAT(bad.error(), HasSubstr("--max-detections must be an integer in [1, 100000]"));
+}
+
+TEST(ArgsParseTest, OptionalValueFlagsTakeOnlyANumberFromTheNextArgument) {
+  FlagSpec flags = TestFlags();
+  flags.optional_value_flags = {"--watch"};
+  Args alone(flags);
+  ASSERT_EQ(alone.Parse({"--watch"}), "");
+  EXPECT_TRUE(alone.Has("--watch"));
+  EXPECT_EQ(alone.Get("--watch"), "");
+  Args number(flags);
+  ASSERT_EQ(number.Parse({"--watch", "2.5", "a.png"}), "");
+  EXPECT_EQ(number.Get("--watch"), "2.5");
+  EXPECT_THAT(number.positional(), ElementsAre("a.png"));
+  Args word(flags);
+  ASSERT_EQ(word.Parse({"--watch", "snapshot", "--yes"}), "");
+  EXPECT_EQ(word.Get("--watch"), "");
+  EXPECT_THAT(word.positional(), ElementsAre("snapshot"));
+  EXPECT_TRUE(word.Has("--yes"));
+  Args equals(flags);
+  ASSERT_EQ(equals.Parse({"--watch=x"}), "");
+  EXPECT_EQ(equals.Get("--watch"), "x") << "--name=VALUE is always the value";
+}
+
+TEST(FlagGroupsTest, ModelNameAndVersion) {
+  const FlagSpec flags = FlagSpec{}.Add({&ModelGroup()});
+  ModelRef model = ReadModel(Parsed({"--model", "lvis", "--model-version", "12"}, flags));
+  EXPECT_EQ(model.name, "lvis");
+  EXPECT_EQ(model.version, 12);
+  model = ReadModel(Parsed({}, flags));
+  EXPECT_EQ(model.name, "");
+  EXPECT_EQ(model.version, 0) << "the newest available version";
+  EXPECT_EQ(ReadModel(Parsed({"--model-version", "0"}, flags)).version, 0);
+  for (const char* bad : {"-2", "1.5", "x", ""}) {
+    Args args = Parsed({"--model-version", bad}, flags);
+    EXPECT_EQ(ReadModel(args).version, 0);
+    EXPECT_EQ(args.error(),
+              absl::StrCat("--model-version must be a positive integer, got '", bad, "'"));
+  }
+  v1::DetectRequest request;
+  SetModel(ModelRef{"lvis", 3}, &request);
+  EXPECT_EQ(request.model_name(), "lvis");
+  EXPECT_EQ(request.model_version(), 3);
+  // A later call pins the version the first one was answered by, unless one was named.
+  EXPECT_EQ(PinModelVersion(ModelRef{"lvis", 0}, 5).version, 5);
+  EXPECT_EQ(PinModelVersion(ModelRef{"lvis", 2}, 5).version, 2);
+  EXPECT_EQ(PinModelVersion(ModelRef{"lvis", 0}, 0).version, 0);
 }
 
 class ConnectionTest : public ::testing::Test {

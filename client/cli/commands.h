@@ -27,6 +27,7 @@ namespace logn::cli {
 // ----- detect (commands/detect.cc) -----
 struct DetectOptions {
   std::vector<std::string> images;
+  ModelRef model;
   v1::StatisticsSelector selector;  // unset: "active"
   v1::CalibrationSetting setting;   // calibration_method NONE / LOGN / LOGA
   // The settings after the first of a comma-separated --method (none,logn,loga): computed from
@@ -54,6 +55,7 @@ Command DetectCommand();
 
 // ----- calibrate (commands/calibrate.cc) -----
 struct CalibrateOptions {
+  ModelRef model;
   // Either a dataset (LVIS JSON + image directory) ...
   std::string dataset_path;
   std::string images_dir;
@@ -89,6 +91,7 @@ Command CalibrateCommand();
 
 // ----- apply (commands/apply.cc) -----
 struct ApplyOptions {
+  ModelRef model;
   std::string logits_path;
   int32_t width = 0;
   std::string out_path;
@@ -115,6 +118,7 @@ enum class StatsAction {
 };
 struct StatsOptions {
   StatsAction action = StatsAction::kList;
+  ModelRef model;                   // every action
   v1::StatisticsSelector selector;  // show / export
   int64_t version_number = 0;       // activate / alias / delete
   std::string alias;                // alias NAME
@@ -133,6 +137,8 @@ struct StatsOptions {
   std::optional<v1::VersionSource> source;  // list (only this source's versions)
   std::string setting_name;  // profile --setting (a `logn tune` grid name)
   bool clear = false;        // profile --clear
+  // activate / alias: allow a served-traffic version (a drift reference or snapshot).
+  bool allow_served_traffic = false;
 };
 Command StatsCommand();
 
@@ -147,6 +153,7 @@ Command EvalCommand();
 
 // ----- compare (commands/compare.cc) -----
 struct CompareOptions {
+  ModelRef model;
   std::string gt_path;
   std::string images_dir;
   v1::StatisticsSelector selector;
@@ -163,6 +170,7 @@ Command CompareCommand();
 
 // ----- info (commands/info.cc: GetModelInfo as a summary, a class table or JSON) -----
 struct InfoOptions {
+  ModelRef model;
   bool json = false;     // the GetModelInfoResponse as one JSON object
   bool classes = false;  // the class table instead of the summary
 };
@@ -185,6 +193,7 @@ Command BenchCommand();
 
 // ----- tune (commands/tune.cc) -----
 struct TuneOptions {
+  ModelRef model;
   std::string gt_path;
   std::string images_dir;
   v1::StatisticsSelector selector;  // the version tuned (and given the profile); unset: active
@@ -197,6 +206,35 @@ struct TuneOptions {
   std::string heatmap_path;  // SVG heat map
 };
 Command TuneCommand();
+
+// ----- models (commands/models.cc: ModelService) -----
+enum class ModelsAction { kList, kLoad, kUnload, kReload };
+struct ModelsOptions {
+  ModelsAction action = ModelsAction::kList;
+  // list: only this model's versions ("": every model); load / unload / reload: the model.
+  std::string model_name;
+  // load / unload: the version; reload: 0 (rescan only) or the version to load afresh.
+  int64_t model_version = 0;
+  bool json = false;
+};
+Command ModelsCommand();
+
+// ----- drift (commands/drift.cc: DriftService) -----
+enum class DriftAction { kReport, kSnapshot, kReference };
+struct DriftOptions {
+  DriftAction action = DriftAction::kReport;
+  ModelRef model;
+  int32_t top_k = 0;  // report: 0 is the server's default (10)
+  bool json = false;
+  // report --watch: print a report every `watch_interval` until interrupted, or `watch_count`
+  // reports (0: no limit).
+  bool watch = false;
+  absl::Duration watch_interval = absl::Seconds(10);
+  int64_t watch_count = 0;
+  std::string description;   // snapshot / reference
+  bool next_window = false;  // reference: gather the next full window instead
+};
+Command DriftCommand();
 
 }  // namespace logn::cli
 

@@ -328,6 +328,10 @@ std::string DescribeSetting(const v1::CalibrationSetting& setting) {
 
 std::string DefaultCalibrationText(const v1::GetModelInfoResponse& info) {
   const v1::CalibrationSetting& setting = info.default_calibration();
+  if (info.calibration_fallback()) {
+    return absl::StrCat(DescribeSetting(setting),
+                        " (fallback: this model version has no active statistics)");
+  }
   const bool described = info.has_default_calibration() &&
                          setting.calibration_method() != v1::CALIBRATION_METHOD_MODEL_DEFAULT;
   if (info.default_calibration_version() == 0) {
@@ -355,6 +359,15 @@ std::string DefaultCalibrationText(const v1::GetModelInfoResponse& info) {
 std::string InfoSummary(const v1::GetModelInfoResponse& info) {
   const v1::ModelManifest& m = info.manifest();
   std::string out = Field("model", m.name());
+  // A server that predates model versions says 0: nothing to print.
+  if (info.model_version() > 0) {
+    absl::StrAppend(&out, Field("model version", absl::StrCat(info.model_version())));
+  }
+  if (info.memory_bytes() > 0) {
+    absl::StrAppend(&out, Field("memory", absl::StrCat(MemoryText(info.memory_bytes()),
+                                                       " (estimate: parameters, buffers, "
+                                                       "warm-up working memory)")));
+  }
   if (!m.description().empty()) absl::StrAppend(&out, Field("description", m.description()));
   absl::StrAppend(&out, Field("sha256", info.model_sha256()), Field("device", info.device()));
   if (m.classes_size() == 0) {
@@ -477,7 +490,9 @@ std::string DetectionJsonLines(const v1::DetectResponse& response) {
       const v1::ImageDetections& image = result.image_detections(i);
       absl::StrAppend(&out, "{\"image\":", JsonString(image.image_id()),
                       ",\"setting\":", JsonString(SettingName(result.setting())),
-                      ",\"version\":", response.version(), ",\"detections\":[");
+                      ",\"version\":", response.version(),
+                      ",\"model_version\":", response.model_version(), ",\"calibration_fallback\":",
+                      response.calibration_fallback() ? "true" : "false", ",\"detections\":[");
       for (int j = 0; j < image.detections_size(); ++j) {
         const v1::Detection& d = image.detections(j);
         absl::StrAppendFormat(

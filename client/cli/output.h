@@ -17,7 +17,9 @@
 #include "google/protobuf/timestamp.pb.h"
 #include "logn/v1/common.pb.h"
 #include "logn/v1/detection_service.pb.h"
+#include "logn/v1/drift_service.pb.h"
 #include "logn/v1/model.pb.h"
+#include "logn/v1/model_service.pb.h"
 #include "logn/v1/store.pb.h"
 
 namespace logn::cli {
@@ -98,9 +100,39 @@ std::string DetectionTables(const v1::DetectResponse& response, const ClassNames
                             int top);
 
 // `logn detect --json`: one line (newline included) per image and setting, image by image:
-//   {"image":ID,"setting":NAME,"version":V,"detections":[{"category_id":C,"score":S,
-//    "box":[x1,y1,x2,y2]},...]}
+//   {"image":ID,"setting":NAME,"version":V,"model_version":M,"calibration_fallback":false,
+//    "detections":[{"category_id":C,"score":S,"box":[x1,y1,x2,y2]},...]}
 std::string DetectionJsonLines(const v1::DetectResponse& response);
+
+// ----- the model version that served, `logn models`, `logn drift` (output_models.cc) -----
+
+// "45.3": bytes in MiB with one decimal ("<0.1" for less, but not nothing).
+std::string MebibytesText(int64_t bytes);
+// "45.3 MiB", "27.6 KiB", "1.2 GiB", "512 bytes".
+std::string MemoryText(int64_t bytes);
+
+// The line `logn detect` prints above a response's tables: "model NAME version N" (NAME when
+// known), and when the model default calibration fell back, that it did; "" when the server did
+// not say which version served (model_version 0).
+std::string ServingLine(const v1::DetectResponse& response, const std::string& model_name);
+// The warning (one line, for stderr) that model version `model_version` has no active
+// statistics, so the model default calibration fell back.
+std::string FallbackWarning(int64_t model_version);
+
+// `logn models`: the header line and one row per model version, each line ending in "\n":
+// model, version, state, "*" for the default version, the first 12 digits of the sha256, memory
+// in MiB, the active statistics version, and the reason (with "pinned" for a LoadModel'ed one).
+// "-" marks what is unknown or none.
+std::string ModelsTable(const google::protobuf::RepeatedPtrField<v1::ModelVersionStatus>& rows);
+// ListModels for people: "repository DIR, scanned T" when the server has a repository, then the
+// table.
+std::string ModelsListing(const v1::ListModelsResponse& response);
+
+// `logn drift`: which model version and state; the reference (statistics version, rows,
+// requests, period) and the live window; the configured window and sampling; then, when
+// monitoring, the scores overall and per frequency group and the top classes' table (id, name,
+// group, mean shift, log variance ratio, score).
+std::string DriftReport(const v1::GetDriftResponse& drift);
 
 }  // namespace logn::cli
 

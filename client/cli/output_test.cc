@@ -233,11 +233,16 @@ TEST(HumanOutputTest, JsonLinesAreTheScriptFormat) {
   *image->add_detections() = Det(1, 0.828864f, 81.03f, 75.42f, 128, 128);
   *image->add_detections() = Det(3, 0.41f, 0, 1, 2, 3);
   result->add_image_detections()->set_image_id("empty.png");
+  response.set_model_version(4);
   EXPECT_EQ(DetectionJsonLines(response),
-            "{\"image\":\"val/\\\"38\\\".png\",\"setting\":\"logn\",\"version\":1,\"detections\":["
+            "{\"image\":\"val/\\\"38\\\".png\",\"setting\":\"logn\",\"version\":1,"
+            "\"model_version\":4,\"calibration_fallback\":false,\"detections\":["
             "{\"category_id\":1,\"score\":0.828864,\"box\":[81.03,75.42,128.00,128.00]},"
             "{\"category_id\":3,\"score\":0.41,\"box\":[0.00,1.00,2.00,3.00]}]}\n"
-            "{\"image\":\"empty.png\",\"setting\":\"logn\",\"version\":1,\"detections\":[]}\n");
+            "{\"image\":\"empty.png\",\"setting\":\"logn\",\"version\":1,\"model_version\":4,"
+            "\"calibration_fallback\":false,\"detections\":[]}\n");
+  response.set_calibration_fallback(true);
+  EXPECT_THAT(DetectionJsonLines(response), HasSubstr(",\"calibration_fallback\":true,"));
   // Several settings: one line per image and setting, image by image.
   const std::string lines = DetectionJsonLines(TwoImagesTwoSettings());
   std::vector<std::string> keys;
@@ -333,7 +338,8 @@ TEST(HumanOutputTest, InfoSummaryNamesWhatAPersonAsks) {
   info.set_device("cpu");
   std::string wrapped = InfoSummary(info);
   std::string text = Unwrapped(wrapped);
-  EXPECT_THAT(text, StartsWith("model                demo\n"));
+  EXPECT_THAT(text, StartsWith("model                demo\ndescription"))
+      << "no model version line when the server does not say";
   EXPECT_THAT(wrapped, HasSubstr("\ndescription          " + std::string(30, 'x') + " " +
                               std::string(40, 'y') + "\n                     " +
                               std::string(40, 'z') + "\n"))

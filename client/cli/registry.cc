@@ -13,9 +13,9 @@ namespace logn::cli {
 
 const std::vector<Command>& Commands() {
   static const std::vector<Command>* const commands = new std::vector<Command>{
-      DetectCommand(),  CalibrateCommand(), ApplyCommand(),  StatsCommand(), EvalCommand(),
-      CompareCommand(), InfoCommand(),      HealthCommand(), BenchCommand(),
-      TuneCommand()};
+      DetectCommand(), CalibrateCommand(), ApplyCommand(),  StatsCommand(),
+      EvalCommand(),   CompareCommand(),   InfoCommand(),   HealthCommand(),
+      BenchCommand(),  TuneCommand(),      ModelsCommand(), DriftCommand()};
   return *commands;
 }
 

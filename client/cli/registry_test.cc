@@ -169,8 +169,9 @@ TEST_F(RegistryTest, TheRealRegistry) {
   const std::vector<Command>& commands = Commands();
   std::vector<std::string> names;
   for (const Command& c : commands) names.push_back(c.name);
-  EXPECT_THAT(names, ::testing::ElementsAre("detect", "calibrate", "apply", "stats", "eval",
-                                            "compare", "info", "health", "bench", "tune"));
+  EXPECT_THAT(names,
+              ::testing::ElementsAre("detect", "calibrate", "apply", "stats", "eval", "compare",
+                                     "info", "health", "bench", "tune", "models", "drift"));
   for (const Command& c : commands) {
     SCOPED_TRACE(c.name);
     EXPECT_THAT(c.usage, StartsWith("usage: logn " + c.name));
@@ -180,7 +181,8 @@ TEST_F(RegistryTest, TheRealRegistry) {
     // Connecting commands describe the connection flags, the others do not take them.
     EXPECT_EQ(absl::StrContains(c.usage, "--server ADDR          host:port"), c.flags.connects);
     // Every flag a command takes is in its help.
-    for (const auto* set : {&c.flags.value_flags, &c.flags.bool_flags}) {
+    for (const auto* set :
+         {&c.flags.value_flags, &c.flags.bool_flags, &c.flags.optional_value_flags}) {
       for (const std::string& flag : *set) {
         EXPECT_TRUE(MentionsFlag(c.usage, flag)) << flag;
       }

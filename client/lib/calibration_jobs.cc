@@ -27,7 +27,10 @@ absl::StatusOr<ResumePoint> PrepareResume(Client& client, v1::CalibrateHeader* h
   if (header->job_id().empty()) {
     return absl::InvalidArgumentError("resuming a calibration job needs its job id");
   }
+  // The job belongs to the header's model version: look there, not in the default one.
   v1::GetCalibrationJobRequest request;
+  request.set_model_name(header->model_name());
+  request.set_model_version(header->model_version());
   request.set_job_id(header->job_id());
   absl::StatusOr<v1::GetCalibrationJobResponse> got = client.GetCalibrationJob(request);
   ResumePoint resume;
@@ -40,7 +43,8 @@ absl::StatusOr<ResumePoint> PrepareResume(Client& client, v1::CalibrateHeader* h
   }
   if (!absl::IsNotFound(got.status())) return got.status();
   // No checkpoint: either the job never checkpointed, or it committed (which drops it).
-  absl::StatusOr<int64_t> committed = FindVersionByJobId(client, header->job_id());
+  absl::StatusOr<int64_t> committed =
+      FindVersionByJobId(client, header->job_id(), header->model_name(), header->model_version());
   if (!committed.ok()) return committed.status();
   if (*committed > 0) {
     return absl::FailedPreconditionError(absl::StrCat("job '", header->job_id(),
@@ -61,10 +65,13 @@ absl::StatusOr<ItemRange> RemainingItems(const ItemRange& shard, int64_t per_bat
   return rest;
 }
 
-absl::StatusOr<int64_t> FindVersionByJobId(Client& client, absl::string_view job_id) {
+absl::StatusOr<int64_t> FindVersionByJobId(Client& client, absl::string_view job_id,
+                                           absl::string_view model_name, int64_t model_version) {
   // The server filters; versions come in ascending order, so the first one is the job's
   // earliest. Partial versions count: a shard's job commits one.
   v1::ListVersionsRequest request;
+  request.set_model_name(std::string(model_name));
+  request.set_model_version(model_version);
   request.set_job_id(std::string(job_id));
   request.set_page_size(1);
   absl::StatusOr<v1::ListVersionsResponse> page = client.ListVersions(request);

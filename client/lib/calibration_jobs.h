@@ -46,12 +46,12 @@ struct ResumePoint {
   std::optional<v1::CalibrationJob> checkpoint;
 };
 
-// Resumes job `header->job_id()` (required): when the server holds a checkpoint of it, sets
-// `header->resume` and `header->resume_from_batch` and returns the checkpoint; without one, the
-// job starts from the beginning (header untouched). FAILED_PRECONDITION when the job already
-// committed a version ("job 'ID' already committed as version N; nothing to resume"): a job that
-// finished must not be committed twice. INVALID_ARGUMENT without a job id; the server's error
-// otherwise.
+// Resumes job `header->job_id()` (required) of the header's model and model version: when the
+// server holds a checkpoint of it, sets `header->resume` and `header->resume_from_batch` and
+// returns the checkpoint; without one, the job starts from the beginning (header untouched).
+// FAILED_PRECONDITION when the job already committed a version ("job 'ID' already committed as
+// version N; nothing to resume"): a job that finished must not be committed twice. INVALID_ARGUMENT
+// without a job id; the server's error otherwise.
 absl::StatusOr<ResumePoint> PrepareResume(Client& client, v1::CalibrateHeader* header);
 
 // The part of `shard` still to send after `resume`, with `per_batch` items a batch (> 0).
@@ -62,8 +62,11 @@ absl::StatusOr<ItemRange> RemainingItems(const ItemRange& shard, int64_t per_bat
 
 // The version job `job_id` committed as (partial or not; the lowest, should several versions
 // carry the id); 0 when it committed none (or the model has no version yet). The server's error
-// otherwise. One ListVersions call with the `job_id` filter.
-absl::StatusOr<int64_t> FindVersionByJobId(Client& client, absl::string_view job_id);
+// otherwise. One ListVersions call with the `job_id` filter, on model `model_name` ("": the served
+// model) version `model_version` (0: the newest available).
+absl::StatusOr<int64_t> FindVersionByJobId(Client& client, absl::string_view job_id,
+                                           absl::string_view model_name = "",
+                                           int64_t model_version = 0);
 
 }  // namespace logn
 

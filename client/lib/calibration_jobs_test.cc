@@ -27,6 +27,7 @@ class FakeCalibration final : public v1::CalibrationService::Service {
   grpc::Status GetCalibrationJob(grpc::ServerContext*, const v1::GetCalibrationJobRequest* request,
                                  v1::GetCalibrationJobResponse* response) override {
     absl::MutexLock lock(&mu);
+    last_request = *request;
     if (!error.ok()) return error;
     auto it = jobs.find(request->job_id());
     if (it == jobs.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "no checkpoint");
@@ -37,6 +38,7 @@ class FakeCalibration final : public v1::CalibrationService::Service {
   absl::Mutex mu;
   std::map<std::string, v1::CalibrationJob> jobs ABSL_GUARDED_BY(mu);
   grpc::Status error ABSL_GUARDED_BY(mu);
+  v1::GetCalibrationJobRequest last_request ABSL_GUARDED_BY(mu);
 };
 
 // ListVersions over `versions` with the real server's filters, `page_size` at a time (the token
@@ -272,6 +274,26 @@ TEST_F(CalibrationJobsTest, PrepareResumeRefusesACommittedJob) {
   EXPECT_EQ(resume.status().message(),
             "job 'job-2' already committed as version 2; nothing to resume");
   EXPECT_FALSE(header.resume());
+}
+
+TEST_F(CalibrationJobsTest, PrepareResumeLooksInTheHeadersModelVersion) {
+  AddVersions(1);
+  v1::CalibrateHeader header = Header("job-9");
+  header.set_model_name("lvis");
+  header.set_model_version(3);
+  ASSERT_TRUE(PrepareResume(*client_, &header).ok());
+  {
+    absl::MutexLock lock(&calibration_.mu);
+    EXPECT_EQ(calibration_.last_request.model_name(), "lvis");
+    EXPECT_EQ(calibration_.last_request.model_version(), 3);
+  }
+  EXPECT_EQ(LastListRequest().model_name(), "lvis");
+  EXPECT_EQ(LastListRequest().model_version(), 3);
+  // Without a model in the header both calls name none: the server's default.
+  v1::CalibrateHeader plain = Header("job-9");
+  ASSERT_TRUE(PrepareResume(*client_, &plain).ok());
+  EXPECT_EQ(LastListRequest().model_name(), "");
+  EXPECT_EQ(LastListRequest().model_version(), 0);
 }
 
 TEST_F(CalibrationJobsTest, PrepareResumePassesServerErrorsAndNeedsAJobId) {

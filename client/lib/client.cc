@@ -186,7 +186,9 @@ Client::Client(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
       channel_(std::move(channel)),
       detection_(v1::DetectionService::NewStub(channel_)),
       calibration_(v1::CalibrationService::NewStub(channel_)),
-      stats_(v1::StatsStoreService::NewStub(channel_)) {}
+      stats_(v1::StatsStoreService::NewStub(channel_)),
+      models_(v1::ModelService::NewStub(channel_)),
+      drift_(v1::DriftService::NewStub(channel_)) {}
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientOptions& options) {
   LOGN_RETURN_IF_ERROR(ValidateClientOptions(options));
@@ -359,6 +361,39 @@ absl::StatusOr<v1::SetCalibrationProfileResponse> Client::SetCalibrationProfile(
   // Idempotent: setting the same profile twice leaves the same state.
   return Unary("SetCalibrationProfile", kIdempotent, *stats_,
                &v1::StatsStoreService::Stub::SetCalibrationProfile, request);
+}
+
+absl::StatusOr<v1::ListModelsResponse> Client::ListModels(const v1::ListModelsRequest& request) {
+  return Unary("ListModels", kIdempotent, *models_, &v1::ModelService::Stub::ListModels, request);
+}
+
+absl::StatusOr<v1::LoadModelResponse> Client::LoadModel(const v1::LoadModelRequest& request) {
+  return Unary("LoadModel", kMutation, *models_, &v1::ModelService::Stub::LoadModel, request);
+}
+
+absl::StatusOr<v1::UnloadModelResponse> Client::UnloadModel(const v1::UnloadModelRequest& request) {
+  return Unary("UnloadModel", kMutation, *models_, &v1::ModelService::Stub::UnloadModel, request);
+}
+
+absl::StatusOr<v1::ReloadModelsResponse> Client::ReloadModels(
+    const v1::ReloadModelsRequest& request) {
+  return Unary("ReloadModels", kMutation, *models_, &v1::ModelService::Stub::ReloadModels, request);
+}
+
+absl::StatusOr<v1::GetDriftResponse> Client::GetDrift(const v1::GetDriftRequest& request) {
+  return Unary("GetDrift", kIdempotent, *drift_, &v1::DriftService::Stub::GetDrift, request);
+}
+
+absl::StatusOr<v1::CaptureDriftReferenceResponse> Client::CaptureDriftReference(
+    const v1::CaptureDriftReferenceRequest& request) {
+  return Unary("CaptureDriftReference", kMutation, *drift_,
+               &v1::DriftService::Stub::CaptureDriftReference, request);
+}
+
+absl::StatusOr<v1::SnapshotLiveStatisticsResponse> Client::SnapshotLiveStatistics(
+    const v1::SnapshotLiveStatisticsRequest& request) {
+  return Unary("SnapshotLiveStatistics", kMutation, *drift_,
+               &v1::DriftService::Stub::SnapshotLiveStatistics, request);
 }
 
 absl::StatusOr<ServingStatus> Client::Health(const std::string& service) {

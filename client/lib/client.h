@@ -20,17 +20,20 @@
 #include "grpcpp/support/sync_stream.h"
 #include "logn/v1/calibration_service.grpc.pb.h"
 #include "logn/v1/detection_service.grpc.pb.h"
+#include "logn/v1/drift_service.grpc.pb.h"
+#include "logn/v1/model_service.grpc.pb.h"
 #include "logn/v1/stats_service.grpc.pb.h"
 
 namespace logn {
 
 // Retries of idempotent calls (GetModelInfo, Detect, Apply, GetCalibrationJob, ListVersions,
-// GetVersion, ExportVersion, Health) that fail with UNAVAILABLE: attempt n (n >= 2) waits
-// min(max_backoff, initial_backoff * multiplier^(n-2)) scaled by a uniform factor in
-// [1 - jitter, 1 + jitter] so that many clients do not retry in lockstep. Calls that change
-// state (Calibrate, Merge, SetAlias, Activate, Rollback, DeleteVersion, ImportVersion) and
-// streams are never retried: the server may have applied them before the connection broke.
-// SetCalibrationProfile is retried: setting the same profile twice leaves the same state.
+// GetVersion, ExportVersion, ListModels, GetDrift, Health) that fail with UNAVAILABLE: attempt n
+// (n >= 2) waits min(max_backoff, initial_backoff * multiplier^(n-2)) scaled by a uniform factor
+// in [1 - jitter, 1 + jitter] so that many clients do not retry in lockstep. Calls that change
+// state (Calibrate, Merge, SetAlias, Activate, Rollback, DeleteVersion, ImportVersion, LoadModel,
+// UnloadModel, ReloadModels, CaptureDriftReference, SnapshotLiveStatistics) and streams are never
+// retried: the server may have applied them before the connection broke. SetCalibrationProfile
+// is retried: setting the same profile twice leaves the same state.
 struct RetryPolicy {
   // Total attempts including the first; 1 disables retries. Must be >= 1.
   int max_attempts = 4;
@@ -147,7 +150,8 @@ class DetectStream {
   bool finished_ = false;
 };
 
-// A client of the three logn.v1 services over one channel. Thread-safe: any number of threads
+// A client of the logn.v1 services (detection, calibration, statistics store, model repository,
+// drift) over one channel. Thread-safe: any number of threads
 // may call it concurrently. Every method returns the server's status unchanged (code and
 // message), or the client's own INVALID_ARGUMENT / DEADLINE_EXCEEDED / UNAVAILABLE.
 class Client {
@@ -186,6 +190,25 @@ class Client {
   absl::StatusOr<v1::SetCalibrationProfileResponse> SetCalibrationProfile(
       const v1::SetCalibrationProfileRequest& request);
 
+  // ModelService. ListModels is a read (retried). The other three are admin calls: the server
+  // requires its admin token as the bearer token (UNAUTHENTICATED / PERMISSION_DENIED otherwise),
+  // and they are never retried. LoadModel answers once the version is warm (or failed to load),
+  // so its deadline must cover loading and warming the model.
+  absl::StatusOr<v1::ListModelsResponse> ListModels(const v1::ListModelsRequest& request = {});
+  absl::StatusOr<v1::LoadModelResponse> LoadModel(const v1::LoadModelRequest& request);
+  absl::StatusOr<v1::UnloadModelResponse> UnloadModel(const v1::UnloadModelRequest& request);
+  absl::StatusOr<v1::ReloadModelsResponse> ReloadModels(
+      const v1::ReloadModelsRequest& request = {});
+
+  // DriftService. GetDrift is a read (retried). CaptureDriftReference and
+  // SnapshotLiveStatistics are admin calls that store a statistics version each: never retried
+  // (a lost response would otherwise store a second one).
+  absl::StatusOr<v1::GetDriftResponse> GetDrift(const v1::GetDriftRequest& request = {});
+  absl::StatusOr<v1::CaptureDriftReferenceResponse> CaptureDriftReference(
+      const v1::CaptureDriftReferenceRequest& request);
+  absl::StatusOr<v1::SnapshotLiveStatisticsResponse> SnapshotLiveStatistics(
+      const v1::SnapshotLiveStatisticsRequest& request);
+
   // grpc.health.v1 Check of `service` ("" = the whole server), retried like an idempotent call.
   absl::StatusOr<ServingStatus> Health(const std::string& service = "");
 
@@ -214,6 +237,8 @@ class Client {
   std::unique_ptr<v1::DetectionService::Stub> detection_;
   std::unique_ptr<v1::CalibrationService::Stub> calibration_;
   std::unique_ptr<v1::StatsStoreService::Stub> stats_;
+  std::unique_ptr<v1::ModelService::Stub> models_;
+  std::unique_ptr<v1::DriftService::Stub> drift_;
   absl::Mutex jitter_mu_;
   absl::BitGen jitter_gen_ ABSL_GUARDED_BY(jitter_mu_);
 };

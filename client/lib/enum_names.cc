@@ -17,9 +17,15 @@ constexpr NamedValue<v1::CalibrationMethod> kCalibrationMethods[] = {
     {v1::CALIBRATION_METHOD_LOGA, "loga"},
 };
 constexpr NamedValue<v1::VersionSource> kVersionSources[] = {
-    {v1::VERSION_SOURCE_UNSPECIFIED, "unspecified"}, {v1::VERSION_SOURCE_LOGITS, "logits"},
-    {v1::VERSION_SOURCE_IMAGES, "images"},           {v1::VERSION_SOURCE_MERGE, "merge"},
+    {v1::VERSION_SOURCE_UNSPECIFIED, "unspecified"},
+    {v1::VERSION_SOURCE_LOGITS, "logits"},
+    {v1::VERSION_SOURCE_IMAGES, "images"},
+    {v1::VERSION_SOURCE_MERGE, "merge"},
     {v1::VERSION_SOURCE_IMPORT, "import"},
+    // One word, as the others (the version table's source column is 7 wide); the long form also
+    // parses.
+    {v1::VERSION_SOURCE_SERVED_TRAFFIC, "served"},
+    {v1::VERSION_SOURCE_SERVED_TRAFFIC, "served-traffic"},
 };
 constexpr NamedValue<v1::RoiSource> kRoiSources[] = {
     {v1::ROI_SOURCE_UNSPECIFIED, "unspecified"},
@@ -37,6 +43,29 @@ constexpr NamedValue<v1::AccumulationMethod> kAccumulationMethods[] = {
 constexpr NamedValue<v1::ExportFormat> kExportFormats[] = {
     {v1::EXPORT_FORMAT_JSON, "json"},
     {v1::EXPORT_FORMAT_BINARY, "binary"},
+};
+constexpr NamedValue<v1::ModelVersionState> kModelVersionStates[] = {
+    {v1::MODEL_VERSION_STATE_UNSPECIFIED, "unspecified"},
+    {v1::MODEL_VERSION_STATE_LOADING, "loading"},
+    {v1::MODEL_VERSION_STATE_AVAILABLE, "available"},
+    {v1::MODEL_VERSION_STATE_UNLOADING, "unloading"},
+    {v1::MODEL_VERSION_STATE_FAILED, "failed"},
+};
+constexpr NamedValue<v1::MissingStatisticsAction> kMissingStatisticsActions[] = {
+    {v1::MISSING_STATISTICS_ACTION_REFUSE, "refuse"},
+    {v1::MISSING_STATISTICS_ACTION_FALLBACK, "fallback"},
+};
+constexpr NamedValue<v1::DriftState> kDriftStates[] = {
+    {v1::DRIFT_STATE_UNSPECIFIED, "unspecified"},
+    {v1::DRIFT_STATE_DISABLED, "disabled"},
+    {v1::DRIFT_STATE_COLLECTING_REFERENCE, "collecting-reference"},
+    {v1::DRIFT_STATE_MONITORING, "monitoring"},
+};
+constexpr NamedValue<v1::FrequencyGroup> kFrequencyGroups[] = {
+    {v1::FREQUENCY_GROUP_UNSPECIFIED, "unspecified"},
+    {v1::FREQUENCY_GROUP_RARE, "rare"},
+    {v1::FREQUENCY_GROUP_COMMON, "common"},
+    {v1::FREQUENCY_GROUP_FREQUENT, "frequent"},
 };
 constexpr NamedValue<ServingStatus> kServingStatuses[] = {
     {ServingStatus::kUnknown, "UNKNOWN"},
@@ -82,6 +111,18 @@ absl::string_view EnumName(v1::AccumulationMethod method) {
 absl::string_view EnumName(v1::ExportFormat format) {
   return NameIn(kExportFormats, format, "json");
 }
+
+absl::string_view EnumName(v1::ModelVersionState state) {
+  return NameIn(kModelVersionStates, state, "");
+}
+
+absl::string_view EnumName(v1::MissingStatisticsAction action) {
+  return NameIn(kMissingStatisticsActions, action, "refuse");
+}
+
+absl::string_view EnumName(v1::DriftState state) { return NameIn(kDriftStates, state, ""); }
+
+absl::string_view EnumName(v1::FrequencyGroup group) { return NameIn(kFrequencyGroups, group, ""); }
 
 absl::string_view EnumName(ServingStatus status) {
   return NameIn(kServingStatuses, status, "UNKNOWN");

@@ -8,6 +8,9 @@
 #include "absl/strings/string_view.h"
 #include "client/lib/health_client.h"
 #include "logn/v1/common.pb.h"
+#include "logn/v1/drift_service.pb.h"
+#include "logn/v1/model.pb.h"
+#include "logn/v1/model_service.pb.h"
 #include "logn/v1/statistics.pb.h"
 #include "logn/v1/stats_service.pb.h"
 #include "logn/v1/store.pb.h"
@@ -16,7 +19,8 @@ namespace logn {
 
 // "none", "logn", "loga". UNSPECIFIED (and any unknown value) is "logn": the server's default.
 absl::string_view EnumName(v1::CalibrationMethod method);
-// "logits", "images", "merge", "import", "unspecified"; "" for an unknown value.
+// "logits", "images", "merge", "import", "served" (SERVED_TRAFFIC; "served-traffic" also
+// parses), "unspecified"; "" for an unknown value.
 absl::string_view EnumName(v1::VersionSource source);
 // "proposals", "candidates", "detections", "logits", "imported", "mixed", "unspecified" (the
 // store's names, store/stats_store.h RoiSourceName); "" for an unknown value. Printed only.
@@ -25,6 +29,14 @@ absl::string_view EnumName(v1::RoiSource source);
 absl::string_view EnumName(v1::AccumulationMethod method);
 // "json" or "binary". UNSPECIFIED (and any unknown value) is "json": the server's default.
 absl::string_view EnumName(v1::ExportFormat format);
+// "loading", "available", "unloading", "failed", "unspecified"; "" for an unknown value.
+absl::string_view EnumName(v1::ModelVersionState state);
+// "refuse" or "fallback". UNSPECIFIED (and any unknown value) is "refuse": the server's default.
+absl::string_view EnumName(v1::MissingStatisticsAction action);
+// "disabled", "collecting-reference", "monitoring", "unspecified"; "" for an unknown value.
+absl::string_view EnumName(v1::DriftState state);
+// "rare", "common", "frequent", "unspecified"; "" for an unknown value.
+absl::string_view EnumName(v1::FrequencyGroup group);
 // grpc.health.v1's names: "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN", "UNKNOWN".
 absl::string_view EnumName(ServingStatus status);
 

@@ -60,13 +60,17 @@ TEST(EnumNamesTest, VersionAndRoiSourcesAccumulationAndHealth) {
   EXPECT_EQ(EnumName(v1::VERSION_SOURCE_UNSPECIFIED), "unspecified");
   EXPECT_EQ(EnumName(static_cast<v1::VersionSource>(42)), "");
   // Parsed for `logn stats list --source`; "unspecified" is printed but never a filter.
+  EXPECT_EQ(EnumName(v1::VERSION_SOURCE_SERVED_TRAFFIC), "served");
   ExpectRoundTrips({v1::VERSION_SOURCE_LOGITS, v1::VERSION_SOURCE_IMAGES, v1::VERSION_SOURCE_MERGE,
-                    v1::VERSION_SOURCE_IMPORT},
+                    v1::VERSION_SOURCE_IMPORT, v1::VERSION_SOURCE_SERVED_TRAFFIC},
                    v1::VERSION_SOURCE_UNSPECIFIED);
   v1::VersionSource source = v1::VERSION_SOURCE_MERGE;
   EXPECT_TRUE(ParseEnumName("Logits", &source));
   EXPECT_EQ(source, v1::VERSION_SOURCE_LOGITS);
-  ExpectRejected({"", "unspecified", "UNSPECIFIED", "shard"}, v1::VERSION_SOURCE_LOGITS);
+  EXPECT_TRUE(ParseEnumName("served-traffic", &source));
+  EXPECT_EQ(source, v1::VERSION_SOURCE_SERVED_TRAFFIC);
+  ExpectRejected({"", "unspecified", "UNSPECIFIED", "shard", "served_traffic"},
+                 v1::VERSION_SOURCE_LOGITS);
   EXPECT_EQ(EnumName(v1::ACCUMULATION_METHOD_EXACT), "exact");
   EXPECT_EQ(EnumName(v1::ROI_SOURCE_PROPOSALS), "proposals");
   EXPECT_EQ(EnumName(v1::ROI_SOURCE_CANDIDATES), "candidates");
@@ -82,6 +86,28 @@ TEST(EnumNamesTest, VersionAndRoiSourcesAccumulationAndHealth) {
   EXPECT_EQ(EnumName(ServingStatus::kNotServing), "NOT_SERVING");
   EXPECT_EQ(EnumName(ServingStatus::kServiceUnknown), "SERVICE_UNKNOWN");
   EXPECT_EQ(EnumName(ServingStatus::kUnknown), "UNKNOWN");
+}
+
+TEST(EnumNamesTest, ModelRepositoryAndDriftEnums) {
+  EXPECT_EQ(EnumName(v1::MODEL_VERSION_STATE_LOADING), "loading");
+  EXPECT_EQ(EnumName(v1::MODEL_VERSION_STATE_AVAILABLE), "available");
+  EXPECT_EQ(EnumName(v1::MODEL_VERSION_STATE_UNLOADING), "unloading");
+  EXPECT_EQ(EnumName(v1::MODEL_VERSION_STATE_FAILED), "failed");
+  EXPECT_EQ(EnumName(v1::MODEL_VERSION_STATE_UNSPECIFIED), "unspecified");
+  EXPECT_EQ(EnumName(static_cast<v1::ModelVersionState>(42)), "");
+  // UNSPECIFIED is what the server does without a model_config.json: refuse.
+  EXPECT_EQ(EnumName(v1::MISSING_STATISTICS_ACTION_UNSPECIFIED), "refuse");
+  EXPECT_EQ(EnumName(v1::MISSING_STATISTICS_ACTION_REFUSE), "refuse");
+  EXPECT_EQ(EnumName(v1::MISSING_STATISTICS_ACTION_FALLBACK), "fallback");
+  EXPECT_EQ(EnumName(v1::DRIFT_STATE_DISABLED), "disabled");
+  EXPECT_EQ(EnumName(v1::DRIFT_STATE_COLLECTING_REFERENCE), "collecting-reference");
+  EXPECT_EQ(EnumName(v1::DRIFT_STATE_MONITORING), "monitoring");
+  EXPECT_EQ(EnumName(v1::DRIFT_STATE_UNSPECIFIED), "unspecified");
+  EXPECT_EQ(EnumName(static_cast<v1::DriftState>(42)), "");
+  EXPECT_EQ(EnumName(v1::FREQUENCY_GROUP_RARE), "rare");
+  EXPECT_EQ(EnumName(v1::FREQUENCY_GROUP_COMMON), "common");
+  EXPECT_EQ(EnumName(v1::FREQUENCY_GROUP_FREQUENT), "frequent");
+  EXPECT_EQ(EnumName(v1::FREQUENCY_GROUP_UNSPECIFIED), "unspecified");
 }
 
 }  // namespace

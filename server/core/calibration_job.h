@@ -29,6 +29,8 @@ struct CalibrationJobDeps {
   StatsStore* store = nullptr;               // checkpoints and the committed version
   const DetectorRuntime* runtime = nullptr;  // the layout; forward and classify_rois for images
   ModelKey model;                            // the served model, whose versions the job writes
+  // Keeps the model version (and so `runtime`) alive while the job runs, even if it is unloaded.
+  std::shared_ptr<const void> model_hold;
   int64_t max_rows_per_batch = int64_t{1} << 20;  // per logit batch (more: RESOURCE_EXHAUSTED)
   int64_t max_rows_per_job = int64_t{1} << 34;
   int32_t max_images_per_batch = 32;  // per image batch (more: RESOURCE_EXHAUSTED)

@@ -1,5 +1,6 @@
 #include "server/core/proto_convert.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -319,6 +320,65 @@ absl::StatusOr<CalibrationJobHeader> JobHeaderFromProto(const v1::CalibrateHeade
 
 std::vector<double> RowWeightsFromProto(const v1::LogitBatch& batch) {
   return std::vector<double>(batch.row_weights().begin(), batch.row_weights().end());
+}
+
+namespace {
+
+void DriftScoresToProto(const DriftScores& scores, v1::DriftScore* proto) {
+  proto->set_mean_shift(scores.mean_shift);
+  proto->set_log_variance_ratio(scores.log_variance_ratio);
+  proto->set_score(scores.score);
+}
+
+}  // namespace
+
+void DriftReportToProto(const DriftStatusReport& report, const DriftMonitorOptions& options,
+                        const v1::ModelManifest& manifest, int32_t top_k,
+                        v1::GetDriftResponse* response) {
+  response->set_state(report.state);
+  response->set_reference_version(report.reference_version);
+  if (report.reference_rows > 0) {
+    v1::DriftWindow* window = response->mutable_reference_window();
+    window->set_rows_seen(report.reference_rows);
+    window->set_requests_seen(report.reference_requests);
+    TimeToProto(report.reference_start, window->mutable_start_at());
+    TimeToProto(report.reference_end, window->mutable_end_at());
+  }
+  v1::DriftWindow* live = response->mutable_live_window();
+  live->set_rows_seen(report.live_rows);
+  live->set_requests_seen(report.live_requests);
+  TimeToProto(report.live_start, live->mutable_start_at());
+  TimeToProto(report.live_end, live->mutable_end_at());
+  if (options.window.rows > 0) {
+    response->set_window_rows(options.window.rows);
+  } else {
+    const int64_t nanos = absl::ToInt64Nanoseconds(options.window.duration);
+    response->mutable_window_duration()->set_seconds(nanos / 1000000000);
+    response->mutable_window_duration()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+  }
+  response->set_sample_rate(options.sample_rate);
+  if (!report.report.has_value()) return;
+  const DriftReport& drift = *report.report;
+  DriftScoresToProto(drift.overall.drift, response->mutable_overall());
+  response->set_classes_scored(drift.overall.classes);
+  static constexpr v1::FrequencyGroup kGroups[kDriftGroups] = {
+      v1::FREQUENCY_GROUP_RARE, v1::FREQUENCY_GROUP_COMMON, v1::FREQUENCY_GROUP_FREQUENT};
+  for (int32_t g = 0; g < kDriftGroups; ++g) {
+    v1::GroupDrift* group = response->add_groups();
+    group->set_frequency(kGroups[g]);
+    group->set_classes(drift.groups[g].classes);
+    DriftScoresToProto(drift.groups[g].drift, group->mutable_drift());
+  }
+  const int32_t shown = std::min<int32_t>(top_k, static_cast<int32_t>(drift.classes.size()));
+  for (int32_t i = 0; i < shown; ++i) {
+    const ClassDrift& c = drift.classes[i];
+    const v1::ClassInfo& info = manifest.classes(c.class_index);
+    v1::ClassDrift* proto = response->add_classes();
+    proto->set_category_id(info.id());
+    proto->set_name(info.name());
+    proto->set_frequency(info.frequency());
+    DriftScoresToProto(c.drift, proto->mutable_drift());
+  }
 }
 
 }  // namespace logn

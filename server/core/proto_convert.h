@@ -18,8 +18,10 @@
 #include "logn/v1/calibration_service.pb.h"
 #include "logn/v1/common.pb.h"
 #include "logn/v1/detection_service.pb.h"
+#include "logn/v1/drift_service.pb.h"
 #include "logn/v1/model.pb.h"
 #include "logn/v1/stats_service.pb.h"
+#include "server/core/drift_monitor.h"
 #include "server/core/requests.h"
 #include "server/core/versions.h"
 #include "server/runtime/detector_runtime.h"
@@ -94,6 +96,12 @@ absl::StatusOr<std::vector<AnnotatedImageInput>> ImageBatchFromProto(const v1::I
 // mode with neither or both of init and from_prior (unless resuming), or a negative / non-finite
 // rfs_threshold. The sampler overrides are validated by the job, over the server's defaults.
 absl::StatusOr<CalibrationJobHeader> JobHeaderFromProto(const v1::CalibrateHeader& header);
+
+// A drift monitor's report as GetDrift returns it: windows, the overall and per-group scores,
+// and the `top_k` most drifting classes (named from `manifest`).
+void DriftReportToProto(const DriftStatusReport& report, const DriftMonitorOptions& options,
+                        const v1::ModelManifest& manifest, int32_t top_k,
+                        v1::GetDriftResponse* response);
 
 }  // namespace logn
 

@@ -81,6 +81,13 @@ absl::Status ServerCoreOptions::Validate() const {
         " is larger than the runtime's max_images_per_call ", limits.max_images_per_call,
         ": such a request could never run in one forward pass"));
   }
+  if (drift.sample_rate > 0) LOGN_RETURN_IF_ERROR(drift.Validate());
+  if (!default_model_config.version_policy().has_latest() &&
+      !default_model_config.version_policy().has_all() &&
+      default_model_config.version_policy().has_specific() &&
+      default_model_config.version_policy().specific().versions().empty()) {
+    return absl::InvalidArgumentError("a specific version policy needs at least one version");
+  }
   if (checkpoint_every_batches < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "checkpoint_every_batches must be >= 0 (0: never), got ", checkpoint_every_batches));
@@ -92,70 +99,94 @@ absl::Status ServerCoreOptions::Validate() const {
 // ServerCore
 
 absl::StatusOr<std::unique_ptr<ServerCore>> ServerCore::Create(const ServerCoreOptions& options) {
-  // Before the model loads (seconds): a misconfiguration fails at once.
+  // Before any model loads (seconds each): a misconfiguration fails at once.
   LOGN_RETURN_IF_ERROR(options.Validate());
-  LOGN_ASSIGN_OR_RETURN(std::unique_ptr<DetectorRuntime> runtime,
-                        DetectorRuntime::Load(options.runtime));
   LOGN_ASSIGN_OR_RETURN(std::unique_ptr<StatsStore> store,
                         OpenStatsStore(options.store_url, options.store));
-  return std::unique_ptr<ServerCore>(
-      new ServerCore(options, std::move(runtime), std::move(store)));
+  std::unique_ptr<ServerCore> core(new ServerCore(options, std::move(store)));
+  LOGN_ASSIGN_OR_RETURN(core->models_, ModelManager::Create(core->ManagerOptions()));
+  return core;
 }
 
 absl::StatusOr<std::unique_ptr<ServerCore>> ServerCore::CreateFrom(
     const ServerCoreOptions& options, std::unique_ptr<DetectorRuntime> runtime,
     std::unique_ptr<StatsStore> store) {
   LOGN_RETURN_IF_ERROR(options.Validate());
-  return std::unique_ptr<ServerCore>(
-      new ServerCore(options, std::move(runtime), std::move(store)));
+  std::unique_ptr<ServerCore> core(new ServerCore(options, std::move(store)));
+  core->models_ = ModelManager::ForRuntime(std::move(runtime), core->ManagerOptions());
+  return core;
 }
 
-ServerCore::ServerCore(const ServerCoreOptions& options, std::unique_ptr<DetectorRuntime> runtime,
-                       std::unique_ptr<StatsStore> store)
-    : options_(options),
-      runtime_(std::move(runtime)),
-      store_(std::move(store)) {
+ServerCore::ServerCore(const ServerCoreOptions& options, std::unique_ptr<StatsStore> store)
+    : options_(options), store_(std::move(store)) {
   cache_ = std::make_unique<StatsCache>(store_.get(), options_.cache);
-  model_key_ = ModelKey{runtime_->manifest().name(), runtime_->model_sha256()};
-  bool all_counts = true;
-  for (const v1::ClassInfo& c : runtime_->manifest().classes()) {
-    all_counts &= c.instance_count() > 0;
-    instance_counts_.push_back(static_cast<double>(c.instance_count()));
+}
+
+// The manager (and its poller) goes first: it calls back into the store and the cache.
+ServerCore::~ServerCore() { models_.reset(); }
+
+ModelManagerOptions ServerCore::ManagerOptions() {
+  ModelManagerOptions manager;
+  manager.repository = options_.model_repository;
+  manager.runtime = options_.runtime;
+  manager.poll_interval = options_.repository_poll_interval;
+  manager.default_config = options_.default_model_config;
+  manager.on_loaded = [this](LoadedModel& model) { OnModelLoaded(model); };
+  return manager;
+}
+
+void ServerCore::OnModelLoaded(LoadedModel& model) {
+  if (options_.drift.sample_rate <= 0) return;
+  const LoadedModel* target = &model;
+  // The monitor lives inside the model it stores versions for: a raw pointer cannot dangle.
+  auto store = [this, target](const Statistics& statistics,
+                              const std::string& description) -> absl::StatusOr<int64_t> {
+    LOGN_ASSIGN_OR_RETURN(const StoredVersion stored,
+                          StoreServedTraffic(*target, statistics, description));
+    return stored.info.version;
+  };
+  model.set_drift(std::make_unique<DriftMonitor>(model.runtime().manifest(),
+                                                 model.runtime().layout(), options_.drift,
+                                                 std::move(store)));
+}
+
+std::shared_ptr<const LoadedModel> ServerCore::DefaultModel() const {
+  absl::StatusOr<Model> only = models_->Resolve("", 0);
+  if (only.ok()) return *only;
+  const std::vector<Model> available = models_->Available();
+  return available.empty() ? nullptr : available.front();
+}
+
+absl::StatusOr<ServerCore::Model> ServerCore::ResolveModel(const std::string& name,
+                                                           int64_t version) const {
+  if (version < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model_version must be >= 0 (0: the newest available), got ", version));
   }
-  if (!all_counts) instance_counts_.clear();
-  job_deps_.store = store_.get();
-  job_deps_.runtime = runtime_.get();
-  job_deps_.model = model_key_;
-  job_deps_.max_rows_per_batch = options_.max_rows_per_batch;
-  job_deps_.max_rows_per_job = options_.max_rows_per_job;
-  job_deps_.max_images_per_batch = options_.runtime.limits.max_images_per_call;
-  job_deps_.sampling = options_.sampling;
-  job_deps_.sampling_seed = options_.sampling_seed;
-  job_deps_.default_checkpoint_every_batches = options_.checkpoint_every_batches;
+  return models_->Resolve(name, version);
 }
 
-absl::Status ServerCore::CheckModel(const std::string& name) const {
-  if (name.empty() || name == model_key_.name) return absl::OkStatus();
-  return absl::NotFoundError(absl::StrCat("this server serves model '", model_key_.name,
-                                          "', not '", name, "'"));
-}
-
-int64_t ServerCore::ActiveVersion() {
-  auto version = store_->Resolve(model_key_, VersionSelector::Active());
+int64_t ServerCore::ActiveVersion(const LoadedModel& model) {
+  auto version = store_->Resolve(model.key(), VersionSelector::Active());
   return version.ok() ? *version : 0;
 }
 
+int64_t ServerCore::ActiveVersion() {
+  const Model model = DefaultModel();
+  return model == nullptr ? 0 : ActiveVersion(*model);
+}
+
 absl::StatusOr<std::shared_ptr<const CachedVersion>> ServerCore::CachedStatistics(
-    const StatisticsChoice& statistics) {
+    const LoadedModel& model, const StatisticsChoice& statistics) {
   LOGN_ASSIGN_OR_RETURN(const VersionSelector selector, statistics.selector);
-  auto cached = cache_->Get(model_key_, selector);
+  auto cached = cache_->Get(model.key(), selector);
   if (cached.ok()) return cached;
   // No "active" version yet is a state to fix (calibrate first), not a missing name.
   const bool active = selector.version == 0 && selector.alias == kActiveAlias;
   if (absl::IsNotFound(cached.status()) && (active || !statistics.explicitly_set)) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "model '", model_key_.name,
-        "' has no active LogN statistics yet: run Calibrate (with activate) or "
+        "model '", model.name(), "' version ", model.version(),
+        " has no active LogN statistics yet: run Calibrate (with activate) or "
         "Activate a version, or ask for calibration method NONE / LOGA (",
         cached.status().message(), ")"));
   }
@@ -178,19 +209,35 @@ absl::StatusOr<NamedSpec> ServerCore::ModelDefaultSetting(const VersionInfo* ver
   return resolved;
 }
 
-absl::StatusOr<Calibrator> ServerCore::CalibratorFor(const CalibrationSpec& spec,
+absl::StatusOr<NamedSpec> ServerCore::FallbackSetting(const LoadedModel& model,
+                                                      const std::string& name) const {
+  const v1::ModelConfig& config = model.config();
+  if (config.missing_statistics() != v1::MISSING_STATISTICS_ACTION_FALLBACK) {
+    return absl::NotFoundError("the model's policy refuses to serve without statistics");
+  }
+  NamedSpec fallback;
+  fallback.spec.method = config.fallback_method() == v1::CALIBRATION_METHOD_LOGA
+                             ? CalibrationMethod::kLogA
+                             : CalibrationMethod::kNone;
+  fallback.name = name.empty() ? "default (fallback: no active statistics)" : name;
+  return fallback;
+}
+
+absl::StatusOr<Calibrator> ServerCore::CalibratorFor(const LoadedModel& model,
+                                                     const CalibrationSpec& spec,
                                                      const Statistics* statistics) const {
-  if (spec.method == CalibrationMethod::kLogA && instance_counts_.empty()) {
+  if (spec.method == CalibrationMethod::kLogA && model.instance_counts().empty()) {
     return absl::FailedPreconditionError(
         "LogA needs every class's training instance_count in the model manifest");
   }
-  return MakeCalibrator(spec, runtime_->layout(), statistics, instance_counts_);
+  return MakeCalibrator(spec, model.runtime().layout(), statistics, model.instance_counts());
 }
 
-absl::Status ServerCore::ValidateProfile(const v1::CalibrationProfile& profile,
+absl::Status ServerCore::ValidateProfile(const LoadedModel& model,
+                                         const v1::CalibrationProfile& profile,
                                          const Statistics& statistics) const {
   LOGN_ASSIGN_OR_RETURN(const CalibrationSpec spec, SpecFromProto(profile.default_setting()));
-  const absl::StatusOr<Calibrator> calibrator = CalibratorFor(spec, &statistics);
+  const absl::StatusOr<Calibrator> calibrator = CalibratorFor(model, spec, &statistics);
   if (!calibrator.ok()) {
     return absl::Status(calibrator.status().code(),
                         absl::StrCat("calibration profile: ", calibrator.status().message()));
@@ -199,20 +246,35 @@ absl::Status ServerCore::ValidateProfile(const v1::CalibrationProfile& profile,
 }
 
 absl::StatusOr<ServerCore::Calibrators> ServerCore::ResolveCalibrators(
-    absl::Span<const NamedSpec> settings, const StatisticsChoice& statistics) {
+    const LoadedModel& model, absl::Span<const NamedSpec> settings,
+    const StatisticsChoice& statistics) {
   Calibrators out;
   std::shared_ptr<const CachedVersion> version;
-  const bool needs_version = std::any_of(settings.begin(), settings.end(), [](const auto& s) {
-    return s.model_default || s.spec.method == CalibrationMethod::kLogN;
-  });
-  if (needs_version) {
-    LOGN_ASSIGN_OR_RETURN(version, CachedStatistics(statistics));
-    out.statistics_version = version->info.version;
+  const auto needs = [&](bool with_default) {
+    return std::any_of(settings.begin(), settings.end(), [&](const NamedSpec& s) {
+      return s.model_default ? with_default : s.spec.method == CalibrationMethod::kLogN;
+    });
+  };
+  if (needs(true)) {
+    absl::StatusOr<std::shared_ptr<const CachedVersion>> cached =
+        CachedStatistics(model, statistics);
+    // Only the model default may fall back, and only from "no active statistics": an explicit
+    // LogN request, or an explicit selector, still fails.
+    out.fallback = absl::IsFailedPrecondition(cached.status()) && !needs(false) &&
+                   !statistics.explicitly_set &&
+                   model.config().missing_statistics() == v1::MISSING_STATISTICS_ACTION_FALLBACK;
+    if (!out.fallback) {
+      LOGN_RETURN_IF_ERROR(cached.status());
+      version = *std::move(cached);
+      out.statistics_version = version->info.version;
+    }
   }
   for (const NamedSpec& requested : settings) {
     NamedSpec setting = requested;
     if (requested.model_default) {
-      LOGN_ASSIGN_OR_RETURN(setting, ModelDefaultSetting(&version->info, requested.name));
+      LOGN_ASSIGN_OR_RETURN(setting, out.fallback
+                                         ? FallbackSetting(model, requested.name)
+                                         : ModelDefaultSetting(&version->info, requested.name));
     }
     const CalibrationSpec& spec = setting.spec;
     out.settings.push_back(setting);
@@ -222,7 +284,7 @@ absl::StatusOr<ServerCore::Calibrators> ServerCore::ResolveCalibrators(
       continue;
     }
     LOGN_ASSIGN_OR_RETURN(Calibrator calibrator,
-                          CalibratorFor(spec, version ? &version->statistics : nullptr));
+                          CalibratorFor(model, spec, version ? &version->statistics : nullptr));
     out.calibrators.push_back(std::move(calibrator));
   }
   return out;
@@ -234,7 +296,8 @@ absl::StatusOr<ServerCore::Calibrators> ServerCore::ResolveCalibrators(
 absl::StatusOr<ServerCore::PreparedDetect> ServerCore::PrepareDetect(
     const v1::DetectRequest& request) {
   // The model and the image count first: cheap checks that need nothing converted.
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
+  LOGN_ASSIGN_OR_RETURN(const Model model,
+                        ResolveModel(request.model_name(), request.model_version()));
   if (request.images().empty()) {
     return absl::InvalidArgumentError("Detect needs at least one image");
   }
@@ -244,9 +307,11 @@ absl::StatusOr<ServerCore::PreparedDetect> ServerCore::PrepareDetect(
         options_.max_images_per_request, " per request (split the request)"));
   }
   PreparedDetect prepared;
+  prepared.model = model;
   LOGN_ASSIGN_OR_RETURN(prepared.query, DetectQueryFromProto(request));
   LOGN_ASSIGN_OR_RETURN(prepared.calibrators,
-                        ResolveCalibrators(prepared.query.settings, prepared.query.statistics));
+                        ResolveCalibrators(*model, prepared.query.settings,
+                                           prepared.query.statistics));
   return prepared;
 }
 
@@ -255,12 +320,13 @@ absl::StatusOr<DetectOutcome> ServerCore::FinishDetect(const PreparedDetect& pre
                                                        const StageTimings& timings) const {
   const absl::Time post_start = absl::Now();
   const DetectQuery& query = prepared.query;
+  const DetectorRuntime& runtime = prepared.model->runtime();
   std::vector<const Calibrator*> calibrators;
   for (const Calibrator& c : prepared.calibrators.calibrators) calibrators.push_back(&c);
   DetectOutcome outcome;
   LOGN_ASSIGN_OR_RETURN(
       DetectorRuntime::Detections detections,
-      runtime_->PostprocessOutputs(outputs, calibrators, query.postprocess, &outcome.dropped));
+      runtime.PostprocessOutputs(outputs, calibrators, query.postprocess, &outcome.dropped));
   outcome.request_id = query.request_id;
   outcome.statistics_version = prepared.calibrators.statistics_version;
   for (size_t s = 0; s < prepared.calibrators.settings.size(); ++s) {
@@ -272,7 +338,7 @@ absl::StatusOr<DetectOutcome> ServerCore::FinishDetect(const PreparedDetect& pre
       image.detections = std::move(detections[s][i]);
       if (query.include_uncalibrated_score) {
         image.uncalibrated_scores =
-            UncalibratedScores(outputs[i], image.detections, runtime_->layout());
+            UncalibratedScores(outputs[i], image.detections, runtime.layout());
       }
     }
   }
@@ -286,21 +352,42 @@ absl::Status ServerCore::Respond(const PreparedDetect& prepared,
                                  absl::Span<const RawOutputs> outputs,
                                  const StageTimings& timings,
                                  v1::DetectResponse* response) const {
+  const LoadedModel& model = *prepared.model;
+  ObserveDrift(model, outputs);
   LOGN_ASSIGN_OR_RETURN(const DetectOutcome outcome, FinishDetect(prepared, outputs, timings));
-  DetectOutcomeToProto(outcome, runtime_->manifest(), response);
+  DetectOutcomeToProto(outcome, model.runtime().manifest(), response);
+  response->set_model_version(model.version());
+  response->set_calibration_fallback(prepared.calibrators.fallback);
   if (prepared.query.include_raw_candidates) {
     for (size_t i = 0; i < outputs.size(); ++i) {
-      RawCandidatesToProto(outputs[i], prepared.query.image_ids[i], runtime_->layout().width(),
-                           response);
+      RawCandidatesToProto(outputs[i], prepared.query.image_ids[i],
+                           model.runtime().layout().width(), response);
     }
   }
+  if (observer_ != nullptr) {
+    observer_->OnDetect(model, static_cast<int64_t>(outputs.size()),
+                        prepared.calibrators.fallback);
+  }
   return absl::OkStatus();
+}
+
+void ServerCore::ObserveDrift(const LoadedModel& model,
+                              absl::Span<const RawOutputs> outputs) const {
+  DriftMonitor* drift = model.drift();
+  if (drift == nullptr || !drift->Sample()) return;
+  std::vector<const float*> logits;
+  std::vector<int64_t> rows;
+  for (const RawOutputs& image : outputs) {
+    logits.push_back(image.logits.data());
+    rows.push_back(image.num_candidates);
+  }
+  drift->Observe(logits, rows);
 }
 
 absl::Status ServerCore::Detect(const v1::DetectRequest& request, v1::DetectResponse* response) {
   LOGN_ASSIGN_OR_RETURN(const PreparedDetect prepared, PrepareDetect(request));
   LOGN_ASSIGN_OR_RETURN(const DetectorRuntime::ForwardResult forward,
-                        runtime_->Forward(prepared.query.images));
+                        prepared.model->runtime().Forward(prepared.query.images));
   return Respond(prepared, forward.images, forward.timings, response);
 }
 
@@ -309,8 +396,9 @@ std::vector<absl::Status> ServerCore::DetectBatch(
     absl::Span<v1::DetectResponse* const> responses) {
   std::vector<absl::Status> statuses(requests.size());
   std::vector<PreparedDetect> prepared(requests.size());
-  std::vector<size_t> ready;  // requests that passed validation
-  std::vector<ImageSource> images;
+  // The requests that passed validation, by the model version serving them: one forward pass
+  // per model version (requests for different models never share a batch).
+  std::vector<std::pair<const LoadedModel*, std::vector<size_t>>> groups;
   for (size_t r = 0; r < requests.size(); ++r) {
     absl::StatusOr<PreparedDetect> p = PrepareDetect(*requests[r]);
     if (!p.ok()) {
@@ -318,21 +406,37 @@ std::vector<absl::Status> ServerCore::DetectBatch(
       continue;
     }
     prepared[r] = *std::move(p);
+    const LoadedModel* model = prepared[r].model.get();
+    auto group = std::find_if(groups.begin(), groups.end(),
+                              [&](const auto& g) { return g.first == model; });
+    if (group == groups.end()) group = groups.insert(groups.end(), {model, {}});
+    group->second.push_back(r);
+  }
+  for (const auto& [model, ready] : groups) {
+    RunDetectGroup(*model, ready, prepared, responses, statuses);
+  }
+  return statuses;
+}
+
+void ServerCore::RunDetectGroup(const LoadedModel& model, absl::Span<const size_t> ready,
+                                absl::Span<const PreparedDetect> prepared,
+                                absl::Span<v1::DetectResponse* const> responses,
+                                std::vector<absl::Status>& statuses) const {
+  std::vector<ImageSource> images;
+  for (size_t r : ready) {
     const std::vector<ImageSource>& own = prepared[r].query.images;
     images.insert(images.end(), own.begin(), own.end());
-    ready.push_back(r);
   }
-  if (ready.empty()) return statuses;
-  absl::StatusOr<DetectorRuntime::ForwardResult> forward = runtime_->Forward(images);
+  absl::StatusOr<DetectorRuntime::ForwardResult> forward = model.runtime().Forward(images);
   if (!forward.ok()) {
     // One bad image fails the whole batch: run each request alone so only its own fails.
     for (size_t r : ready) {
       absl::StatusOr<DetectorRuntime::ForwardResult> alone =
-          runtime_->Forward(prepared[r].query.images);
+          model.runtime().Forward(prepared[r].query.images);
       statuses[r] = alone.ok() ? Respond(prepared[r], alone->images, alone->timings, responses[r])
                                : alone.status();
     }
-    return statuses;
+    return;
   }
   size_t offset = 0;
   for (size_t r : ready) {
@@ -341,26 +445,32 @@ std::vector<absl::Status> ServerCore::DetectBatch(
                           forward->timings, responses[r]);
     offset += n;
   }
-  return statuses;
 }
 
 absl::Status ServerCore::GetModelInfo(const v1::GetModelInfoRequest& request,
                                       v1::GetModelInfoResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
-  *response->mutable_manifest() = runtime_->manifest();
-  response->set_model_sha256(runtime_->model_sha256());
-  response->set_device(runtime_->device());
+  LOGN_ASSIGN_OR_RETURN(const Model model,
+                        ResolveModel(request.model_name(), request.model_version()));
+  *response->mutable_manifest() = model->runtime().manifest();
+  response->set_model_sha256(model->runtime().model_sha256());
+  response->set_device(model->runtime().device());
+  response->set_model_version(model->version());
+  response->set_memory_bytes(model->memory_bytes());
   // One read, so the number and the record cannot disagree; no active version is not an error.
-  absl::StatusOr<VersionRecord> active = store_->Get(model_key_, VersionSelector::Active());
+  absl::StatusOr<VersionRecord> active = store_->Get(model->key(), VersionSelector::Active());
   if (!active.ok()) {
     if (!absl::IsNotFound(active.status())) return active.status();
     response->set_active_version(0);
-    LOGN_ASSIGN_OR_RETURN(const NamedSpec built_in, ModelDefaultSetting(nullptr, ""));
+    absl::StatusOr<NamedSpec> fallback = FallbackSetting(*model, "");
+    response->set_calibration_fallback(fallback.ok());
+    LOGN_ASSIGN_OR_RETURN(const NamedSpec built_in,
+                          fallback.ok() ? fallback : ModelDefaultSetting(nullptr, ""));
     *response->mutable_default_calibration() = SpecToProto(built_in.spec, built_in.name);
     return absl::OkStatus();
   }
   response->set_active_version(active->info.version);
-  LOGN_ASSIGN_OR_RETURN(std::vector<std::string> aliases, AliasesOf(active->info.version));
+  LOGN_ASSIGN_OR_RETURN(std::vector<std::string> aliases,
+                        AliasesOf(model->key(), active->info.version));
   VersionToProto(active->info, aliases, response->mutable_active_statistics_version());
   LOGN_ASSIGN_OR_RETURN(const NamedSpec resolved, ModelDefaultSetting(&active->info, ""));
   *response->mutable_default_calibration() = SpecToProto(resolved.spec, resolved.name);
@@ -374,17 +484,30 @@ absl::Status ServerCore::GetModelInfo(const v1::GetModelInfoRequest& request,
 
 absl::StatusOr<std::unique_ptr<CalibrationJob>> ServerCore::StartCalibration(
     const v1::CalibrateHeader& header) {
-  LOGN_RETURN_IF_ERROR(CheckModel(header.model_name()));
-  return CalibrationJob::Start(job_deps_, header);
+  LOGN_ASSIGN_OR_RETURN(const Model model,
+                        ResolveModel(header.model_name(), header.model_version()));
+  CalibrationJobDeps deps;
+  deps.store = store_.get();
+  deps.runtime = &model->runtime();
+  deps.model = model->key();
+  deps.model_hold = model;
+  deps.max_rows_per_batch = options_.max_rows_per_batch;
+  deps.max_rows_per_job = options_.max_rows_per_job;
+  deps.max_images_per_batch = options_.runtime.limits.max_images_per_call;
+  deps.sampling = options_.sampling;
+  deps.sampling_seed = options_.sampling_seed;
+  deps.default_checkpoint_every_batches = options_.checkpoint_every_batches;
+  return CalibrationJob::Start(std::move(deps), header);
 }
 
 absl::Status ServerCore::Apply(const v1::ApplyRequest& request, v1::ApplyResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
-  const LogitLayout& layout = runtime_->layout();
+  LOGN_ASSIGN_OR_RETURN(const Model model,
+                        ResolveModel(request.model_name(), request.model_version()));
+  const LogitLayout& layout = model->runtime().layout();
   const int32_t width = layout.width();
   if (request.logits().width() != width) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "logit batch has width ", request.logits().width(), " but model '", model_key_.name,
+        "logit batch has width ", request.logits().width(), " but model '", model->key().name,
         "' has ", width, " logits per row (", layout.DebugString(), ")"));
   }
   if (request.logits().rows() > options_.max_rows_per_batch) {
@@ -398,8 +521,8 @@ absl::Status ServerCore::Apply(const v1::ApplyRequest& request, v1::ApplyRespons
   LOGN_ASSIGN_OR_RETURN(const NamedSpec setting, SettingFromProto(request.calibration()));
   LOGN_ASSIGN_OR_RETURN(
       Calibrators resolved,
-      ResolveCalibrators({setting}, StatisticsChoiceFromProto(request.selector(),
-                                                              request.has_selector())));
+      ResolveCalibrators(*model, {setting},
+                         StatisticsChoiceFromProto(request.selector(), request.has_selector())));
   resolved.calibrators[0].ApplyUnchecked(values.data(), view.rows);
   response->set_version(resolved.statistics_version);
   if (request.include_scores()) {
@@ -411,37 +534,40 @@ absl::Status ServerCore::Apply(const v1::ApplyRequest& request, v1::ApplyRespons
   return absl::OkStatus();
 }
 
-absl::StatusOr<NewVersion> ServerCore::MergedVersion(VersionOrigin origin) {
-  ExactAccumulator merged(runtime_->layout());
+absl::StatusOr<NewVersion> ServerCore::MergedVersion(const LoadedModel& model,
+                                                     VersionOrigin origin) {
+  const LogitLayout& layout = model.runtime().layout();
+  ExactAccumulator merged(layout);
   for (int64_t parent : origin.parent_versions) {
     LOGN_ASSIGN_OR_RETURN(VersionRecord record,
-                          store_->Get(model_key_, VersionSelector::Number(parent)));
+                          store_->Get(model.key(), VersionSelector::Number(parent)));
     if (record.statistics.method != AccumulationMethod::kExact) {
       return absl::FailedPreconditionError(absl::StrCat(
           "version ", parent, " holds EMA statistics; running averages cannot be merged "
           "exactly: calibrate the shards in exact mode"));
     }
-    if (record.statistics.layout != runtime_->layout()) {
+    if (record.statistics.layout != layout) {
       return absl::FailedPreconditionError(absl::StrCat(
           "version ", parent, " has layout ", record.statistics.layout.DebugString(),
-          ", model '", model_key_.name, "' has ", runtime_->layout().DebugString()));
+          ", model '", model.name(), "' has ", layout.DebugString()));
     }
     LOGN_RETURN_IF_ERROR(merged.MergeSnapshot(record.statistics));
     origin.images_seen += record.statistics.provenance.images_seen;
     origin.batches_seen += record.statistics.provenance.batches_seen;
   }
   LOGN_ASSIGN_OR_RETURN(Statistics stats, merged.Snapshot());
-  return BuildNewVersion(model_key_, std::move(stats), std::move(origin), absl::Now());
+  return BuildNewVersion(model.key(), std::move(stats), std::move(origin), absl::Now());
 }
 
-absl::Status ServerCore::StoreVersion(const NewVersion& version, bool activate,
-                                      v1::StatisticsVersion* stored_version) {
+absl::Status ServerCore::StoreVersion(const LoadedModel& model, const NewVersion& version,
+                                      bool activate, v1::StatisticsVersion* stored_version) {
+  const LogitLayout& layout = model.runtime().layout();
   // Statistics the served model cannot use never enter the store (an imported file with the
   // background on the other side would otherwise be kept, and fail every request using it).
-  if (version.statistics.layout != runtime_->layout()) {
+  if (version.statistics.layout != layout) {
     return absl::FailedPreconditionError(absl::StrCat(
         "statistics for ", version.statistics.layout.DebugString(), " but model '",
-        model_key_.name, "' has ", runtime_->layout().DebugString(),
+        model.name(), "' has ", layout.DebugString(),
         " (a checkpoint's background-last statistics for a background-first model: convert "
         "with tools/import_mmdet_logn.py --background first)"));
   }
@@ -451,7 +577,8 @@ absl::Status ServerCore::StoreVersion(const NewVersion& version, bool activate,
 }
 
 absl::Status ServerCore::Merge(const v1::MergeRequest& request, v1::MergeResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
+  LOGN_ASSIGN_OR_RETURN(const Model model,
+                        ResolveModel(request.model_name(), request.model_version()));
   if (request.versions_size() < 2) {
     return absl::InvalidArgumentError(
         absl::StrCat("Merge needs at least two versions, got ", request.versions_size()));
@@ -465,18 +592,19 @@ absl::Status ServerCore::Merge(const v1::MergeRequest& request, v1::MergeRespons
   origin.job_id = request.job_id();
   origin.description = request.description();
   origin.partial = request.partial();
-  LOGN_ASSIGN_OR_RETURN(const NewVersion version, MergedVersion(std::move(origin)));
-  return StoreVersion(version, request.activate(), response->mutable_statistics_version());
+  LOGN_ASSIGN_OR_RETURN(const NewVersion version, MergedVersion(*model, std::move(origin)));
+  return StoreVersion(*model, version, request.activate(), response->mutable_statistics_version());
 }
 
 absl::Status ServerCore::GetCalibrationJob(const v1::GetCalibrationJobRequest& request,
                                            v1::GetCalibrationJobResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
+  LOGN_ASSIGN_OR_RETURN(const Model model,
+                        ResolveModel(request.model_name(), request.model_version()));
   if (request.job_id().empty()) {
     return absl::InvalidArgumentError("GetCalibrationJob needs a job_id");
   }
   LOGN_ASSIGN_OR_RETURN(const JobCheckpoint checkpoint,
-                        store_->GetCheckpoint(model_key_, request.job_id()));
+                        store_->GetCheckpoint(model->key(), request.job_id()));
   CheckpointToProto(checkpoint, response->mutable_job());
   return absl::OkStatus();
 }
@@ -484,20 +612,22 @@ absl::Status ServerCore::GetCalibrationJob(const v1::GetCalibrationJobRequest& r
 // ---------------------------------------------------------------------------------------------
 // Statistics store
 
-absl::StatusOr<std::vector<std::string>> ServerCore::AliasesOf(int64_t version) {
-  LOGN_ASSIGN_OR_RETURN(const std::vector<AliasInfo> aliases, store_->Aliases(model_key_));
+absl::StatusOr<std::vector<std::string>> ServerCore::AliasesOf(const ModelKey& model,
+                                                               int64_t version) {
+  LOGN_ASSIGN_OR_RETURN(const std::vector<AliasInfo> aliases, store_->Aliases(model));
   return AliasNames(aliases, version);
 }
 
 absl::Status ServerCore::ListVersions(const v1::ListVersionsRequest& request,
                                       v1::ListVersionsResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
+  LOGN_ASSIGN_OR_RETURN(const Model model,
+                        ResolveModel(request.model_name(), request.model_version()));
   LOGN_ASSIGN_OR_RETURN(const VersionFilter filter, VersionFilterFromProto(request));
-  auto listed = store_->List(model_key_, request.page_token(), request.page_size(), filter);
+  auto listed = store_->List(model->key(), request.page_token(), request.page_size(), filter);
   // A model nothing was stored for yet simply has no versions.
   if (absl::IsNotFound(listed.status()) && request.page_token().empty()) return absl::OkStatus();
   LOGN_ASSIGN_OR_RETURN(const VersionPage page, std::move(listed));
-  LOGN_ASSIGN_OR_RETURN(const std::vector<AliasInfo> aliases, store_->Aliases(model_key_));
+  LOGN_ASSIGN_OR_RETURN(const std::vector<AliasInfo> aliases, store_->Aliases(model->key()));
   for (const VersionInfo& info : page.versions) {
     VersionToProto(info, AliasNames(aliases, info.version), response->add_statistics_versions());
   }
@@ -507,11 +637,12 @@ absl::Status ServerCore::ListVersions(const v1::ListVersionsRequest& request,
 
 absl::Status ServerCore::GetVersion(const v1::GetVersionRequest& request,
                                     v1::GetVersionResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
+  LOGN_ASSIGN_OR_RETURN(const Model model,
+                        ResolveModel(request.model_name(), request.model_version()));
   LOGN_ASSIGN_OR_RETURN(const bool full, FullViewFromProto(request.view()));
   LOGN_ASSIGN_OR_RETURN(VersionSelector selector, SelectorFromProto(request.selector()));
-  LOGN_ASSIGN_OR_RETURN(VersionRecord record, store_->Get(model_key_, selector));
-  LOGN_ASSIGN_OR_RETURN(std::vector<std::string> aliases, AliasesOf(record.info.version));
+  LOGN_ASSIGN_OR_RETURN(VersionRecord record, store_->Get(model->key(), selector));
+  LOGN_ASSIGN_OR_RETURN(std::vector<std::string> aliases, AliasesOf(model->key(), record.info.version));
   v1::StatisticsVersion* version = response->mutable_statistics_version();
   VersionToProto(record.info, aliases, version);
   if (full) StatisticsToProto(record.statistics, version->mutable_statistics());
@@ -520,14 +651,16 @@ absl::Status ServerCore::GetVersion(const v1::GetVersionRequest& request,
 
 absl::Status ServerCore::SetAlias(const v1::SetAliasRequest& request,
                                   v1::SetAliasResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
+  LOGN_ASSIGN_OR_RETURN(const Model model,
+                        ResolveModel(request.model_name(), request.model_version()));
   LOGN_RETURN_IF_ERROR(ValidateAliasName(request.alias()));
   if (request.version() <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("version must be > 0, got ", request.version()));
   }
   LOGN_ASSIGN_OR_RETURN(const int64_t previous,
-                        store_->SetAlias(model_key_, request.alias(), request.version()));
+                        store_->SetAlias(model->key(), request.alias(), request.version(),
+                                         request.allow_served_traffic()));
   response->set_previous_version(previous);
   return absl::OkStatus();
 }
@@ -536,6 +669,8 @@ absl::Status ServerCore::Activate(const v1::ActivateRequest& request,
                                   v1::ActivateResponse* response) {
   v1::SetAliasRequest set;
   set.set_model_name(request.model_name());
+  set.set_model_version(request.model_version());
+  set.set_allow_served_traffic(request.allow_served_traffic());
   set.set_alias(std::string(kActiveAlias));
   set.set_version(request.version());
   v1::SetAliasResponse set_response;
@@ -546,11 +681,12 @@ absl::Status ServerCore::Activate(const v1::ActivateRequest& request,
 
 absl::Status ServerCore::Rollback(const v1::RollbackRequest& request,
                                   v1::RollbackResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
-  auto rolled = store_->Rollback(model_key_);
+  LOGN_ASSIGN_OR_RETURN(const Model model,
+                        ResolveModel(request.model_name(), request.model_version()));
+  auto rolled = store_->Rollback(model->key());
   if (absl::IsNotFound(rolled.status())) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "nothing to roll back to: model '", model_key_.name, "' has no alias history (",
+        "nothing to roll back to: model '", model->key().name, "' has no alias history (",
         rolled.status().message(), ")"));
   }
   LOGN_ASSIGN_OR_RETURN(int64_t active, std::move(rolled));
@@ -560,17 +696,19 @@ absl::Status ServerCore::Rollback(const v1::RollbackRequest& request,
 
 absl::Status ServerCore::DeleteVersion(const v1::DeleteVersionRequest& request,
                                        v1::DeleteVersionResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
-  LOGN_RETURN_IF_ERROR(store_->Delete(model_key_, request.version()));
+  LOGN_ASSIGN_OR_RETURN(const Model model,
+                        ResolveModel(request.model_name(), request.model_version()));
+  LOGN_RETURN_IF_ERROR(store_->Delete(model->key(), request.version()));
   cache_->Clear();
   return absl::OkStatus();
 }
 
 absl::Status ServerCore::ExportVersion(const v1::ExportVersionRequest& request,
                                        v1::ExportVersionResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
+  LOGN_ASSIGN_OR_RETURN(const Model model,
+                        ResolveModel(request.model_name(), request.model_version()));
   LOGN_ASSIGN_OR_RETURN(VersionSelector selector, SelectorFromProto(request.selector()));
-  LOGN_ASSIGN_OR_RETURN(VersionRecord record, store_->Get(model_key_, selector));
+  LOGN_ASSIGN_OR_RETURN(VersionRecord record, store_->Get(model->key(), selector));
   if (request.export_format() == v1::EXPORT_FORMAT_BINARY) {
     response->set_content(VersionToBinary(record));
     response->set_export_format(v1::EXPORT_FORMAT_BINARY);
@@ -583,40 +721,185 @@ absl::Status ServerCore::ExportVersion(const v1::ExportVersionRequest& request,
 
 absl::Status ServerCore::ImportVersion(const v1::ImportVersionRequest& request,
                                        v1::ImportVersionResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
+  LOGN_ASSIGN_OR_RETURN(const Model model,
+                        ResolveModel(request.model_name(), request.model_version()));
   if (request.content().empty()) {
     return absl::InvalidArgumentError("ImportVersion needs content (an exported file)");
   }
   // The format is always detected from the content (store/stats_export.h).
-  LOGN_ASSIGN_OR_RETURN(NewVersion version, ParseImport(request.content(), model_key_));
+  LOGN_ASSIGN_OR_RETURN(NewVersion version, ParseImport(request.content(), model->key()));
   if (!request.description().empty()) version.description = request.description();
   if (version.calibration_profile.has_value()) {
     v1::CalibrationProfile profile;
     if (!profile.ParseFromString(*version.calibration_profile)) {
       return absl::InvalidArgumentError("the file's calibration profile does not parse");
     }
-    LOGN_RETURN_IF_ERROR(ValidateProfile(profile, version.statistics));
+    LOGN_RETURN_IF_ERROR(ValidateProfile(*model, profile, version.statistics));
   }
-  return StoreVersion(version, request.activate(), response->mutable_statistics_version());
+  return StoreVersion(*model, version, request.activate(), response->mutable_statistics_version());
 }
 
 absl::Status ServerCore::SetCalibrationProfile(const v1::SetCalibrationProfileRequest& request,
                                                v1::SetCalibrationProfileResponse* response) {
-  LOGN_RETURN_IF_ERROR(CheckModel(request.model_name()));
+  LOGN_ASSIGN_OR_RETURN(const Model model,
+                        ResolveModel(request.model_name(), request.model_version()));
   LOGN_ASSIGN_OR_RETURN(VersionSelector selector, SelectorFromProto(request.selector()));
   std::optional<std::string> profile_bytes;
   if (request.has_calibration_profile()) {
     const v1::CalibrationProfile& profile = request.calibration_profile();
-    LOGN_ASSIGN_OR_RETURN(const VersionRecord record, store_->Get(model_key_, selector));
-    LOGN_RETURN_IF_ERROR(ValidateProfile(profile, record.statistics));
+    LOGN_ASSIGN_OR_RETURN(const VersionRecord record, store_->Get(model->key(), selector));
+    LOGN_RETURN_IF_ERROR(ValidateProfile(*model, profile, record.statistics));
     profile_bytes = CalibrationProfileToBytes(profile);  // set_at cleared: the store keeps it
     // The version validated, even if the alias moves meanwhile.
     selector = VersionSelector::Number(record.info.version);
   }
   LOGN_ASSIGN_OR_RETURN(const VersionInfo info,
-                        store_->SetCalibrationProfile(model_key_, selector, profile_bytes));
-  LOGN_ASSIGN_OR_RETURN(std::vector<std::string> aliases, AliasesOf(info.version));
+                        store_->SetCalibrationProfile(model->key(), selector, profile_bytes));
+  LOGN_ASSIGN_OR_RETURN(std::vector<std::string> aliases, AliasesOf(model->key(), info.version));
   VersionToProto(info, aliases, response->mutable_statistics_version());
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model repository
+
+void ServerCore::ModelStatusToProto(const ModelVersionInfo& info, v1::ModelVersionStatus* status) {
+  status->set_model_name(info.name);
+  status->set_model_version(info.version);
+  status->set_state(info.state);
+  status->set_reason(info.reason);
+  status->set_path(info.path);
+  status->set_is_default(info.is_default);
+  status->set_pinned(info.pinned);
+  if (info.model == nullptr) return;
+  const LoadedModel& model = *info.model;
+  status->set_model_sha256(model.key().sha256);
+  status->set_memory_bytes(model.memory_bytes());
+  status->mutable_loaded_at()->set_seconds(absl::ToUnixSeconds(model.loaded_at()));
+  status->set_missing_statistics(model.config().missing_statistics());
+  status->set_fallback_method(model.config().fallback_method());
+  if (info.state == v1::MODEL_VERSION_STATE_AVAILABLE) {
+    status->set_active_version(ActiveVersion(model));
+  }
+}
+
+absl::Status ServerCore::ListModels(const v1::ListModelsRequest& request,
+                                    v1::ListModelsResponse* response) {
+  LOGN_ASSIGN_OR_RETURN(const std::vector<ModelVersionInfo> listed,
+                        models_->List(request.model_name()));
+  for (const ModelVersionInfo& info : listed) {
+    ModelStatusToProto(info, response->add_model_versions());
+  }
+  response->set_repository(models_->repository());
+  const absl::Time scanned = models_->scanned_at();
+  if (scanned != absl::InfinitePast()) {
+    response->mutable_scanned_at()->set_seconds(absl::ToUnixSeconds(scanned));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ServerCore::LoadModel(const v1::LoadModelRequest& request,
+                                   v1::LoadModelResponse* response) {
+  if (request.model_version() <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("LoadModel needs a model_version > 0, got ", request.model_version()));
+  }
+  LOGN_ASSIGN_OR_RETURN(const ModelVersionInfo info,
+                        models_->Load(request.model_name(), request.model_version()));
+  ModelStatusToProto(info, response->mutable_model_version_status());
+  return absl::OkStatus();
+}
+
+absl::Status ServerCore::UnloadModel(const v1::UnloadModelRequest& request,
+                                     v1::UnloadModelResponse* response) {
+  LOGN_ASSIGN_OR_RETURN(const ModelVersionInfo info,
+                        models_->Unload(request.model_name(), request.model_version()));
+  ModelStatusToProto(info, response->mutable_model_version_status());
+  return absl::OkStatus();
+}
+
+absl::Status ServerCore::ReloadModels(const v1::ReloadModelsRequest& request,
+                                      v1::ReloadModelsResponse* response) {
+  if (request.model_version() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model_version must be >= 0, got ", request.model_version()));
+  }
+  LOGN_ASSIGN_OR_RETURN(const std::vector<ModelVersionInfo> listed,
+                        models_->Reload(request.model_name(), request.model_version()));
+  for (const ModelVersionInfo& info : listed) {
+    ModelStatusToProto(info, response->add_model_versions());
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drift
+
+absl::StatusOr<ServerCore::Model> ServerCore::DriftModel(const std::string& name,
+                                                         int64_t version) const {
+  LOGN_ASSIGN_OR_RETURN(Model model, ResolveModel(name, version));
+  if (model->drift() == nullptr) {
+    return absl::FailedPreconditionError(
+        "drift monitoring is off on this server (start it with --drift_sample_rate > 0)");
+  }
+  return model;
+}
+
+absl::StatusOr<StoredVersion> ServerCore::StoreServedTraffic(const LoadedModel& model,
+                                                             const Statistics& statistics,
+                                                             const std::string& description) {
+  VersionOrigin origin;
+  origin.source = VersionSource::kServedTraffic;
+  origin.description = description;
+  RoiSamplingRecord sampling;
+  sampling.roi_source = RoiSource::kCandidates;
+  origin.sampling = sampling;
+  const NewVersion version =
+      BuildNewVersion(model.key(), statistics, std::move(origin), absl::Now());
+  return StoreNewVersion(*store_, version, /*activate=*/false);
+}
+
+absl::Status ServerCore::GetDrift(const v1::GetDriftRequest& request,
+                                  v1::GetDriftResponse* response) {
+  if (request.top_k() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("top_k must be >= 0, got ", request.top_k()));
+  }
+  LOGN_ASSIGN_OR_RETURN(const Model model,
+                        DriftModel(request.model_name(), request.model_version()));
+  const DriftStatusReport report = model->drift()->Report();
+  DriftReportToProto(report, model->drift()->options(), model->runtime().manifest(),
+                     request.top_k() == 0 ? 10 : request.top_k(), response);
+  response->set_model_name(model->name());
+  response->set_model_version(model->version());
+  return absl::OkStatus();
+}
+
+absl::Status ServerCore::CaptureDriftReference(const v1::CaptureDriftReferenceRequest& request,
+                                               v1::CaptureDriftReferenceResponse* response) {
+  LOGN_ASSIGN_OR_RETURN(const Model model,
+                        DriftModel(request.model_name(), request.model_version()));
+  LOGN_ASSIGN_OR_RETURN(const int64_t version,
+                        model->drift()->CaptureReference(request.from_next_window(),
+                                                         request.description()));
+  response->set_state(request.from_next_window() ? v1::DRIFT_STATE_COLLECTING_REFERENCE
+                                                 : v1::DRIFT_STATE_MONITORING);
+  if (version == 0) return absl::OkStatus();
+  LOGN_ASSIGN_OR_RETURN(const VersionRecord record,
+                        store_->Get(model->key(), VersionSelector::Number(version)));
+  VersionToProto(record.info, {}, response->mutable_statistics_version());
+  return absl::OkStatus();
+}
+
+absl::Status ServerCore::SnapshotLiveStatistics(const v1::SnapshotLiveStatisticsRequest& request,
+                                                v1::SnapshotLiveStatisticsResponse* response) {
+  LOGN_ASSIGN_OR_RETURN(const Model model,
+                        DriftModel(request.model_name(), request.model_version()));
+  LOGN_ASSIGN_OR_RETURN(const Statistics live, model->drift()->LiveStatistics());
+  const std::string description =
+      request.description().empty() ? "live window of served traffic" : request.description();
+  LOGN_ASSIGN_OR_RETURN(const StoredVersion stored,
+                        StoreServedTraffic(*model, live, description));
+  VersionToProto(stored, response->mutable_statistics_version());
   return absl::OkStatus();
 }
 

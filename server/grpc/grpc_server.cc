@@ -77,6 +77,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
   server->detection_ = std::make_unique<DetectionServiceImpl>(server->context_.get());
   server->calibration_ = std::make_unique<CalibrationServiceImpl>(server->context_.get());
   server->stats_ = std::make_unique<StatsStoreServiceImpl>(server->context_.get());
+  server->models_ = std::make_unique<ModelServiceImpl>(server->context_.get());
+  server->drift_ = std::make_unique<DriftServiceImpl>(server->context_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   if (options.enable_reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -90,14 +92,32 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
   builder.RegisterService(server->detection_.get());
   builder.RegisterService(server->calibration_.get());
   builder.RegisterService(server->stats_.get());
+  builder.RegisterService(server->models_.get());
+  builder.RegisterService(server->drift_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.listen_address, " (in use, or not an address)"));
   }
+  server->context_->health = server->health();
   server->SetServing(false);
   return server;
 }
+
+namespace {
+
+class MetricsObserver final : public ServerCore::Observer {
+ public:
+  explicit MetricsObserver(ServerMetrics* metrics) : metrics_(metrics) {}
+  void OnDetect(const LoadedModel& model, int64_t images, bool fallback) override {
+    metrics_->RecordModelDetect(model.name(), model.version(), images, fallback);
+  }
+
+ private:
+  ServerMetrics* const metrics_;
+};
+
+}  // namespace
 
 GrpcServer::~GrpcServer() { Shutdown(absl::ZeroDuration()); }
 
@@ -122,9 +142,21 @@ absl::Status GrpcServer::SetCore(ServerCore* core) {
     batcher_ = std::make_unique<DetectBatcher>(core, executor_.get(), batching);
     context_->batcher.store(batcher_.get());
   }
+  core_ = core;
+  observer_ = std::make_unique<MetricsObserver>(context_->metrics);
+  core->set_observer(observer_.get());
   context_->core.store(core);
-  context_->metrics->SetModelInfo(core->model_key().name, core->model_key().sha256);
-  context_->metrics->SetActiveVersion(core->model_key().name, core->ActiveVersion());
+  ServiceContext* context = context_.get();
+  // Publishes at once, then on every version state change (loads, swaps, failures).
+  core->models().SetListener([context, core] { PublishModelState(context, *core); });
+  const absl::Duration interval = options_.drift_publish_interval;
+  if (core->options().drift.sample_rate > 0 && interval > absl::ZeroDuration()) {
+    publisher_ = std::thread([this, context, core, interval] {
+      while (!stop_publishing_.WaitForNotificationWithTimeout(interval)) {
+        PublishDrift(context, *core);
+      }
+    });
+  }
   SetServing(true);
   return absl::OkStatus();
 }
@@ -140,6 +172,10 @@ void GrpcServer::Shutdown(absl::Duration drain_timeout) {
   if (shut_down_) return;
   shut_down_ = true;
   SetServing(false);
+  stop_publishing_.Notify();
+  if (publisher_.joinable()) publisher_.join();
+  // The core may outlive this server: its manager must stop calling into it.
+  if (core_ != nullptr) core_->models().SetListener(nullptr);
   // Server::Shutdown stops new calls at once and waits for in-flight ones until the deadline,
   // cancelling what is left; the executor keeps running meanwhile so they can finish.
   server_->Shutdown(std::chrono::system_clock::now() +
@@ -151,6 +187,7 @@ void GrpcServer::Shutdown(absl::Duration drain_timeout) {
   executor_->Shutdown();
   server_->Wait();
   batcher_.reset();
+  if (core_ != nullptr) core_->set_observer(nullptr);
 }
 
 }  // namespace logn

@@ -2,10 +2,12 @@
 #define LOGN_SERVER_GRPC_GRPC_SERVER_H_
 
 #include <memory>
+#include <thread>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "server/core/executor.h"
@@ -34,6 +36,8 @@ struct GrpcServerOptions {
   // when on, a batch must fit one forward pass of the core (see Validate).
   // max_in_flight_batches is set to the executor's thread count.
   DetectBatcher::Options batching{/*max_batch_images=*/1};
+  // How often the drift gauges are recomputed (scores of every model version).
+  absl::Duration drift_publish_interval = absl::Seconds(10);
 };
 
 // The gRPC server: the three logn.v1 services, grpc.health.v1 and reflection, on a port and
@@ -42,8 +46,11 @@ struct GrpcServerOptions {
 class GrpcServer {
  public:
   // The fully qualified names health reports per service.
+  // Each model also has its own: ModelHealthName(name), SERVING while it has an available
+  // version.
   static constexpr const char* kServiceNames[] = {
-      "logn.v1.DetectionService", "logn.v1.CalibrationService", "logn.v1.StatsStoreService"};
+      "logn.v1.DetectionService", "logn.v1.CalibrationService", "logn.v1.StatsStoreService",
+      "logn.v1.ModelService", "logn.v1.DriftService"};
 
   // INVALID_ARGUMENT, naming logn_server's flags, for options that cannot work: an executor
   // without threads or queue, a message limit below one byte, a negative batching delay, the
@@ -85,8 +92,16 @@ class GrpcServer {
   std::unique_ptr<DetectionServiceImpl> detection_;
   std::unique_ptr<CalibrationServiceImpl> calibration_;
   std::unique_ptr<StatsStoreServiceImpl> stats_;
+  std::unique_ptr<ModelServiceImpl> models_;
+  std::unique_ptr<DriftServiceImpl> drift_;
   std::unique_ptr<DetectBatcher> batcher_;
   std::unique_ptr<grpc::Server> server_;
+  // Per-model Detect counters (ServerCore::Observer over the metrics).
+  std::unique_ptr<ServerCore::Observer> observer_;
+  ServerCore* core_ = nullptr;
+  // Recomputes the drift gauges every drift_publish_interval.
+  absl::Notification stop_publishing_;
+  std::thread publisher_;
   int port_ = 0;
   bool shut_down_ = false;
 };

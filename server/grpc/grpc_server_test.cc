@@ -829,8 +829,9 @@ TEST_P(GrpcServerTest, ABatchLargerThanTheCoreAcceptsIsRefusedAndNeverServes) {
 }
 
 TEST_P(GrpcServerTest, HealthReportsEachServiceAndMetricsHaveTheFamilies) {
-  for (const std::string service : {"", "logn.v1.DetectionService", "logn.v1.CalibrationService",
-                                    "logn.v1.StatsStoreService"}) {
+  for (const std::string service :
+       {"", "logn.v1.DetectionService", "logn.v1.CalibrationService", "logn.v1.StatsStoreService",
+        "logn.v1.ModelService", "logn.v1.DriftService", "logn.model.contract_agnostic"}) {
     const auto health = CheckHealth(channel_, service, absl::Seconds(5));
     ASSERT_TRUE(health.ok()) << service << ": " << health.status();
     EXPECT_EQ(*health, ServingStatus::kServing) << service;
@@ -848,7 +849,9 @@ TEST_P(GrpcServerTest, HealthReportsEachServiceAndMetricsHaveTheFamilies) {
         "logn_inference_duration_seconds_count 1", "logn_queue_duration_seconds_count",
         "logn_batch_images_count 1", "logn_batch_images_sum 1",
         "logn_calibration_rows_total 100", "logn_calibration_jobs{state=\"committed\"} 1",
-        "logn_stats_active_version{model=\"contract_agnostic\"} 1", "logn_model_info{",
+        "logn_stats_active_version{model=\"contract_agnostic\",model_version=\"1\"} 1",
+        "logn_model_info{",
+        "logn_model_detect_images_total{model=\"contract_agnostic\",model_version=\"1\"} 1",
         "logn_build_info{version="}) {
     EXPECT_THAT(text, HasSubstr(family));
   }

@@ -1,6 +1,8 @@
-// logn_server: serves one TorchScript detector with LogN calibration over gRPC.
+// logn_server: serves TorchScript detectors with LogN calibration over gRPC: one model, or a
+// repository of models and versions swapped without downtime (docs/server.md).
 //
 //   logn_server --model models/demo.pt --store sqlite:///var/lib/logn/stats.db
+//   logn_server --model_repository /models --store sqlite:///var/lib/logn/stats.db
 //
 // Health (grpc.health.v1) reports NOT_SERVING while the model loads and after SIGTERM; SIGTERM
 // or SIGINT drains in-flight requests for up to --drain_timeout, then the process exits 0.
@@ -34,7 +36,25 @@ ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:8501",
           "Prometheus /metrics address host:port; empty disables it");
 ABSL_FLAG(std::string, port_file, "",
           "If set, write the bound ports here as 'grpc=PORT\\nmetrics=PORT\\n' once serving");
-ABSL_FLAG(std::string, model, "", "TorchScript model file (required)");
+ABSL_FLAG(std::string, model, "", "TorchScript model file (or --model_repository)");
+ABSL_FLAG(std::string, model_repository, "",
+          "Model repository DIR/<name>/<version>/model.pt (+ model.json, optional "
+          "DIR/<name>/model_config.json); replaces --model");
+ABSL_FLAG(absl::Duration, repository_poll_interval, absl::Seconds(30),
+          "How often the model repository is rescanned (0: only on ReloadModels)");
+ABSL_FLAG(std::string, missing_statistics, "refuse",
+          "What the model default calibration does on a model version without active "
+          "statistics, unless its model_config.json says otherwise: refuse (FAILED_PRECONDITION), "
+          "none or loga (serve with that method and say so)");
+ABSL_FLAG(double, drift_sample_rate, 0.05,
+          "Fraction of Detect requests whose candidate logits feed the live drift window "
+          "(0: drift monitoring off)");
+ABSL_FLAG(absl::Duration, drift_window, absl::Minutes(10),
+          "Length of the live drift window (and of the reference's first window)");
+ABSL_FLAG(int64_t, drift_window_rows, 0,
+          "If > 0, the drift window holds the last this many logit rows instead of a duration");
+ABSL_FLAG(absl::Duration, drift_publish_interval, absl::Seconds(10),
+          "How often the drift gauges on /metrics are recomputed");
 ABSL_FLAG(std::string, manifest, "", "Model manifest JSON (default: beside the model, .json)");
 ABSL_FLAG(std::string, device, "cpu", "torch device: cpu, cuda, cuda:N");
 ABSL_FLAG(std::string, torchvision_ops, "",
@@ -120,8 +140,33 @@ absl::StatusOr<std::string> AdminTokenFromFlags() {
   return token;
 }
 
-logn::ServerCoreOptions CoreOptionsFromFlags() {
+// The --missing_statistics policy as the default model config.
+absl::StatusOr<logn::v1::ModelConfig> DefaultModelConfigFromFlags() {
+  const std::string policy = absl::GetFlag(FLAGS_missing_statistics);
+  logn::v1::ModelConfig config;
+  if (policy == "refuse") {
+    config.set_missing_statistics(logn::v1::MISSING_STATISTICS_ACTION_REFUSE);
+  } else if (policy == "none" || policy == "loga") {
+    config.set_missing_statistics(logn::v1::MISSING_STATISTICS_ACTION_FALLBACK);
+    config.set_fallback_method(policy == "none" ? logn::v1::CALIBRATION_METHOD_NONE
+                                                : logn::v1::CALIBRATION_METHOD_LOGA);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--missing_statistics must be refuse, none or loga, got '", policy, "'"));
+  }
+  return config;
+}
+
+absl::StatusOr<logn::ServerCoreOptions> CoreOptionsFromFlags() {
   logn::ServerCoreOptions options;
+  options.model_repository = absl::GetFlag(FLAGS_model_repository);
+  options.repository_poll_interval = absl::GetFlag(FLAGS_repository_poll_interval);
+  LOGN_ASSIGN_OR_RETURN(options.default_model_config, DefaultModelConfigFromFlags());
+  options.drift.sample_rate = absl::GetFlag(FLAGS_drift_sample_rate);
+  const int64_t window_rows = absl::GetFlag(FLAGS_drift_window_rows);
+  options.drift.window.rows = window_rows;
+  options.drift.window.duration =
+      window_rows > 0 ? absl::ZeroDuration() : absl::GetFlag(FLAGS_drift_window);
   options.runtime.model_path = absl::GetFlag(FLAGS_model);
   options.runtime.manifest_path = absl::GetFlag(FLAGS_manifest);
   options.runtime.device = absl::GetFlag(FLAGS_device);
@@ -135,6 +180,10 @@ logn::ServerCoreOptions CoreOptionsFromFlags() {
   options.max_rows_per_batch = absl::GetFlag(FLAGS_max_rows_per_batch);
   options.max_rows_per_job = absl::GetFlag(FLAGS_max_rows_per_job);
   options.checkpoint_every_batches = absl::GetFlag(FLAGS_checkpoint_every_batches);
+  if (options.model_repository.empty() == options.runtime.model_path.empty()) {
+    return absl::InvalidArgumentError(
+        "give exactly one of --model (a TorchScript file) and --model_repository (a directory)");
+  }
   return options;
 }
 
@@ -154,6 +203,7 @@ absl::StatusOr<logn::GrpcServerOptions> ServerOptionsFromFlags() {
   LOGN_ASSIGN_OR_RETURN(options.credentials, ServerCredentialsFromFlags());
   LOGN_ASSIGN_OR_RETURN(options.admin_token, AdminTokenFromFlags());
   options.require_token_for_detect = absl::GetFlag(FLAGS_require_token_for_detect);
+  options.drift_publish_interval = absl::GetFlag(FLAGS_drift_publish_interval);
   return options;
 }
 
@@ -198,18 +248,38 @@ void KeepLargeBlocksInTheHeap() {
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
 }
 
+// One line per hosted model version (and why a version failed).
+void LogServing(logn::ServerCore& core, int grpc_port, int metrics_port) {
+  std::cerr << "logn_server: serving on port " << grpc_port << ", metrics on port "
+            << metrics_port << ", store " << core.store().backend() << "\n";
+  absl::StatusOr<std::vector<logn::ModelVersionInfo>> versions = core.models().List("");
+  if (!versions.ok()) return;
+  for (const logn::ModelVersionInfo& v : *versions) {
+    std::cerr << "logn_server:   model '" << v.name << "' version " << v.version << ": "
+              << logn::v1::ModelVersionState_Name(v.state);
+    if (v.model != nullptr) {
+      std::cerr << " (sha256 " << v.model->key().sha256 << "; inference optimisation "
+                << v.model->runtime().optimization_note() << ")";
+    }
+    if (!v.reason.empty()) std::cerr << " " << v.reason;
+    std::cerr << "\n";
+  }
+}
+
 // Exit codes: 2 for flags that cannot work (nothing started), 1 when serving fails to start.
 int Run() {
   KeepLargeBlocksInTheHeap();
   sigset_t stop_signals = BlockStopSignals();
-  if (absl::GetFlag(FLAGS_model).empty()) {
-    std::cerr << "logn_server: --model is required (a TorchScript file)\n";
+  const absl::StatusOr<logn::ServerCoreOptions> core_flags = CoreOptionsFromFlags();
+  if (!core_flags.ok()) {
+    std::cerr << "logn_server: " << core_flags.status().message() << "\n";
     return 2;
   }
-  const logn::ServerCoreOptions core_options = CoreOptionsFromFlags();
+  const logn::ServerCoreOptions& core_options = *core_flags;
   absl::StatusOr<logn::GrpcServerOptions> server_options = ServerOptionsFromFlags();
   absl::Status valid = server_options.status();
   // Checked before anything loads, so a bad combination fails in milliseconds.
+  if (valid.ok()) valid = core_options.Validate();
   if (valid.ok()) valid = logn::GrpcServer::Validate(*server_options, &core_options);
   if (!valid.ok()) {
     std::cerr << "logn_server: " << valid.message() << "\n";
@@ -229,7 +299,9 @@ int Run() {
     return 1;
   }
   std::cerr << "logn_server: listening on port " << (*server)->port() << ", loading "
-            << core_options.runtime.model_path << "\n";
+            << (core_options.model_repository.empty() ? core_options.runtime.model_path
+                                                      : core_options.model_repository)
+            << "\n";
   auto core = logn::ServerCore::Create(core_options);
   absl::Status serving = core.status();
   if (serving.ok()) serving = (*server)->SetCore(core->get());
@@ -238,11 +310,7 @@ int Run() {
     (*server)->Shutdown(absl::ZeroDuration());
     return 1;
   }
-  std::cerr << "logn_server: serving model '" << (*core)->model_key().name << "' (sha256 "
-            << (*core)->model_key().sha256 << ") on port " << (*server)->port()
-            << ", metrics on port " << metrics_port << ", store "
-            << (*core)->store().backend() << "; inference optimisation "
-            << (*core)->runtime().optimization_note() << "\n";
+  LogServing(**core, (*server)->port(), metrics_port);
   WritePortFile((*server)->port(), metrics_port);
 
   int signal_number = 0;

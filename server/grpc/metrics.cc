@@ -1,5 +1,9 @@
 #include "server/grpc/metrics.h"
 
+#include <algorithm>
+#include <map>
+#include <utility>
+
 #include "absl/status/status.h"
 #include "logn/build_info.h"
 
@@ -67,8 +71,50 @@ ServerMetrics::ServerMetrics()
                           .Register(*registry_)),
       model_info_(prometheus::BuildGauge()
                       .Name("logn_model_info")
-                      .Help("The served model (always 1)")
-                      .Register(*registry_)) {
+                      .Help("Each hosted model version (always 1)")
+                      .Register(*registry_)),
+      model_state_(prometheus::BuildGauge()
+                       .Name("logn_model_version_state")
+                       .Help("1 for the state each hosted model version is in")
+                       .Register(*registry_)),
+      model_memory_(prometheus::BuildGauge()
+                        .Name("logn_model_memory_bytes")
+                        .Help("Bytes of each loaded model version's parameters and buffers")
+                        .Register(*registry_)),
+      model_images_(prometheus::BuildCounter()
+                        .Name("logn_model_detect_images_total")
+                        .Help("Images detected, by model version")
+                        .Register(*registry_)),
+      fallback_(prometheus::BuildCounter()
+                    .Name("logn_calibration_fallback_total")
+                    .Help("Detect requests whose model default calibration fell back (no "
+                          "active statistics), by model version")
+                    .Register(*registry_)),
+      drift_score_(prometheus::BuildGauge()
+                       .Name("logn_drift_score")
+                       .Help("Logit drift score (max of mean shift and |log variance ratio|), "
+                             "mean over the group's classes")
+                       .Register(*registry_)),
+      drift_mean_shift_(prometheus::BuildGauge()
+                            .Name("logn_drift_mean_shift")
+                            .Help("|mu_live - mu_ref| / sigma_ref, mean over the group's classes")
+                            .Register(*registry_)),
+      drift_log_variance_(prometheus::BuildGauge()
+                              .Name("logn_drift_log_variance_ratio")
+                              .Help("|ln(var_live / var_ref)|, mean over the group's classes")
+                              .Register(*registry_)),
+      drift_top_class_(prometheus::BuildGauge()
+                           .Name("logn_drift_top_class_score")
+                           .Help("Drift score of the most drifting classes, by rank")
+                           .Register(*registry_)),
+      drift_reference_ready_(prometheus::BuildGauge()
+                                 .Name("logn_drift_reference_ready")
+                                 .Help("1 once the model version has a drift reference")
+                                 .Register(*registry_)),
+      drift_live_rows_(prometheus::BuildGauge()
+                           .Name("logn_drift_live_rows")
+                           .Help("Logit rows in the live drift window")
+                           .Register(*registry_)) {
   prometheus::BuildGauge()
       .Name("logn_build_info")
       .Help("Build of the server (always 1)")
@@ -127,12 +173,79 @@ void ServerMetrics::CalibrationJobEnded(bool committed) {
   calibration_jobs_.Add({{"state", committed ? "committed" : "failed"}}).Increment();
 }
 
-void ServerMetrics::SetActiveVersion(const std::string& model, int64_t version) {
-  active_version_.Add({{"model", model}}).Set(static_cast<double>(version));
+void ServerMetrics::SetModels(const std::vector<ModelSeries>& models) {
+  absl::MutexLock lock(&mu_);
+  for (auto& [family, gauge] : model_gauges_) family->Remove(gauge);
+  model_gauges_.clear();
+  model_series_.clear();
+  const auto set = [&](prometheus::Family<prometheus::Gauge>& family,
+                       const std::map<std::string, std::string>& labels, double value) {
+    prometheus::Gauge& gauge = family.Add(labels);
+    gauge.Set(value);
+    model_gauges_.emplace_back(&family, &gauge);
+  };
+  for (const ModelSeries& m : models) {
+    if (model_series_.size() >= kMaxModelSeries) break;
+    model_series_.emplace_back(m.name, m.version);
+    const std::string version = std::to_string(m.version);
+    set(model_state_, {{"model", m.name}, {"model_version", version}, {"state", m.state}}, 1);
+    if (m.state != "available") continue;
+    set(model_info_, {{"model", m.name}, {"model_version", version}, {"sha256", m.sha256}}, 1);
+    set(active_version_, {{"model", m.name}, {"model_version", version}},
+        static_cast<double>(m.active_statistics));
+    set(model_memory_, {{"model", m.name}, {"model_version", version}},
+        static_cast<double>(m.memory_bytes));
+  }
 }
 
-void ServerMetrics::SetModelInfo(const std::string& model, const std::string& sha256) {
-  model_info_.Add({{"model", model}, {"sha256", sha256}}).Set(1);
+void ServerMetrics::RecordModelDetect(const std::string& model, int64_t version, int64_t images,
+                                      bool fallback) {
+  {
+    absl::MutexLock lock(&mu_);
+    const auto key = std::make_pair(model, version);
+    // Counters only for versions with series: a bounded label set.
+    if (std::find(model_series_.begin(), model_series_.end(), key) == model_series_.end()) return;
+  }
+  const std::map<std::string, std::string> labels = {{"model", model},
+                                                     {"model_version", std::to_string(version)}};
+  model_images_.Add(labels).Increment(static_cast<double>(images));
+  if (fallback) fallback_.Add(labels).Increment();
+}
+
+void ServerMetrics::SetDrift(const std::vector<DriftSeries>& drift) {
+  static constexpr const char* kGroupNames[4] = {"overall", "rare", "common", "frequent"};
+  absl::MutexLock lock(&mu_);
+  for (auto& [family, gauge] : drift_gauges_) family->Remove(gauge);
+  drift_gauges_.clear();
+  const auto set = [&](prometheus::Family<prometheus::Gauge>& family,
+                       const std::map<std::string, std::string>& labels, double value) {
+    prometheus::Gauge& gauge = family.Add(labels);
+    gauge.Set(value);
+    drift_gauges_.emplace_back(&family, &gauge);
+  };
+  size_t series = 0;
+  for (const DriftSeries& d : drift) {
+    if (++series > kMaxModelSeries) break;
+    const std::string version = std::to_string(d.version);
+    set(drift_reference_ready_, {{"model", d.name}, {"model_version", version}},
+        d.reference_ready ? 1 : 0);
+    set(drift_live_rows_, {{"model", d.name}, {"model_version", version}},
+        static_cast<double>(d.live_rows));
+    if (!d.scored) continue;
+    for (int g = 0; g < 4; ++g) {
+      const std::map<std::string, std::string> labels = {
+          {"model", d.name}, {"model_version", version}, {"group", kGroupNames[g]}};
+      set(drift_score_, labels, d.groups[g].score);
+      set(drift_mean_shift_, labels, d.groups[g].mean_shift);
+      set(drift_log_variance_, labels, d.groups[g].log_variance_ratio);
+    }
+    for (size_t rank = 0; rank < d.top_classes.size(); ++rank) {
+      set(drift_top_class_,
+          {{"model", d.name}, {"model_version", version}, {"rank", std::to_string(rank + 1)},
+           {"class", d.top_classes[rank].first}},
+          d.top_classes[rank].second);
+    }
+  }
 }
 
 }  // namespace logn

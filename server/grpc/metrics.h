@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -41,8 +42,45 @@ class ServerMetrics {
   // Calibration jobs by state: running (gauge up/down), committed / failed (gauges that only grow).
   void CalibrationJobStarted();
   void CalibrationJobEnded(bool committed);
-  void SetActiveVersion(const std::string& model, int64_t version);
-  void SetModelInfo(const std::string& model, const std::string& sha256);
+
+  // One hosted model version, as the per-model series describe it.
+  struct ModelSeries {
+    std::string name;
+    int64_t version = 0;
+    std::string state;  // loading, available, unloading, failed
+    std::string sha256;
+    int64_t active_statistics = 0;
+    int64_t memory_bytes = 0;
+  };
+  // Replaces the per-model-version series: logn_model_info, logn_model_version_state,
+  // logn_model_memory_bytes, logn_stats_active_version (labels model, model_version). Series of
+  // versions no longer hosted are removed, and at most kMaxModelSeries versions get series, so
+  // the label sets stay bounded by what the server hosts.
+  void SetModels(const std::vector<ModelSeries>& models);
+  // One Detect request served by a model version: logn_model_detect_images_total and, when its
+  // model default calibration fell back, logn_calibration_fallback_total.
+  void RecordModelDetect(const std::string& model, int64_t version, int64_t images,
+                         bool fallback);
+
+  // One model version's drift (docs/drift.md): score, mean shift and log variance ratio by group
+  // (overall, rare, common, frequent), the top classes by rank, the reference state and the
+  // live window's rows. `groups` is ordered overall, rare, common, frequent.
+  struct DriftSeries {
+    std::string name;
+    int64_t version = 0;
+    bool reference_ready = false;
+    int64_t live_rows = 0;
+    bool scored = false;  // groups and top_classes are set
+    struct Scores {
+      double score = 0, mean_shift = 0, log_variance_ratio = 0;
+    };
+    Scores groups[4];
+    std::vector<std::pair<std::string, double>> top_classes;  // (class name, score), by rank
+  };
+  // Replaces every drift series (versions not listed lose theirs).
+  void SetDrift(const std::vector<DriftSeries>& drift);
+
+  static constexpr size_t kMaxModelSeries = 64;
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -57,10 +95,27 @@ class ServerMetrics {
   prometheus::Family<prometheus::Gauge>& calibration_jobs_;
   prometheus::Family<prometheus::Gauge>& active_version_;
   prometheus::Family<prometheus::Gauge>& model_info_;
+  prometheus::Family<prometheus::Gauge>& model_state_;
+  prometheus::Family<prometheus::Gauge>& model_memory_;
+  prometheus::Family<prometheus::Counter>& model_images_;
+  prometheus::Family<prometheus::Counter>& fallback_;
+  prometheus::Family<prometheus::Gauge>& drift_score_;
+  prometheus::Family<prometheus::Gauge>& drift_mean_shift_;
+  prometheus::Family<prometheus::Gauge>& drift_log_variance_;
+  prometheus::Family<prometheus::Gauge>& drift_top_class_;
+  prometheus::Family<prometheus::Gauge>& drift_reference_ready_;
+  prometheus::Family<prometheus::Gauge>& drift_live_rows_;
 
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, prometheus::Histogram*> duration_by_method_
       ABSL_GUARDED_BY(mu_);
+  // The gauges SetModels / SetDrift set last time, to remove those of versions gone.
+  std::vector<std::pair<prometheus::Family<prometheus::Gauge>*, prometheus::Gauge*>> model_gauges_
+      ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<prometheus::Family<prometheus::Gauge>*, prometheus::Gauge*>> drift_gauges_
+      ABSL_GUARDED_BY(mu_);
+  // The (model, model_version) pairs with series, bounded by kMaxModelSeries.
+  std::vector<std::pair<std::string, int64_t>> model_series_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace logn

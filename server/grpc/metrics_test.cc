@@ -175,26 +175,95 @@ TEST(ServerMetricsTest, CalibrationJobsByStateAndRows) {
   EXPECT_EQ(scrape.Sample("logn_calibration_rows_total", {})->counter.value, 128);
 }
 
-TEST(ServerMetricsTest, ActiveVersionModelAndBuildInfo) {
+TEST(ServerMetricsTest, ModelVersionSeriesFollowTheHostedVersions) {
   ServerMetrics metrics;
-  metrics.SetModelInfo("demo", "abc123");
-  metrics.SetActiveVersion("demo", 3);
-  metrics.SetActiveVersion("demo", 5);  // a gauge: the latest value wins
+  metrics.SetModels({{"demo", 1, "available", "abc123", 3, 1000},
+                     {"demo", 2, "failed", "", 0, 0}});
+  metrics.RecordModelDetect("demo", 1, 4, /*fallback=*/true);
+  metrics.RecordModelDetect("other", 9, 4, false);  // not hosted: no series
+  {
+    const Scrape scrape(metrics);
+    const ClientMetric* active = scrape.Sample("logn_stats_active_version",
+                                               {{"model", "demo"}, {"model_version", "1"}});
+    ASSERT_NE(active, nullptr);
+    EXPECT_EQ(active->gauge.value, 3);
+    EXPECT_NE(scrape.Sample("logn_model_info",
+                            {{"model", "demo"}, {"model_version", "1"}, {"sha256", "abc123"}}),
+              nullptr);
+    EXPECT_EQ(scrape.Sample("logn_model_memory_bytes", {{"model", "demo"}, {"model_version", "1"}})
+                  ->gauge.value,
+              1000);
+    EXPECT_EQ(scrape.Sample("logn_model_version_state",
+                            {{"model", "demo"}, {"model_version", "2"}, {"state", "failed"}})
+                  ->gauge.value,
+              1);
+    EXPECT_EQ(scrape.Sample("logn_model_detect_images_total",
+                            {{"model", "demo"}, {"model_version", "1"}})
+                  ->counter.value,
+              4);
+    EXPECT_EQ(scrape.Sample("logn_calibration_fallback_total",
+                            {{"model", "demo"}, {"model_version", "1"}})
+                  ->counter.value,
+              1);
+    EXPECT_EQ(scrape.Sample("logn_model_detect_images_total",
+                            {{"model", "other"}, {"model_version", "9"}}),
+              nullptr);
+  }
+  // Version 1 retired: its gauges go.
+  metrics.SetModels({{"demo", 2, "available", "def456", 0, 2000}});
   const Scrape scrape(metrics);
-  const ClientMetric* active = scrape.Sample("logn_stats_active_version", {{"model", "demo"}});
-  ASSERT_NE(active, nullptr);
-  EXPECT_EQ(active->gauge.value, 5);
-  const ClientMetric* model =
-      scrape.Sample("logn_model_info", {{"model", "demo"}, {"sha256", "abc123"}});
-  ASSERT_NE(model, nullptr);
-  EXPECT_EQ(model->gauge.value, 1);
+  EXPECT_EQ(scrape.Sample("logn_stats_active_version", {{"model", "demo"}, {"model_version", "1"}}),
+            nullptr);
+  EXPECT_EQ(scrape.Sample("logn_model_memory_bytes", {{"model", "demo"}, {"model_version", "2"}})
+                ->gauge.value,
+            2000);
   const MetricFamily* build = scrape.Family("logn_build_info");
   ASSERT_NE(build, nullptr);
   ASSERT_EQ(build->metric.size(), 1u);
-  ASSERT_EQ(build->metric[0].label.size(), 1u);
-  EXPECT_EQ(build->metric[0].label[0].name, "version");
-  EXPECT_FALSE(build->metric[0].label[0].value.empty());
   EXPECT_EQ(build->metric[0].gauge.value, 1);
+}
+
+TEST(ServerMetricsTest, DriftGaugesAreBoundedAndReplaced) {
+  ServerMetrics metrics;
+  ServerMetrics::DriftSeries drift;
+  drift.name = "demo";
+  drift.version = 1;
+  drift.reference_ready = true;
+  drift.live_rows = 400;
+  drift.scored = true;
+  drift.groups[0] = {0.5, 0.4, 0.3};
+  drift.groups[1] = {1.5, 1.2, 0.9};
+  drift.top_classes = {{"zebra", 3.0}, {"ant", 2.0}};
+  metrics.SetDrift({drift});
+  {
+    const Scrape scrape(metrics);
+    EXPECT_EQ(scrape.Sample("logn_drift_score",
+                            {{"model", "demo"}, {"model_version", "1"}, {"group", "rare"}})
+                  ->gauge.value,
+              1.5);
+    EXPECT_EQ(scrape.Sample("logn_drift_mean_shift",
+                            {{"model", "demo"}, {"model_version", "1"}, {"group", "overall"}})
+                  ->gauge.value,
+              0.4);
+    EXPECT_EQ(scrape.Sample("logn_drift_top_class_score", {{"model", "demo"},
+                                                           {"model_version", "1"},
+                                                           {"rank", "1"},
+                                                           {"class", "zebra"}})
+                  ->gauge.value,
+              3.0);
+    EXPECT_EQ(scrape.Sample("logn_drift_reference_ready", {{"model", "demo"}, {"model_version", "1"}})
+                  ->gauge.value,
+              1);
+  }
+  // A new ranking replaces the old label set instead of adding to it.
+  drift.top_classes = {{"ant", 2.5}};
+  metrics.SetDrift({drift});
+  const Scrape scrape(metrics);
+  EXPECT_EQ(scrape.Family("logn_drift_top_class_score")->metric.size(), 1u);
+  metrics.SetDrift({});
+  const Scrape empty(metrics);
+  const MetricFamily* scores = empty.Family("logn_drift_score");
+  EXPECT_TRUE(scores == nullptr || scores->metric.empty());
 }
 
 TEST(ServerMetricsTest, ConcurrentRequestsOnNewMethodsAreAllCounted) {

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "server/core/proto_convert.h"
@@ -125,8 +126,9 @@ absl::Status Schedule(ServiceContext* context, std::function<void(absl::Duration
   return scheduled ? absl::OkStatus() : absl::ResourceExhaustedError(kQueueFull);
 }
 
+// An admin call may have moved an alias or changed the hosted versions.
 void RefreshActiveVersion(ServiceContext* context, ServerCore& core) {
-  context->metrics->SetActiveVersion(core.model_key().name, core.ActiveVersion());
+  PublishModelState(context, core);
 }
 
 // Admits a unary call and, if admitted, hands `start` the core and the function that finishes
@@ -521,6 +523,144 @@ grpc::ServerUnaryReactor* StatsStoreServiceImpl::SetCalibrationProfile(
     v1::SetCalibrationProfileResponse* response) {
   return RunUnary(context_, ctx, "SetCalibrationProfile", Access::kAdmin,
                   &ServerCore::SetCalibrationProfile, request, response);
+}
+
+// ModelService: loads take seconds, so they run on the executor like every other call.
+
+grpc::ServerUnaryReactor* ModelServiceImpl::ListModels(grpc::CallbackServerContext* ctx,
+                                                       const v1::ListModelsRequest* request,
+                                                       v1::ListModelsResponse* response) {
+  return RunUnary(context_, ctx, "ListModels", Access::kOpen, &ServerCore::ListModels, request,
+                  response);
+}
+
+grpc::ServerUnaryReactor* ModelServiceImpl::LoadModel(grpc::CallbackServerContext* ctx,
+                                                      const v1::LoadModelRequest* request,
+                                                      v1::LoadModelResponse* response) {
+  return RunUnary(context_, ctx, "LoadModel", Access::kAdmin, &ServerCore::LoadModel, request,
+                  response);
+}
+
+grpc::ServerUnaryReactor* ModelServiceImpl::UnloadModel(grpc::CallbackServerContext* ctx,
+                                                        const v1::UnloadModelRequest* request,
+                                                        v1::UnloadModelResponse* response) {
+  return RunUnary(context_, ctx, "UnloadModel", Access::kAdmin, &ServerCore::UnloadModel,
+                  request, response);
+}
+
+grpc::ServerUnaryReactor* ModelServiceImpl::ReloadModels(grpc::CallbackServerContext* ctx,
+                                                         const v1::ReloadModelsRequest* request,
+                                                         v1::ReloadModelsResponse* response) {
+  return RunUnary(context_, ctx, "ReloadModels", Access::kAdmin, &ServerCore::ReloadModels,
+                  request, response);
+}
+
+// DriftService.
+
+grpc::ServerUnaryReactor* DriftServiceImpl::GetDrift(grpc::CallbackServerContext* ctx,
+                                                     const v1::GetDriftRequest* request,
+                                                     v1::GetDriftResponse* response) {
+  return RunUnary(context_, ctx, "GetDrift", Access::kOpen, &ServerCore::GetDrift, request,
+                  response);
+}
+
+grpc::ServerUnaryReactor* DriftServiceImpl::CaptureDriftReference(
+    grpc::CallbackServerContext* ctx, const v1::CaptureDriftReferenceRequest* request,
+    v1::CaptureDriftReferenceResponse* response) {
+  return RunUnary(context_, ctx, "CaptureDriftReference", Access::kAdmin,
+                  &ServerCore::CaptureDriftReference, request, response);
+}
+
+grpc::ServerUnaryReactor* DriftServiceImpl::SnapshotLiveStatistics(
+    grpc::CallbackServerContext* ctx, const v1::SnapshotLiveStatisticsRequest* request,
+    v1::SnapshotLiveStatisticsResponse* response) {
+  return RunUnary(context_, ctx, "SnapshotLiveStatistics", Access::kAdmin,
+                  &ServerCore::SnapshotLiveStatistics, request, response);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model state and drift, published
+
+std::string ModelHealthName(const std::string& model) { return absl::StrCat("logn.model.", model); }
+
+namespace {
+
+std::string StateLabel(v1::ModelVersionState state) {
+  switch (state) {
+    case v1::MODEL_VERSION_STATE_LOADING: return "loading";
+    case v1::MODEL_VERSION_STATE_AVAILABLE: return "available";
+    case v1::MODEL_VERSION_STATE_UNLOADING: return "unloading";
+    case v1::MODEL_VERSION_STATE_FAILED: return "failed";
+    default: return "unknown";
+  }
+}
+
+void PublishHealth(ServiceContext* context, const std::vector<ModelVersionInfo>& versions) {
+  if (context->health == nullptr) return;
+  std::set<std::string> serving;
+  std::set<std::string> known;
+  for (const ModelVersionInfo& v : versions) {
+    known.insert(v.name);
+    if (v.state == v1::MODEL_VERSION_STATE_AVAILABLE) serving.insert(v.name);
+  }
+  absl::MutexLock lock(&context->health_mu);
+  context->health_models.insert(known.begin(), known.end());
+  for (const std::string& name : context->health_models) {
+    context->health->SetServingStatus(ModelHealthName(name), serving.count(name) > 0);
+  }
+}
+
+}  // namespace
+
+void PublishModelState(ServiceContext* context, ServerCore& core) {
+  absl::StatusOr<std::vector<ModelVersionInfo>> versions = core.models().List("");
+  if (!versions.ok()) return;
+  std::vector<ServerMetrics::ModelSeries> series;
+  for (const ModelVersionInfo& v : *versions) {
+    if (v.version == 0) continue;  // a model whose config failed: no version to label
+    ServerMetrics::ModelSeries& s = series.emplace_back();
+    s.name = v.name;
+    s.version = v.version;
+    s.state = StateLabel(v.state);
+    if (v.model != nullptr) {
+      s.sha256 = v.model->key().sha256;
+      s.memory_bytes = v.model->memory_bytes();
+      if (v.state == v1::MODEL_VERSION_STATE_AVAILABLE) {
+        s.active_statistics = core.ActiveVersion(*v.model);
+      }
+    }
+  }
+  context->metrics->SetModels(series);
+  PublishHealth(context, *versions);
+}
+
+void PublishDrift(ServiceContext* context, ServerCore& core) {
+  std::vector<ServerMetrics::DriftSeries> all;
+  for (const std::shared_ptr<const LoadedModel>& model : core.models().Available()) {
+    DriftMonitor* drift = model->drift();
+    if (drift == nullptr) continue;
+    const DriftStatusReport report = drift->Report();
+    ServerMetrics::DriftSeries& d = all.emplace_back();
+    d.name = model->name();
+    d.version = model->version();
+    d.reference_ready = report.state == v1::DRIFT_STATE_MONITORING;
+    d.live_rows = report.live_rows;
+    if (!report.report.has_value()) continue;
+    const DriftReport& r = *report.report;
+    d.scored = true;
+    const auto scores = [](const DriftScores& s) {
+      return ServerMetrics::DriftSeries::Scores{s.score, s.mean_shift, s.log_variance_ratio};
+    };
+    d.groups[0] = scores(r.overall.drift);
+    for (int g = 0; g < kDriftGroups; ++g) d.groups[g + 1] = scores(r.groups[g].drift);
+    const v1::ModelManifest& manifest = model->runtime().manifest();
+    const size_t k = std::min<size_t>(drift->options().gauge_top_k, r.classes.size());
+    for (size_t i = 0; i < k; ++i) {
+      d.top_classes.emplace_back(manifest.classes(r.classes[i].class_index).name(),
+                                 r.classes[i].drift.score);
+    }
+  }
+  context->metrics->SetDrift(all);
 }
 
 }  // namespace logn

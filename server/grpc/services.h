@@ -6,12 +6,16 @@
 // full executor queue answers RESOURCE_EXHAUSTED.
 
 #include <atomic>
+#include <set>
 #include <string>
 
 #include "absl/strings/string_view.h"
 
 #include "logn/v1/calibration_service.grpc.pb.h"
+#include "grpcpp/health_check_service_interface.h"
 #include "logn/v1/detection_service.grpc.pb.h"
+#include "logn/v1/drift_service.grpc.pb.h"
+#include "logn/v1/model_service.grpc.pb.h"
 #include "logn/v1/stats_service.grpc.pb.h"
 #include "server/core/detect_batcher.h"
 #include "server/core/executor.h"
@@ -33,7 +37,19 @@ struct ServiceContext {
   // Detect, DetectStream and Apply too when require_token_for_detect.
   std::string admin_token;
   bool require_token_for_detect = false;
+  // Per-model health (grpc.health.v1 service "logn.model.<name>"); null in tests without one.
+  grpc::HealthCheckServiceInterface* health = nullptr;
+  absl::Mutex health_mu;
+  std::set<std::string> health_models ABSL_GUARDED_BY(health_mu);  // names ever reported
 };
+
+// The health service name of one model.
+std::string ModelHealthName(const std::string& model);
+// Publishes every hosted model version's state: the per-model metrics series and health
+// (SERVING while the model has an available version). Called on every state change.
+void PublishModelState(ServiceContext* context, ServerCore& core);
+// Publishes every model version's drift gauges (computes their scores).
+void PublishDrift(ServiceContext* context, ServerCore& core);
 
 // Whether two strings are equal, in time that depends only on their lengths (tokens).
 bool ConstantTimeEquals(absl::string_view a, absl::string_view b);
@@ -106,6 +122,45 @@ class StatsStoreServiceImpl final : public v1::StatsStoreService::CallbackServic
   grpc::ServerUnaryReactor* SetCalibrationProfile(
       grpc::CallbackServerContext* ctx, const v1::SetCalibrationProfileRequest* request,
       v1::SetCalibrationProfileResponse* response) override;
+
+ private:
+  ServiceContext* const context_;
+};
+
+class ModelServiceImpl final : public v1::ModelService::CallbackService {
+ public:
+  explicit ModelServiceImpl(ServiceContext* context) : context_(context) {}
+
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* ctx,
+                                       const v1::ListModelsRequest* request,
+                                       v1::ListModelsResponse* response) override;
+  grpc::ServerUnaryReactor* LoadModel(grpc::CallbackServerContext* ctx,
+                                      const v1::LoadModelRequest* request,
+                                      v1::LoadModelResponse* response) override;
+  grpc::ServerUnaryReactor* UnloadModel(grpc::CallbackServerContext* ctx,
+                                        const v1::UnloadModelRequest* request,
+                                        v1::UnloadModelResponse* response) override;
+  grpc::ServerUnaryReactor* ReloadModels(grpc::CallbackServerContext* ctx,
+                                         const v1::ReloadModelsRequest* request,
+                                         v1::ReloadModelsResponse* response) override;
+
+ private:
+  ServiceContext* const context_;
+};
+
+class DriftServiceImpl final : public v1::DriftService::CallbackService {
+ public:
+  explicit DriftServiceImpl(ServiceContext* context) : context_(context) {}
+
+  grpc::ServerUnaryReactor* GetDrift(grpc::CallbackServerContext* ctx,
+                                     const v1::GetDriftRequest* request,
+                                     v1::GetDriftResponse* response) override;
+  grpc::ServerUnaryReactor* CaptureDriftReference(
+      grpc::CallbackServerContext* ctx, const v1::CaptureDriftReferenceRequest* request,
+      v1::CaptureDriftReferenceResponse* response) override;
+  grpc::ServerUnaryReactor* SnapshotLiveStatistics(
+      grpc::CallbackServerContext* ctx, const v1::SnapshotLiveStatisticsRequest* request,
+      v1::SnapshotLiveStatisticsResponse* response) override;
 
  private:
   ServiceContext* const context_;

@@ -87,6 +87,7 @@ struct DetectorRuntime::Impl {
   at::Tensor pixel_std;
   bool optimized = false;
   std::string optimization_note;
+  int64_t parameter_bytes = 0;
 
   // Output size for an image under the manifest's resize rule. Float32 arithmetic, as torchvision.
   std::pair<int32_t, int32_t> InputSize(int32_t height, int32_t width) const {
@@ -357,6 +358,7 @@ bool DetectorRuntime::has_classify_rois() const { return impl_->has_classify_roi
 bool DetectorRuntime::has_proposals() const { return impl_->has_proposals; }
 bool DetectorRuntime::optimized_for_inference() const { return impl_->optimized; }
 const std::string& DetectorRuntime::optimization_note() const { return impl_->optimization_note; }
+int64_t DetectorRuntime::parameter_bytes() const { return impl_->parameter_bytes; }
 
 absl::StatusOr<std::unique_ptr<DetectorRuntime>> DetectorRuntime::Load(const Options& options) {
   auto impl = std::make_unique<Impl>();
@@ -414,6 +416,8 @@ absl::Status DetectorRuntime::Impl::LoadModule(const std::string& model_path) {
         absl::StrCat("cannot load TorchScript model ", model_path, hint, ": ", e.what()));
   }
   module.eval();
+  for (const at::Tensor& p : module.parameters()) parameter_bytes += p.nbytes();
+  for (const at::Tensor& b : module.buffers()) parameter_bytes += b.nbytes();
   if (has_classify_rois && !module.find_method("classify_rois").has_value()) {
     return absl::FailedPreconditionError(absl::StrCat("the manifest declares hasClassifyRois but ",
                                                       model_path, " has no classify_rois method"));

@@ -97,6 +97,9 @@ class DetectorRuntime {
   // Whether the served module is the frozen, optimised one, and why (not).
   bool optimized_for_inference() const;
   const std::string& optimization_note() const;
+  // Bytes of the model's parameters and buffers as loaded (before any optimisation): the
+  // memory estimate ListModels reports.
+  int64_t parameter_bytes() const;
 
   // All calls below are thread-safe and may run concurrently (inference mode, no shared mutable
   // state). Images are decoded, resized per the manifest and run as ONE batch. INVALID_ARGUMENT

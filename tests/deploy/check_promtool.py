@@ -8,6 +8,15 @@ does, this script checks those blocks itself (known keys and role), swaps them f
 file_sd_configs and lets promtool check the rest; it also runs the relabel rules on sample pods
 to show that exactly the logn-serve pods' metrics port is kept. The Grafana dashboard's queries
 go through `promtool check rules` as recording rules, so a PromQL typo fails here too.
+
+The alerting rules under deploy/prometheus/ (NAME.yml, e.g. the drift alerts) go through
+`promtool check rules` and their unit tests (NAME.test.yml) through `promtool test rules`. Every
+alert needs a test where it fires, with every annotation checked, and one where it stays quiet;
+then each threshold and `for` of every alert is moved by half in either direction in a copy of
+the rules, and the unit tests must fail on each copy, so a test that would pass whatever the
+threshold is caught. deploy/compose/prometheus.yml's rule_files must be mounted into the
+Prometheus container by docker-compose.yml; promtool checks the config with them at their host
+paths.
 """
 import argparse
 import copy
@@ -87,6 +96,155 @@ def without_k8s_sd(config, tmp):
     return config
 
 
+def compose_config_with_host_rules(repo, tmp):
+    """deploy/compose/prometheus.yml with each rule file at the host path docker-compose.yml
+    mounts it from (promtool would look for the container's path here)."""
+    compose_dir = os.path.join(repo, "deploy", "compose")
+    with open(os.path.join(compose_dir, "prometheus.yml")) as f:
+        config = yaml.safe_load(f)
+    if not config.get("rule_files"):
+        return os.path.join(compose_dir, "prometheus.yml")
+    with open(os.path.join(compose_dir, "docker-compose.yml")) as f:
+        compose = yaml.safe_load(f)
+    mounts = {}
+    for volume in compose["services"]["prometheus"].get("volumes", []):
+        parts = volume.split(":")
+        mounts[os.path.normpath(parts[1])] = os.path.normpath(os.path.join(compose_dir, parts[0]))
+    host_rules = []
+    for rule_file in config["rule_files"]:
+        inside = os.path.normpath(os.path.join("/etc/prometheus", rule_file))
+        if inside not in mounts:
+            fail(f"deploy/compose/prometheus.yml: rule file {rule_file} is not mounted into the "
+                 f"prometheus service by deploy/compose/docker-compose.yml (mounts: "
+                 f"{sorted(mounts)})")
+        if not os.path.isfile(mounts[inside]):
+            fail(f"deploy/compose/docker-compose.yml mounts {mounts[inside]} as {inside}, but "
+                 f"there is no such file")
+        host_rules.append(mounts[inside])
+    config["rule_files"] = host_rules
+    path = os.path.join(tmp, "compose.prometheus.yml")
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f)
+    print(f"ok: deploy/compose/prometheus.yml's rule files are mounted: "
+          f"{', '.join(os.path.relpath(r, repo) for r in host_rules)}")
+    return path
+
+
+def promtool_test(promtool, test_file):
+    return subprocess.run([promtool, "test", "rules", test_file], text=True,
+                          capture_output=True)
+
+
+def check_alert_tests_cover(rules, tests, label):
+    """Every alert fires in some test, with every annotation checked, and is quiet in another."""
+    alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    fired, quiet = {}, set()
+    for case in tests.get("tests", []):
+        for check in case.get("alert_rule_test", []):
+            name = check["alertname"]
+            if name not in alerts:
+                fail(f"{label}: tests alert {name}, which the rules do not define")
+            if check.get("exp_alerts"):
+                fired.setdefault(name, []).extend(check["exp_alerts"])
+            else:
+                quiet.add(name)
+    for name, rule in alerts.items():
+        if name not in fired or name not in quiet:
+            fail(f"{label}: alert {name} needs a test where it fires and one where it does not")
+        for exp in fired[name]:
+            missing = set(rule.get("annotations", {})) - set(exp.get("exp_annotations", {}))
+            if missing:
+                fail(f"{label}: a test of {name} does not check annotations {sorted(missing)}")
+            if not set(rule.get("labels", {}).items()) <= set(exp.get("exp_labels", {}).items()):
+                fail(f"{label}: a test of {name} does not expect its labels {rule.get('labels')}")
+    return alerts
+
+
+def rule_mutations(rules):
+    """(what, rules) copies with one threshold or `for` of one alert moved by half."""
+    number = re.compile(r"(?<![\w.\"])(\d+(?:\.\d+)?)(?![\w.\"])")
+    for g, group in enumerate(rules["groups"]):
+        for r, rule in enumerate(group["rules"]):
+            if "alert" not in rule:
+                continue
+            expr = rule["expr"]
+            for m in number.finditer(expr):
+                value = float(m.group(1))
+                if value == 0:
+                    continue
+                for factor in (1.5, 1 / 1.5):
+                    copy_ = copy.deepcopy(rules)
+                    copy_["groups"][g]["rules"][r]["expr"] = (
+                        expr[:m.start()] + repr(value * factor) + expr[m.end():])
+                    yield (f"{rule['alert']}: {m.group(1)} -> {value * factor:g} in its expr",
+                           copy_)
+            if "for" in rule:
+                seconds = parse_duration(rule["for"])
+                for factor in (1.5, 1 / 1.5):
+                    copy_ = copy.deepcopy(rules)
+                    copy_["groups"][g]["rules"][r]["for"] = f"{int(seconds * factor)}s"
+                    yield (f"{rule['alert']}: for {rule['for']} -> {int(seconds * factor)}s", copy_)
+
+
+def parse_duration(text):
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if not re.fullmatch(r"(?:\d+[smhd])+", text):
+        fail(f"cannot parse the duration {text!r}")
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([smhd])", text))
+
+
+def check_alert_rules(repo, promtool, tmp):
+    """promtool check rules / test rules on deploy/prometheus, and the tests shown to bite."""
+    rules_dir = os.path.join(repo, "deploy", "prometheus")
+    rule_files = sorted(f for f in os.listdir(rules_dir)
+                        if f.endswith(".yml") and not f.endswith(".test.yml"))
+    if not rule_files:
+        fail(f"no alerting rules under {rules_dir}")
+    for name in rule_files:
+        path = os.path.join(rules_dir, name)
+        label = os.path.relpath(path, repo)
+        out = subprocess.run([promtool, "check", "rules", path], text=True, capture_output=True)
+        if out.returncode != 0:
+            fail(f"promtool check rules {label}:\n{out.stdout}{out.stderr}")
+        test_path = os.path.join(rules_dir, name[:-len(".yml")] + ".test.yml")
+        if not os.path.isfile(test_path):
+            fail(f"{label} has no unit tests ({os.path.relpath(test_path, repo)})")
+        with open(path) as f:
+            rules = yaml.safe_load(f)
+        with open(test_path) as f:
+            tests = yaml.safe_load(f)
+        if tests.get("rule_files") != [name]:
+            fail(f"{os.path.relpath(test_path, repo)} should test rule_files: [{name}]")
+        out = promtool_test(promtool, test_path)
+        if out.returncode != 0:
+            fail(f"promtool test rules {os.path.relpath(test_path, repo)}:\n{out.stdout}"
+                 f"{out.stderr}")
+        alerts = check_alert_tests_cover(rules, tests, os.path.relpath(test_path, repo))
+        print(f"ok: promtool check rules and test rules: {label} ({len(alerts)} alerts: "
+              f"{', '.join(alerts)})")
+        # The same tests against broken copies of the rules, next to a copy of the tests.
+        mutant_dir = os.path.join(tmp, "mutants")
+        os.makedirs(mutant_dir, exist_ok=True)
+        shutil.copy(test_path, os.path.join(mutant_dir, os.path.basename(test_path)))
+        caught = 0
+        # First the unchanged rules, written as the copies are: they must pass, or every copy
+        # would fail for the writing alone.
+        for what, mutant in [(None, rules)] + list(rule_mutations(rules)):
+            with open(os.path.join(mutant_dir, name), "w") as f:
+                yaml.safe_dump(mutant, f, sort_keys=False)
+            out = promtool_test(promtool, os.path.join(mutant_dir, os.path.basename(test_path)))
+            if what is None:
+                if out.returncode != 0:
+                    fail(f"{label} rewritten by PyYAML fails its tests:\n{out.stdout}{out.stderr}")
+                continue
+            if out.returncode == 0:
+                fail(f"{os.path.relpath(test_path, repo)} still passes with {what}: add a test "
+                     f"on that side of the threshold")
+            caught += 1
+        print(f"ok: the tests fail on each of {caught} copies of {label} with a threshold or "
+              f"`for` moved by half")
+
+
 def fail(message):
     print(f"FAIL: {message}", file=sys.stderr)
     sys.exit(1)
@@ -101,9 +259,9 @@ def main():
     if not os.access(args.promtool, os.X_OK):
         fail(f"{args.promtool} not found: install Debian's prometheus package (scripts/install-deps)")
 
-    configs = [("deploy/compose/prometheus.yml",
-                os.path.join(args.repo, "deploy", "compose", "prometheus.yml"))]
     with tempfile.TemporaryDirectory() as tmp:
+        configs = [("deploy/compose/prometheus.yml",
+                    compose_config_with_host_rules(args.repo, tmp))]
         for root, _, files in os.walk(os.path.join(args.repo, "deploy", "k8s")):
             for name in sorted(files):
                 if not name.endswith((".yaml", ".yml")):
@@ -152,7 +310,9 @@ def main():
         if out.returncode != 0:
             fail(f"promtool check rules on the queries of {dash_path}:\n{out.stdout}{out.stderr}")
         print(f"ok: promtool parses the dashboard's {len(exprs)} queries")
-    print(f"deploy_promtool: {len(configs)} configurations and the dashboard's queries pass")
+        check_alert_rules(args.repo, args.promtool, tmp)
+    print(f"deploy_promtool: {len(configs)} configurations, the dashboard's queries and the "
+          f"alerting rules pass")
 
 
 if __name__ == "__main__":

@@ -331,8 +331,10 @@ def check_server_deployment(objects, ctx, where):
                 f"{w}: {a!r}: logn_server has no flag --{m.group(1) if m else a} "
                 f"(server/grpc/main.cc)")
     check_env_refs(objects, c, w)
-    for flag in ("listen", "metrics_listen", "model", "store", "admin_token_file", "drain_timeout"):
+    for flag in ("listen", "metrics_listen", "store", "admin_token_file", "drain_timeout"):
         require(flag_value(args, flag) is not None, f"{w}: missing --{flag}=")
+    require((flag_value(args, "model") is None) != (flag_value(args, "model_repository") is None),
+            f"{w}: exactly one of --model= and --model_repository= expected")
     require(flag_value(args, "listen").endswith(":8500"), f"{w}: --listen should use port 8500")
     require(flag_value(args, "metrics_listen").endswith(":8501"),
             f"{w}: --metrics_listen should use port 8501")
@@ -395,14 +397,31 @@ def check_server_deployment(objects, ctx, where):
             f"{where}: pod template needs prometheus.io/scrape and prometheus.io/port=8501")
     require(selects(d["spec"]["selector"], labels),
             f"{where}: Deployment selector {d['spec']['selector']} does not match its pod labels")
-    model = resolve_arg(objects, c, flag_value(args, "model"))
-    check_image_model_path(model or "", ctx["repo"], w)
+    repository = flag_value(args, "model_repository")
+    if repository is not None:
+        check_model_repository_volume(repository, c, volumes, w)
+    else:
+        model = resolve_arg(objects, c, flag_value(args, "model"))
+        check_image_model_path(model or "", ctx["repo"], w)
     ok(f"{where}: Deployment {SERVER}: gRPC startup/readiness/liveness probes on :8500 (health "
        f"service '', budgets {budgets['startupProbe']}/{budgets['readinessProbe']}/"
        f"{budgets['livenessProbe']}s), preStop {pre_stop_s:g}s + drain {drain_s:g}s <= grace "
        f"{grace}s, uid {uid}, {threads} threads <= {cpu_limit:g} CPUs, token from the Secret, "
        f"flags known")
     return d, c
+
+
+def check_model_repository_volume(repository, container, volumes, where):
+    """--model_repository must be a read-only mount of a PersistentVolumeClaim (shared by the
+    replicas, written by whoever rolls out model versions)."""
+    mount = next((m for m in container.get("volumeMounts", []) if m["mountPath"] == repository),
+                 None)
+    require(mount is not None, f"{where}: --model_repository={repository} is not a volume mount")
+    require(mount.get("readOnly") is True,
+            f"{where}: the model repository mount {repository} should be readOnly")
+    claim = (volumes.get(mount["name"]) or {}).get("persistentVolumeClaim")
+    require(claim and claim.get("claimName"),
+            f"{where}: the model repository volume {mount['name']} should be a PersistentVolumeClaim")
 
 
 def check_image_model_path(model, repo, where):

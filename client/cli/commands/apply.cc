@@ -40,6 +40,7 @@ absl::Status ApplyAll(Client& client, const ApplyOptions& options, LogitsReader&
     if (!n.ok()) return n.status();
     if (*n == 0) return absl::OkStatus();
     v1::ApplyRequest request;
+    SetModel(options.model, &request);
     *request.mutable_selector() = options.selector;
     *request.mutable_calibration() = options.setting;
     request.set_include_scores(!options.scores_path.empty());
@@ -64,6 +65,7 @@ ApplyOptions ParseApplyOptions(const Args& args) {
   }
   o.width = static_cast<int32_t>(args.Int("--width", 0, 1, 1 << 20));
   o.rows_per_batch = args.Int("--batch-rows", 0, 1, int64_t{1} << 30);
+  o.model = ReadModel(args);
   o.selector = ReadSelector(args);
   o.setting = ReadMethod(args);
   return o;
@@ -104,9 +106,10 @@ input's format (.npy when the output path ends in .npy, raw float32 otherwise).
   --scores-out FILE      also write the softmax scores
   --batch-rows N         rows per request (default: ~4 MiB)
 )",
-              SelectorGroup().help, MethodGroup().help, "\n", ConnectionGroup().help),
+              ModelGroup().help, SelectorGroup().help, MethodGroup().help, "\n",
+              ConnectionGroup().help),
           FlagSpec{{"--logits", "--width", "--out", "--scores-out", "--batch-rows"}, {}}.Add(
-              {&SelectorGroup(), &MethodGroup()}),
+              {&ModelGroup(), &SelectorGroup(), &MethodGroup()}),
           ParseInto(&ParseApplyOptions),
           RunWithClient(&RunApply)};
 }

@@ -38,6 +38,7 @@ BenchCommandOptions ParseBenchOptions(const Args& args) {
   b.images_per_request = static_cast<int>(args.Int("--batch", 1, 1, 1024));
   b.csv_path = args.Get("--csv");
   b.json_path = args.Get("--json");
+  SetModel(ReadModel(args), &b.request_template);
   *b.request_template.mutable_selector() = ReadSelector(args);
   *b.request_template.add_calibrations() = ReadMethod(args);
   *b.request_template.mutable_postprocess() = ReadPostprocess(args);
@@ -75,12 +76,12 @@ decode / inference / post-processing time against the rest (client overhead).
   --batch N              images per request (default 1)
   --csv FILE, --json FILE  also write the report
 )",
-              SelectorGroup().help, MethodGroup().help, PostprocessGroup().help, "\n",
-              ConnectionGroup().help),
+              ModelGroup().help, SelectorGroup().help, MethodGroup().help, PostprocessGroup().help,
+              "\n", ConnectionGroup().help),
           FlagSpec{{"--images", "--dataset", "--max-images", "--concurrency", "--rate", "--warmup",
                     "--duration", "--batch", "--csv", "--json"},
                    {}}
-              .Add({&SelectorGroup(), &MethodGroup(), &PostprocessGroup()}),
+              .Add({&ModelGroup(), &SelectorGroup(), &MethodGroup(), &PostprocessGroup()}),
           ParseInto(&ParseBenchOptions),
           RunWithClient(&RunBenchCommand)};
 }

@@ -70,6 +70,7 @@ absl::StatusOr<std::unique_ptr<CalibrationInput>> OpenInput(const CalibrateOptio
 
 v1::CalibrateHeader HeaderFor(const CalibrateOptions& options) {
   v1::CalibrateHeader header;
+  SetModel(options.model, &header);
   header.set_source(options.dataset_path.empty() ? v1::VERSION_SOURCE_LOGITS
                                                  : v1::VERSION_SOURCE_IMAGES);
   header.set_description(options.description);
@@ -316,6 +317,7 @@ void ParseJob(const Args& args, CalibrateOptions& o) {
 
 CalibrateOptions ParseCalibrateOptions(const Args& args) {
   CalibrateOptions o;
+  o.model = ReadModel(args);
   ParseInput(args, o);
   ParseJob(args, o);
   o.json = args.Has("--json");
@@ -432,14 +434,14 @@ Streams a training set through the service and commits one new statistics versio
 
 Progress (rows/s, images/s, ETA) is a bar when stdout is a terminal, periodic lines
 on stderr otherwise.
-
 )",
-          ConnectionGroup().help),
+          ModelGroup().help, "\n", ConnectionGroup().help),
       FlagSpec{{"--dataset", "--images", "--batch-images", "--logits", "--width", "--batch-rows",
                 "--ema", "--ema-init", "--description", "--job-id", "--progress-interval",
                 "--shard", "--checkpoint-every", "--rfs-threshold", "--num-rois",
                 "--positive-fraction", "--positive-iou", "--roi-source"},
-               {"--activate", "--json", "--partial", "--resume", "--ema-from-prior"}},
+               {"--activate", "--json", "--partial", "--resume", "--ema-from-prior"}}
+          .Add({&ModelGroup()}),
       ParseInto(&ParseCalibrateOptions),
       RunWithClient(&RunCalibrate)};
 }

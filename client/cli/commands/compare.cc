@@ -119,6 +119,7 @@ absl::StatusOr<Detections> DetectAll(Client& client, const CompareOptions& optio
     if (!bytes.ok()) return bytes.status();
     request.add_images()->set_encoded(*std::move(bytes));
     request.mutable_images(0)->set_image_id(absl::StrCat(image.id));
+    SetModel(options.model, &request);
     *request.mutable_selector() = options.selector;
     *request.mutable_postprocess() = options.postprocess;
     for (const auto& s : settings) *request.add_calibrations() = s;
@@ -169,6 +170,7 @@ CompareOptions ParseCompareOptions(const Args& args) {
   CompareOptions o;
   o.gt_path = args.Required("--gt");
   o.images_dir = args.Required("--images");
+  o.model = ReadModel(args);
   o.selector = ReadSelector(args);
   o.postprocess = ReadPostprocess(args);
   o.json = args.Has("--json");
@@ -179,12 +181,17 @@ CompareOptions ParseCompareOptions(const Args& args) {
 int RunCompare(Client& client, const CompareOptions& options, const Io& io) {
   absl::StatusOr<LvisDataset> gt = ReadLvisDataset(options.gt_path);
   if (!gt.ok()) return ReportError(io, "compare", gt.status());
-  absl::StatusOr<v1::GetModelInfoResponse> info = client.GetModelInfo();
+  v1::GetModelInfoRequest info_request;
+  SetModel(options.model, &info_request);
+  absl::StatusOr<v1::GetModelInfoResponse> info = client.GetModelInfo(info_request);
   if (!info.ok()) return ReportError(io, "compare", info.status());
   const bool include_loga = ModelHasInstanceCounts(*info);
   if (!include_loga) *io.err << "logn compare: skipping LogA (the model has no instance counts)\n";
   const std::vector<v1::CalibrationSetting> settings = CompareSettings(include_loga);
-  absl::StatusOr<Detections> detections = DetectAll(client, options, *gt, settings, io);
+  // Every image on the model version whose manifest decided the settings.
+  CompareOptions pinned = options;
+  pinned.model = PinModelVersion(options.model, info->model_version());
+  absl::StatusOr<Detections> detections = DetectAll(client, pinned, *gt, settings, io);
   if (!detections.ok()) return ReportError(io, "compare", detections.status());
   std::vector<Row> rows;
   for (size_t k = 0; k < settings.size(); ++k) {
@@ -219,9 +226,10 @@ evaluates each with the LVIS protocol and prints one table (AP AP50 AP75 APr APc
   --json                 print the table as JSON
   --out FILE             also write the JSON table to FILE
 )",
-              SelectorGroup().help, PostprocessGroup().help, "\n", ConnectionGroup().help),
+              ModelGroup().help, SelectorGroup().help, PostprocessGroup().help, "\n",
+              ConnectionGroup().help),
           FlagSpec{{"--gt", "--images", "--out"}, {"--json"}}.Add(
-              {&SelectorGroup(), &PostprocessGroup()}),
+              {&ModelGroup(), &SelectorGroup(), &PostprocessGroup()}),
           ParseInto(&ParseCompareOptions),
           RunWithClient(&RunCompare)};
 }

@@ -62,6 +62,7 @@ absl::StatusOr<v1::DetectRequest> BuildRequest(const DetectOptions& options, siz
   const size_t end =
       std::min(options.images.size(), begin + static_cast<size_t>(options.images_per_request));
   v1::DetectRequest request;
+  SetModel(options.model, &request);
   *request.mutable_selector() = options.selector;
   *request.add_calibrations() = options.setting;
   for (const v1::CalibrationSetting& setting : options.more_settings) {
@@ -186,10 +187,50 @@ absl::Status DetectStreamed(Client& client, const DetectOptions& options,
   return read_error.ok() ? status : read_error;
 }
 
+// The manifest's class names, from the model version `model` names; pins `model` to the version
+// that answered, so that the detections come from the model the names are of. Without them
+// (GetModelInfo failed) tables show category ids.
+ClassNames FetchClassNames(Client& client, const Io& io, ModelRef* model, std::string* model_name) {
+  v1::GetModelInfoRequest request;
+  SetModel(*model, &request);
+  absl::StatusOr<v1::GetModelInfoResponse> info = client.GetModelInfo(request);
+  if (!info.ok()) {
+    *io.err << "logn detect: no class names (GetModelInfo: "
+            << absl::StatusCodeToString(info.status().code()) << ": " << info.status().message()
+            << "); showing category ids\n";
+    return ClassNames();
+  }
+  *model = PinModelVersion(*model, info->model_version());
+  *model_name = info->manifest().name();
+  return ClassNames(info->manifest());
+}
+
+// What the responses say about the model version that served them: the line above the tables
+// when it changes (the first response's, then only news), and the fallback warning once.
+class ServingNotes {
+ public:
+  std::string Line(const v1::DetectResponse& response, const std::string& model_name) {
+    std::string line = ServingLine(response, model_name);
+    if (line == last_line_) return "";
+    last_line_ = line;
+    return line;
+  }
+  std::string Warning(const v1::DetectResponse& response) {
+    if (!response.calibration_fallback() || warned_) return "";
+    warned_ = true;
+    return absl::StrCat("logn detect: ", FallbackWarning(response.model_version()));
+  }
+
+ private:
+  std::string last_line_;
+  bool warned_ = false;
+};
+
 DetectOptions ParseDetectOptions(const Args& args) {
   if (args.positional().empty()) args.Fail("no IMAGE given");
   DetectOptions o;
   o.images = args.positional();
+  o.model = ReadModel(args);
   o.selector = ReadSelector(args);
   const std::string methods = args.Get("--method");
   if (methods.find(',') == std::string::npos) {
@@ -255,22 +296,17 @@ int RunDetect(Client& client, const DetectOptions& options, const Io& io) {
     stems = DrawStems(options.images);
   }
   // Tables and pictures name the classes (JSON lines and LVIS results carry category ids).
-  ClassNames classes;
-  if (table || draw) {
-    absl::StatusOr<v1::GetModelInfoResponse> info = client.GetModelInfo();
-    if (info.ok()) {
-      classes = ClassNames(info->manifest());
-    } else {
-      *io.err << "logn detect: no class names (GetModelInfo: "
-              << absl::StatusCodeToString(info.status().code()) << ": " << info.status().message()
-              << "); showing category ids\n";
-    }
-  }
+  DetectOptions run = options;
+  std::string model_name;
+  const ClassNames classes =
+      table || draw ? FetchClassNames(client, io, &run.model, &model_name) : ClassNames();
   std::vector<LvisDetection> results;
   bool first_table = true;
   int drawn = 0;
   absl::Status draw_status;
+  ServingNotes notes;
   const ResponseHandler handle = [&](size_t begin, const v1::DetectResponse& response) {
+    *io.err << notes.Warning(response);
     if (draw && draw_status.ok()) {
       absl::StatusOr<int> written = DrawResponse(options, stems, classes, begin, response);
       if (written.ok()) {
@@ -282,7 +318,8 @@ int RunDetect(Client& client, const DetectOptions& options, const Io& io) {
     if (options.json) {
       *io.out << DetectionJsonLines(response);
     } else if (table) {
-      *io.out << (first_table ? "" : "\n") << DetectionTables(response, classes, options.top);
+      *io.out << (first_table ? "" : "\n") << notes.Line(response, model_name)
+              << DetectionTables(response, classes, options.top);
       first_table = false;
     } else {
       const v1::CalibrationResult& result = response.results(0);
@@ -294,8 +331,8 @@ int RunDetect(Client& client, const DetectOptions& options, const Io& io) {
     }
     io.out->flush();
   };
-  absl::Status status = options.stream ? DetectStreamed(client, options, handle)
-                                       : DetectUnary(client, options, handle);
+  absl::Status status =
+      options.stream ? DetectStreamed(client, run, handle) : DetectUnary(client, run, handle);
   if (status.ok()) status = draw_status;
   if (status.ok() && lvis)
     status = WriteFile(options.lvis_results_path, LvisResultsToJson(results));
@@ -329,6 +366,9 @@ box (x1 y1 x2 y2, pixels of the original image), then how many were left out:
       1  disc_warm-solid  f        0.829      81.0     75.4    128.0    128.0
     ...  (290 more, down to score 1.2e-04; --top 0 shows all)
 
+A line above the tables names the model version that served them, and says when
+the model's default calibration fell back (that version has no active statistics).
+
   --top N                rows per table and boxes per drawn image (default 10;
                          0: all)
   --draw DIR             also write DIR/<image name>.png: the image with its top
@@ -339,12 +379,14 @@ box (x1 y1 x2 y2, pixels of the original image), then how many were left out:
                          images under 480 px grow so that labels stay legible)
   --json                 one JSON line per image (and setting) instead, with
                          every detection, for scripts:
-                           {"image":PATH,"setting":"logn","version":N,"detections":
+                           {"image":PATH,"setting":"logn","version":N,
+                            "model_version":M,"calibration_fallback":false,"detections":
                             [{"category_id":C,"score":S,"box":[x1,y1,x2,y2]},...]}
                          ("version": the statistics version used, as in
-                         DetectResponse; 0 for none / loga)
+                         DetectResponse; 0 for none / loga; "model_version" and
+                         "calibration_fallback" as in DetectResponse)
 )",
-          SelectorGroup().help, MethodGroup().help,
+          ModelGroup().help, SelectorGroup().help, MethodGroup().help,
           R"(                         several, comma-separated (--method none,logn,loga):
                          computed from one forward pass, one table each
 )",
@@ -363,7 +405,7 @@ box (x1 y1 x2 y2, pixels of the original image), then how many were left out:
                {"--stream", "--json"},
                /*connects=*/true,
                /*positional=*/true}
-          .Add({&SelectorGroup(), &MethodGroup(), &PostprocessGroup()}),
+          .Add({&ModelGroup(), &SelectorGroup(), &MethodGroup(), &PostprocessGroup()}),
       ParseInto(&ParseDetectOptions),
       RunWithClient(&RunDetect)};
 }

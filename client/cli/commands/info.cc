@@ -11,6 +11,7 @@ namespace {
 
 InfoOptions ParseInfoOptions(const Args& args) {
   InfoOptions o;
+  o.model = ReadModel(args);
   o.json = args.Has("--json");
   o.classes = args.Has("--classes");
   if (o.json && o.classes) args.Fail("--json and --classes are exclusive (--json has the classes)");
@@ -18,7 +19,9 @@ InfoOptions ParseInfoOptions(const Args& args) {
 }
 
 int RunInfo(Client& client, const InfoOptions& options, const Io& io) {
-  return PrintOrReport(io, "info", client.GetModelInfo(),
+  v1::GetModelInfoRequest request;
+  SetModel(options.model, &request);
+  return PrintOrReport(io, "info", client.GetModelInfo(request),
                        [&](const v1::GetModelInfoResponse& info) {
                          if (options.json) {
                            *io.out << ProtoJson(info) << "\n";
@@ -35,22 +38,23 @@ int RunInfo(Client& client, const InfoOptions& options, const Io& io) {
 Command InfoCommand() {
   return {"info",
           "the served model: classes per r/c/f group, input, sha256, statistics, calibration",
-          absl::StrCat(R"(usage: logn info --server ADDR [--classes | --json]
+          absl::StrCat(R"(usage: logn info --server ADDR [--model NAME] [--model-version N]
+                 [--classes | --json]
 
-GetModelInfo, summarised: the model's name and description, sha256 and device,
-its classes per frequency group (rare / common / frequent), logit and box layout,
-the methods it exports, the input policy, the active statistics version and the
-default calibration (what a Detect request naming no setting gets: the active
-version's calibration profile, else the built-in LogN).
+GetModelInfo, summarised: the model's name, version and description, sha256, device
+and memory; its classes per frequency group (rare / common / frequent), logit and box
+layout, the methods it exports, the input policy, the active statistics version and
+the default calibration (what a Detect request naming no setting gets: the active
+version's calibration profile, else the built-in LogN; without active statistics,
+the model's fallback when its configuration has one).
 
   --classes              one row per class: id, group, training images and
                          instances, name
   --json                 the GetModelInfoResponse as one JSON object (protobuf
                          JSON, .proto field names, defaults included): for scripts
-
 )",
-                       ConnectionGroup().help),
-          FlagSpec{{}, {"--json", "--classes"}},
+                       ModelGroup().help, "\n", ConnectionGroup().help),
+          FlagSpec{{}, {"--json", "--classes"}}.Add({&ModelGroup()}),
           ParseInto(&ParseInfoOptions),
           RunWithClient(&RunInfo)};
 }

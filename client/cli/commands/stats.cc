@@ -28,22 +28,26 @@ struct StatsActionSpec {
 // In help order.
 constexpr StatsActionSpec kStatsActions[] = {
     {StatsAction::kList, "list",
-     "  list [--job-id ID] [--source logits|images|merge|import] [--partial|--complete]\n"
-     "       [--json]                          the versions, ascending; each filter given\n"
+     "  list [--job-id ID] [--source logits|images|merge|import|served]\n"
+     "       [--partial|--complete] [--json]   the versions, ascending; each filter given\n"
      "                                         keeps those that match it (--job-id \"\":\n"
      "                                         the versions without a job id)\n",
      0, "no arguments", nullptr, &RunStatsList},
     {StatsAction::kShow, "show", "  show VERSION|ALIAS [--statistics] [--json]\n", 1,
      "VERSION|ALIAS", &ParseSelectorArgument, &RunStatsShow},
     {StatsAction::kActivate, "activate",
-     "  activate VERSION                       point \"active\" at VERSION\n", 1, "VERSION",
-     &ParseVersionArgument, &RunStatsActivate},
+     "  activate VERSION [--allow-served-traffic]\n"
+     "                                         point \"active\" at VERSION (a served-traffic\n"
+     "                                         version, i.e. a drift reference or snapshot,\n"
+     "                                         only with --allow-served-traffic)\n",
+     1, "VERSION", &ParseVersionArgument, &RunStatsActivate},
     {StatsAction::kRollback, "rollback",
      "  rollback                               point \"active\" back where it was\n", 0,
      "no arguments", nullptr, &RunStatsRollback},
     {StatsAction::kAlias, "alias",
-     "  alias NAME VERSION                     point alias NAME at VERSION\n", 2, "NAME VERSION",
-     &ParseStatsAlias, &RunStatsAlias},
+     "  alias NAME VERSION [--allow-served-traffic]\n"
+     "                                         point alias NAME at VERSION\n",
+     2, "NAME VERSION", &ParseStatsAlias, &RunStatsAlias},
     {StatsAction::kDelete, "delete", "  delete VERSION\n", 1, "VERSION", &ParseVersionArgument,
      &RunStatsDelete},
     {StatsAction::kExport, "export",
@@ -62,7 +66,8 @@ constexpr StatsActionSpec kStatsActions[] = {
     {StatsAction::kProfile, "profile",
      "  profile VERSION|ALIAS (--setting NAME | --clear) [--description TEXT] [--json]\n"
      "                                         the version's default calibration (NAME: a\n"
-     "                                         `logn tune` setting, e.g. \"logn(a=1,g=0,beta=off)\")\n",
+     "                                         `logn tune` setting, e.g. "
+     "\"logn(a=1,g=0,beta=off)\")\n",
      1, "VERSION|ALIAS", &ParseStatsProfile, &RunStatsProfile},
 };
 
@@ -87,7 +92,7 @@ std::string StatsUsage() {
       "usage: logn stats ACTION [args] --server ADDR [flags]\n\n"
       "Actions:\n";
   for (const StatsActionSpec& spec : kStatsActions) usage += spec.help;
-  return absl::StrCat(usage, "\n", ConnectionGroup().help);
+  return absl::StrCat(usage, "\nEvery action:\n", ModelGroup().help, "\n", ConnectionGroup().help);
 }
 
 }  // namespace
@@ -127,6 +132,8 @@ namespace {
 
 // Every action takes every flag, meaning the same; an action reads only its arguments.
 void ReadStatsFlags(const Args& args, StatsOptions& o) {
+  o.model = ReadModel(args);
+  o.allow_served_traffic = args.Has("--allow-served-traffic");
   o.json = args.Has("--json");
   o.include_statistics = args.Has("--statistics");
   o.out_path = args.Get("--out");
@@ -146,7 +153,7 @@ void ReadStatsFlags(const Args& args, StatsOptions& o) {
     if (ParseEnumName(args.Get("--source"), &source)) {
       o.source = source;
     } else {
-      args.Fail("--source must be logits, images, merge or import");
+      args.Fail("--source must be logits, images, merge, import or served");
     }
   }
 }
@@ -187,10 +194,11 @@ Command StatsCommand() {
           ActionNames(),
           StatsUsage(),
           FlagSpec{{"--out", "--format", "--description", "--job-id", "--source", "--setting"},
-                   {"--json", "--statistics", "--activate", "--partial", "--complete",
-                    "--clear"},
+                   {"--json", "--statistics", "--activate", "--partial", "--complete", "--clear",
+                    "--allow-served-traffic"},
                    /*connects=*/true,
-                   /*positional=*/true},
+                   /*positional=*/true}
+              .Add({&ModelGroup()}),
           ParseInto(&ParseStatsOptions),
           RunWithClient(&RunStats)};
 }

@@ -45,6 +45,11 @@ int RunStatsProfile(Client& client, const StatsOptions& options, const Io& io);
 // one (stats_profile.cc).
 std::string ProfileSection(const v1::StatisticsVersion& v);
 
+// A version as `logn stats show` prints it: the version table's row, the model, payload and
+// parents, the sampling and profile sections, and with `include_statistics` the mean and
+// variance of every column (stats_show.cc).
+std::string VersionText(const v1::StatisticsVersion& v, bool include_statistics);
+
 // How a version's rows were sampled (StatisticsVersion.sampling), as list and show print it.
 // The `logn stats show` section, lines ending in "\n": "sampling SOURCE", then RoIs per image
 // (rois / images), the achieved positive fraction (positive_rois / rois) next to the requested

@@ -12,7 +12,9 @@ void ParseStatsAlias(const std::vector<std::string>& pos, const Args& args, Stat
 
 int RunStatsAlias(Client& client, const StatsOptions& options, const Io& io) {
   v1::SetAliasRequest request;
+  SetModel(options.model, &request);
   request.set_alias(options.alias);
+  request.set_allow_served_traffic(options.allow_served_traffic);
   request.set_version(options.version_number);
   return PrintOrReport(
       io, "stats alias", client.SetAlias(request), [&](const v1::SetAliasResponse& r) {

@@ -7,6 +7,7 @@ namespace logn::cli {
 
 int RunStatsDelete(Client& client, const StatsOptions& options, const Io& io) {
   v1::DeleteVersionRequest request;
+  SetModel(options.model, &request);
   request.set_version(options.version_number);
   const absl::Status status = client.DeleteVersion(request).status();
   if (!status.ok()) return ReportError(io, "stats delete", status);

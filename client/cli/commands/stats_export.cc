@@ -8,6 +8,7 @@ namespace logn::cli {
 
 int RunStatsExport(Client& client, const StatsOptions& options, const Io& io) {
   v1::ExportVersionRequest request;
+  SetModel(options.model, &request);
   *request.mutable_selector() = options.selector;
   request.set_export_format(options.export_format);
   absl::StatusOr<v1::ExportVersionResponse> r = client.ExportVersion(request);

@@ -18,6 +18,7 @@ int RunStatsImport(Client& client, const StatsOptions& options, const Io& io) {
   absl::StatusOr<std::string> content = ReadFileToString(options.path);
   if (!content.ok()) return ReportError(io, "stats import", content.status());
   v1::ImportVersionRequest request;
+  SetModel(options.model, &request);
   request.set_content(*std::move(content));
   request.set_description(options.description);
   request.set_activate(options.activate);

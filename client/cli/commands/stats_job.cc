@@ -11,6 +11,7 @@ void ParseStatsJob(const std::vector<std::string>& pos, const Args&, StatsOption
 
 int RunStatsJob(Client& client, const StatsOptions& options, const Io& io) {
   v1::GetCalibrationJobRequest request;
+  SetModel(options.model, &request);
   request.set_job_id(*options.job_id);
   absl::StatusOr<v1::GetCalibrationJobResponse> got = client.GetCalibrationJob(request);
   if (!got.ok()) return ReportError(io, "stats job", got.status());

@@ -32,6 +32,7 @@ std::string Percent(double fraction) {
 // server applies (so a job's versions need no paging through the whole store).
 v1::ListVersionsRequest ListRequest(const StatsOptions& options) {
   v1::ListVersionsRequest request;
+  SetModel(options.model, &request);
   request.set_page_size(1000);
   if (options.job_id.has_value()) request.set_job_id(*options.job_id);
   if (options.source.has_value()) request.set_source(*options.source);

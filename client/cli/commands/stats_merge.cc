@@ -16,6 +16,7 @@ void ParseStatsMerge(const std::vector<std::string>& pos, const Args& args, Stat
 
 int RunStatsMerge(Client& client, const StatsOptions& options, const Io& io) {
   v1::MergeRequest request;
+  SetModel(options.model, &request);
   for (int64_t v : options.merge_versions) request.add_versions(v);
   request.set_description(options.description);
   request.set_job_id(options.job_id.value_or(""));

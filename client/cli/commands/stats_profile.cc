@@ -19,6 +19,7 @@ void ParseStatsProfile(const std::vector<std::string>& pos, const Args& args, St
 
 int RunStatsProfile(Client& client, const StatsOptions& options, const Io& io) {
   v1::SetCalibrationProfileRequest request;
+  SetModel(options.model, &request);
   *request.mutable_selector() = options.selector;
   if (!options.clear) {
     const TuneSetting* found = nullptr;

@@ -5,8 +5,10 @@
 
 namespace logn::cli {
 
-int RunStatsRollback(Client& client, const StatsOptions&, const Io& io) {
-  return PrintOrReport(io, "stats rollback", client.Rollback({}),
+int RunStatsRollback(Client& client, const StatsOptions& options, const Io& io) {
+  v1::RollbackRequest request;
+  SetModel(options.model, &request);
+  return PrintOrReport(io, "stats rollback", client.Rollback(request),
                        [&](const v1::RollbackResponse& r) {
                          *io.out << "active -> " << r.active_version() << "\n";
                        });

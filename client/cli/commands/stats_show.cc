@@ -11,24 +11,33 @@
 #include "client/lib/enum_names.h"
 
 namespace logn::cli {
-namespace {
 
-void PrintText(const v1::StatisticsVersion& v, bool include_statistics, const Io& io) {
-  *io.out << VersionHeader() << VersionLine(v) << "\n";
-  *io.out << "model " << v.model().name() << " sha256 " << v.model().sha256() << "\n"
-          << "payload_sha256 " << v.payload_sha256() << (v.partial() ? " (partial)" : "") << "\n";
+std::string VersionText(const v1::StatisticsVersion& v, bool include_statistics) {
+  std::string out = absl::StrCat(VersionHeader(), VersionLine(v), "\n", "model ", v.model().name(),
+                                 " sha256 ", v.model().sha256(), "\n", "payload_sha256 ",
+                                 v.payload_sha256(), v.partial() ? " (partial)" : "", "\n");
   if (!v.parent_versions().empty()) {
-    *io.out << "parents " << absl::StrJoin(v.parent_versions(), ",") << "\n";
+    absl::StrAppend(&out, "parents ", absl::StrJoin(v.parent_versions(), ","), "\n");
   }
-  *io.out << SamplingSection(v) << ProfileSection(v);
-  if (!include_statistics) return;
+  if (v.source() == v1::VERSION_SOURCE_SERVED_TRAFFIC) {
+    // Drift references and snapshots look like any version but describe other logits.
+    absl::StrAppend(&out,
+                    "served traffic: logits of served Detect requests (a drift reference or "
+                    "snapshot), not training's RoIs; activate / alias need "
+                    "--allow-served-traffic\n");
+  }
+  absl::StrAppend(&out, SamplingSection(v), ProfileSection(v));
+  if (!include_statistics) return out;
   const v1::Statistics& s = v.statistics();
-  *io.out << "column        mean    variance\n";
+  absl::StrAppend(&out, "column        mean    variance\n");
   for (int j = 0; j < s.mean_size(); ++j) {
-    *io.out << absl::StrFormat("%6d  %10.5g  %10.5g\n", j, s.mean(j),
-                               j < s.variance_size() ? s.variance(j) : NAN);
+    absl::StrAppend(&out, absl::StrFormat("%6d  %10.5g  %10.5g\n", j, s.mean(j),
+                                          j < s.variance_size() ? s.variance(j) : NAN));
   }
+  return out;
 }
+
+namespace {
 
 // What a source means, where the name alone could mislead.
 absl::string_view SourceNote(v1::RoiSource source) {
@@ -91,12 +100,14 @@ std::string SamplingSection(const v1::StatisticsVersion& v) {
 
 int RunStatsShow(Client& client, const StatsOptions& options, const Io& io) {
   v1::GetVersionRequest request;
+  SetModel(options.model, &request);
   *request.mutable_selector() = options.selector;
   request.set_view(options.include_statistics ? v1::VERSION_VIEW_FULL : v1::VERSION_VIEW_BASIC);
   absl::StatusOr<v1::GetVersionResponse> got = client.GetVersion(request);
   if (!got.ok()) return ReportError(io, "stats show", got.status());
-  PrintJsonOrText(io, options.json, *got,
-                  [&] { PrintText(got->statistics_version(), options.include_statistics, io); });
+  PrintJsonOrText(io, options.json, *got, [&] {
+    *io.out << VersionText(got->statistics_version(), options.include_statistics);
+  });
   return kExitOk;
 }
 

@@ -35,6 +35,8 @@ namespace fs = std::filesystem;
 // What the model and its statistics give the engine.
 struct ModelInputs {
   std::string model_name;
+  // The model version every later call names: the one GetModelInfo described.
+  ModelRef model;
   LogitLayout layout;
   std::vector<int64_t> category_ids;
   std::vector<double> class_counts;  // empty unless every class has one
@@ -44,8 +46,9 @@ struct ModelInputs {
 };
 
 absl::StatusOr<std::pair<int64_t, Statistics>> FetchStatistics(
-    Client& client, const v1::StatisticsSelector& selector) {
+    Client& client, const ModelRef& model, const v1::StatisticsSelector& selector) {
   v1::GetVersionRequest request;
+  SetModel(model, &request);
   *request.mutable_selector() = selector;
   request.set_view(v1::VERSION_VIEW_FULL);
   LOGN_ASSIGN_OR_RETURN(v1::GetVersionResponse got, client.GetVersion(request));
@@ -56,9 +59,12 @@ absl::StatusOr<std::pair<int64_t, Statistics>> FetchStatistics(
 
 absl::StatusOr<ModelInputs> FetchModelInputs(Client& client, const TuneOptions& options) {
   ModelInputs out;
-  LOGN_ASSIGN_OR_RETURN(v1::GetModelInfoResponse info, client.GetModelInfo());
+  v1::GetModelInfoRequest info_request;
+  SetModel(options.model, &info_request);
+  LOGN_ASSIGN_OR_RETURN(v1::GetModelInfoResponse info, client.GetModelInfo(info_request));
   const v1::ModelManifest& manifest = info.manifest();
   out.model_name = manifest.name();
+  out.model = PinModelVersion(options.model, info.model_version());
   LOGN_ASSIGN_OR_RETURN(const BackgroundPosition background,
                         BackgroundPositionFromProto(manifest.background()));
   out.layout = LogitLayout{manifest.classes_size(), background};
@@ -68,19 +74,19 @@ absl::StatusOr<ModelInputs> FetchModelInputs(Client& client, const TuneOptions& 
   }
   if (!ModelHasInstanceCounts(info)) out.class_counts.clear();
   LOGN_ASSIGN_OR_RETURN(std::tie(out.version, out.statistics),
-                        FetchStatistics(client, options.selector));
+                        FetchStatistics(client, out.model, options.selector));
   for (int64_t version : options.reference_versions) {
     v1::StatisticsSelector selector;
     selector.set_version(version);
-    LOGN_ASSIGN_OR_RETURN(auto reference, FetchStatistics(client, selector));
+    LOGN_ASSIGN_OR_RETURN(auto reference, FetchStatistics(client, out.model, selector));
     out.references.push_back(std::move(reference));
   }
   return out;
 }
 
 // One Detect per `images_per_request` images, asking only for the raw candidates.
-absl::StatusOr<std::vector<CachedImage>> FetchCandidates(Client& client,
-                                                         const TuneOptions& options,
+absl::StatusOr<std::vector<CachedImage>> FetchCandidates(Client& client, const TuneOptions& options,
+                                                         const ModelRef& model,
                                                          const LvisDataset& gt, const Io& io) {
   ProgressOptions progress_options;
   progress_options.terminal = io.terminal;
@@ -92,6 +98,7 @@ absl::StatusOr<std::vector<CachedImage>> FetchCandidates(Client& client,
   const size_t step = static_cast<size_t>(options.images_per_request);
   for (size_t begin = 0; begin < gt.images.size(); begin += step) {
     v1::DetectRequest request;
+    SetModel(model, &request);
     const size_t end = std::min(gt.images.size(), begin + step);
     for (size_t i = begin; i < end; ++i) {
       const LvisImage& image = gt.images[i];
@@ -175,6 +182,7 @@ TuneOptions ParseTuneOptions(const Args& args) {
   TuneOptions o;
   o.gt_path = args.Required("--gt");
   o.images_dir = args.Required("--images");
+  o.model = ReadModel(args);
   o.selector = ReadSelector(args);
   const absl::StatusOr<TuneObjective> objective =
       ParseTuneObjective(args.Get("--objective", "ap"));
@@ -211,7 +219,8 @@ int RunTune(Client& client, const TuneOptions& options, const Io& io) {
   if (!gt.ok()) return ReportError(io, "tune", gt.status());
   absl::StatusOr<ModelInputs> model = FetchModelInputs(client, options);
   if (!model.ok()) return ReportError(io, "tune", model.status());
-  absl::StatusOr<std::vector<CachedImage>> images = FetchCandidates(client, options, *gt, io);
+  absl::StatusOr<std::vector<CachedImage>> images =
+      FetchCandidates(client, options, model->model, *gt, io);
   if (!images.ok()) return ReportError(io, "tune", images.status());
 
   TuneInput input;
@@ -251,12 +260,17 @@ int RunTune(Client& client, const TuneOptions& options, const Io& io) {
       return ReportError(io, "tune", s);
     }
   }
-  *io.out << (options.json ? json + "\n"
-                           : absl::StrCat("model ", model->model_name, ", statistics version ",
-                                          model->version, ", ", input.images.size(),
-                                          " images\n", TuneReportText(*result, engine)));
+  *io.out << (options.json
+                  ? json + "\n"
+                  : absl::StrCat("model ", model->model_name,
+                                 model->model.version > 0
+                                     ? absl::StrCat(" version ", model->model.version)
+                                     : "",
+                                 ", statistics version ", model->version, ", ", input.images.size(),
+                                 " images\n", TuneReportText(*result, engine)));
   if (!options.apply) return kExitOk;
   v1::SetCalibrationProfileRequest request;
+  SetModel(model->model, &request);
   request.mutable_selector()->set_version(model->version);
   *request.mutable_calibration_profile() = ProfileOf(
       *result, engine,
@@ -274,10 +288,11 @@ int RunTune(Client& client, const TuneOptions& options, const Io& io) {
 }  // namespace
 
 Command TuneCommand() {
-  return {"tune",
-          "choose the model's default calibration on held-out data (--apply stores it)",
-          absl::StrCat(
-              R"(usage: logn tune --server ADDR --gt VAL.json --images DIR [flags]
+  return {
+      "tune",
+      "choose the model's default calibration on held-out data (--apply stores it)",
+      absl::StrCat(
+          R"(usage: logn tune --server ADDR --gt VAL.json --images DIR [flags]
 One forward pass per val image (raw candidates kept), then every setting of the grid
 post-processed and evaluated here: none; LogN's family (x - a*mu + beta) / (var + eps)^(g/2)
 over a, g in {0, .25, .5, .75, 1} with beta off / min / avg / max foreground mu /
@@ -297,14 +312,13 @@ held-out part (beside none, LogA and LogN), once per split seed.
   --json                     print the JSON report instead of the table
   --apply                    store the choice as the statistics version's default calibration
 )",
-              SelectorGroup().help, "\n", ConnectionGroup().help),
-          FlagSpec{{"--gt", "--images", "--objective", "--holdout", "--seeds",
-                    "--reference-version", "--threads", "--images-per-request", "--report",
-                    "--heatmap"},
-                   {"--json", "--apply"}}
-              .Add({&SelectorGroup()}),
-          ParseInto(&ParseTuneOptions),
-          RunWithClient(&RunTune)};
+          ModelGroup().help, SelectorGroup().help, "\n", ConnectionGroup().help),
+      FlagSpec{{"--gt", "--images", "--objective", "--holdout", "--seeds", "--reference-version",
+                "--threads", "--images-per-request", "--report", "--heatmap"},
+               {"--json", "--apply"}}
+          .Add({&ModelGroup(), &SelectorGroup()}),
+      ParseInto(&ParseTuneOptions),
+      RunWithClient(&RunTune)};
 }
 
 }  // namespace logn::cli

@@ -14,15 +14,17 @@ from .errors import (Aborted, AlreadyExists, Cancelled, DataLoss, DeadlineExceed
                      FailedPrecondition, Internal, InvalidArgument, LognError, NotFound,
                      OutOfRange, PermissionDenied, ResourceExhausted, Unauthenticated,
                      Unavailable, Unimplemented, Unknown)
-from .types import (ApplyResult, CalibrationJob, CalibrationResult, ClassInfo, Detection,
-                    ImageDetections, ModelInfo, Progress, VersionInfo)
+from .types import (ApplyResult, CalibrationJob, CalibrationResult, ClassDrift, ClassInfo,
+                    Detection, DriftReport, DriftScore, DriftWindow, GroupDrift, ImageDetections,
+                    ModelInfo, ModelVersion, Progress, VersionInfo)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Client", "Calibration", "to_image", "default_rows_per_batch", "repeat_factors",
     "ApplyResult", "CalibrationJob", "CalibrationResult", "ClassInfo", "Detection",
-    "ImageDetections", "ModelInfo", "Progress", "VersionInfo",
+    "ImageDetections", "ModelInfo", "Progress", "VersionInfo", "ModelVersion", "DriftReport",
+    "DriftScore", "DriftWindow", "ClassDrift", "GroupDrift",
     "LognError", "Aborted", "AlreadyExists", "Cancelled", "DataLoss", "DeadlineExceeded",
     "FailedPrecondition", "Internal", "InvalidArgument", "NotFound", "OutOfRange",
     "PermissionDenied", "ResourceExhausted", "Unauthenticated", "Unavailable", "Unimplemented",

@@ -8,7 +8,8 @@
 
 Calls follow the C++ client (client/lib/client.h): the token goes as `authorization: Bearer
 <token>` metadata on every call; idempotent calls (GetModelInfo, Detect, Apply, GetCalibrationJob,
-ListVersions, GetVersion, ExportVersion, SetCalibrationProfile) are retried on UNAVAILABLE with
+ListVersions, GetVersion, ExportVersion, SetCalibrationProfile, ListModels, GetDrift) are retried
+on UNAVAILABLE with
 exponential backoff (100 ms, x2, at most 5 s, +-20 % jitter); other calls and streams never are.
 Every failure raises a logn_serve.LognError subclass carrying the gRPC status.
 """
@@ -28,14 +29,16 @@ import numpy as np
 
 from . import errors, pb
 from ._progress import ProgressArg, Reporter
-from .types import (ApplyResult, CalibrationJob, CalibrationResult, Detection, ImageDetections,
-                    ModelInfo, VersionInfo, float32_array)
+from .types import (ApplyResult, CalibrationJob, CalibrationResult, Detection, DriftReport,
+                    ImageDetections, ModelInfo, ModelVersion, VersionInfo, float32_array)
 
 _common = pb.common_pb2
 _store = pb.store_pb2
 _det = pb.detection_service_pb2
 _cal = pb.calibration_service_pb2
 _stats = pb.stats_service_pb2
+_models = pb.model_service_pb2
+_drift = pb.drift_service_pb2
 
 PathLike = Union[str, "os.PathLike[str]"]
 # An image: a JPEG/PNG file path, its bytes, an HxWx3 (RGB) or HxW / HxWx1 (grey) uint8 array
@@ -234,7 +237,8 @@ class Client:
 
     target: gRPC target, e.g. "127.0.0.1:8500" or "dns:///logn.internal:443".
     token: the admin token, sent as `authorization: Bearer <token>` on every call (needed by
-        Calibrate, Merge and the store's mutations when the server has --admin_token_file).
+        Calibrate, Merge, the store's mutations, LoadModel / UnloadModel / ReloadModels and the
+        drift captures when the server has --admin_token_file).
     tls: None/False plaintext; True TLS with gRPC's default roots; PEM root certificates (bytes,
         or a str: PEM text or a file path); or any grpc.ChannelCredentials (e.g. for mutual TLS:
         grpc.ssl_channel_credentials(root, private_key, cert_chain)).
@@ -274,6 +278,8 @@ class Client:
         self._detection = pb.detection_service_pb2_grpc.DetectionServiceStub(self._channel)
         self._calibration = pb.calibration_service_pb2_grpc.CalibrationServiceStub(self._channel)
         self._stats = pb.stats_service_pb2_grpc.StatsStoreServiceStub(self._channel)
+        self._models = pb.model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._drift = pb.drift_service_pb2_grpc.DriftServiceStub(self._channel)
         self._model_info: Optional[ModelInfo] = None
         self._lock = threading.Lock()
         self._random = random.Random()
@@ -787,12 +793,15 @@ class Client:
     def list_versions(self, *, job_id: Optional[str] = None, source: Optional[str] = None,
                       partial: Optional[bool] = None, page_size: int = 0) -> List[VersionInfo]:
         """Every version matching the filters (all pages), ascending. source: "logits",
-        "images", "merge" or "import"; job_id "" keeps the versions without one."""
+        "images", "merge", "import" or "served_traffic" ("served", as the CLI names it, too);
+        job_id "" keeps the versions without one."""
         request = _stats.ListVersionsRequest(page_size=page_size)
         if job_id is not None:
             request.job_id = job_id
         if source is not None:
-            request.source = _store.VersionSource.Value("VERSION_SOURCE_" + source.upper())
+            name = source.replace("-", "_").upper()
+            name = "SERVED_TRAFFIC" if name == "SERVED" else name
+            request.source = _store.VersionSource.Value("VERSION_SOURCE_" + name)
         if partial is not None:
             request.partial = partial
         out: List[VersionInfo] = []
@@ -814,16 +823,20 @@ class Client:
         r = self._unary("GetVersion", self._stats.GetVersion, request, idempotent=True)
         return VersionInfo.from_proto(r.statistics_version)
 
-    def set_alias(self, alias: str, version: int) -> int:
-        """Points `alias` at `version`; returns the version it pointed at before (0: new)."""
+    def set_alias(self, alias: str, version: int, *, allow_served_traffic: bool = False) -> int:
+        """Points `alias` at `version`; returns the version it pointed at before (0: new). A
+        served-traffic version (a drift reference or snapshot) needs allow_served_traffic."""
         r = self._unary("SetAlias", self._stats.SetAlias, _stats.SetAliasRequest(
-            alias=alias, version=_version_number(version)), idempotent=False)
+            alias=alias, version=_version_number(version),
+            allow_served_traffic=allow_served_traffic), idempotent=False)
         return r.previous_version
 
-    def activate(self, version: int) -> int:
-        """Points "active" at `version`; returns the version it pointed at before (0: none)."""
+    def activate(self, version: int, *, allow_served_traffic: bool = False) -> int:
+        """Points "active" at `version`; returns the version it pointed at before (0: none). A
+        served-traffic version (a drift reference or snapshot) needs allow_served_traffic."""
         r = self._unary("Activate", self._stats.Activate,
-                        _stats.ActivateRequest(version=_version_number(version)),
+                        _stats.ActivateRequest(version=_version_number(version),
+                                               allow_served_traffic=allow_served_traffic),
                         idempotent=False)
         return r.previous_version
 
@@ -870,4 +883,70 @@ class Client:
         # Retried like the C++ client: setting the same profile twice leaves the same state.
         r = self._unary("SetCalibrationProfile", self._stats.SetCalibrationProfile, request,
                         idempotent=True)
+        return VersionInfo.from_proto(r.statistics_version)
+
+    # ----- ModelService -----
+
+    def list_models(self, model: str = "") -> List[ModelVersion]:
+        """Every model version the server knows (only `model`'s when given), by model name then
+        version."""
+        r = self._unary("ListModels", self._models.ListModels,
+                        _models.ListModelsRequest(model_name=model), idempotent=True)
+        return [ModelVersion.from_proto(s) for s in r.model_versions]
+
+    def load_model(self, model: str, version: int) -> ModelVersion:
+        """Admin: loads `version` of `model` now and keeps it until unload_model; returns once it
+        is warm (state "available") or failed (state "failed", with the reason). The timeout must
+        cover loading and warming the model."""
+        r = self._unary("LoadModel", self._models.LoadModel, _models.LoadModelRequest(
+            model_name=model, model_version=_version_number(version)), idempotent=False)
+        return ModelVersion.from_proto(r.model_version_status)
+
+    def unload_model(self, model: str, version: int) -> ModelVersion:
+        """Admin: stops routing requests to the version; it is freed once its in-flight requests
+        finish."""
+        r = self._unary("UnloadModel", self._models.UnloadModel, _models.UnloadModelRequest(
+            model_name=model, model_version=_version_number(version)), idempotent=False)
+        return ModelVersion.from_proto(r.model_version_status)
+
+    def reload_models(self, model: str = "", version: int = 0) -> List[ModelVersion]:
+        """Admin: rescans the repository now and clears the manual loads / unloads of `model`
+        (every model when empty); with `version`, also loads that version's file afresh."""
+        r = self._unary("ReloadModels", self._models.ReloadModels, _models.ReloadModelsRequest(
+            model_name=model, model_version=version), idempotent=False)
+        return [ModelVersion.from_proto(s) for s in r.model_versions]
+
+    # ----- DriftService -----
+
+    def get_drift(self, model: str = "", model_version: int = 0, *, top_k: int = 0
+                  ) -> DriftReport:
+        """The drift of a model version's live window against its reference (model "" : the
+        served model; model_version 0: its newest available version); top_k classes by score
+        (0: the server's default, 10)."""
+        r = self._unary("GetDrift", self._drift.GetDrift, _drift.GetDriftRequest(
+            model_name=model, model_version=model_version, top_k=top_k), idempotent=True)
+        return DriftReport.from_proto(r)
+
+    def capture_drift_reference(self, model: str = "", model_version: int = 0, *,
+                                next_window: bool = False, description: str = ""
+                                ) -> Optional[VersionInfo]:
+        """Admin: makes the current live window the drift reference and returns the stored
+        version (source "served_traffic"); next_window=True gathers the next full window
+        instead and returns None."""
+        r = self._unary("CaptureDriftReference", self._drift.CaptureDriftReference,
+                        _drift.CaptureDriftReferenceRequest(
+                            model_name=model, model_version=model_version,
+                            from_next_window=next_window, description=description),
+                        idempotent=False)
+        return VersionInfo.from_proto(r.statistics_version) if r.HasField(
+            "statistics_version") else None
+
+    def snapshot_live_statistics(self, model: str = "", model_version: int = 0, *,
+                                 description: str = "") -> VersionInfo:
+        """Admin: stores the current live window as a statistics version (source
+        "served_traffic"); the reference does not change."""
+        r = self._unary("SnapshotLiveStatistics", self._drift.SnapshotLiveStatistics,
+                        _drift.SnapshotLiveStatisticsRequest(
+                            model_name=model, model_version=model_version,
+                            description=description), idempotent=False)
         return VersionInfo.from_proto(r.statistics_version)

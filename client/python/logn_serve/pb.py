@@ -37,3 +37,7 @@ calibration_service_pb2 = importlib.import_module(f"{_V1}.calibration_service_pb
 calibration_service_pb2_grpc = importlib.import_module(f"{_V1}.calibration_service_pb2_grpc")
 stats_service_pb2 = importlib.import_module(f"{_V1}.stats_service_pb2")
 stats_service_pb2_grpc = importlib.import_module(f"{_V1}.stats_service_pb2_grpc")
+model_service_pb2 = importlib.import_module(f"{_V1}.model_service_pb2")
+model_service_pb2_grpc = importlib.import_module(f"{_V1}.model_service_pb2_grpc")
+drift_service_pb2 = importlib.import_module(f"{_V1}.drift_service_pb2")
+drift_service_pb2_grpc = importlib.import_module(f"{_V1}.drift_service_pb2_grpc")

@@ -149,7 +149,7 @@ class VersionInfo:
     (get_version(..., statistics=True))."""
     version: int
     created_at: Optional[datetime.datetime]
-    source: str  # "logits", "images", "merge" or "import"
+    source: str  # "logits", "images", "merge", "import" or "served_traffic"
     method: str  # "exact" or "ema"
     rows_seen: int
     images_seen: int
@@ -253,3 +253,126 @@ class Progress:
             return None
         return max(0.0, (self.total - self.done) / self.rate)
 
+
+
+def _duration_seconds(message: Any) -> float:
+    return message.seconds + message.nanos * 1e-9
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One model version the server knows (ListModels, LoadModel, UnloadModel, ReloadModels)."""
+    model_name: str
+    version: int
+    state: str  # "loading", "available", "unloading" or "failed"
+    reason: str  # why it failed, or what it waits for
+    sha256: str
+    is_default: bool  # requests naming no version get this one
+    memory_bytes: int  # an estimate: parameters, buffers, warm-up working memory
+    loaded_at: Optional[datetime.datetime]
+    path: str
+    active_version: int  # its active statistics version (0: none)
+    missing_statistics: str  # "refuse" or "fallback" (unset: "refuse", the server's default)
+    fallback_method: str  # "none", "loga" ("" when unset: NONE)
+    pinned: bool  # loaded by LoadModel, outside the version policy
+    raw: Any = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, s: Any) -> "ModelVersion":
+        from . import pb
+        return cls(
+            model_name=s.model_name, version=s.model_version,
+            state=_enum_suffix(pb.model_service_pb2.ModelVersionState, s.state,
+                               "MODEL_VERSION_STATE_"),
+            reason=s.reason, sha256=s.model_sha256, is_default=s.is_default,
+            memory_bytes=s.memory_bytes, loaded_at=_timestamp(s.loaded_at,
+                                                              s.HasField("loaded_at")),
+            path=s.path, active_version=s.active_version,
+            missing_statistics=_enum_suffix(pb.model_service_pb2.MissingStatisticsAction,
+                                            s.missing_statistics,
+                                            "MISSING_STATISTICS_ACTION_") or "refuse",
+            fallback_method=_enum_suffix(pb.common_pb2.CalibrationMethod, s.fallback_method,
+                                         "CALIBRATION_METHOD_"),
+            pinned=s.pinned, raw=s)
+
+
+@dataclass(frozen=True)
+class DriftScore:
+    """Mean shift |mu_live - mu_ref| / sigma_ref, log variance ratio ln(var_live / var_ref) and
+    score max(mean shift, |ratio|) of a class; a group's are means over its classes (of the
+    ratio's absolute value)."""
+    mean_shift: float
+    log_variance_ratio: float
+    score: float
+
+    @classmethod
+    def from_proto(cls, s: Any) -> "DriftScore":
+        return cls(s.mean_shift, s.log_variance_ratio, s.score)
+
+
+@dataclass(frozen=True)
+class ClassDrift:
+    category_id: int
+    name: str
+    frequency: str  # "rare", "common", "frequent" or ""
+    drift: DriftScore
+
+
+@dataclass(frozen=True)
+class GroupDrift:
+    frequency: str  # "rare", "common" or "frequent"
+    classes: int
+    drift: DriftScore
+
+
+@dataclass(frozen=True)
+class DriftWindow:
+    """A window of statistics: rows (RoIs) and requests, over [start_at, end_at]."""
+    rows_seen: int
+    requests_seen: int
+    start_at: Optional[datetime.datetime]
+    end_at: Optional[datetime.datetime]  # None while the window is open
+
+    @classmethod
+    def from_proto(cls, w: Any) -> "DriftWindow":
+        return cls(w.rows_seen, w.requests_seen, _timestamp(w.start_at, w.HasField("start_at")),
+                   _timestamp(w.end_at, w.HasField("end_at")))
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """GetDrift: a model version's live window against its drift reference."""
+    model_name: str
+    model_version: int
+    state: str  # "disabled", "collecting_reference" or "monitoring"
+    reference_version: int  # the statistics version holding the reference (0: none stored)
+    reference_window: DriftWindow
+    live_window: DriftWindow
+    overall: DriftScore
+    groups: Tuple[GroupDrift, ...]
+    classes: Tuple[ClassDrift, ...]  # the top_k classes by score, highest first
+    window_seconds: float  # the configured window: a duration (0: by rows) ...
+    window_rows: int  # ... or a row count
+    sample_rate: float  # the fraction of requests sampled
+    classes_scored: int
+    raw: Any = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, d: Any) -> "DriftReport":
+        from . import pb
+        group = pb.model_pb2.FrequencyGroup
+        return cls(
+            model_name=d.model_name, model_version=d.model_version,
+            state=_enum_suffix(pb.drift_service_pb2.DriftState, d.state, "DRIFT_STATE_"),
+            reference_version=d.reference_version,
+            reference_window=DriftWindow.from_proto(d.reference_window),
+            live_window=DriftWindow.from_proto(d.live_window),
+            overall=DriftScore.from_proto(d.overall),
+            groups=tuple(GroupDrift(_enum_suffix(group, g.frequency, "FREQUENCY_GROUP_"),
+                                    g.classes, DriftScore.from_proto(g.drift))
+                         for g in d.groups),
+            classes=tuple(ClassDrift(c.category_id, c.name,
+                                     _enum_suffix(group, c.frequency, "FREQUENCY_GROUP_"),
+                                     DriftScore.from_proto(c.drift)) for c in d.classes),
+            window_seconds=_duration_seconds(d.window_duration), window_rows=d.window_rows,
+            sample_rate=d.sample_rate, classes_scored=d.classes_scored, raw=d)
