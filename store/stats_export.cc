@@ -119,7 +119,10 @@ NewVersion ImportedVersion(const VersionRecord& record, const ModelKey& model) {
   v.statistics = record.statistics;
   v.job_id = record.info.job_id;
   v.description = record.info.description;
-  v.source = VersionSource::kImport;
+  // Served traffic stays served traffic through export and import: a copy is no more
+  // calibration statistics than the original (and no easier to alias).
+  v.source = record.info.source == VersionSource::kServedTraffic ? VersionSource::kServedTraffic
+                                                                  : VersionSource::kImport;
   v.partial = record.info.partial;
   v.created_at = record.info.created_at;
   // The file's record describes the rows, wherever they are stored now. One that names no

@@ -155,6 +155,16 @@ TEST_F(StatsExportTest, ParseImportDetectsTheForm) {
   EXPECT_EQ(ParseImport("", model_).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(StatsExportTest, ServedTrafficStaysServedTrafficThroughImport) {
+  VersionRecord served = record_;
+  served.info.source = VersionSource::kServedTraffic;
+  for (const std::string& file : {VersionToJson(served), VersionToBinary(served)}) {
+    absl::StatusOr<NewVersion> v = ParseImport(file, model_);
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_EQ(v->source, VersionSource::kServedTraffic);
+  }
+}
+
 TEST_F(StatsExportTest, ImportsABareStatisticsJson) {
   Statistics stats = RandomStatistics(4, 9);
   stats.provenance.description = "from a checkpoint";

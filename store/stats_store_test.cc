@@ -335,6 +335,22 @@ TYPED_TEST(StatsStoreTest, PartialVersionsCannotBeAliased) {
   EXPECT_TRUE(got->info.partial);
 }
 
+TYPED_TEST(StatsStoreTest, ServedTrafficIsAliasedOnlyWhenAskedFor) {
+  NewVersion v = this->Version(1);
+  v.source = VersionSource::kServedTraffic;
+  absl::StatusOr<VersionRecord> r = this->store_->Put(v);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->info.source, VersionSource::kServedTraffic);
+  const absl::Status refused = this->store_->Activate(this->model_, r->info.version).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("allow_served_traffic"));
+  absl::StatusOr<int64_t> allowed = this->store_->SetAlias(this->model_, "drift-ref",
+                                                           r->info.version,
+                                                           /*allow_served_traffic=*/true);
+  ASSERT_TRUE(allowed.ok()) << allowed.status();
+  EXPECT_EQ(*allowed, 0);
+}
+
 TYPED_TEST(StatsStoreTest, MergeRecordsExistingParents) {
   ASSERT_EQ(this->PutOk(1), 1);
   ASSERT_EQ(this->PutOk(2), 2);

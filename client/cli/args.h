@@ -99,6 +99,15 @@ class Args {
 ClientOptions ReadConnection(const Args& args);
 // --version / --alias (exclusive); unset: the server's default, "active".
 v1::StatisticsSelector ReadSelector(const Args& args);
+// Puts `selector` in `request` only when it names a version or an alias: an unset selector stays
+// absent, which every server reads as "active" (a present but empty one is read as a demand for
+// LogN statistics by some, which refuses the missing-statistics fallback).
+template <typename Request>
+void SetSelector(const v1::StatisticsSelector& selector, Request* request) {
+  if (selector.selector_case() != v1::StatisticsSelector::SELECTOR_NOT_SET) {
+    *request->mutable_selector() = selector;
+  }
+}
 // A positional VERSION|ALIAS: a number > 0 is a version, anything else non-empty an alias.
 v1::StatisticsSelector ParseSelectorText(const Args& args, const std::string& text);
 // --method, default logn; the setting is named after the method.

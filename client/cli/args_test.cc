@@ -175,7 +175,7 @@ TEST(ArgsParseTest, OptionalValueFlagsTakeOnlyANumberFromTheNextArgument) {
   EXPECT_EQ(equals.Get("--watch"), "x") << "--name=VALUE is always the value";
 }
 
-TEST(FlagGroupsTest, ModelNameAndVersion) {
+TEST(FlagGroupsTest, ModelNameAndVersionAndTheRequestSetters) {
   const FlagSpec flags = FlagSpec{}.Add({&ModelGroup()});
   ModelRef model = ReadModel(Parsed({"--model", "lvis", "--model-version", "12"}, flags));
   EXPECT_EQ(model.name, "lvis");
@@ -191,6 +191,12 @@ TEST(FlagGroupsTest, ModelNameAndVersion) {
               absl::StrCat("--model-version must be a positive integer, got '", bad, "'"));
   }
   v1::DetectRequest request;
+  SetSelector(v1::StatisticsSelector(), &request);
+  EXPECT_FALSE(request.has_selector()) << "unset stays absent";
+  v1::StatisticsSelector canary;
+  canary.set_alias("canary");
+  SetSelector(canary, &request);
+  EXPECT_EQ(request.selector().alias(), "canary");
   SetModel(ModelRef{"lvis", 3}, &request);
   EXPECT_EQ(request.model_name(), "lvis");
   EXPECT_EQ(request.model_version(), 3);

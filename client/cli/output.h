@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
@@ -112,9 +113,11 @@ std::string MebibytesText(int64_t bytes);
 std::string MemoryText(int64_t bytes);
 
 // The line `logn detect` prints above a response's tables: "model NAME version N" (NAME when
-// known), and when the model default calibration fell back, that it did; "" when the server did
-// not say which version served (model_version 0).
-std::string ServingLine(const v1::DetectResponse& response, const std::string& model_name);
+// known), and when the model default calibration fell back, that it did and to which methods
+// (those of the results whose `requested` setting, in request order, was MODEL_DEFAULT); "" when
+// the server did not say which version served (model_version 0).
+std::string ServingLine(const v1::DetectResponse& response, const std::string& model_name,
+                        const std::vector<v1::CalibrationSetting>& requested);
 // The warning (one line, for stderr) that model version `model_version` has no active
 // statistics, so the model default calibration fell back.
 std::string FallbackWarning(int64_t model_version);

@@ -112,16 +112,24 @@ std::string MemoryText(int64_t bytes) {
   return absl::StrFormat("%d bytes", bytes);
 }
 
-std::string ServingLine(const v1::DetectResponse& response, const std::string& model_name) {
+std::string ServingLine(const v1::DetectResponse& response, const std::string& model_name,
+                        const std::vector<v1::CalibrationSetting>& requested) {
   if (response.model_version() <= 0) return "";
   std::string out = model_name.empty() ? "model" : absl::StrCat("model ", model_name);
   absl::StrAppend(&out, " version ", response.model_version());
-  if (response.calibration_fallback()) {
-    absl::StrAppend(&out,
-                    ": no active statistics, the default calibration fell back to the setting "
-                    "named below");
+  if (!response.calibration_fallback()) return out + "\n";
+  // The server names the method it used in the result's setting.
+  std::vector<std::string> methods;
+  for (size_t k = 0; k < requested.size() && k < static_cast<size_t>(response.results_size());
+       ++k) {
+    if (requested[k].calibration_method() != v1::CALIBRATION_METHOD_MODEL_DEFAULT) continue;
+    const std::string method(EnumName(response.results(k).setting().calibration_method()));
+    if (std::find(methods.begin(), methods.end(), method) == methods.end()) {
+      methods.push_back(method);
+    }
   }
-  return out + "\n";
+  return absl::StrCat(out, ": no active statistics, the default calibration fell back to ",
+                      methods.empty() ? "another method" : absl::StrJoin(methods, ", "), "\n");
 }
 
 std::string FallbackWarning(int64_t model_version) {

@@ -173,15 +173,28 @@ TEST(DriftOutputTest, OtherStatesShowNoScores) {
 }
 
 TEST(ServingOutputTest, DetectNamesTheModelVersionAndTheFallback) {
+  v1::CalibrationSetting model_default, none;
+  model_default.set_calibration_method(v1::CALIBRATION_METHOD_MODEL_DEFAULT);
+  none.set_calibration_method(v1::CALIBRATION_METHOD_NONE);
+  const std::vector<v1::CalibrationSetting> requested = {none, model_default};
   v1::DetectResponse response;
-  EXPECT_EQ(ServingLine(response, "demo"), "") << "a server that does not say";
+  EXPECT_EQ(ServingLine(response, "demo", requested), "") << "a server that does not say";
   response.set_model_version(3);
-  EXPECT_EQ(ServingLine(response, "demo"), "model demo version 3\n");
-  EXPECT_EQ(ServingLine(response, ""), "model version 3\n");
+  EXPECT_EQ(ServingLine(response, "demo", requested), "model demo version 3\n");
+  EXPECT_EQ(ServingLine(response, "", requested), "model version 3\n");
   response.set_calibration_fallback(true);
-  EXPECT_EQ(ServingLine(response, "demo"),
+  EXPECT_EQ(ServingLine(response, "demo", requested),
             "model demo version 3: no active statistics, the default calibration fell back to "
-            "the setting named below\n");
+            "another method\n")
+      << "no results to name it";
+  // The result of the MODEL_DEFAULT request names the method the server used.
+  *response.add_results()->mutable_setting() = none;
+  v1::CalibrationSetting* used = response.add_results()->mutable_setting();
+  used->set_calibration_method(v1::CALIBRATION_METHOD_LOGA);
+  used->set_name("default (fallback: no active statistics)");
+  EXPECT_EQ(ServingLine(response, "demo", requested),
+            "model demo version 3: no active statistics, the default calibration fell back to "
+            "loga\n");
   EXPECT_THAT(FallbackWarning(3), HasSubstr("model version 3 has no active statistics"));
 }
 

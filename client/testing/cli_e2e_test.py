@@ -11,6 +11,7 @@ import json
 import os
 import pty
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -632,6 +633,86 @@ class CliEndToEnd(unittest.TestCase):
         header = text.splitlines()[1].split()
         self.assertEqual(header, ["setting", "AP", "AP50", "AP75", "APr", "APc", "APf"])
         self.assertEqual(len(text.strip().splitlines()), 2 + len(names))
+
+
+class ModelsAndDriftEndToEnd(unittest.TestCase):
+    """`logn models`, `logn drift`, --model-version and served-traffic versions against real
+    servers: one model with every request sampled for drift, and a two-version repository."""
+
+    def path(self, name):
+        return os.path.join(ARGS.work_dir, "models_drift", name)
+
+    def images(self, n):
+        val_dir = os.path.join(ARGS.data, "val")
+        return [os.path.join(val_dir, name) for name in sorted(os.listdir(val_dir))[:n]]
+
+    def test_drift_snapshot_reference_and_served_traffic_versions(self):
+        with LognServer(ARGS.server_binary, ARGS.model, self.path("drift"),
+                        extra_args=["--drift_sample_rate=1"]) as server:
+            addr = ["--server", server.address]
+            logn("detect", *addr, "--method", "none", "--json", *self.images(3))
+            drift = json.loads(logn("drift", *addr, "--json")[0])
+            self.assertIn(drift["state"], ["DRIFT_STATE_COLLECTING_REFERENCE",
+                                           "DRIFT_STATE_MONITORING"])
+            self.assertGreater(int(drift["live_window"]["rows_seen"]), 0)
+            out, _ = logn("drift", "snapshot", *addr, "--description", "e2e snapshot")
+            self.assertTrue(out.startswith("version  created"), out)
+            self.assertIn("served traffic:", out)
+            snapshot = out.splitlines()[1].split()[0]
+            _, err = logn("stats", "activate", snapshot, *addr, expect=1)
+            self.assertIn("FAILED_PRECONDITION", err)
+            out, _ = logn("stats", "activate", snapshot, "--allow-served-traffic", *addr)
+            self.assertEqual(out, f"active -> {snapshot} (was 0)\n")
+            listed = json.loads(logn("stats", "list", "--source", "served", *addr, "--json")[0])
+            self.assertIn(snapshot, [v["version"] for v in listed])
+            out, _ = logn("drift", "reference", *addr, "--description", "e2e reference")
+            self.assertTrue(out.startswith("drift reference: statistics version "), out)
+            reference = int(out.split()[4])
+            drift = json.loads(logn("drift", *addr, "--json", "--top-k", "2")[0])
+            self.assertEqual(drift["state"], "DRIFT_STATE_MONITORING")
+            self.assertEqual(int(drift["reference_version"]), reference)
+            self.assertLessEqual(len(drift["classes"]), 2)
+            out, _ = logn("drift", *addr, "--watch", "0.1", "--watch-count", "2")
+            reports = out.split("\n\nat ")
+            self.assertEqual(len(reports), 2, out)
+            self.assertIn(": drift monitoring\n", reports[1])
+
+    def test_repository_versions_load_unload_and_model_version(self):
+        repo = self.path("repository")
+        name = os.path.splitext(os.path.basename(ARGS.model))[0]
+        for version in ("1", "2"):
+            os.makedirs(os.path.join(repo, name, version), exist_ok=True)
+            shutil.copy(ARGS.model, os.path.join(repo, name, version, "model.pt"))
+            shutil.copy(os.path.splitext(ARGS.model)[0] + ".json",
+                        os.path.join(repo, name, version, "model.json"))
+        with LognServer(ARGS.server_binary, "", self.path("repository_server"),
+                        extra_args=[f"--model_repository={repo}"]) as server:
+            addr = ["--server", server.address]
+            listed = json.loads(logn("models", *addr, "--json")[0])["model_versions"]
+            self.assertEqual([(m["model_name"], int(m["model_version"])) for m in listed],
+                             [(name, 2)], "the default policy loads the newest version")
+            self.assertTrue(listed[0]["is_default"])
+            out, _ = logn("models", "load", name, "1", *addr)
+            self.assertRegex(out.splitlines()[1], rf"^{name}\s+1\s+available\s")
+            table, _ = logn("models", *addr)
+            rows = [line.split() for line in table.splitlines()[2:]]
+            self.assertEqual([(r[0], r[1], r[2]) for r in rows],
+                             [(name, "1", "available"), (name, "2", "available")])
+            self.assertEqual(rows[1][3], "*")
+            image = self.images(1)
+            for version in (1, 2):
+                line = json.loads(logn("detect", *addr, "--model-version", version, "--method",
+                                       "none", "--json", *image)[0])
+                self.assertEqual(line["model_version"], version)
+                info = json.loads(logn("info", *addr, "--model", name, "--model-version",
+                                       version, "--json")[0])
+                self.assertEqual(int(info["model_version"]), version)
+            text, _ = logn("detect", *addr, "--method", "none", "--top", "1", *image)
+            self.assertTrue(text.startswith(f"model {name} version 2\n"), text)
+            out, _ = logn("models", "unload", name, "1", *addr)
+            self.assertIn(" unloading ", out)
+            _, err = logn("models", "load", name, "9", *addr, expect=1)
+            self.assertIn("logn models load: ", err)
 
 
 def main():

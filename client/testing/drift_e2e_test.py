@@ -149,13 +149,21 @@ class DriftEndToEnd(unittest.TestCase):
             selector=self.common.StatisticsSelector(version=version)))
         imported = self.stats_stub.ImportVersion(
             self.stats.ImportVersionRequest(content=exported.content))
-        self.assertNotEqual(imported.statistics_version.version, version)
-        self.assertEqual(imported.statistics_version.payload_sha256,
-                         snap.statistics_version.payload_sha256)
-        with self.assertRaises(grpc.RpcError) as refused:
-            self.stats_stub.Activate(self.stats.ActivateRequest(version=version))
-        self.assertEqual(refused.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
-        self.assertIn("allow_served_traffic", refused.exception.details())
+        copy = imported.statistics_version
+        self.assertNotEqual(copy.version, version)
+        self.assertEqual(copy.payload_sha256, snap.statistics_version.payload_sha256)
+        self.assertEqual(copy.source, snap.statistics_version.source)  # still served traffic
+        for target in (version, copy.version):
+            with self.assertRaises(grpc.RpcError) as refused:
+                self.stats_stub.Activate(self.stats.ActivateRequest(version=target))
+            self.assertEqual(refused.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
+            self.assertIn("allow_served_traffic", refused.exception.details())
+        from logn.v1 import calibration_service_pb2 as cal, calibration_service_pb2_grpc as cal_grpc
+        import grpc as grpc_module
+        merge = cal_grpc.CalibrationServiceStub(grpc_module.insecure_channel(self.server.address))
+        with self.assertRaises(grpc.RpcError) as merged:
+            merge.Merge(cal.MergeRequest(versions=[version, copy.version]))
+        self.assertEqual(merged.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
         self.stats_stub.SetAlias(self.stats.SetAliasRequest(
             alias="inverted", version=version, allow_served_traffic=True))
 

@@ -16,7 +16,8 @@ import unittest
 
 
 class LognServer:
-    """`store_url` defaults to a fresh SQLite file in `work_dir`; `extra_args` are appended."""
+    """`store_url` defaults to a fresh SQLite file in `work_dir`; `extra_args` are appended. An
+    empty `model` passes no --model (e.g. with --model_repository=DIR in `extra_args`)."""
 
     def __init__(self, binary: str, model: str, work_dir: str, startup_timeout: float = 60.0,
                  store_url: str = "", extra_args=()):
@@ -41,12 +42,13 @@ class LognServer:
             if os.path.exists(path):
                 os.remove(path)
         store_url = self.store_url or f"sqlite://{os.path.abspath(store)}"
-        if not os.path.exists(self.model):
+        if self.model and not os.path.exists(self.model):
             raise RuntimeError(f"test model {self.model} missing (run the runtime fixtures first)")
         self.log = open(os.path.join(self.work_dir, "server.log"), "w")
         self.process = subprocess.Popen(
             [self.binary, "--listen=127.0.0.1:0", "--metrics_listen=", f"--port_file={port_file}",
-             f"--model={self.model}", f"--store={store_url}", "--intra_op_threads=1",
+             *([f"--model={self.model}"] if self.model else []), f"--store={store_url}",
+             "--intra_op_threads=1",
              *self.extra_args],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.startup_timeout

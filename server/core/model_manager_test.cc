@@ -355,6 +355,15 @@ TEST_F(ModelRepositoryTest, TwoModelsKeepTheirOwnStatistics) {
   EXPECT_TRUE(response.calibration_fallback());
   EXPECT_EQ(response.version(), 0);
   EXPECT_EQ(response.results(0).setting().calibration_method(), v1::CALIBRATION_METHOD_NONE);
+  // An empty selector (what older clients always send) means "active" too: still a fallback.
+  by_default.mutable_selector();
+  response.Clear();
+  ASSERT_TRUE(core_->Detect(by_default, &response).ok());
+  EXPECT_TRUE(response.calibration_fallback());
+  // A selector naming a version is explicit: no fallback.
+  by_default.mutable_selector()->set_version(1);
+  EXPECT_EQ(core_->Detect(by_default, &response).code(), absl::StatusCode::kNotFound);
+  by_default.clear_selector();
   // alpha's policy refuses: its default without statistics would fail (it has them: served).
   by_default.set_model_name("alpha");
   ASSERT_TRUE(core_->Detect(by_default, &response).ok());

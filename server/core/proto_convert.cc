@@ -43,7 +43,8 @@ absl::StatusOr<VersionSelector> SelectorFromProto(const v1::StatisticsSelector& 
 StatisticsChoice StatisticsChoiceFromProto(const v1::StatisticsSelector& selector, bool set) {
   StatisticsChoice choice;
   choice.selector = SelectorFromProto(selector);
-  choice.explicitly_set = set;
+  // An empty selector means "active", as an absent one does (older clients always send one).
+  choice.explicitly_set = set && selector.selector_case() != v1::StatisticsSelector::SELECTOR_NOT_SET;
   return choice;
 }
 

@@ -54,6 +54,8 @@ TEST(ProtoConvertTest, Selectors) {
   const StatisticsChoice choice = StatisticsChoiceFromProto(selector, true);
   EXPECT_FALSE(choice.selector.ok());
   EXPECT_TRUE(choice.explicitly_set);
+  // A present but empty selector names nothing: "active", as an absent one.
+  EXPECT_FALSE(StatisticsChoiceFromProto(v1::StatisticsSelector(), true).explicitly_set);
 }
 
 TEST(ProtoConvertTest, PostprocessOverridesAndRanges) {

@@ -541,6 +541,11 @@ absl::StatusOr<NewVersion> ServerCore::MergedVersion(const LoadedModel& model,
   for (int64_t parent : origin.parent_versions) {
     LOGN_ASSIGN_OR_RETURN(VersionRecord record,
                           store_->Get(model.key(), VersionSelector::Number(parent)));
+    if (record.info.source == VersionSource::kServedTraffic) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "version ", parent, " holds served traffic (a drift reference or snapshot), not "
+          "training RoIs: it is not merged into calibration statistics"));
+    }
     if (record.statistics.method != AccumulationMethod::kExact) {
       return absl::FailedPreconditionError(absl::StrCat(
           "version ", parent, " holds EMA statistics; running averages cannot be merged "

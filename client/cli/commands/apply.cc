@@ -41,7 +41,7 @@ absl::Status ApplyAll(Client& client, const ApplyOptions& options, LogitsReader&
     if (*n == 0) return absl::OkStatus();
     v1::ApplyRequest request;
     SetModel(options.model, &request);
-    *request.mutable_selector() = options.selector;
+    SetSelector(options.selector, &request);
     *request.mutable_calibration() = options.setting;
     request.set_include_scores(!options.scores_path.empty());
     request.mutable_logits()->set_rows(*n);

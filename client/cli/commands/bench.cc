@@ -39,7 +39,7 @@ BenchCommandOptions ParseBenchOptions(const Args& args) {
   b.csv_path = args.Get("--csv");
   b.json_path = args.Get("--json");
   SetModel(ReadModel(args), &b.request_template);
-  *b.request_template.mutable_selector() = ReadSelector(args);
+  SetSelector(ReadSelector(args), &b.request_template);
   *b.request_template.add_calibrations() = ReadMethod(args);
   *b.request_template.mutable_postprocess() = ReadPostprocess(args);
   return o;

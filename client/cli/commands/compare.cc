@@ -120,7 +120,7 @@ absl::StatusOr<Detections> DetectAll(Client& client, const CompareOptions& optio
     request.add_images()->set_encoded(*std::move(bytes));
     request.mutable_images(0)->set_image_id(absl::StrCat(image.id));
     SetModel(options.model, &request);
-    *request.mutable_selector() = options.selector;
+    SetSelector(options.selector, &request);
     *request.mutable_postprocess() = options.postprocess;
     for (const auto& s : settings) *request.add_calibrations() = s;
     absl::StatusOr<v1::DetectResponse> response = client.Detect(request);

@@ -63,7 +63,7 @@ absl::StatusOr<v1::DetectRequest> BuildRequest(const DetectOptions& options, siz
       std::min(options.images.size(), begin + static_cast<size_t>(options.images_per_request));
   v1::DetectRequest request;
   SetModel(options.model, &request);
-  *request.mutable_selector() = options.selector;
+  SetSelector(options.selector, &request);
   *request.add_calibrations() = options.setting;
   for (const v1::CalibrationSetting& setting : options.more_settings) {
     *request.add_calibrations() = setting;
@@ -209,8 +209,9 @@ ClassNames FetchClassNames(Client& client, const Io& io, ModelRef* model, std::s
 // when it changes (the first response's, then only news), and the fallback warning once.
 class ServingNotes {
  public:
-  std::string Line(const v1::DetectResponse& response, const std::string& model_name) {
-    std::string line = ServingLine(response, model_name);
+  std::string Line(const v1::DetectResponse& response, const std::string& model_name,
+                   const std::vector<v1::CalibrationSetting>& requested) {
+    std::string line = ServingLine(response, model_name, requested);
     if (line == last_line_) return "";
     last_line_ = line;
     return line;
@@ -305,6 +306,8 @@ int RunDetect(Client& client, const DetectOptions& options, const Io& io) {
   int drawn = 0;
   absl::Status draw_status;
   ServingNotes notes;
+  std::vector<v1::CalibrationSetting> requested = {options.setting};
+  requested.insert(requested.end(), options.more_settings.begin(), options.more_settings.end());
   const ResponseHandler handle = [&](size_t begin, const v1::DetectResponse& response) {
     *io.err << notes.Warning(response);
     if (draw && draw_status.ok()) {
@@ -318,7 +321,7 @@ int RunDetect(Client& client, const DetectOptions& options, const Io& io) {
     if (options.json) {
       *io.out << DetectionJsonLines(response);
     } else if (table) {
-      *io.out << (first_table ? "" : "\n") << notes.Line(response, model_name)
+      *io.out << (first_table ? "" : "\n") << notes.Line(response, model_name, requested)
               << DetectionTables(response, classes, options.top);
       first_table = false;
     } else {

@@ -352,8 +352,11 @@ class Client:
 
     def _detect_request(self, images: Sequence[Any], settings: Sequence[Any],
                         statistics: StatisticsRef, postprocess: Any, request_id: str) -> Any:
-        request = _det.DetectRequest(images=images, selector=_selector(statistics),
-                                     postprocess=postprocess, request_id=request_id)
+        request = _det.DetectRequest(images=images, postprocess=postprocess,
+                                     request_id=request_id)
+        # No statistics named: no selector at all (the server's "active"), as the CLI sends it.
+        if statistics is not None:
+            request.selector.CopyFrom(_selector(statistics))
         request.calibrations.extend(settings)
         return request
 
