@@ -218,7 +218,7 @@ TEST_F(ModelRepositoryTest, SwapsVersionsUnderLoadWithoutAFailedRequest) {
   load.Stop();
   EXPECT_THAT(load.failures(), ::testing::IsEmpty());
   EXPECT_EQ(load.served_by(), (std::set<int64_t>{1, 2}));
-  EXPECT_GT(load.requests(), 120);
+  EXPECT_GE(load.requests(), 120);
 }
 
 TEST_F(ModelRepositoryTest, RetiredVersionFinishesItsInFlightRequestsFirst) {
@@ -389,6 +389,9 @@ TEST_F(ModelRepositoryTest, TwoModelsKeepTheirOwnStatistics) {
 }
 
 TEST_F(ModelRepositoryTest, UnloadingAVersionReturnsItsMemory) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer quarantines freed memory: RSS does not fall on free";
+#endif
   AddVersion("detector", 1);
   AddVersion("detector", 2, "contract_heavy");
   fs::create_directories(dir_ / "repo" / "detector");
