@@ -130,6 +130,11 @@ void GrpcServer::SetServing(bool serving) {
   if (service == nullptr) return;
   service->SetServingStatus("", serving);
   for (const char* name : kServiceNames) service->SetServingStatus(name, serving);
+  if (serving) return;  // per-model health follows the models (PublishModelState)
+  absl::MutexLock lock(&context_->health_mu);
+  for (const std::string& model : context_->health_models) {
+    service->SetServingStatus(ModelHealthName(model), false);
+  }
 }
 
 absl::Status GrpcServer::SetCore(ServerCore* core) {

@@ -805,8 +805,12 @@ TEST_P(GrpcServerTest, HealthIsNotServingUntilTheCoreIsSet) {
   EXPECT_EQ(v1::DetectionService::NewStub(channel)->Detect(&ctx, DetectRequestFor(1), &out)
                 .error_code(),
             grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(CheckHealth(channel, "logn.model.contract_agnostic", absl::Seconds(5)).status().code(),
+            absl::StatusCode::kNotFound);  // no model is known before the core
   ASSERT_TRUE((*loading)->SetCore(core_.get()).ok());
   EXPECT_EQ(CheckHealth(channel, "logn.v1.DetectionService", absl::Seconds(5)).value(),
+            ServingStatus::kServing);
+  EXPECT_EQ(CheckHealth(channel, "logn.model.contract_agnostic", absl::Seconds(5)).value(),
             ServingStatus::kServing);
   channel.reset();
   (*loading)->Shutdown(absl::Seconds(1));
