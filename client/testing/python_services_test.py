@@ -148,6 +148,20 @@ class PythonServicesTest(unittest.TestCase):
     def client(self, token=None):
         return self.logn.Client(f"127.0.0.1:{self.port}", token=token, timeout=10)
 
+    def test_the_clients_model_fills_requests_that_name_none(self):
+        with self.logn.Client(f"127.0.0.1:{self.port}", timeout=10, model="alpha",
+                              model_version=3) as client:
+            client.get_drift()
+            self.assertEqual(self.recorder.requests["GetDrift"].model_name, "alpha")
+            self.assertEqual(self.recorder.requests["GetDrift"].model_version, 3)
+            client.get_drift("beta", 1)  # a call that names its own model keeps it
+            self.assertEqual(self.recorder.requests["GetDrift"].model_name, "beta")
+            self.assertEqual(self.recorder.requests["GetDrift"].model_version, 1)
+            client.list_models()  # ModelService: "" still means every model
+            self.assertEqual(self.recorder.requests["ListModels"].model_name, "")
+        with self.assertRaises(ValueError):
+            self.logn.Client("127.0.0.1:1", model_version=-1)
+
     def test_list_models_converts_and_is_retried(self):
         self.recorder.unavailable["ListModels"] = 1
         with self.client() as client:

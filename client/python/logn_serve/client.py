@@ -246,19 +246,27 @@ class Client:
     timeout: seconds per attempt of a unary call; stream_timeout: of a whole stream (None: none).
     retries: attempts of idempotent calls on UNAVAILABLE (1: no retry).
     channel: use this grpc.Channel instead of creating one (target is then only a label).
+    model, model_version: the model (and model version; 0: its newest available) every request
+        that names none is for — a server with a model repository hosts several. ModelService
+        calls (list_models, load_model, ...) name their model themselves and are left alone.
     """
 
     def __init__(self, target: str, token: Optional[str] = None, tls: TlsArg = None, *,
                  tls_server_name: Optional[str] = None, timeout: float = 30.0,
                  stream_timeout: Optional[float] = None, retries: int = 4,
                  max_message_bytes: int = 64 << 20, channel: Optional[grpc.Channel] = None,
-                 channel_options: Sequence[Tuple[str, Any]] = ()) -> None:
+                 channel_options: Sequence[Tuple[str, Any]] = (), model: str = "",
+                 model_version: int = 0) -> None:
         if not target and channel is None:
             raise ValueError("target is empty")
         if timeout <= 0 or (stream_timeout is not None and stream_timeout <= 0):
             raise ValueError("timeouts must be > 0")
         if retries < 1:
             raise ValueError("retries must be >= 1")
+        if model_version < 0:
+            raise ValueError("model_version must be >= 0 (0: the newest available)")
+        self.model = model
+        self.model_version = model_version
         self.target = target
         self.timeout = timeout
         self.stream_timeout = stream_timeout
@@ -319,7 +327,20 @@ class Client:
         base = min(0.1 * 2.0 ** max(0, attempt - 2), 5.0)
         return base * self._random.uniform(0.8, 1.2)
 
+    def _for_model(self, request: Any) -> Any:
+        """Fills in the client's model and model version where `request` names none."""
+        fields = request.DESCRIPTOR.fields_by_name
+        if ("model_name" not in fields or
+                request.DESCRIPTOR.file.name == "logn/v1/model_service.proto"):
+            return request
+        if not request.model_name:
+            request.model_name = self.model
+        if "model_version" in fields and request.model_version == 0:
+            request.model_version = self.model_version
+        return request
+
     def _unary(self, name: str, rpc: Callable[..., Any], request: Any, idempotent: bool) -> Any:
+        request = self._for_model(request)
         attempts = self.retries if idempotent else 1
         for attempt in range(1, attempts + 1):
             if attempt > 1:
@@ -358,7 +379,7 @@ class Client:
         if statistics is not None:
             request.selector.CopyFrom(_selector(statistics))
         request.calibrations.extend(settings)
-        return request
+        return self._for_model(request)
 
     @staticmethod
     def _postprocess(score_threshold: Optional[float], nms_iou: Optional[float],
@@ -547,7 +568,7 @@ class Client:
             if ema_init is not None or ema_from_prior:
                 raise ValueError("ema_init and ema_from_prior only apply with ema=MOMENTUM")
             header.exact.SetInParent()
-        return header
+        return self._for_model(header)
 
     def _prepare_resume(self, header: Any) -> int:
         """The batch a resumed job continues from (PrepareResume in client/lib)."""
