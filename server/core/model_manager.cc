@@ -97,6 +97,10 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelManager::Resolve(const s
   absl::ReaderMutexLock lock(&mu_);
   const Versions* versions = nullptr;
   std::string model_name = name;
+  if (models_.empty()) {
+    return absl::UnavailableError(
+        "this server hosts no model yet: the repository has no loadable version (see ListModels)");
+  }
   if (name.empty()) {
     if (models_.size() != 1) {
       std::vector<std::string> names;
