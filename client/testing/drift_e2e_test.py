@@ -50,8 +50,9 @@ class DriftEndToEnd(unittest.TestCase):
         from logn.v1 import detection_service_pb2 as det, detection_service_pb2_grpc as det_grpc
         from logn.v1 import drift_service_pb2 as drift, drift_service_pb2_grpc as drift_grpc
         from logn.v1 import stats_service_pb2 as stats, stats_service_pb2_grpc as stats_grpc
+        from logn.v1 import calibration_service_pb2 as cal, calibration_service_pb2_grpc as cal_grpc
         from logn.v1 import common_pb2 as common
-        cls.det, cls.drift, cls.stats, cls.common = det, drift, stats, common
+        cls.det, cls.drift, cls.stats, cls.common, cls.cal = det, drift, stats, common, cal
         cls.server = LognServer(
             ARGS.server_binary, ARGS.model, os.path.join(ARGS.work_dir, "server"),
             extra_args=["--metrics_listen=127.0.0.1:0", "--drift_sample_rate=1",
@@ -65,6 +66,7 @@ class DriftEndToEnd(unittest.TestCase):
         cls.detect_stub = det_grpc.DetectionServiceStub(channel)
         cls.drift_stub = drift_grpc.DriftServiceStub(channel)
         cls.stats_stub = stats_grpc.StatsStoreServiceStub(channel)
+        cls.calibration_stub = cal_grpc.CalibrationServiceStub(channel)
         cls.images = sorted(glob.glob(os.path.join(ARGS.data, "val", "*")) +
                             glob.glob(os.path.join(ARGS.data, "train", "*")))
         assert cls.images, f"no images under {ARGS.data}"
@@ -158,11 +160,8 @@ class DriftEndToEnd(unittest.TestCase):
                 self.stats_stub.Activate(self.stats.ActivateRequest(version=target))
             self.assertEqual(refused.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
             self.assertIn("allow_served_traffic", refused.exception.details())
-        from logn.v1 import calibration_service_pb2 as cal, calibration_service_pb2_grpc as cal_grpc
-        import grpc as grpc_module
-        merge = cal_grpc.CalibrationServiceStub(grpc_module.insecure_channel(self.server.address))
         with self.assertRaises(grpc.RpcError) as merged:
-            merge.Merge(cal.MergeRequest(versions=[version, copy.version]))
+            self.calibration_stub.Merge(self.cal.MergeRequest(versions=[version, copy.version]))
         self.assertEqual(merged.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
         self.stats_stub.SetAlias(self.stats.SetAliasRequest(
             alias="inverted", version=version, allow_served_traffic=True))

@@ -1,6 +1,7 @@
 #include "server/core/drift_monitor.h"
 
 #include <cmath>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -77,17 +78,23 @@ void DriftMonitor::Observe(absl::Span<const float* const> logits,
     if (collecting_reference_) (void)collecting_.Add(batch, now);
   }
   live_.CountRequest(now);
+  std::optional<Statistics> reference;
   if (collecting_reference_) {
     collecting_.CountRequest(now);
     if (collecting_.Complete(now) && collecting_.rows(now) > 1) {
-      (void)TakeReferenceLocked(now, "drift reference: the first window of served traffic");
+      absl::StatusOr<Statistics> taken = TakeReferenceLocked(now);
+      if (taken.ok()) reference = *std::move(taken);
     }
   }
   mu_.Unlock();
+  // Stored after the lock is released: GetDrift and other requests never wait on the database.
+  // A failure leaves the reference in memory, unstored (reference_version 0).
+  if (reference.has_value()) {
+    (void)StoreReference(*reference, "drift reference: the first window of served traffic");
+  }
 }
 
-absl::StatusOr<int64_t> DriftMonitor::TakeReferenceLocked(absl::Time now,
-                                                          const std::string& description) {
+absl::StatusOr<Statistics> DriftMonitor::TakeReferenceLocked(absl::Time now) {
   DriftWindow& source = collecting_reference_ ? collecting_ : live_;
   LOGN_ASSIGN_OR_RETURN(Statistics reference, source.Snapshot(now));
   reference_requests_ = source.requests(now);
@@ -97,17 +104,23 @@ absl::StatusOr<int64_t> DriftMonitor::TakeReferenceLocked(absl::Time now,
   collecting_.Reset(now);
   reference_ = reference;
   reference_version_ = 0;
-  reference_error_.clear();
-  if (store_) {
-    absl::StatusOr<int64_t> stored = store_(reference, description);
-    if (stored.ok()) {
-      reference_version_ = *stored;
-    } else {
-      // Scores still work from memory; the reason is kept for GetDrift's caller.
-      reference_error_ = std::string(stored.status().message());
-    }
+  ++reference_generation_;
+  return reference;
+}
+
+absl::StatusOr<int64_t> DriftMonitor::StoreReference(const Statistics& reference,
+                                                     const std::string& description) {
+  if (!store_) return 0;
+  int64_t generation;
+  {
+    absl::MutexLock lock(&mu_);
+    generation = reference_generation_;
   }
-  return reference_version_;
+  LOGN_ASSIGN_OR_RETURN(const int64_t version, store_(reference, description));
+  absl::MutexLock lock(&mu_);
+  // Unless a newer reference was taken while this one was being written.
+  if (reference_generation_ == generation) reference_version_ = version;
+  return version;
 }
 
 DriftStatusReport DriftMonitor::Report() {
@@ -139,14 +152,7 @@ DriftStatusReport DriftMonitor::Report() {
     absl::StatusOr<DriftReport> report = ComputeDrift(*reference, *live, class_groups_);
     if (report.ok()) out.report = *std::move(report);
   }
-  absl::MutexLock lock(&last_mu_);
-  last_ = out;
   return out;
-}
-
-DriftStatusReport DriftMonitor::LastReport() {
-  absl::MutexLock lock(&last_mu_);
-  return last_;
 }
 
 absl::StatusOr<Statistics> DriftMonitor::LiveStatistics() {
@@ -162,28 +168,32 @@ absl::StatusOr<Statistics> DriftMonitor::LiveStatistics() {
 
 absl::StatusOr<int64_t> DriftMonitor::CaptureReference(bool from_next_window,
                                                        const std::string& description) {
-  absl::MutexLock lock(&mu_);
-  const absl::Time now = absl::Now();
-  if (from_next_window) {
-    collecting_reference_ = true;
-    collecting_.Reset(now);
-    return 0;
+  absl::StatusOr<Statistics> reference;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = absl::Now();
+    if (from_next_window) {
+      collecting_reference_ = true;
+      collecting_.Reset(now);
+      return 0;
+    }
+    if (live_.rows(now) < 2) {
+      return absl::FailedPreconditionError(
+          "the live window holds fewer than 2 rows: send Detect traffic first, or capture from "
+          "the next window");
+    }
+    collecting_reference_ = false;
+    reference = TakeReferenceLocked(now);
   }
-  if (live_.rows(now) < 2) {
-    return absl::FailedPreconditionError(
-        "the live window holds fewer than 2 rows: send Detect traffic first, or capture from the "
-        "next window");
+  LOGN_RETURN_IF_ERROR(reference.status());
+  absl::StatusOr<int64_t> stored = StoreReference(
+      *reference, description.empty() ? "drift reference captured on demand" : description);
+  if (!stored.ok()) {
+    // Scores still work from the reference in memory.
+    return absl::UnavailableError(absl::StrCat(
+        "the reference is in use but could not be stored: ", stored.status().message()));
   }
-  collecting_reference_ = false;
-  LOGN_ASSIGN_OR_RETURN(const int64_t version,
-                        TakeReferenceLocked(now, description.empty()
-                                                     ? "drift reference captured on demand"
-                                                     : description));
-  if (!reference_error_.empty()) {
-    return absl::UnavailableError(
-        absl::StrCat("the reference is in use but could not be stored: ", reference_error_));
-  }
-  return version;
+  return stored;
 }
 
 }  // namespace logn

@@ -79,13 +79,14 @@ class DriftMonitor {
   // reference collection over the next window (returns 0).
   absl::StatusOr<int64_t> CaptureReference(bool from_next_window, const std::string& description);
 
-  // The scores of the last Report(), for the gauges (state and report).
-  DriftStatusReport LastReport();
-
  private:
-  // Snapshots the live window into the reference and stores it; called with mu_ held.
-  absl::StatusOr<int64_t> TakeReferenceLocked(absl::Time now, const std::string& description)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Makes the reference window (or, on demand, the live one) the reference; returns it to store.
+  absl::StatusOr<Statistics> TakeReferenceLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stores `reference` (without mu_ held: a database write) and records its version, unless a
+  // newer reference was taken meanwhile; 0 without a store.
+  absl::StatusOr<int64_t> StoreReference(const Statistics& reference,
+                                         const std::string& description)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   const DriftMonitorOptions options_;
   const StoreFn store_;
@@ -100,10 +101,8 @@ class DriftMonitor {
   int64_t reference_requests_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time reference_start_ ABSL_GUARDED_BY(mu_);
   absl::Time reference_end_ ABSL_GUARDED_BY(mu_);
-  std::string reference_error_ ABSL_GUARDED_BY(mu_);
+  int64_t reference_generation_ ABSL_GUARDED_BY(mu_) = 0;  // references taken so far
   std::atomic<uint64_t> requests_{0};  // Detect requests seen, sampled or not
-  absl::Mutex last_mu_;
-  DriftStatusReport last_ ABSL_GUARDED_BY(last_mu_);
 };
 
 // The groups ComputeDrift takes, from the manifest's frequencies.

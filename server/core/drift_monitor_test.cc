@@ -91,7 +91,6 @@ TEST(DriftMonitorTest, FirstWindowBecomesTheStoredReferenceThenShiftsScore) {
   ASSERT_TRUE(report.report.has_value());
   EXPECT_NEAR(report.report->overall.drift.mean_shift, 3.0, 0.2);
   EXPECT_EQ(stores, 1) << "the reference is taken once";
-  EXPECT_EQ(monitor.LastReport().live_rows, report.live_rows);
 }
 
 TEST(DriftMonitorTest, CaptureOnDemandAndFromTheNextWindow) {

@@ -60,12 +60,12 @@ absl::StatusOr<std::unique_ptr<ModelManager>> ModelManager::Create(
     const ModelManagerOptions& options) {
   ModelManagerOptions with_loader = options;
   if (!with_loader.loader) with_loader.loader = &DetectorRuntime::Load;
-  std::unique_ptr<ModelManager> manager(new ModelManager(with_loader));
   if (options.repository.empty()) {
     LOGN_ASSIGN_OR_RETURN(std::unique_ptr<DetectorRuntime> runtime,
                           with_loader.loader(options.runtime));
     return ForRuntime(std::move(runtime), with_loader);
   }
+  std::unique_ptr<ModelManager> manager(new ModelManager(with_loader));
   LOGN_RETURN_IF_ERROR(manager->Sync());
   const absl::Duration interval = options.poll_interval;
   if (interval > absl::ZeroDuration() && interval < absl::InfiniteDuration()) {
@@ -81,7 +81,7 @@ std::unique_ptr<ModelManager> ModelManager::ForRuntime(std::unique_ptr<DetectorR
   auto model = std::make_shared<LoadedModel>(std::move(runtime), 1, options.default_config, path);
   if (options.on_loaded) options.on_loaded(*model);
   const std::string name = model->name();
-  manager->Install(name, 1, std::move(model));
+  manager->Install(name, 1, std::move(model), /*fingerprint=*/"");
   return manager;
 }
 
@@ -95,7 +95,6 @@ int64_t ModelManager::DefaultVersionLocked(const Versions& versions) const {
 absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelManager::Resolve(const std::string& name,
                                                                          int64_t version) const {
   absl::ReaderMutexLock lock(&mu_);
-  const Versions* versions = nullptr;
   std::string model_name = name;
   if (models_.empty()) {
     return absl::UnavailableError(
@@ -103,22 +102,15 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelManager::Resolve(const s
   }
   if (name.empty()) {
     if (models_.size() != 1) {
-      std::vector<std::string> names;
-      for (const auto& [n, unused] : models_) names.push_back(n);
-      return absl::InvalidArgumentError(
-          absl::StrCat("this server hosts ", models_.size(), " models (",
-                       absl::StrJoin(names, ", "), "): name one in model_name"));
+      return absl::InvalidArgumentError(absl::StrCat("this server hosts ", models_.size(),
+                                                     " models (", HostedNamesLocked(),
+                                                     "): name one in model_name"));
     }
     model_name = models_.begin()->first;
   }
   const auto found = models_.find(model_name);
-  if (found == models_.end()) {
-    std::vector<std::string> names;
-    for (const auto& [n, unused] : models_) names.push_back(n);
-    return absl::NotFoundError(absl::StrCat("this server does not host model '", model_name,
-                                            "' (it hosts: ", absl::StrJoin(names, ", "), ")"));
-  }
-  versions = &found->second;
+  if (found == models_.end()) return NotHostedLocked(model_name);
+  const Versions* versions = &found->second;
   const int64_t wanted = version != 0 ? version : DefaultVersionLocked(*versions);
   const auto entry = versions->find(wanted);
   if (version == 0 && entry == versions->end()) {
@@ -148,6 +140,17 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelManager::Resolve(const s
   }
 }
 
+std::string ModelManager::HostedNamesLocked() const {
+  std::vector<std::string> names;
+  for (const auto& [name, unused] : models_) names.push_back(name);
+  return absl::StrJoin(names, ", ");
+}
+
+absl::Status ModelManager::NotHostedLocked(const std::string& name) const {
+  return absl::NotFoundError(absl::StrCat("this server does not host model '", name,
+                                          "' (it hosts: ", HostedNamesLocked(), ")"));
+}
+
 ModelVersionInfo ModelManager::InfoLocked(const std::string& name, int64_t version,
                                           const Entry& entry) const {
   ModelVersionInfo info;
@@ -167,7 +170,7 @@ ModelVersionInfo ModelManager::InfoLocked(const std::string& name, int64_t versi
 absl::StatusOr<std::vector<ModelVersionInfo>> ModelManager::List(const std::string& name) const {
   absl::ReaderMutexLock lock(&mu_);
   if (!name.empty() && models_.count(name) == 0 && config_errors_.count(name) == 0) {
-    return absl::NotFoundError(absl::StrCat("this server does not host model '", name, "'"));
+    return NotHostedLocked(name);
   }
   std::vector<ModelVersionInfo> out;
   for (const auto& [model, versions] : models_) {
@@ -268,7 +271,7 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelManager::LoadModelFiles(
 }
 
 void ModelManager::Install(const std::string& name, int64_t version,
-                           std::shared_ptr<LoadedModel> model) {
+                           std::shared_ptr<LoadedModel> model, const std::string& fingerprint) {
   {
     absl::MutexLock lock(&mu_);
     Entry& entry = models_[name][version];
@@ -278,6 +281,7 @@ void ModelManager::Install(const std::string& name, int64_t version,
     entry.state = v1::MODEL_VERSION_STATE_AVAILABLE;
     entry.reason.clear();
     entry.path = model->path();
+    entry.fingerprint = fingerprint;
     entry.model = std::move(model);
   }
   Notify();
@@ -298,9 +302,7 @@ absl::Status ModelManager::LoadVersion(const std::string& name, const Repository
   Notify();
   absl::StatusOr<std::shared_ptr<LoadedModel>> model = LoadModelFiles(name, version, config);
   if (model.ok()) {
-    Install(name, version.version, *std::move(model));
-    absl::MutexLock lock(&mu_);
-    models_[name][version.version].fingerprint = version.fingerprint;
+    Install(name, version.version, *std::move(model), version.fingerprint);
     return absl::OkStatus();
   }
   {
@@ -489,7 +491,7 @@ absl::StatusOr<ModelVersionInfo> ModelManager::Load(const std::string& name, int
   bool loaded = false;
   {
     absl::ReaderMutexLock lock(&mu_);
-    const Entry& entry = models_[name][version];
+    const Entry& entry = models_.at(name).at(version);
     loaded = entry.state == v1::MODEL_VERSION_STATE_AVAILABLE &&
              entry.fingerprint == found->second.fingerprint;
   }

@@ -169,7 +169,10 @@ class ModelManager {
   absl::StatusOr<std::shared_ptr<LoadedModel>> LoadModelFiles(const std::string& expected_name,
                                                               const RepositoryVersion& version,
                                                               const v1::ModelConfig& config) const;
-  void Install(const std::string& name, int64_t version, std::shared_ptr<LoadedModel> model);
+  // Makes `model` the version's serving copy (the one it replaces retires), with the
+  // fingerprint of its files.
+  void Install(const std::string& name, int64_t version, std::shared_ptr<LoadedModel> model,
+               const std::string& fingerprint);
   // Applies one model's scan: loads what its policy wants, then retires what it no longer does.
   void SyncModel(const RepositoryModel& model) ABSL_EXCLUSIVE_LOCKS_REQUIRED(load_mu_);
   std::set<int64_t> Wanted(const RepositoryModel& model) const;
@@ -180,6 +183,9 @@ class ModelManager {
   ModelVersionInfo InfoLocked(const std::string& name, int64_t version, const Entry& entry) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   int64_t DefaultVersionLocked(const Versions& versions) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The hosted model names, comma-separated; NOT_FOUND naming them for `name`.
+  std::string HostedNamesLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::Status NotHostedLocked(const std::string& name) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::StatusOr<RepositoryModel> ScanOne(const std::string& name) const;
   void Notify();
   void PollLoop();

@@ -11,6 +11,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "google/protobuf/util/json_util.h"
 #include "server/runtime/manifest.h"
 
@@ -101,6 +102,11 @@ absl::StatusOr<v1::ModelConfig> ParseModelConfig(const std::string& json) {
     return absl::InvalidArgumentError(
         absl::StrCat("not a logn.v1.ModelConfig: ", std::string(parsed.message())));
   }
+  LOGN_RETURN_IF_ERROR(ValidateModelConfig(config));
+  return config;
+}
+
+absl::Status ValidateModelConfig(const v1::ModelConfig& config) {
   const v1::VersionPolicy& policy = config.version_policy();
   if (policy.has_latest() && policy.latest().num_versions() < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -119,7 +125,7 @@ absl::StatusOr<v1::ModelConfig> ParseModelConfig(const std::string& json) {
         absl::StrCat("fallback_method must be CALIBRATION_METHOD_NONE or CALIBRATION_METHOD_LOGA, "
                      "got ", v1::CalibrationMethod_Name(fallback)));
   }
-  return config;
+  return absl::OkStatus();
 }
 
 std::set<int64_t> SelectVersions(const v1::VersionPolicy& policy,

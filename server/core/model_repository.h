@@ -52,6 +52,8 @@ absl::StatusOr<std::map<std::string, RepositoryModel>> ScanRepository(const std:
 // naming the problem: negative latest.num_versions, a specific version <= 0, or a fallback
 // method other than NONE / LOGA.
 absl::StatusOr<v1::ModelConfig> ParseModelConfig(const std::string& json);
+// ParseModelConfig's checks of a config built otherwise (the flags' default config).
+absl::Status ValidateModelConfig(const v1::ModelConfig& config);
 
 // The versions of `available` the policy selects: the newest N (latest; none set: 1), all, or
 // the specific ones that exist.

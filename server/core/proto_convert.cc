@@ -353,9 +353,7 @@ void DriftReportToProto(const DriftStatusReport& report, const DriftMonitorOptio
   if (options.window.rows > 0) {
     response->set_window_rows(options.window.rows);
   } else {
-    const int64_t nanos = absl::ToInt64Nanoseconds(options.window.duration);
-    response->mutable_window_duration()->set_seconds(nanos / 1000000000);
-    response->mutable_window_duration()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+    *response->mutable_window_duration() = DurationToProto(options.window.duration);
   }
   response->set_sample_rate(options.sample_rate);
   if (!report.report.has_value()) return;

@@ -82,12 +82,7 @@ absl::Status ServerCoreOptions::Validate() const {
         ": such a request could never run in one forward pass"));
   }
   if (drift.sample_rate > 0) LOGN_RETURN_IF_ERROR(drift.Validate());
-  if (!default_model_config.version_policy().has_latest() &&
-      !default_model_config.version_policy().has_all() &&
-      default_model_config.version_policy().has_specific() &&
-      default_model_config.version_policy().specific().versions().empty()) {
-    return absl::InvalidArgumentError("a specific version policy needs at least one version");
-  }
+  LOGN_RETURN_IF_ERROR(ValidateModelConfig(default_model_config));
   if (checkpoint_every_batches < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "checkpoint_every_batches must be >= 0 (0: never), got ", checkpoint_every_batches));
@@ -780,7 +775,7 @@ void ServerCore::ModelStatusToProto(const ModelVersionInfo& info, v1::ModelVersi
   const LoadedModel& model = *info.model;
   status->set_model_sha256(model.key().sha256);
   status->set_memory_bytes(model.memory_bytes());
-  status->mutable_loaded_at()->set_seconds(absl::ToUnixSeconds(model.loaded_at()));
+  TimeToProto(model.loaded_at(), status->mutable_loaded_at());
   status->set_missing_statistics(model.config().missing_statistics());
   status->set_fallback_method(model.config().fallback_method());
   if (info.state == v1::MODEL_VERSION_STATE_AVAILABLE) {
@@ -798,7 +793,7 @@ absl::Status ServerCore::ListModels(const v1::ListModelsRequest& request,
   response->set_repository(models_->repository());
   const absl::Time scanned = models_->scanned_at();
   if (scanned != absl::InfinitePast()) {
-    response->mutable_scanned_at()->set_seconds(absl::ToUnixSeconds(scanned));
+    TimeToProto(scanned, response->mutable_scanned_at());
   }
   return absl::OkStatus();
 }

@@ -173,16 +173,25 @@ void ServerMetrics::CalibrationJobEnded(bool committed) {
   calibration_jobs_.Add({{"state", committed ? "committed" : "failed"}}).Increment();
 }
 
+void ServerMetrics::RemoveGauges(GaugeList& list) {
+  for (auto& [family, gauge] : list) family->Remove(gauge);
+  list.clear();
+}
+
+void ServerMetrics::SetGauge(GaugeList& list, prometheus::Family<prometheus::Gauge>& family,
+                             const std::map<std::string, std::string>& labels, double value) {
+  prometheus::Gauge& gauge = family.Add(labels);
+  gauge.Set(value);
+  list.emplace_back(&family, &gauge);
+}
+
 void ServerMetrics::SetModels(const std::vector<ModelSeries>& models) {
   absl::MutexLock lock(&mu_);
-  for (auto& [family, gauge] : model_gauges_) family->Remove(gauge);
-  model_gauges_.clear();
+  RemoveGauges(model_gauges_);
   model_series_.clear();
   const auto set = [&](prometheus::Family<prometheus::Gauge>& family,
                        const std::map<std::string, std::string>& labels, double value) {
-    prometheus::Gauge& gauge = family.Add(labels);
-    gauge.Set(value);
-    model_gauges_.emplace_back(&family, &gauge);
+    SetGauge(model_gauges_, family, labels, value);
   };
   for (const ModelSeries& m : models) {
     if (model_series_.size() >= kMaxModelSeries) break;
@@ -215,13 +224,10 @@ void ServerMetrics::RecordModelDetect(const std::string& model, int64_t version,
 void ServerMetrics::SetDrift(const std::vector<DriftSeries>& drift) {
   static constexpr const char* kGroupNames[4] = {"overall", "rare", "common", "frequent"};
   absl::MutexLock lock(&mu_);
-  for (auto& [family, gauge] : drift_gauges_) family->Remove(gauge);
-  drift_gauges_.clear();
+  RemoveGauges(drift_gauges_);
   const auto set = [&](prometheus::Family<prometheus::Gauge>& family,
                        const std::map<std::string, std::string>& labels, double value) {
-    prometheus::Gauge& gauge = family.Add(labels);
-    gauge.Set(value);
-    drift_gauges_.emplace_back(&family, &gauge);
+    SetGauge(drift_gauges_, family, labels, value);
   };
   size_t series = 0;
   for (const DriftSeries& d : drift) {

@@ -2,6 +2,7 @@
 #define LOGN_SERVER_GRPC_METRICS_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -110,10 +111,15 @@ class ServerMetrics {
   absl::flat_hash_map<std::string, prometheus::Histogram*> duration_by_method_
       ABSL_GUARDED_BY(mu_);
   // The gauges SetModels / SetDrift set last time, to remove those of versions gone.
-  std::vector<std::pair<prometheus::Family<prometheus::Gauge>*, prometheus::Gauge*>> model_gauges_
-      ABSL_GUARDED_BY(mu_);
-  std::vector<std::pair<prometheus::Family<prometheus::Gauge>*, prometheus::Gauge*>> drift_gauges_
-      ABSL_GUARDED_BY(mu_);
+  using GaugeList =
+      std::vector<std::pair<prometheus::Family<prometheus::Gauge>*, prometheus::Gauge*>>;
+  // Removes every gauge of `list` from its family, and empties it.
+  static void RemoveGauges(GaugeList& list);
+  // Sets the gauge of `labels` in `family` to `value`, recorded in `list`.
+  static void SetGauge(GaugeList& list, prometheus::Family<prometheus::Gauge>& family,
+                       const std::map<std::string, std::string>& labels, double value);
+  GaugeList model_gauges_ ABSL_GUARDED_BY(mu_);
+  GaugeList drift_gauges_ ABSL_GUARDED_BY(mu_);
   // The (model, model_version) pairs with series, bounded by kMaxModelSeries.
   std::vector<std::pair<std::string, int64_t>> model_series_ ABSL_GUARDED_BY(mu_);
 };

@@ -8,7 +8,9 @@
 #include <utility>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -585,14 +587,10 @@ std::string ModelHealthName(const std::string& model) { return absl::StrCat("log
 
 namespace {
 
+// MODEL_VERSION_STATE_AVAILABLE -> "available".
 std::string StateLabel(v1::ModelVersionState state) {
-  switch (state) {
-    case v1::MODEL_VERSION_STATE_LOADING: return "loading";
-    case v1::MODEL_VERSION_STATE_AVAILABLE: return "available";
-    case v1::MODEL_VERSION_STATE_UNLOADING: return "unloading";
-    case v1::MODEL_VERSION_STATE_FAILED: return "failed";
-    default: return "unknown";
-  }
+  return absl::AsciiStrToLower(
+      absl::StripPrefix(v1::ModelVersionState_Name(state), "MODEL_VERSION_STATE_"));
 }
 
 void PublishHealth(ServiceContext* context, const std::vector<ModelVersionInfo>& versions) {
